@@ -1,0 +1,508 @@
+"""SQLAlchemy 2 models: every field of the record form (sections 一 to 六) and the working tables.
+
+Enumerations are stored as short ASCII strings (portable between SQLite and PostgreSQL);
+their Chinese labels live in :data:`LABELS` and, for section 五, in ``catalogue.yml``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+# ---- enumerations ---------------------------------------------------------------------------
+CATEGORIES = {  # elder attribute -> Chinese category name (服务对象)
+    "living_alone": "独居",
+    "empty_nest": "空巢",
+    "left_behind": "留守",
+    "disabled_care": "失能",
+    "severely_disabled": "重残",
+    "family_planning": "计划生育特殊家庭",
+}
+VISIT_METHODS = {"phone": "电话问候", "in_person": "上门探访", "internet_av": "互联网音(视)频探访",
+                 "chat": "聊天消息", "other": "其他"}
+VISIT_STATUSES = ("in_progress", "complete", "incomplete", "cancelled")
+CHANNELS = {"phone": "电话", "telegram": "Telegram", "in_person": "上门"}
+VISITOR_ROLES = {
+    "grid_worker": "网格员",
+    "social_worker": "社会工作者",
+    "volunteer": "志愿者",
+    "family_doctor": "家庭医生",
+    "property_staff": "物业人员",
+    "elder_peer": "老年协会老伙伴",
+    "civil_affairs": "民政工作人员",
+    "supervisor": "主管",
+    "other": "其他",
+}
+ASSISTING_UNITS = {
+    "party_government": "党政机关、群团组织",
+    "township_village": "乡镇(街道)、村(居)民委员会",
+    "enterprise": "企业",
+    "social_org": "社会组织",
+    "social_worker": "专业社会工作者",
+    "volunteer": "志愿者",
+    "other": "其他",
+}
+TASK_STATES = ("open", "acknowledged", "in_progress", "done", "cancelled")
+OPEN_TASK_STATES = ("open", "acknowledged", "in_progress")
+TASK_KINDS = {
+    "urgent": "紧急处置",
+    "concern": "关注跟进",
+    "callback": "回拨电话",
+    "visit": "上门探访",
+    "contact_family": "联系家属",
+    "coverage": "月度覆盖上门",
+    "referral": "服务转介",
+}
+CALL_STATUSES = ("scheduled", "queued", "ringing", "answered", "completed", "busy", "no_answer",
+                 "failed", "canceled", "machine", "in_progress")
+RISKS = ("none", "concern", "urgent")
+SATISFACTION = {"satisfied": "满意", "fairly_satisfied": "基本满意", "dissatisfied": "不满意"}
+OUTBOX_STATES = ("pending", "sent", "failed")
+SEXES = {"M": "男", "F": "女"}
+LABELS = {
+    "category": CATEGORIES,
+    "method": VISIT_METHODS,
+    "channel": CHANNELS,
+    "role": VISITOR_ROLES,
+    "assisting_unit": ASSISTING_UNITS,
+    "task_kind": TASK_KINDS,
+    "satisfaction": SATISFACTION,
+    "sex": SEXES,
+}
+
+
+def _in(column: str, values) -> CheckConstraint:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return CheckConstraint(f"{column} IN ({quoted})", name=f"{column}_valid")
+
+
+class TimestampMixin:
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime, default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+
+
+# ---- section 一: the elder ------------------------------------------------------------------
+class Elder(TimestampMixin, Base):
+    __tablename__ = "elders"
+    __table_args__ = (
+        _in("preferred_channel", CHANNELS),
+        _in("sex", SEXES),
+        Index("ix_elders_area", "county", "township", "village"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_number: Mapped[str] = mapped_column(String(18), unique=True)  # 公民身份号码
+    name: Mapped[str] = mapped_column(String(64))
+    sex: Mapped[str] = mapped_column(String(1))
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    phone: Mapped[str | None] = mapped_column(String(20))
+    county: Mapped[str] = mapped_column(String(64))          # 县(市、区)
+    township: Mapped[str] = mapped_column(String(64))        # 乡镇(街道)
+    village: Mapped[str] = mapped_column(String(64))         # 村(居)
+    address: Mapped[str | None] = mapped_column(String(200))  # 详细地址
+    lives_at_registration: Mapped[bool] = mapped_column(Boolean, default=True)  # 是否居住在户籍所在地
+    is_disabled: Mapped[bool] = mapped_column(Boolean, default=False)  # 是否残疾
+    disability_cert_no: Mapped[str | None] = mapped_column(String(32))  # 残疾人证号
+    # categories (服务对象), one flag each
+    living_alone: Mapped[bool] = mapped_column(Boolean, default=False)       # 独居
+    empty_nest: Mapped[bool] = mapped_column(Boolean, default=False)         # 空巢
+    left_behind: Mapped[bool] = mapped_column(Boolean, default=False)        # 留守
+    disabled_care: Mapped[bool] = mapped_column(Boolean, default=False)      # 失能
+    severely_disabled: Mapped[bool] = mapped_column(Boolean, default=False)  # 重残
+    family_planning: Mapped[bool] = mapped_column(Boolean, default=False)    # 计划生育特殊家庭
+    # consent and preferences
+    consent_visit: Mapped[bool] = mapped_column(Boolean, default=True)          # 同意探访
+    consent_share_family: Mapped[bool] = mapped_column(Boolean, default=False)  # 同意向家属共享
+    preferred_call_start: Mapped[dt.time | None] = mapped_column(Time)
+    preferred_call_end: Mapped[dt.time | None] = mapped_column(Time)
+    preferred_channel: Mapped[str] = mapped_column(String(16), default="phone")
+    telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    paused_until: Mapped[dt.date | None] = mapped_column(Date)
+    pause_reason: Mapped[str | None] = mapped_column(String(200))
+    responsible_visitor_id: Mapped[int | None] = mapped_column(ForeignKey("visitors.id"))
+    notes: Mapped[str | None] = mapped_column(Text)
+
+    emergency_contacts: Mapped[list[EmergencyContact]] = relationship(
+        back_populates="elder", cascade="all, delete-orphan", order_by="EmergencyContact.priority"
+    )
+    household_members: Mapped[list[HouseholdMember]] = relationship(
+        back_populates="elder", cascade="all, delete-orphan", order_by="HouseholdMember.seq"
+    )
+    living_conditions: Mapped[LivingConditions | None] = relationship(
+        back_populates="elder", cascade="all, delete-orphan", uselist=False
+    )
+    assistance: Mapped[list[Assistance]] = relationship(
+        back_populates="elder", cascade="all, delete-orphan", order_by="Assistance.id"
+    )
+    family_members: Mapped[list[FamilyMember]] = relationship(
+        back_populates="elder", cascade="all, delete-orphan"
+    )
+    visits: Mapped[list[Visit]] = relationship(back_populates="elder", order_by="Visit.seq")
+    responsible_visitor: Mapped[Visitor | None] = relationship(foreign_keys=[responsible_visitor_id])
+
+    @property
+    def categories(self) -> list[str]:
+        return [label for attr, label in CATEGORIES.items() if getattr(self, attr)]
+
+    @property
+    def area(self) -> tuple[str, str, str]:
+        return (self.county, self.township, self.village)
+
+
+class EmergencyContact(Base):
+    __tablename__ = "emergency_contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), index=True)
+    priority: Mapped[int] = mapped_column(Integer, default=1)  # 1 is called first
+    name: Mapped[str] = mapped_column(String(64))
+    relation: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str] = mapped_column(String(20))
+    telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    elder: Mapped[Elder] = relationship(back_populates="emergency_contacts")
+
+
+# ---- section 二: household members ------------------------------------------------------------
+class HouseholdMember(Base):
+    __tablename__ = "household_members"
+    __table_args__ = (UniqueConstraint("elder_id", "seq"), _in("sex", SEXES))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)  # 序号; 1 = head of household (户主)
+    name: Mapped[str] = mapped_column(String(64))
+    sex: Mapped[str | None] = mapped_column(String(1))
+    id_number: Mapped[str | None] = mapped_column(String(18))
+    relation_to_head: Mapped[str | None] = mapped_column(String(32))  # 与户主关系
+    health: Mapped[str | None] = mapped_column(String(64))  # 健康状况
+    on_dibao: Mapped[bool] = mapped_column(Boolean, default=False)  # 低保对象
+    on_tekun: Mapped[bool] = mapped_column(Boolean, default=False)  # 特困人员
+
+    elder: Mapped[Elder] = relationship(back_populates="household_members")
+
+
+# ---- section 三: living conditions ------------------------------------------------------------
+class LivingConditions(Base):
+    __tablename__ = "living_conditions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), unique=True)
+    drinking_water_safe: Mapped[bool | None] = mapped_column(Boolean)  # 饮水是否安全
+    electricity_safe: Mapped[bool | None] = mapped_column(Boolean)     # 用电是否安全
+    housing_safe: Mapped[bool | None] = mapped_column(Boolean)         # 住房是否安全
+    household_monthly_income: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))  # 家庭月收入(元)
+    monthly_benefits: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))  # 月养老保险、社会救助和社会福利补贴
+
+    elder: Mapped[Elder] = relationship(back_populates="living_conditions")
+
+
+# ---- section 四: assistance received ----------------------------------------------------------
+class Assistance(Base):
+    __tablename__ = "assistance"
+    __table_args__ = (_in("unit_type", ASSISTING_UNITS),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), index=True)
+    unit_type: Mapped[str] = mapped_column(String(32))  # 帮扶单位
+    unit_name: Mapped[str | None] = mapped_column(String(100))
+    responsible_person: Mapped[str | None] = mapped_column(String(64))  # 帮扶责任人
+    measures: Mapped[str | None] = mapped_column(Text)  # 帮扶措施
+
+    elder: Mapped[Elder] = relationship(back_populates="assistance")
+
+
+# ---- people who visit, and families -----------------------------------------------------------
+class Visitor(TimestampMixin, Base):
+    __tablename__ = "visitors"
+    __table_args__ = (_in("role", VISITOR_ROLES),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    role: Mapped[str] = mapped_column(String(32))
+    county: Mapped[str | None] = mapped_column(String(64))  # area: empty = every unit below
+    township: Mapped[str | None] = mapped_column(String(64))
+    village: Mapped[str | None] = mapped_column(String(64))
+    supervisor_id: Mapped[int | None] = mapped_column(ForeignKey("visitors.id"))
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    invite_code: Mapped[str | None] = mapped_column(String(32), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    supervisor: Mapped[Visitor | None] = relationship(remote_side=[id])
+
+
+class FamilyMember(TimestampMixin, Base):
+    __tablename__ = "family_members"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    relation: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    city: Mapped[str | None] = mapped_column(String(64))
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    invite_code: Mapped[str | None] = mapped_column(String(32), unique=True)
+    last_contact_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # last call/visit to the parent
+
+    elder: Mapped[Elder] = relationship(back_populates="family_members")
+
+
+# ---- section 五: visits -------------------------------------------------------------------------
+class Visit(TimestampMixin, Base):
+    __tablename__ = "visits"
+    __table_args__ = (
+        UniqueConstraint("elder_id", "seq"),
+        _in("method", VISIT_METHODS),
+        _in("status", VISIT_STATUSES),
+        _in("risk", RISKS),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)  # 第 N 次开展探访
+    method: Mapped[str] = mapped_column(String(16))
+    visit_date: Mapped[dt.date] = mapped_column(Date)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(16), default="in_progress")
+    risk: Mapped[str] = mapped_column(String(8), default="none")  # worst grade of any turn
+    visitor_id: Mapped[int | None] = mapped_column(ForeignKey("visitors.id"))
+    respondent: Mapped[str | None] = mapped_column(String(32))  # elder | relative | other
+    needs: Mapped[str | None] = mapped_column(Text)             # 老年人服务需求
+    suggested_care: Mapped[str | None] = mapped_column(Text)    # 实施关爱服务建议
+    entered_by: Mapped[str | None] = mapped_column(String(64))  # 数据录入人
+    elder_signature: Mapped[str | None] = mapped_column(String(64))    # 被探访老年人签字
+    visitor_signature: Mapped[str | None] = mapped_column(String(64))  # 探访人签字
+
+    elder: Mapped[Elder] = relationship(back_populates="visits")
+    visitor: Mapped[Visitor | None] = relationship()
+    answers: Mapped[list[VisitAnswer]] = relationship(
+        back_populates="visit", cascade="all, delete-orphan", order_by="VisitAnswer.id"
+    )
+    turns: Mapped[list[VisitTurn]] = relationship(
+        back_populates="visit", cascade="all, delete-orphan", order_by="VisitTurn.seq"
+    )
+
+    def answer(self, item_key: str) -> VisitAnswer | None:
+        return next((a for a in self.answers if a.item_key == item_key), None)
+
+
+class VisitAnswer(Base):
+    """One section 五 item of one visit, on the item's scale (see ``catalogue.yml``)."""
+
+    __tablename__ = "visit_answers"
+    __table_args__ = (UniqueConstraint("visit_id", "item_key"), _in("risk", RISKS))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id", ondelete="CASCADE"), index=True)
+    item_key: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(200))  # 增加/减少 N 人; illness name
+    risk: Mapped[str] = mapped_column(String(8), default="none")
+    source_text: Mapped[str | None] = mapped_column(Text)  # what the elder said
+    answered_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    visit: Mapped[Visit] = relationship(back_populates="answers")
+
+
+class VisitTurn(Base):
+    """Every prompt and every utterance of a check-in, written as it happens."""
+
+    __tablename__ = "visit_turns"
+    __table_args__ = (UniqueConstraint("visit_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    speaker: Mapped[str] = mapped_column(String(8))  # bot | elder
+    text: Mapped[str] = mapped_column(Text)
+    intent: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    risk: Mapped[str | None] = mapped_column(String(8))
+    dimension: Mapped[str | None] = mapped_column(String(16))
+    reasons: Mapped[list | None] = mapped_column(JSON)
+    asr_confidence: Mapped[float | None] = mapped_column(Float)
+
+    visit: Mapped[Visit] = relationship(back_populates="turns")
+
+
+# ---- section 六: care services ------------------------------------------------------------------
+class CareService(TimestampMixin, Base):
+    __tablename__ = "care_services"
+    __table_args__ = (UniqueConstraint("elder_id", "seq"), _in("satisfaction", SATISFACTION))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id"), index=True)
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"))
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
+    seq: Mapped[int] = mapped_column(Integer)  # 第 N 次开展关爱
+    service_date: Mapped[dt.date] = mapped_column(Date)
+    description: Mapped[str] = mapped_column(Text)  # 关爱服务情况
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("visitors.id"))
+    provider_name: Mapped[str | None] = mapped_column(String(64))  # 服务人员签字(盖章)
+    satisfaction: Mapped[str | None] = mapped_column(String(20))  # 老年人服务满意度评价
+    in_person: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# ---- work: tasks, calls, notifications, audit ---------------------------------------------------
+class Task(TimestampMixin, Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        _in("state", TASK_STATES),
+        _in("kind", TASK_KINDS),
+        CheckConstraint("priority BETWEEN 1 AND 3", name="priority_valid"),
+        Index("ix_tasks_open", "state", "priority", "deadline"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id"), index=True)
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[int] = mapped_column(Integer)  # 1 urgent, 2 concern, 3 routine
+    dimension: Mapped[str | None] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    title: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str | None] = mapped_column(Text)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("visitors.id"))
+    deadline: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    ack_deadline: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    merged_count: Mapped[int] = mapped_column(Integer, default=1)  # repeated concerns merged in
+    outcome: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    elder: Mapped[Elder] = relationship()
+    assignee: Mapped[Visitor | None] = relationship()
+    events: Mapped[list[TaskEvent]] = relationship(
+        back_populates="task", cascade="all, delete-orphan", order_by="TaskEvent.id"
+    )
+
+
+class TaskEvent(Base):
+    __tablename__ = "task_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))  # system | visitor:<id> | staff:<name>
+    action: Mapped[str] = mapped_column(String(32))  # created, acknowledged, merged, reassigned, ...
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    task: Mapped[Task] = relationship(back_populates="events")
+
+
+class CallAttempt(TimestampMixin, Base):
+    __tablename__ = "call_attempts"
+    __table_args__ = (
+        _in("status", CALL_STATUSES),
+        UniqueConstraint("slot_key"),  # one attempt per planned slot: a restart cannot duplicate it
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id"), index=True)
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"))
+    channel: Mapped[str] = mapped_column(String(16), default="phone")
+    slot_key: Mapped[str] = mapped_column(String(100))  # e.g. elder:12:2026-11-28:1
+    attempt_no: Mapped[int] = mapped_column(Integer, default=1)  # of this day
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    provider_sid: Mapped[str | None] = mapped_column(String(64), index=True)  # Twilio CallSid
+    scheduled_for: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    answered_by: Mapped[str | None] = mapped_column(String(32))  # human | machine_start | ...
+    reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class Campaign(TimestampMixin, Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    area: Mapped[str] = mapped_column(String(200))  # 县/乡镇/村, a prefix: 兰考县 or 兰考县/城关镇
+    reason: Mapped[str] = mapped_column(String(32))  # 高温 寒潮 暴雨 节日 ...
+    message: Mapped[str | None] = mapped_column(Text)  # safety knowledge read out in each check-in
+    frequency_days: Mapped[int] = mapped_column(Integer, default=1)
+    starts_on: Mapped[dt.date] = mapped_column(Date)
+    until: Mapped[dt.date] = mapped_column(Date)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class OutboxMessage(Base):
+    """A notification, written in the same transaction as its event, delivered with retries."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (_in("state", OUTBOX_STATES), Index("ix_outbox_due", "state", "next_attempt_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    channel: Mapped[str] = mapped_column(String(16))  # telegram | sms | console
+    recipient: Mapped[str] = mapped_column(String(64))  # chat id or phone number
+    recipient_kind: Mapped[str | None] = mapped_column(String(32))  # visitor | emergency_contact | family
+    body: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict | None] = mapped_column(JSON)  # e.g. inline buttons
+    elder_id: Mapped[int | None] = mapped_column(ForeignKey("elders.id"))
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))  # cli:<user> | visitor:<id> | family:<id> | staff:<name> | system
+    action: Mapped[str] = mapped_column(String(32))  # read | read_sensitive | create | update | import | export
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
