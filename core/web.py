@@ -1,0 +1,36 @@
+"""The one ASGI web app of the service: Twilio webhooks and media stream, Telegram webhook,
+staff dashboard. Each area contributes routes from its own module (``ROUTE_MODULES``), each
+defining ``routes(app: core.app.App) -> list[starlette.routing.BaseRoute]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from core.app import App
+
+ROUTE_MODULES = [
+    "voice.routes",     # /twilio/voice, /twilio/status, /twilio/stream (websocket)
+    "bot.webhook",      # /telegram/webhook
+    "core.dashboard",   # /dashboard ...
+]
+
+
+async def _health(_request):
+    return JSONResponse({"ok": True, "service": "tanfang"})
+
+
+def build_web_app(app: App, on_startup=(), on_shutdown=()) -> Starlette:
+    routes = [Route("/healthz", _health)]
+    for name in ROUTE_MODULES:
+        if importlib.util.find_spec(name) is None:
+            continue
+        routes.extend(importlib.import_module(name).routes(app))
+    web = Starlette(routes=routes, on_startup=list(on_startup), on_shutdown=list(on_shutdown))
+    web.state.app = app
+    return web
