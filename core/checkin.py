@@ -1,0 +1,187 @@
+"""The check-in: one conversation with an elder, whatever the channel (phone, chat, console).
+
+Nothing the elder says is lost: each utterance is written (and committed) as a ``VisitTurn``
+*before* the dialog engine is asked about it, so a crash or a Rasa outage leaves a partial
+record, never a gap. Grades and escalations are written in the transaction that updates the
+turn. Section 五 answers are written by the Rasa custom actions as the slots fill.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.app import App
+from core.ports import RISK_ORDER, DialogEngine, DialogReply, Grade
+from data.catalogue import load_catalogue
+from data.models import Elder, Visit, VisitTurn, utcnow
+
+log = logging.getLogger(__name__)
+
+# escalate(session, settings, *, elder, visit, grade, text, now) -> list[Task]
+Escalator = Callable[..., list]
+
+
+def default_escalator() -> Escalator | None:
+    if importlib.util.find_spec("core.escalation") is None:
+        return None
+    from core.escalation import escalate_grade
+
+    return escalate_grade
+
+
+def conversation_id(visit_id: int) -> str:
+    return f"visit-{visit_id}"
+
+
+@dataclass
+class TurnResult:
+    """What happened on one elder turn: the bot's reply plus the tasks it raised."""
+
+    visit_id: int
+    heard: str
+    reply: DialogReply
+    grade: Grade
+    task_ids: list[int] = field(default_factory=list)
+
+
+class CheckInService:
+    """Runs check-ins through a :class:`DialogEngine` and keeps the visit record."""
+
+    def __init__(self, app: App, dialog: DialogEngine, escalate: Escalator | None = None,
+                 grader: Callable[..., Grade] | None = None, clock: Callable[[], dt.datetime] = utcnow):
+        self.app = app
+        self.dialog = dialog
+        self.escalate = escalate if escalate is not None else default_escalator()
+        self.grader = grader
+        self.clock = clock
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self, elder_id: int, method: str = "phone", *, visitor_id: int | None = None,
+                    entered_by: str = "探访系统", extra_metadata: dict[str, Any] | None = None
+                    ) -> tuple[int, DialogReply]:
+        """Open a visit record (status in_progress) and get the dialog's opening prompts."""
+        now = self.clock()
+        with self.app.db.session() as s:
+            elder = s.get(Elder, elder_id)
+            if elder is None:
+                raise LookupError(f"没有编号为 {elder_id} 的老人 (no elder with id {elder_id})")
+            seq = (s.scalar(select(func.max(Visit.seq)).where(Visit.elder_id == elder_id)) or 0) + 1
+            visit = Visit(elder_id=elder_id, seq=seq, method=method, visit_date=now.date(), started_at=now,
+                          status="in_progress", visitor_id=visitor_id, entered_by=entered_by)
+            s.add(visit)
+            s.flush()
+            visit_id = visit.id
+            metadata = {"visit_id": visit_id, "elder_id": elder_id, "elder_name": elder.name,
+                        **(extra_metadata or {})}
+        reply = await self.dialog.start(conversation_id(visit_id), metadata)
+        self._record_bot(visit_id, reply.messages)
+        return visit_id, reply
+
+    async def hear(self, visit_id: int, text: str, *, asr_confidence: float | None = None,
+                   metadata: dict[str, Any] | None = None) -> TurnResult:
+        """One utterance of the elder: persist it, ask the dialog, grade, escalate, persist the reply."""
+        turn_id = self._record_elder(visit_id, text, asr_confidence)
+        try:
+            reply = await self.dialog.send(conversation_id(visit_id), text, metadata)
+        except Exception:
+            # The dialog is unavailable: the words are kept; grade by rules alone so an urgent
+            # phrase still escalates, then let the caller retry or hand over.
+            grade = self._rule_grade(text)
+            task_ids = self._apply_grade(visit_id, turn_id, text, grade, None)
+            log.exception("dialog engine failed on visit %s; turn %s kept", visit_id, turn_id)
+            raise DialogFailed(visit_id, grade, task_ids)
+        grade = reply.grade
+        rule = self._rule_grade(text, reply)
+        if rule.worse_than(grade):
+            grade = rule
+        reply.grade = grade
+        task_ids = self._apply_grade(visit_id, turn_id, text, grade, reply)
+        self._record_bot(visit_id, reply.messages)
+        if reply.ended:
+            self.finish(visit_id, outcome=reply.outcome)
+        return TurnResult(visit_id=visit_id, heard=text, reply=reply, grade=grade, task_ids=task_ids)
+
+    def finish(self, visit_id: int, *, outcome: str | None = None, reason: str | None = None) -> Visit:
+        """Close the visit: complete when every catalogue item has an answer, else incomplete."""
+        keys = set(load_catalogue().keys)
+        with self.app.db.session() as s:
+            visit = s.get(Visit, visit_id)
+            if visit.status != "in_progress":
+                return visit
+            answered = {a.item_key for a in visit.answers}
+            visit.ended_at = self.clock()
+            if outcome in {"reschedule", "wrong_person"}:
+                visit.status = "cancelled" if not answered else "incomplete"
+            else:
+                visit.status = "complete" if keys <= answered else "incomplete"
+            note = reason or outcome
+            if note:
+                visit.suggested_care = (visit.suggested_care or "") + ("" if not visit.suggested_care else "；") + f"结束：{note}"
+            return visit
+
+    # -- persistence helpers ---------------------------------------------------------------
+    def _next_seq(self, s: Session, visit_id: int) -> int:
+        return (s.scalar(select(func.max(VisitTurn.seq)).where(VisitTurn.visit_id == visit_id)) or 0) + 1
+
+    def _record_elder(self, visit_id: int, text: str, asr_confidence: float | None) -> int:
+        with self.app.db.session() as s:
+            visit = s.get(Visit, visit_id)
+            if visit is None:
+                raise LookupError(f"no visit {visit_id}")
+            turn = VisitTurn(visit_id=visit_id, seq=self._next_seq(s, visit_id), at=self.clock(),
+                             speaker="elder", text=text, asr_confidence=asr_confidence)
+            s.add(turn)
+            s.flush()
+            return turn.id
+
+    def _record_bot(self, visit_id: int, messages: list[str]) -> None:
+        if not messages:
+            return
+        with self.app.db.session() as s:
+            seq = self._next_seq(s, visit_id)
+            for i, text in enumerate(messages):
+                s.add(VisitTurn(visit_id=visit_id, seq=seq + i, at=self.clock(), speaker="bot", text=text))
+
+    def _rule_grade(self, text: str, reply: DialogReply | None = None) -> Grade:
+        grader = self.grader
+        if grader is None and importlib.util.find_spec("core.grading") is not None:
+            from core.grading import grade_turn as grader
+        if grader is None:
+            return Grade()
+        return grader(text, reply.parse if reply else None, reply.expects if reply else None)
+
+    def _apply_grade(self, visit_id: int, turn_id: int, text: str, grade: Grade,
+                     reply: DialogReply | None) -> list[int]:
+        with self.app.db.session() as s:
+            turn = s.get(VisitTurn, turn_id)
+            turn.risk, turn.dimension, turn.reasons = grade.risk, grade.dimension, list(grade.reasons)
+            if reply is not None and reply.parse is not None:
+                turn.intent, turn.confidence = reply.parse.intent, reply.parse.confidence
+            visit = s.get(Visit, visit_id)
+            if RISK_ORDER[grade.risk] > RISK_ORDER[visit.risk]:
+                visit.risk = grade.risk
+            if reply is not None and reply.slots.get("respondent"):
+                visit.respondent = str(reply.slots["respondent"])
+            tasks: list = []
+            if grade.risk != "none" and self.escalate is not None:
+                tasks = self.escalate(s, self.app.settings, elder=visit.elder, visit=visit, grade=grade,
+                                      text=text, now=self.clock())
+                s.flush()
+            return [t.id for t in tasks]
+
+
+class DialogFailed(RuntimeError):
+    """The dialog engine failed on a turn; the turn and its rule-based grade were kept."""
+
+    def __init__(self, visit_id: int, grade: Grade, task_ids: list[int]):
+        super().__init__(f"dialog engine unavailable during visit {visit_id}")
+        self.visit_id = visit_id
+        self.grade = grade
+        self.task_ids = task_ids
