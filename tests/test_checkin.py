@@ -1,0 +1,96 @@
+"""CheckInService: nothing the elder says is lost, on SQLite and PostgreSQL."""
+
+import pytest
+from sqlalchemy import select
+
+from core.checkin import CheckInService, DialogFailed
+from core.ports import DialogReply, Grade, ParseResult
+from data.models import Visit, VisitAnswer, VisitTurn
+from tests.helpers import make_elder
+
+
+class ScriptedDialog:
+    """Our own DialogEngine port, scripted: replies in order; can be told to fail."""
+
+    def __init__(self, replies, fail_on=None):
+        self.replies = list(replies)
+        self.fail_on = fail_on
+        self.seen = []
+
+    async def start(self, conversation_id, metadata):
+        self.metadata = metadata
+        return DialogReply(messages=["王大爷您好，我是探访员。现在方便说几句吗？"])
+
+    async def send(self, conversation_id, text, metadata=None):
+        self.seen.append((conversation_id, text))
+        if text == self.fail_on:
+            raise ConnectionError("rasa down")
+        return self.replies.pop(0)
+
+    async def parse(self, text):
+        return ParseResult(text=text, intent=None, confidence=0.0)
+
+
+def escalations(calls):
+    def escalate(session, settings, *, elder, visit, grade, text, now):
+        calls.append((elder.id, visit.id, grade.risk, text))
+        return []
+    return escalate
+
+
+async def test_turns_are_kept_in_order_and_risk_rolls_up(app):
+    with app.db.session() as s:
+        elder_id = make_elder(s).id
+    calls = []
+    dialog = ScriptedDialog([
+        DialogReply(messages=["身体咋样？"], parse=ParseResult("中", "affirm", 0.9)),
+        DialogReply(messages=["您别急，马上叫人来帮您。"], grade=Grade("urgent", "health", ("fall",)),
+                    parse=ParseResult("俺今儿早上摔了一跤", "urgent_fall", 0.8)),
+    ])
+    svc = CheckInService(app, dialog, escalate=escalations(calls), grader=lambda *a: Grade())
+    visit_id, opening = await svc.start(elder_id)
+    assert dialog.metadata["visit_id"] == visit_id and dialog.seen == []
+    await svc.hear(visit_id, "中")
+    result = await svc.hear(visit_id, "俺今儿早上摔了一跤", asr_confidence=0.71)
+    assert result.grade.risk == "urgent"
+    assert calls == [(elder_id, visit_id, "urgent", "俺今儿早上摔了一跤")]
+    with app.db.session() as s:
+        turns = s.scalars(select(VisitTurn).where(VisitTurn.visit_id == visit_id).order_by(VisitTurn.seq)).all()
+        assert [(t.speaker, t.text) for t in turns] == [
+            ("bot", opening.messages[0]), ("elder", "中"), ("bot", "身体咋样？"),
+            ("elder", "俺今儿早上摔了一跤"), ("bot", "您别急，马上叫人来帮您。")]
+        assert turns[3].risk == "urgent" and turns[3].intent == "urgent_fall" and turns[3].asr_confidence == 0.71
+        assert s.get(Visit, visit_id).risk == "urgent"
+
+
+async def test_dialog_outage_keeps_the_words_and_still_escalates_by_rules(app):
+    with app.db.session() as s:
+        elder_id = make_elder(s).id
+    calls = []
+    rules = lambda text, parse=None, expects=None: Grade("urgent", "safety", ("gas",)) if "煤气" in text else Grade()
+    svc = CheckInService(app, ScriptedDialog([], fail_on="屋里有煤气味"), escalate=escalations(calls), grader=rules)
+    visit_id, _ = await svc.start(elder_id)
+    with pytest.raises(DialogFailed) as err:
+        await svc.hear(visit_id, "屋里有煤气味")
+    assert err.value.grade.risk == "urgent"
+    assert calls and calls[0][2] == "urgent"
+    with app.db.session() as s:
+        turn = s.scalars(select(VisitTurn).where(VisitTurn.visit_id == visit_id, VisitTurn.speaker == "elder")).one()
+        assert turn.text == "屋里有煤气味" and turn.risk == "urgent"
+
+
+async def test_finish_marks_incomplete_unless_every_item_answered(app):
+    with app.db.session() as s:
+        elder_id = make_elder(s).id
+    svc = CheckInService(app, ScriptedDialog([]), escalate=None, grader=lambda *a: Grade())
+    visit_id, _ = await svc.start(elder_id)
+    with app.db.session() as s:
+        s.add(VisitAnswer(visit_id=visit_id, item_key="speech", value="no_change"))
+    assert svc.finish(visit_id, reason="对方挂断").status == "incomplete"
+    second, _ = await svc.start(elder_id)
+    from data.catalogue import load_catalogue
+    with app.db.session() as s:
+        for item in load_catalogue().items:
+            s.add(VisitAnswer(visit_id=second, item_key=item.key, value=item.values[0].value))
+    visit = svc.finish(second)
+    assert visit.status == "complete" and visit.seq == 2
