@@ -1,0 +1,87 @@
+"""``X-Twilio-Signature`` checks for every Twilio webhook and the media-stream upgrade.
+
+Twilio signs each request with the account's auth token over the URL *it* called (the public
+URL, not the one the proxy forwards to us) plus, for form POSTs, the sorted form parameters.
+The official ``twilio.request_validator.RequestValidator`` does the arithmetic; this module
+rebuilds the public URL from ``twilio.public_base_url`` and refuses (403, logged) anything
+unsigned, forged, or arriving while no auth token is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit, urlunsplit
+
+from starlette.requests import HTTPConnection, Request
+from twilio.request_validator import RequestValidator
+
+from core.settings import Settings
+
+log = logging.getLogger("tanfang.voice.signature")
+
+HEADER = "X-Twilio-Signature"
+
+
+def public_url(public_base_url: str, path: str, query: str = "", *, websocket: bool = False) -> str:
+    """The URL Twilio used: the configured public base + the request's path and query."""
+    base = urlsplit(public_base_url.rstrip("/"))
+    scheme = base.scheme
+    if websocket:
+        scheme = {"https": "wss", "http": "ws"}.get(scheme, scheme)
+    return urlunsplit((scheme, base.netloc, base.path + path, query, ""))
+
+
+class TwilioSignature:
+    """Validates requests against the auth token in ``settings.secrets.twilio_auth_token``."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @property
+    def _validator(self) -> RequestValidator | None:
+        token = self.settings.secrets.twilio_auth_token
+        return RequestValidator(token.get_secret_value()) if token else None
+
+    def _url_for(self, conn: HTTPConnection, *, websocket: bool) -> str:
+        base = self.settings.twilio.public_base_url
+        if not base:
+            # Without a configured public URL the request's own URL is all we have.
+            return str(conn.url)
+        return public_url(base, conn.url.path, conn.url.query, websocket=websocket)
+
+    def _refuse(self, conn: HTTPConnection, why: str) -> bool:
+        client = conn.client.host if conn.client else "?"
+        log.warning("refused Twilio %s %s from %s: %s", conn.scope.get("type"), conn.url.path, client, why)
+        return False
+
+    async def check_request(self, request: Request) -> bool:
+        """For form-encoded webhooks (voice, status). Reads the form (Starlette caches it)."""
+        validator = self._validator
+        if validator is None:
+            return self._refuse(request, "no Twilio auth token configured (TANFANG_TWILIO_AUTH_TOKEN)")
+        signature = request.headers.get(HEADER)
+        if not signature:
+            return self._refuse(request, "no X-Twilio-Signature header")
+        form = await request.form()
+        url = self._url_for(request, websocket=False)
+        if not validator.validate(url, form, signature):
+            return self._refuse(request, f"signature does not match {url}")
+        return True
+
+    def check_websocket(self, conn: HTTPConnection) -> bool:
+        """For the media-stream upgrade: Twilio signs the ``wss://`` URL with no parameters."""
+        validator = self._validator
+        if validator is None:
+            return self._refuse(conn, "no Twilio auth token configured (TANFANG_TWILIO_AUTH_TOKEN)")
+        signature = conn.headers.get(HEADER)
+        if not signature:
+            return self._refuse(conn, "no X-Twilio-Signature header")
+        url = self._url_for(conn, websocket=True)
+        if not validator.validate(url, {}, signature):
+            return self._refuse(conn, f"signature does not match {url}")
+        return True
+
+
+def sign(auth_token: str, url: str, params: dict | None = None) -> str:
+    """The signature Twilio would send (used by the simulator and tests)."""
+    return RequestValidator(auth_token).compute_signature(url, params or {})
