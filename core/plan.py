@@ -1,0 +1,243 @@
+"""The visit plan: when each elder is called, from the rules in ``config.yml`` (section ``scheduler``).
+
+* frequency by category (the most frequent of the elder's categories applies), raised by an
+  active campaign in the elder's area;
+* the elder's preferred time window (else ``default_call_window``), never inside quiet hours;
+* public holidays (no routine calls), pauses (``Elder.paused_until``: hospital stay, travel);
+* elders who refused visits (``consent_visit`` false) or who are visited in person only
+  (``preferred_channel == "in_person"``) get no automatic calls — the coverage guard gives them
+  in-person tasks.
+
+All functions are pure (plus read queries): database times are naive UTC, plans are made in the
+local time zone of ``settings.app.timezone``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from data.models import CATEGORIES, CallAttempt, Campaign, Elder, Visit
+
+DEFAULT_FREQUENCY_DAYS = 30
+SUCCESS_CALL_STATUSES = ("answered", "completed", "in_progress")
+
+# Safety knowledge read out in every check-in of a campaign, by reason (Chinese first).
+CAMPAIGN_MESSAGES: dict[str, str] = {
+    "高温": "最近天气炎热，请多喝水，中午别出门，开空调或风扇，觉得头晕胸闷马上打120。",
+    "寒潮": "寒潮来了，请注意保暖；用煤炉取暖一定要开窗通风，防止煤气中毒。",
+    "暴雨": "最近有暴雨，请不要外出，远离低洼和危房，家里进水或断电请马上联系网格员。",
+    "大风": "最近有大风，请关好门窗，不要在广告牌和大树下停留。",
+    "大雪": "最近有大雪，路面湿滑，请尽量不要出门，出门要有人陪。",
+    "节日": "节日快到了，祝您节日快乐！有什么需要尽管跟我们说，出门走亲戚注意安全。",
+    "疫情": "最近有传染病流行，请少去人多的地方，勤洗手，身体不舒服及时就医。",
+}
+DEFAULT_CAMPAIGN_MESSAGE = "最近天气多变，请注意安全，有困难随时联系网格员或拨打120。"
+
+
+@lru_cache(maxsize=8)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def tz(settings) -> ZoneInfo:
+    return _zone(settings.app.timezone)
+
+
+def to_local(settings, utc_naive: dt.datetime) -> dt.datetime:
+    return utc_naive.replace(tzinfo=dt.timezone.utc).astimezone(tz(settings)).replace(tzinfo=None)
+
+
+def to_utc(settings, local_naive: dt.datetime) -> dt.datetime:
+    return local_naive.replace(tzinfo=tz(settings)).astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def local_today(settings, now_utc: dt.datetime) -> dt.date:
+    return to_local(settings, now_utc).date()
+
+
+def day_bounds_utc(settings, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a local day, in naive UTC."""
+    start = dt.datetime.combine(day, dt.time())
+    return to_utc(settings, start), to_utc(settings, start + dt.timedelta(days=1))
+
+
+def parse_window(text: str) -> tuple[dt.time, dt.time]:
+    """``"21:00-08:00"`` -> (21:00, 08:00). A clear error for bad input."""
+    try:
+        a, b = (part.strip() for part in text.split("-"))
+        return dt.time.fromisoformat(a), dt.time.fromisoformat(b)
+    except ValueError as exc:
+        raise ValueError(f"时间段格式应为 HH:MM-HH:MM (bad time window {text!r})") from exc
+
+
+def in_window(t: dt.time, window: tuple[dt.time, dt.time]) -> bool:
+    start, end = window
+    if start <= end:
+        return start <= t < end
+    return t >= start or t < end  # wraps midnight
+
+
+def is_quiet(settings, when_utc: dt.datetime) -> bool:
+    """True if ``when_utc`` (naive UTC) falls inside quiet hours (local time)."""
+    return in_window(to_local(settings, when_utc).time(), parse_window(settings.scheduler.quiet_hours))
+
+
+def is_holiday(settings, day: dt.date) -> bool:
+    return day.isoformat() in {str(h) for h in settings.scheduler.holidays}
+
+
+def category_frequency(settings, elder: Elder) -> int:
+    freqs = settings.scheduler.frequency_days
+    days = [freqs[label] for attr, label in CATEGORIES.items() if getattr(elder, attr) and label in freqs]
+    return min(days) if days else DEFAULT_FREQUENCY_DAYS
+
+
+def area_path(elder: Elder) -> str:
+    return "/".join([elder.county or "", elder.township or "", elder.village or ""])
+
+
+def campaign_matches(campaign: Campaign, elder: Elder) -> bool:
+    want = [p for p in campaign.area.strip("/").split("/") if p]
+    have = [elder.county, elder.township, elder.village]
+    return want == have[: len(want)]
+
+
+def active_campaigns(session: Session, day: dt.date) -> list[Campaign]:
+    stmt = select(Campaign).where(Campaign.stopped_at.is_(None), Campaign.starts_on <= day, Campaign.until >= day)
+    return list(session.scalars(stmt.order_by(Campaign.id)))
+
+
+def campaigns_for(campaigns: list[Campaign], elder: Elder) -> list[Campaign]:
+    return [c for c in campaigns if campaign_matches(c, elder)]
+
+
+def frequency_days(settings, elder: Elder, campaigns: list[Campaign] = ()) -> int:
+    freq = category_frequency(settings, elder)
+    for c in campaigns_for(list(campaigns), elder):
+        freq = min(freq, max(1, c.frequency_days or 1))
+    return freq
+
+
+def safety_messages(campaigns: list[Campaign], elder: Elder) -> list[str]:
+    out: list[str] = []
+    for c in campaigns_for(campaigns, elder):
+        text = c.message or CAMPAIGN_MESSAGES.get(c.reason, DEFAULT_CAMPAIGN_MESSAGE)
+        if text not in out:
+            out.append(text)
+    return out
+
+
+def call_window(settings, elder: Elder) -> tuple[dt.time, dt.time]:
+    if elder.preferred_call_start and elder.preferred_call_end:
+        return elder.preferred_call_start, elder.preferred_call_end
+    return parse_window(settings.scheduler.default_call_window)
+
+
+def _spread(elder_id: int, day: dt.date, span_minutes: int) -> int:
+    """A stable offset inside the window so that calls are spread, not all at the window start."""
+    if span_minutes <= 0:
+        return 0
+    h = hashlib.sha1(f"{elder_id}:{day.isoformat()}".encode()).digest()
+    return int.from_bytes(h[:4], "big") % span_minutes
+
+
+def first_slot(settings, elder: Elder, day: dt.date) -> dt.datetime | None:
+    """The local time of the day's first call, or None if the window lies wholly in quiet hours."""
+    start, end = call_window(settings, elder)
+    quiet = parse_window(settings.scheduler.quiet_hours)
+    base = dt.datetime.combine(day, start)
+    stop = dt.datetime.combine(day, end)
+    if stop <= base:
+        stop += dt.timedelta(days=1)
+    # leave room for the retries of the day inside the window when possible
+    retry_total = sum(settings.scheduler.no_answer.retry_minutes[: max(0, settings.scheduler.no_answer.max_attempts_per_day - 1)])
+    span = int((stop - base).total_seconds() // 60)
+    usable = max(0, span - retry_total) if span > retry_total else max(0, span // 2)
+    t = base + dt.timedelta(minutes=_spread(elder.id, day, usable))
+    for _ in range(span + 1):  # the first minute of the window outside quiet hours
+        if not in_window(t.time(), quiet) and t.date() == day:
+            return t
+        t += dt.timedelta(minutes=1)
+        if t >= stop:
+            break
+    return None
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    elder_id: int
+    day: dt.date
+    due: bool
+    reason: str  # why (not): Chinese
+    first_call_local: dt.datetime | None = None
+    channel: str = "phone"
+    frequency_days: int = 0
+    messages: tuple[str, ...] = ()
+
+
+def last_contact_day(session: Session, settings, elder_id: int) -> dt.date | None:
+    """The local day of the elder's last successful contact (an answered call or a complete visit)."""
+    a = session.scalar(
+        select(CallAttempt.answered_at).where(CallAttempt.elder_id == elder_id,
+                                              CallAttempt.status.in_(SUCCESS_CALL_STATUSES),
+                                              CallAttempt.answered_at.is_not(None))
+        .order_by(CallAttempt.answered_at.desc()).limit(1)
+    )
+    v = session.scalar(
+        select(Visit.visit_date).where(Visit.elder_id == elder_id, Visit.status == "complete")
+        .order_by(Visit.visit_date.desc()).limit(1)
+    )
+    days = [d for d in (to_local(settings, a).date() if a else None, v) if d is not None]
+    return max(days) if days else None
+
+
+def plan_day(session: Session, settings, elder: Elder, day: dt.date, campaigns: list[Campaign] | None = None
+             ) -> DayPlan:
+    """Is the elder called on local ``day``, when, on which channel, with which safety messages."""
+    campaigns = active_campaigns(session, day) if campaigns is None else campaigns
+    freq = frequency_days(settings, elder, campaigns)
+    msgs = tuple(safety_messages(campaigns, elder))
+
+    def no(reason: str) -> DayPlan:
+        return DayPlan(elder.id, day, False, reason, frequency_days=freq, messages=msgs)
+
+    if not elder.consent_visit:
+        return no("不同意探访")
+    if elder.preferred_channel == "in_person":
+        return no("仅上门探访")
+    if elder.paused_until is not None and day <= elder.paused_until:
+        return no(f"暂停至 {elder.paused_until.isoformat()}" + (f"（{elder.pause_reason}）" if elder.pause_reason else ""))
+    if is_holiday(settings, day) and not msgs:
+        return no("节假日")
+    if elder.preferred_channel == "phone" and not elder.phone:
+        return no("没有电话号码")
+    if elder.preferred_channel == "telegram" and not elder.telegram_chat_id:
+        return no("没有 Telegram 对话")
+    last = last_contact_day(session, settings, elder.id)
+    if last is not None and (day - last).days < freq:
+        return no(f"上次联系 {last.isoformat()}，每 {freq} 天一次")
+    slot = first_slot(settings, elder, day)
+    if slot is None:
+        return no("可拨打时段都在静默时段内")
+    return DayPlan(elder.id, day, True, "到期" if last else "首次问候", slot, elder.preferred_channel, freq, msgs)
+
+
+def slot_key(elder_id: int, day: dt.date, attempt_no: int) -> str:
+    return f"elder:{elder_id}:{day.isoformat()}:{attempt_no}"
+
+
+def elders_in_area(stmt, area: str | None):
+    """Filter a ``select(Elder)`` by an area prefix ``县/乡镇/村``."""
+    if not area:
+        return stmt
+    parts = [p for p in area.strip("/").split("/") if p]
+    cols = [Elder.county, Elder.township, Elder.village]
+    return stmt.where(and_(*[c == p for c, p in zip(cols, parts)]))
+

@@ -1,0 +1,172 @@
+"""Escalation on SQLite and PostgreSQL: urgent, concern routing and merging, overdue P1, no-answer ladder."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from core import plan
+from core.escalation import escalate_grade, escalate_overdue, record_call_outcome
+from core.ports import Grade
+from core.tasks import transition
+from data.models import CallAttempt, OutboxMessage, Task, Visit
+from tests.helpers import make_elder, make_visitor
+
+NOW = dt.datetime(2026, 11, 3, 2, 0)  # 10:00 in Asia/Shanghai
+
+
+def _visit(s, elder):
+    v = Visit(elder_id=elder.id, seq=1, method="phone", visit_date=NOW.date(), started_at=NOW)
+    s.add(v)
+    s.flush()
+    return v
+
+
+def test_urgent_creates_p1_and_notifies_contacts_and_visitor(db, settings):
+    with db.session() as s:
+        sup = make_visitor(s, name="赵主管", role="supervisor", village=None)
+        grid = make_visitor(s, name="李网格", telegram_chat_id=7001, phone="13700000001", supervisor_id=sup.id)
+        elder = make_elder(s, address="幸福路3号", responsible_visitor_id=grid.id)
+        elder.emergency_contacts[0].telegram_chat_id = 9001
+        visit = _visit(s, elder)
+        tasks = escalate_grade(s, settings, elder=elder, visit=visit, grade=Grade("urgent", "health", ("摔倒",)),
+                               text="俺今儿早上摔了一跤，起不来了", now=NOW)
+        again = escalate_grade(s, settings, elder=elder, visit=visit, grade=Grade("urgent", "health", ("摔倒",)),
+                               text="腿疼得很", now=NOW + dt.timedelta(seconds=30))
+        assert again[0].id == tasks[0].id
+        task_id = tasks[0].id
+    with db.session() as s:
+        task = s.get(Task, task_id)
+        assert (task.kind, task.priority, task.state, task.assignee_id) == ("urgent", 1, "open", grid.id)
+        assert task.ack_deadline == NOW + dt.timedelta(minutes=settings.escalation.ack_deadline_minutes)
+        assert task.merged_count == 2 and [e.action for e in task.events] == ["created", "merged"]
+        msgs = {(m.channel, m.recipient, m.recipient_kind): m for m in s.scalars(select(OutboxMessage))}
+        assert set(msgs) == {("sms", "13900002222", "emergency_contact"), ("telegram", "9001", "emergency_contact"),
+                             ("telegram", "7001", "visitor")}
+        to_visitor = msgs[("telegram", "7001", "visitor")]
+        assert "幸福路3号" in to_visitor.body and "王建国" in to_visitor.body and "13900002222" in to_visitor.body
+        assert to_visitor.payload["task_id"] == task_id
+        assert "摔了一跤" in msgs[("sms", "13900002222", "emergency_contact")].body
+        assert all(m.task_id == task_id and m.state == "pending" for m in msgs.values())
+
+
+def test_urgent_without_responsible_visitor_uses_area_visitor_sms(db, settings):
+    with db.session() as s:
+        make_visitor(s, name="外村网格", village="别的村", phone="13700000009")
+        local = make_visitor(s, name="本村网格", phone="13700000002")
+        elder = make_elder(s)
+        [task] = escalate_grade(s, settings, elder=elder, visit=None, grade=Grade("urgent", "safety"),
+                                text="屋里有煤气味", now=NOW)
+        assert task.assignee_id == local.id
+        sms = s.scalars(select(OutboxMessage).where(OutboxMessage.recipient_kind == "visitor")).one()
+        assert (sms.channel, sms.recipient) == ("sms", "13700000002")
+
+
+def test_concern_routes_by_dimension_and_merges(db, settings):
+    with db.session() as s:
+        grid = make_visitor(s, name="李网格", telegram_chat_id=7001)
+        doctor = make_visitor(s, name="陈医生", role="family_doctor", village=None, telegram_chat_id=7002)
+        social = make_visitor(s, name="张社工", role="social_worker", telegram_chat_id=7003)
+        elder = make_elder(s, responsible_visitor_id=grid.id)
+        visit = _visit(s, elder)
+        [t1] = escalate_grade(s, settings, elder=elder, visit=visit, grade=Grade("concern", "health"),
+                              text="有高血压，药吃完了", now=NOW)
+        [t2] = escalate_grade(s, settings, elder=elder, visit=visit, grade=Grade("concern", "health"),
+                              text="头也晕", now=NOW + dt.timedelta(days=1))
+        [t3] = escalate_grade(s, settings, elder=elder, visit=visit, grade=Grade("concern", "family"),
+                              text="孩子们一年到头也不来个电话", now=NOW)
+        [t4] = escalate_grade(s, settings, elder=elder, visit=visit, grade=Grade("concern", "economy"),
+                              text="钱不够花", now=NOW)
+        assert escalate_grade(s, settings, elder=elder, visit=visit, grade=Grade("none"), text="挺好", now=NOW) == []
+        assert t1.id == t2.id and t1.merged_count == 2 and t1.events[-1].action == "merged"
+        assert "头也晕" in t1.detail
+        assert (t1.priority, t1.assignee_id) == (2, doctor.id)
+        assert t1.deadline == NOW + dt.timedelta(hours=settings.escalation.concern_deadline_hours)
+        assert t3.assignee_id == social.id and "联系子女" in t3.title
+        assert t4.assignee_id == grid.id  # no civil_affairs worker in the area: the responsible visitor
+        n = s.query(OutboxMessage).filter_by(recipient_kind="visitor").count()
+        assert n == 3  # one per task, none for the merge
+
+
+def test_unacknowledged_p1_goes_to_supervisor_level_by_level(db, settings):
+    with db.session() as s:
+        boss = make_visitor(s, name="钱局长", role="supervisor", village=None, telegram_chat_id=8002)
+        sup = make_visitor(s, name="赵主管", role="supervisor", telegram_chat_id=8001, supervisor_id=boss.id)
+        grid = make_visitor(s, name="李网格", telegram_chat_id=7001, supervisor_id=sup.id)
+        elder = make_elder(s, responsible_visitor_id=grid.id)
+        other = make_elder(s, id_number="410225194503150099", name="刘大娘")
+        [task] = escalate_grade(s, settings, elder=elder, visit=None, grade=Grade("urgent"), text="救命", now=NOW)
+        [acked] = escalate_grade(s, settings, elder=other, visit=None, grade=Grade("urgent"), text="救命", now=NOW)
+        transition(s, acked, "acknowledged", actor=f"visitor:{grid.id}", now=NOW + dt.timedelta(minutes=2))
+        assert escalate_overdue(s, settings, now=NOW + dt.timedelta(minutes=5)) == []
+        late = NOW + dt.timedelta(minutes=settings.escalation.ack_deadline_minutes, seconds=1)
+        assert [t.id for t in escalate_overdue(s, settings, now=late)] == [task.id]
+        assert escalate_overdue(s, settings, now=late + dt.timedelta(minutes=1)) == []  # new deadline
+        later = late + dt.timedelta(minutes=settings.escalation.ack_deadline_minutes, seconds=1)
+        escalate_overdue(s, settings, now=later)
+        assert task.escalation_level == 2 and acked.escalation_level == 0
+        ups = s.scalars(select(OutboxMessage).where(OutboxMessage.dedupe_key.like("escalate:%"))
+                        .order_by(OutboxMessage.id)).all()
+        assert [(m.recipient, m.task_id) for m in ups] == [("8001", task.id), ("8002", task.id)]
+        assert "上报" in ups[0].body
+        assert [e.action for e in task.events].count("escalated") == 2
+
+
+def _attempt(s, elder, day, n, when):
+    a = CallAttempt(elder_id=elder.id, slot_key=plan.slot_key(elder.id, day, n), attempt_no=n,
+                    status="queued", scheduled_for=when)
+    s.add(a)
+    s.flush()
+    return a
+
+
+def test_no_answer_ladder(db, settings):
+    day1 = dt.date(2026, 11, 3)
+    with db.session() as s:
+        grid = make_visitor(s, name="李网格", telegram_chat_id=7001)
+        elder = make_elder(s, responsible_visitor_id=grid.id)
+        t = NOW
+        a = _attempt(s, elder, day1, 1, t)
+        results = []
+        for n in (1, 2, 3):
+            r = record_call_outcome(s, settings, attempt=a, status="no_answer", now=t)
+            results.append(r)
+            if n < 3:
+                a = r["retry"]
+                assert a is not None and a.attempt_no == n + 1
+                assert a.scheduled_for == t + dt.timedelta(minutes=settings.scheduler.no_answer.retry_minutes[n - 1])
+                t = a.scheduled_for
+        assert results[2]["retry"] is None
+        [cb] = results[2]["tasks"]
+        assert (cb.kind, cb.priority, cb.assignee_id) == ("callback", 3, grid.id)
+        asked = s.scalars(select(OutboxMessage).where(OutboxMessage.recipient_kind == "emergency_contact")).all()
+        assert len(asked) == 1 and "没有接通" in asked[0].body
+        # day 2: missed again -> in-person visit task, higher priority; the call-back is superseded
+        day2 = day1 + dt.timedelta(days=1)
+        t = NOW + dt.timedelta(days=1)
+        a = _attempt(s, elder, day2, 1, t)
+        for n in (1, 2, 3):
+            r = record_call_outcome(s, settings, attempt=a, status="busy" if n == 2 else "no_answer", now=t)
+            if r["retry"] is not None:
+                a, t = r["retry"], r["retry"].scheduled_for
+        [visit_task] = r["tasks"]
+        assert (visit_task.kind, visit_task.priority) == ("visit", 2)
+        assert cb.state == "cancelled"
+        assert s.query(OutboxMessage).filter_by(recipient_kind="emergency_contact").count() == 2
+        # day 3: answered on the first try -> nothing new, in-person task stays (a visit is still due)
+        a = _attempt(s, elder, day2 + dt.timedelta(days=1), 1, NOW + dt.timedelta(days=2))
+        r = record_call_outcome(s, settings, attempt=a, status="answered", now=NOW + dt.timedelta(days=2))
+        assert r == {"retry": None, "tasks": [], "notified": 0} and a.answered_at is not None
+        assert visit_task.state == "open"
+
+
+def test_retry_never_lands_in_quiet_hours(db, settings):
+    day = dt.date(2026, 11, 3)
+    with db.session() as s:
+        elder = make_elder(s)
+        when = plan.to_utc(settings, dt.datetime(2026, 11, 3, 20, 45))  # 20:45 local, +10 min is 20:55, +30 21:25
+        a = _attempt(s, elder, day, 2, when)
+        r = record_call_outcome(s, settings, attempt=a, status="no_answer", now=when)
+        assert r["retry"] is None  # 21:25 would be quiet: the day ends here, ladder instead
+        assert r["tasks"] and r["tasks"][0].kind == "callback"
