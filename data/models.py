@@ -458,6 +458,7 @@ class CallAttempt(TimestampMixin, Base):
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     answered_by: Mapped[str | None] = mapped_column(String(32))  # human | machine_start | ...
     reason: Mapped[str | None] = mapped_column(String(200))
+    settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # outcome processed by the scheduler
 
 
 class Campaign(TimestampMixin, Base):
