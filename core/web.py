@@ -5,8 +5,10 @@ defining ``routes(app: core.app.App) -> list[starlette.routing.BaseRoute]``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import inspect
 
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -31,6 +33,20 @@ def build_web_app(app: App, on_startup=(), on_shutdown=()) -> Starlette:
         if importlib.util.find_spec(name) is None:
             continue
         routes.extend(importlib.import_module(name).routes(app))
-    web = Starlette(routes=routes, on_startup=list(on_startup), on_shutdown=list(on_shutdown))
+    @contextlib.asynccontextmanager
+    async def lifespan(_web):  # Starlette >= 1.0 has no on_startup/on_shutdown arguments
+        for hook in on_startup:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+        try:
+            yield
+        finally:
+            for hook in on_shutdown:
+                result = hook()
+                if inspect.isawaitable(result):
+                    await result
+
+    web = Starlette(routes=routes, lifespan=lifespan)
     web.state.app = app
     return web
