@@ -316,20 +316,28 @@ def record_call_outcome(session: Session, settings, *, attempt: CallAttempt, sta
                         now: dt.datetime | None = None, reason: str | None = None) -> dict:
     """Record how a call ended and climb the no-answer ladder when it was not answered.
 
+    Idempotent per call: a final status marks the attempt ``settled_at``; settling it again does
+    nothing (the scheduler's sweep settles calls whose status the phone webhooks wrote).
+
     Returns what was done: ``{"retry": CallAttempt|None, "tasks": [...], "notified": n}``.
     """
     now = now or utcnow()
     done: dict = {"retry": None, "tasks": [], "notified": 0}
     if status not in ANSWERED_CALL_STATUSES + FAILED_CALL_STATUSES:
         raise ValueError(f"未知的通话结果 {status!r} (unknown call status)")
+    final = status != "answered" and status != "in_progress"
+    if attempt.settled_at is not None:
+        return done  # this call was already settled: never climb the ladder twice for it
     attempt.status = status
+    if final:
+        attempt.settled_at = now
     if reason:
         attempt.reason = reason[:200]
     elder = session.get(Elder, attempt.elder_id)
     if status in ANSWERED_CALL_STATUSES:
         attempt.answered_at = attempt.answered_at or now
         if status == "completed":
-            attempt.ended_at = now
+            attempt.ended_at = attempt.ended_at or now
         # reached: the ladder's call-back / ask-the-family tasks are settled
         for task in session.scalars(select(Task).where(Task.elder_id == elder.id, Task.kind.in_(("callback", "contact_family")),
                                                        Task.state.in_(OPEN_TASK_STATES))):
@@ -337,7 +345,7 @@ def record_call_outcome(session: Session, settings, *, attempt: CallAttempt, sta
             task.outcome = "老人已接听问候电话"
         session.flush()
         return done
-    attempt.ended_at = now
+    attempt.ended_at = attempt.ended_at or now
     cfg = settings.scheduler.no_answer
     day = dt.date.fromisoformat(attempt.slot_key.split(":")[2])
     if attempt.attempt_no < cfg.max_attempts_per_day:

@@ -1,0 +1,280 @@
+"""The scheduler's jobs: module-level functions (the SQLAlchemy job store keeps references to them).
+
+Jobs take no arguments: they read the process's :class:`JobContext` (the App, the dialer, the
+message channels and the clock — the simulator swaps in a simulated clock). Each job is safe to
+run twice and safe after a restart, because the database, not the scheduler, holds the state:
+
+* ``plan_today`` creates the day's first ``CallAttempt`` per due elder; ``slot_key`` is unique, so
+  planning again (a restart, a second run) adds nothing.
+* ``dial_due`` claims each due attempt with a conditional UPDATE (``scheduled`` -> ``queued``)
+  before dialing: one attempt row = at most one call. Ended calls are *settled* once
+  (``settled_at``) by the no-answer ladder; attempts stuck in ``queued``/``ringing`` (the process
+  died mid-call) are settled as failed; due attempts that now fall into quiet hours or on a past
+  day are cancelled, never dialed.
+* ``deliver_outbox``, ``escalate_overdue`` and ``coverage_guard`` are idempotent by design.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core import plan
+from core.coverage import coverage_guard as _coverage_guard
+from core.escalation import ANSWERED_CALL_STATUSES, FAILED_CALL_STATUSES, escalate_overdue as _escalate_overdue
+from core.escalation import record_call_outcome
+from core.outbox import OutboxDispatcher
+from core.ports import MessageChannel
+from data.models import CallAttempt, Elder, OutboxMessage, utcnow
+
+log = logging.getLogger(__name__)
+
+STALE_CALL_MINUTES = 10  # queued/ringing longer than this: the call was lost (restart, provider fault)
+FINAL_STATUSES = set(FAILED_CALL_STATUSES) | {"completed"}
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """One check-in to start: the scheduler's attempt row and what the dialer needs."""
+
+    attempt_id: int
+    elder_id: int
+    channel: str  # phone | telegram
+    phone: str | None
+    telegram_chat_id: int | None
+    slot_key: str
+    attempt_no: int
+    safety_messages: tuple[str, ...] = ()
+
+
+class Dialer(Protocol):
+    """Starts a check-in for an attempt row (a phone call, a Telegram chat).
+
+    It returns once the call is *placed*; the outcome arrives later (phone webhooks set the
+    attempt's status, or the dialer calls :func:`report_call_outcome`). Raise if it cannot place.
+    """
+
+    async def dial(self, request: CallRequest) -> None: ...
+
+
+@dataclass
+class JobContext:
+    app: object  # core.app.App
+    dialer: Dialer
+    channels: dict[str, MessageChannel] = field(default_factory=dict)
+    clock: Callable[[], dt.datetime] = utcnow
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def settings(self):
+        return self.app.settings
+
+    @property
+    def db(self):
+        return self.app.db
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
+
+
+_context: JobContext | None = None
+
+
+def set_context(ctx: JobContext | None) -> None:
+    global _context
+    _context = ctx
+
+
+def context() -> JobContext:
+    if _context is None:
+        raise RuntimeError("scheduler jobs need a JobContext (scheduler.jobs.set_context)")
+    return _context
+
+
+# ---- planning -------------------------------------------------------------------------------
+def plan_calls(session: Session, settings, now: dt.datetime) -> list[CallAttempt]:
+    """Create today's first attempt for every elder who is due and not planned yet."""
+    today = plan.local_today(settings, now)
+    now_local = plan.to_local(settings, now)
+    planned = {int(k.split(":")[1]) for k in session.scalars(
+        select(CallAttempt.slot_key).where(CallAttempt.slot_key.like(f"elder:%:{today.isoformat()}:%")))}
+    campaigns = plan.active_campaigns(session, today)
+    created = []
+    for elder in session.scalars(select(Elder).order_by(Elder.id)):
+        if elder.id in planned:
+            continue
+        p = plan.plan_day(session, settings, elder, today, campaigns)
+        if not p.due:
+            continue
+        start, end = plan.call_window(settings, elder)
+        if end > start and now_local.time() >= end:
+            continue  # planned too late (the service was down all morning): tomorrow
+        when_local = max(p.first_call_local, now_local.replace(second=0, microsecond=0))
+        when = plan.to_utc(settings, when_local)
+        if plan.is_quiet(settings, when):
+            continue
+        attempt = CallAttempt(elder_id=elder.id, channel=p.channel, slot_key=plan.slot_key(elder.id, today, 1),
+                              attempt_no=1, status="scheduled", scheduled_for=when, created_at=now, updated_at=now)
+        session.add(attempt)
+        created.append(attempt)
+    session.flush()
+    return created
+
+
+# ---- dialing --------------------------------------------------------------------------------
+def settle_ended(session: Session, settings, now: dt.datetime) -> int:
+    """Run the ladder once for every ended call not yet settled, and for calls lost mid-way."""
+    n = 0
+    ended = session.scalars(select(CallAttempt).where(CallAttempt.status.in_(FINAL_STATUSES),
+                                                      CallAttempt.settled_at.is_(None)).order_by(CallAttempt.id))
+    for attempt in list(ended):
+        record_call_outcome(session, settings, attempt=attempt, status=attempt.status, now=now)
+        n += 1
+    stale_before = now - dt.timedelta(minutes=STALE_CALL_MINUTES)
+    lost = session.scalars(select(CallAttempt).where(CallAttempt.status.in_(("queued", "ringing")),
+                                                     CallAttempt.started_at < stale_before).order_by(CallAttempt.id))
+    for attempt in list(lost):
+        record_call_outcome(session, settings, attempt=attempt, status="failed", now=now,
+                            reason="未收到通话结果（服务重启或外呼中断）")
+        n += 1
+    return n
+
+
+def _claim(session: Session, attempt_id: int, now: dt.datetime) -> bool:
+    result = session.execute(
+        update(CallAttempt).where(CallAttempt.id == attempt_id, CallAttempt.status == "scheduled")
+        .values(status="queued", started_at=now, updated_at=now).execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+async def run_dial_due(ctx: JobContext, now: dt.datetime | None = None) -> int:
+    """Settle ended calls, then dial every due attempt exactly once. Returns calls placed."""
+    now = now or ctx.clock()
+    settings = ctx.settings
+    with ctx.db.session() as s:
+        ctx.count("settled", settle_ended(s, settings, now))
+        due = s.execute(select(CallAttempt.id, CallAttempt.elder_id, CallAttempt.slot_key)
+                        .where(CallAttempt.status == "scheduled", CallAttempt.scheduled_for <= now)
+                        .order_by(CallAttempt.scheduled_for, CallAttempt.id)).all()
+    today = plan.local_today(settings, now)
+    placed = 0
+    for attempt_id, elder_id, key in due:
+        with ctx.db.session() as s:
+            attempt = s.get(CallAttempt, attempt_id)
+            if attempt.status != "scheduled":
+                continue
+            elder = s.get(Elder, elder_id)
+            day = dt.date.fromisoformat(key.split(":")[2])
+            skip = None
+            if day != today:
+                skip = "已过当天，未拨打"
+            elif plan.is_quiet(settings, now):
+                skip = "静默时段，不打电话"
+            if skip:
+                if _claim(s, attempt_id, now):
+                    s.refresh(attempt)
+                    record_call_outcome(s, settings, attempt=attempt, status="canceled", now=now, reason=skip)
+                    ctx.count("cancelled")
+                continue
+            if not elder.consent_visit or (elder.paused_until and today <= elder.paused_until):
+                if _claim(s, attempt_id, now):
+                    s.refresh(attempt)
+                    attempt.status, attempt.settled_at = "canceled", now
+                    attempt.reason = "老人暂停或不同意探访"
+                continue
+            if not _claim(s, attempt_id, now):
+                continue  # someone else has it
+            campaigns = plan.active_campaigns(s, today)
+            request = CallRequest(attempt_id=attempt_id, elder_id=elder_id, channel=attempt.channel,
+                                  phone=elder.phone, telegram_chat_id=elder.telegram_chat_id, slot_key=key,
+                                  attempt_no=attempt.attempt_no,
+                                  safety_messages=tuple(plan.safety_messages(campaigns, elder)))
+        # the claim is committed before the call is placed: a crash now leaves a 'queued' row that is
+        # settled as failed later, never a second call for this slot
+        try:
+            await ctx.dialer.dial(request)
+            placed += 1
+            ctx.count("dialed")
+        except Exception as exc:  # noqa: BLE001 — the provider refused: the ladder retries
+            log.warning("dialing attempt %s failed: %s", attempt_id, exc)
+            with ctx.db.session() as s:
+                attempt = s.get(CallAttempt, attempt_id)
+                record_call_outcome(s, settings, attempt=attempt, status="failed", now=ctx.clock(),
+                                    reason=f"外呼失败：{exc}"[:200])
+    return placed
+
+
+def report_call_outcome(db, settings, *, attempt_id: int, status: str, now: dt.datetime | None = None,
+                        reason: str | None = None) -> dict:
+    """For dialers and webhooks: record a call's outcome in its own unit of work."""
+    with db.session() as s:
+        attempt = s.get(CallAttempt, attempt_id)
+        if attempt is None:
+            raise LookupError(f"没有编号为 {attempt_id} 的通话记录 (no call attempt {attempt_id})")
+        if status in ANSWERED_CALL_STATUSES and attempt.answered_at is None:
+            attempt.answered_at = now or utcnow()
+        result = record_call_outcome(s, settings, attempt=attempt, status=status, now=now, reason=reason)
+        return {"retry": result["retry"].id if result["retry"] is not None else None,
+                "tasks": [t.id for t in result["tasks"]], "notified": result["notified"]}
+
+
+async def run_deliver_outbox(ctx: JobContext, now: dt.datetime | None = None) -> int:
+    if not ctx.channels:
+        return 0
+    sent = await OutboxDispatcher(ctx.db, ctx.settings, ctx.channels).deliver_due(now or ctx.clock())
+    ctx.count("notifications_sent", sent)
+    return sent
+
+
+def _has_pending_outbox(ctx: JobContext, now: dt.datetime) -> bool:
+    with ctx.db.session() as s:
+        return s.scalar(select(OutboxMessage.id).where(OutboxMessage.state == "pending",
+                                                       OutboxMessage.next_attempt_at <= now).limit(1)) is not None
+
+
+# ---- the jobs (no arguments; registered with explicit IDs) -----------------------------------
+async def plan_today() -> int:
+    ctx = context()
+    with ctx.db.session() as s:
+        n = len(plan_calls(s, ctx.settings, ctx.clock()))
+    ctx.count("planned", n)
+    return n
+
+
+async def dial_due() -> int:
+    ctx = context()
+    placed = await run_dial_due(ctx)
+    now = ctx.clock()
+    if _has_pending_outbox(ctx, now):  # urgent answers during these calls: tell people now, not later
+        await run_deliver_outbox(ctx, now)
+    return placed
+
+
+async def deliver_outbox() -> int:
+    ctx = context()
+    return await run_deliver_outbox(ctx)
+
+
+async def escalate_overdue() -> int:
+    ctx = context()
+    now = ctx.clock()
+    with ctx.db.session() as s:
+        n = len(_escalate_overdue(s, ctx.settings, now=now))
+    ctx.count("escalated", n)
+    if n:
+        await run_deliver_outbox(ctx, now)
+    return n
+
+
+async def coverage_guard() -> int:
+    ctx = context()
+    with ctx.db.session() as s:
+        n = len(_coverage_guard(s, ctx.settings, now=ctx.clock()))
+    ctx.count("coverage_tasks", n)
+    return n
