@@ -156,18 +156,19 @@ def first_slot(settings, elder: Elder, day: dt.date) -> dt.datetime | None:
     stop = dt.datetime.combine(day, end)
     if stop <= base:
         stop += dt.timedelta(days=1)
-    # leave room for the retries of the day inside the window when possible
-    retry_total = sum(settings.scheduler.no_answer.retry_minutes[: max(0, settings.scheduler.no_answer.max_attempts_per_day - 1)])
-    span = int((stop - base).total_seconds() // 60)
-    usable = max(0, span - retry_total) if span > retry_total else max(0, span // 2)
-    t = base + dt.timedelta(minutes=_spread(elder.id, day, usable))
-    for _ in range(span + 1):  # the first minute of the window outside quiet hours
-        if not in_window(t.time(), quiet) and t.date() == day:
-            return t
+    allowed = []  # the window's minutes outside quiet hours, on this day
+    t = base
+    while t < stop and t.date() == day:
+        if not in_window(t.time(), quiet):
+            allowed.append(t)
         t += dt.timedelta(minutes=1)
-        if t >= stop:
-            break
-    return None
+    if not allowed:
+        return None
+    # leave room for the day's retries inside the window when there is room
+    cfg = settings.scheduler.no_answer
+    retry_total = sum(cfg.retry_minutes[: max(0, cfg.max_attempts_per_day - 1)])
+    usable = len(allowed) - retry_total if len(allowed) > retry_total else max(1, len(allowed) // 2)
+    return allowed[_spread(elder.id, day, usable)]
 
 
 @dataclass(frozen=True)
