@@ -59,6 +59,7 @@ GIVEN = ["秀英", "桂兰", "玉兰", "凤英", "建国", "德福", "淑珍", "
 VILLAGES = [("兰考县", "城关镇", "幸福村"), ("兰考县", "城关镇", "和谐村"), ("兰考县", "东坝头乡", "张庄村"),
             ("兰考县", "东坝头乡", "杨庄村")]
 TOPICS = ("health", "family", "safety", "needs")
+TOPIC_DIMENSIONS = {"health": ("health",), "family": ("family",), "safety": ("safety",), "needs": ("needs", "economy")}
 QUESTIONS = {"health": "最近身体咋样？", "family": "孩子们常联系您吗？", "safety": "家里水电煤气都安全吧？",
              "needs": "有啥需要我们帮忙的吗？"}
 MIX = ["fine", "fine", "lonely", "fine", "short_of_money", "fell", "fine", "gas", "never_answers", "third_try",
@@ -186,10 +187,11 @@ class SimDialer:
         if persona.event_day is not None and persona.event_visit is None and day >= persona.event_day:
             persona.event_visit = visit_id
         for topic in TOPICS:
+            # what the Rasa actions do as slots fill: the topic's section 五 items, then the turn
+            sim.write_answers(visit_id, TOPIC_DIMENSIONS[topic])
             result = await self.checkin.hear(visit_id, persona.say(topic, day, visit_id))
             if result.reply.ended:
                 break
-        sim.write_answers(visit_id)
         self.checkin.finish(visit_id, outcome="complete")
         rec.completed = True
         jobs.report_call_outcome(sim.app.db, sim.app.settings, attempt_id=request.attempt_id, status="completed",
@@ -288,14 +290,14 @@ class MonthSimulation:
             visitor_ids = list(s.scalars(select(Visitor.id)))
         self.never_ack = {v for v in visitor_ids if self.rng.random() < 0.15}
 
-    def write_answers(self, visit_id: int) -> None:
-        """The section 五 items of a finished scripted conversation (what Rasa actions would write)."""
+    def write_answers(self, visit_id: int, dimensions: tuple[str, ...]) -> None:
+        """The section 五 items of these dimensions (what the Rasa actions write as slots fill)."""
         cat = load_catalogue()
         with self.app.db.session() as s:
             visit = s.get(Visit, visit_id)
             have = {a.item_key for a in visit.answers}
             for item in cat.items:
-                if item.key not in have:
+                if item.key not in have and item.dimension in dimensions:
                     s.add(VisitAnswer(visit_id=visit_id, item_key=item.key, value=item.values[0].value,
                                       risk="none", answered_at=self.clock))
 

@@ -65,3 +65,31 @@ def test_coverage_rules_and_guard(db, settings):
         close_task(s, task, actor="visitor:1", outcome="已上门", in_person=True, now=dt.datetime(2026, 11, 21, 3))
         r = coverage_report(s, settings, month=MONTH)
         assert r["total"]["visited"] == 3 and r["total"]["pending_tasks"] == 3
+
+
+def test_coverage_cli(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from core.cli import cli
+    from data.db import Database
+
+    env = {"TANFANG_DATA_DIR": str(tmp_path / "var"), "TANFANG_OUTPUT_DIR": str(tmp_path / "out")}
+    db = Database(f"sqlite:///{tmp_path / 'var' / 'tanfang.db'}")
+    db.upgrade()
+    with db.session() as s:
+        a = make_elder(s, id_number="410225194503150001", name="甲")
+        make_elder(s, id_number="410225194503150002", name="乙", village="和谐村")
+        _visit(s, a, dt.date(2026, 11, 4))
+    db.dispose()
+    run = lambda *args: CliRunner().invoke(cli, list(args), env=env)
+    res = run("coverage", "--month", "2026-11", "--json")
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.output)
+    assert r["month"] == "2026-11" and r["total"] == {"elders": 2, "visited": 1, "pending_tasks": 0, "uncovered": 1}
+    assert [x["area"] for x in r["areas"]] == ["兰考县/城关镇/和谐村", "兰考县/城关镇/幸福村"]
+    text = run("coverage", "--month", "2026-11").output
+    assert "合计" in text and "未覆盖" in text
+    bad = run("coverage", "--month", "11/2026")
+    assert bad.exit_code == 1 and "YYYY-MM" in bad.output

@@ -80,3 +80,39 @@ def test_plan_day_rules(sqlite_app):
         assert plan.plan_day(s, settings, e, DAY).reason == "不同意探访"
         e.consent_visit, e.preferred_channel = True, "in_person"
         assert not plan.plan_day(s, settings, e, DAY).due
+
+
+def test_campaign_and_plan_cli(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from core.cli import cli
+    from data.db import Database
+
+    env = {"TANFANG_DATA_DIR": str(tmp_path / "var"), "TANFANG_OUTPUT_DIR": str(tmp_path / "out")}
+    db = Database(f"sqlite:///{tmp_path / 'var' / 'tanfang.db'}")
+    db.upgrade()
+    with db.session() as s:
+        make_elder(s)
+    db.dispose()
+    run = lambda *args: CliRunner().invoke(cli, list(args), env=env)
+    res = run("campaign", "start", "--area", "兰考县/城关镇", "--reason", "高温", "--from", "2026-07-01",
+              "--until", "2026-07-10", "--json")
+    assert res.exit_code == 0, res.output
+    c = json.loads(res.output)
+    assert c["elders"] == 1 and c["message"] == plan.CAMPAIGN_MESSAGES["高温"] and c["frequency_days"] == 1
+    for args, why in [(("--area", "不存在县"), "没有登记的老人"),
+                      (("--area", "兰考县", "--from", "2026-07-10", "--until", "2026-07-01"), "早于"),
+                      (("--area", "兰考县", "--until", "七月"), "YYYY-MM-DD")]:
+        bad = run("campaign", "start", "--reason", "暴雨", *args, *(() if "--until" in args else ("--until", "2099-07-02")))
+        assert bad.exit_code == 1 and why in bad.output, bad.output
+    listed = json.loads(run("campaign", "list", "--all", "--json").output)
+    assert [x["id"] for x in listed] == [c["id"]]
+    day = json.loads(run("plan", "--date", "2026-07-02", "--json").output)
+    assert day["elders"][0]["due"] and day["elders"][0]["safety_messages"] == [plan.CAMPAIGN_MESSAGES["高温"]]
+    assert run("campaign", "stop", str(c["id"])).exit_code == 0
+    again = run("campaign", "stop", str(c["id"]))
+    assert again.exit_code == 1 and "已于" in again.output
+    day = json.loads(run("plan", "--date", "2026-07-02", "--json").output)
+    assert day["elders"][0]["safety_messages"] == []

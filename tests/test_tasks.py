@@ -92,3 +92,49 @@ def test_open_tasks_for_orders_by_priority_then_deadline(db):
         transition(s, done, "done", actor="system", now=NOW)
         ids = [t.id for t in open_tasks_for(s, visitor_id=v.id)]
         assert ids == [d.id, e.id, c.id, b.id, a.id]
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+def _cli_env(tmp_path):
+    return {"TANFANG_DATA_DIR": str(tmp_path / "var"), "TANFANG_OUTPUT_DIR": str(tmp_path / "out")}
+
+
+def test_tasks_cli(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from core.cli import cli
+    from data.db import Database
+
+    env = _cli_env(tmp_path)
+    db = Database(f"sqlite:///{tmp_path / 'var' / 'tanfang.db'}")
+    db.upgrade()
+    with db.session() as s:
+        elder = make_elder(s)
+        v = make_visitor(s)
+        urgent = create_task(s, elder_id=elder.id, kind="urgent", priority=1, title="紧急：摔倒", assignee_id=v.id,
+                             ack_deadline=NOW, now=NOW)
+        routine = create_task(s, elder_id=elder.id, kind="visit", priority=3, title="上门", now=NOW)
+        done = create_task(s, elder_id=elder.id, kind="callback", priority=3, title="回拨", now=NOW)
+        transition(s, done, "done", actor="system", now=NOW)
+        ids = (urgent.id, routine.id, done.id)
+    db.dispose()
+    run = lambda *args: CliRunner().invoke(cli, list(args), env=env)
+    res = run("tasks", "list", "--json")
+    assert res.exit_code == 0, res.output
+    assert [t["id"] for t in json.loads(res.output)] == [ids[0], ids[1], ids[2]]
+    res = run("tasks", "list", "--open", "--elder", "1", "--json")
+    assert [t["id"] for t in json.loads(res.output)] == [ids[0], ids[1]]
+    assert "紧急：摔倒" in run("tasks", "list").output
+    res = run("tasks", "ack", str(ids[0]), "--by", "visitor:1")
+    assert res.exit_code == 0 and "已确认" in res.output
+    res = run("tasks", "done", str(ids[0]), "--outcome", "已送医", "--in-person", "--satisfaction", "satisfied")
+    assert res.exit_code == 0 and "关爱服务记录第 1 次" in res.output
+    shown = json.loads(run("tasks", "show", str(ids[0]), "--json").output)
+    assert shown["state"] == "done" and [e["action"] for e in shown["events"]] == ["created", "acknowledged", "done"]
+    assert "历史" in run("tasks", "show", str(ids[0])).output
+    bad = run("tasks", "done", str(ids[0]), "--outcome", "again")
+    assert bad.exit_code == 1 and "不能改为" in bad.output
+    missing = run("tasks", "show", "999")
+    assert missing.exit_code == 1 and "没有编号为 999 的任务" in missing.output
