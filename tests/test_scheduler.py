@@ -180,3 +180,60 @@ async def test_restart_mid_day_neither_drops_nor_duplicates(app):
     # every elder got the day's three attempts (nothing dropped), none in quiet hours
     assert len(keys) == 8 * settings.scheduler.no_answer.max_attempts_per_day
     assert not any(plan.is_quiet(settings, t) for _, t in calls)
+
+
+async def test_twilio_dialer_places_the_scheduled_attempt_with_the_real_client(app, tmp_path):
+    """The official twilio client against a local HTTP peer: the scheduler's own attempt row is
+    the one Twilio is asked to ring (webhooks carry attempt=<id>), and its CallSid is kept."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs
+
+    from core.settings import load_settings
+    from scheduler.dialers import ChannelDialer, DialError, TwilioDialer
+    from voice.twilio_client import TwilioCallPlacer
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            seen.append((self.path, body))
+            out = json.dumps({"sid": f"CA{len(seen):032d}", "status": "queued", "to": body["To"][0]}).encode()
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = load_settings(env={
+            "TANFANG_DATA_DIR": str(tmp_path), "TANFANG_TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+            "TANFANG_TWILIO_AUTH_TOKEN": "token", "TANFANG_TWILIO__FROM_NUMBER": "+8637100000000",
+            "TANFANG_TWILIO__PUBLIC_BASE_URL": "https://tanfang.example.org",
+            "TANFANG_TWILIO__API_BASE_URL": f"http://127.0.0.1:{server.server_port}"})
+        _roster(app, 2)
+        with app.db.session() as s:
+            s.add(CallAttempt(elder_id=1, slot_key=plan.slot_key(1, DAY, 1), status="scheduled",
+                              scheduled_for=local(app.settings, 9, 0)))
+            s.add(CallAttempt(elder_id=2, slot_key=plan.slot_key(2, DAY, 1), status="scheduled", channel="telegram",
+                              scheduled_for=local(app.settings, 9, 0)))
+        dialer = ChannelDialer({"phone": TwilioDialer(app, TwilioCallPlacer(settings))})
+        ctx = jobs.JobContext(app=app, dialer=dialer, clock=Clock(local(app.settings, 9, 1)))
+        assert await jobs.run_dial_due(ctx) == 1
+    finally:
+        server.shutdown()
+    [(path, body)] = seen
+    assert path.endswith("/Accounts/AC" + "0" * 32 + "/Calls.json")
+    assert body["To"] == ["13800000000"] and "attempt=1" in body["Url"][0] and "attempt=1" in body["StatusCallback"][0]
+    with app.db.session() as s:
+        a1, a2 = s.scalars(select(CallAttempt).order_by(CallAttempt.id)).all()[:2]
+        assert (a1.status, a1.provider_sid) == ("queued", "CA" + "1".zfill(32))
+        assert a2.status == "failed" and "telegram" in a2.reason  # no Telegram dialer: recorded, retried later
+    assert DialError
