@@ -294,8 +294,9 @@ def _missed_days_running(session: Session, settings, elder_id: int, today: dt.da
     ).all()
     by_day: dict[dt.date, set[str]] = {}
     for key, status in rows:
-        day = dt.date.fromisoformat(key.split(":")[2])
-        by_day.setdefault(day, set()).add(status)
+        parsed = plan.parse_slot_key(key)
+        if parsed is not None:
+            by_day.setdefault(parsed[1], set()).add(status)
     count, day = 0, today
     while day in by_day:
         statuses = by_day[day]
@@ -347,7 +348,11 @@ def record_call_outcome(session: Session, settings, *, attempt: CallAttempt, sta
         return done
     attempt.ended_at = attempt.ended_at or now
     cfg = settings.scheduler.no_answer
-    day = dt.date.fromisoformat(attempt.slot_key.split(":")[2])
+    parsed = plan.parse_slot_key(attempt.slot_key)
+    if parsed is None:
+        session.flush()
+        return done  # a call placed by hand, not a planned slot: recorded, no retries or ladder
+    day = parsed[1]
     if attempt.attempt_no < cfg.max_attempts_per_day:
         waits = cfg.retry_minutes or [30]
         wait = waits[min(attempt.attempt_no, len(waits)) - 1]

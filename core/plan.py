@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -232,6 +233,21 @@ def plan_day(session: Session, settings, elder: Elder, day: dt.date, campaigns: 
 
 def slot_key(elder_id: int, day: dt.date, attempt_no: int) -> str:
     return f"elder:{elder_id}:{day.isoformat()}:{attempt_no}"
+
+
+_SLOT_RE = re.compile(r"^elder:(\d+):(\d{4}-\d{2}-\d{2}):(\d+)$")
+
+
+def parse_slot_key(key: str | None) -> tuple[int, dt.date, int] | None:
+    """``elder:12:2026-11-28:2`` -> (12, date, 2); None for keys the scheduler did not make
+    (a call placed by hand has another key and is not part of the plan)."""
+    m = _SLOT_RE.match(key or "")
+    if not m:
+        return None
+    try:
+        return int(m.group(1)), dt.date.fromisoformat(m.group(2)), int(m.group(3))
+    except ValueError:
+        return None
 
 
 def elders_in_area(stmt, area: str | None):

@@ -101,8 +101,9 @@ def plan_calls(session: Session, settings, now: dt.datetime) -> list[CallAttempt
     """Create today's first attempt for every elder who is due and not planned yet."""
     today = plan.local_today(settings, now)
     now_local = plan.to_local(settings, now)
-    planned = {int(k.split(":")[1]) for k in session.scalars(
-        select(CallAttempt.slot_key).where(CallAttempt.slot_key.like(f"elder:%:{today.isoformat()}:%")))}
+    planned = {p[0] for k in session.scalars(
+        select(CallAttempt.slot_key).where(CallAttempt.slot_key.like(f"elder:%:{today.isoformat()}:%")))
+        if (p := plan.parse_slot_key(k)) is not None}
     campaigns = plan.active_campaigns(session, today)
     created = []
     for elder in session.scalars(select(Elder).order_by(Elder.id)):
@@ -170,7 +171,8 @@ async def run_dial_due(ctx: JobContext, now: dt.datetime | None = None) -> int:
             if attempt.status != "scheduled":
                 continue
             elder = s.get(Elder, elder_id)
-            day = dt.date.fromisoformat(key.split(":")[2])
+            parsed = plan.parse_slot_key(key)
+            day = parsed[1] if parsed else plan.local_today(settings, attempt.scheduled_for or now)
             skip = None
             if day != today:
                 skip = "已过当天，未拨打"

@@ -170,3 +170,17 @@ def test_retry_never_lands_in_quiet_hours(db, settings):
         r = record_call_outcome(s, settings, attempt=a, status="no_answer", now=when)
         assert r["retry"] is None  # 21:25 would be quiet: the day ends here, ladder instead
         assert r["tasks"] and r["tasks"][0].kind == "callback"
+
+
+def test_call_placed_by_hand_is_recorded_without_ladder(db, settings):
+    with db.session() as s:
+        elder = make_elder(s)
+        a = CallAttempt(elder_id=elder.id, slot_key=f"elder:{elder.id}:2026-11-03T10:05:00.000000", status="queued",
+                        scheduled_for=NOW)
+        s.add(a)
+        s.flush()
+        r = record_call_outcome(s, settings, attempt=a, status="no_answer", now=NOW)
+        assert r == {"retry": None, "tasks": [], "notified": 0}
+        assert a.status == "no_answer" and a.settled_at == NOW
+        assert plan.parse_slot_key(a.slot_key) is None
+        assert plan.parse_slot_key("elder:12:2026-11-28:2") == (12, dt.date(2026, 11, 28), 2)
