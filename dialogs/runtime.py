@@ -148,7 +148,6 @@ def ensure_rasa_env(settings: Settings, requirements: Path = REQUIREMENTS, log=p
         log(f"创建 Rasa 环境 creating the Rasa environment in {env} with {python} (several minutes)")
         steps = [
             [str(python), "-m", "venv", str(env)],
-            [str(env / "bin" / "pip"), "install", "-q", "--upgrade", "pip", "setuptools<71", "wheel"],
             [str(env / "bin" / "pip"), "install", "-q", "-r", str(requirements)],
         ]
         for cmd in steps:

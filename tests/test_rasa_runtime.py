@@ -193,3 +193,18 @@ def test_real_python310_is_found_when_installed(settings):
     if not (shutil.which("python3.10") or list(Path.home().glob(".pyenv/versions/3.10.*"))):
         pytest.skip("no Python 3.10 on this machine")
     assert runtime._python_version(find_python(settings)) == (3, 10)
+
+
+def test_ensure_env_really_creates_a_venv_and_refuses_one_without_rasa(settings, tmp_path):
+    """The real install path with the real 3.10 interpreter, offline: an empty requirements file
+    installs nothing, so the environment is not marked complete and the error says why."""
+    if not (shutil.which("python3.10") or list(Path.home().glob(".pyenv/versions/3.10.*"))):
+        pytest.skip("no Python 3.10 on this machine")
+    settings.rasa.cache_dir = tmp_path / "cache"
+    req = tmp_path / "requirements-rasa.txt"
+    req.write_text("# nothing\n", encoding="utf-8")
+    with pytest.raises(RasaRuntimeError, match="bin/rasa missing"):
+        ensure_rasa_env(settings, req, log=lambda m: None)
+    env = env_dir(settings, req)
+    assert runtime._python_version(env / "bin" / "python") == (3, 10)
+    assert not (env / ".complete").exists()
