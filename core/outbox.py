@@ -45,6 +45,12 @@ def enqueue(session: Session, *, channel: str, recipient: str | int, body: str, 
     msg = OutboxMessage(channel=channel, recipient=str(recipient), recipient_kind=recipient_kind, body=body,
                         payload=payload, elder_id=elder_id, task_id=task_id, dedupe_key=dedupe_key,
                         state="pending", attempts=0, next_attempt_at=at, created_at=at)
+    if session.get_bind().dialect.name == "sqlite":
+        # one writer at a time on SQLite: the check above cannot race. (pysqlite would turn an
+        # outermost SAVEPOINT into its own transaction, committing the row early.)
+        session.add(msg)
+        session.flush()
+        return msg
     try:
         with session.begin_nested():  # a concurrent writer with the same key: keep the caller's work
             session.add(msg)

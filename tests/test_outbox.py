@@ -91,3 +91,26 @@ async def test_concurrent_dispatchers_never_send_twice(db, settings):
     assert sorted(m.text for m in sms.sent) == sorted(f"m{i}" for i in range(30))
     with db.session() as s:
         assert {m.state for m in s.query(OutboxMessage)} == {"sent"}
+
+
+def test_enqueue_is_part_of_the_callers_transaction(db):
+    """A failure later in the unit of work takes the message with it (nothing half-written)."""
+    try:
+        with db.session() as s:
+            enqueue(s, channel="sms", recipient="13900002222", body="x", dedupe_key="tx", now=NOW)
+            raise RuntimeError("the event failed")
+    except RuntimeError:
+        pass
+    with db.session() as s:
+        assert s.query(OutboxMessage).count() == 0
+        assert enqueue(s, channel="sms", recipient="13900002222", body="x", dedupe_key="tx", now=NOW) is not None
+
+
+def test_enqueue_refuses_bad_input(db):
+    import pytest
+
+    with db.session() as s:
+        with pytest.raises(ValueError, match="收件人"):
+            enqueue(s, channel="sms", recipient="", body="x", dedupe_key="k")
+        with pytest.raises(ValueError, match="dedupe_key"):
+            enqueue(s, channel="sms", recipient="1", body="x", dedupe_key="")
