@@ -48,9 +48,9 @@ def test_frequency_by_most_frequent_category(sqlite_app):
         assert plan.category_frequency(settings, e) == 7
 
 
-def test_plan_day_rules(sqlite_app):
-    settings = sqlite_app.settings
-    with sqlite_app.db.session() as s:
+def test_plan_day_rules(app):
+    settings = app.settings
+    with app.db.session() as s:
         e = make_elder(s, living_alone=False, empty_nest=True)  # every 14 days
         p = plan.plan_day(s, settings, e, DAY)
         assert p.due and p.reason == "首次问候" and p.frequency_days == 14
