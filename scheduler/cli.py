@@ -372,7 +372,92 @@ def _print_simulation(r: dict) -> None:
     click.echo("结论：" + ("通过 ✓" if r["ok"] else "未通过 ✗"))
 
 
+# ---- the scheduler process ----------------------------------------------------------------------
+@click.group("scheduler")
+def scheduler_group() -> None:
+    """排程服务 — the APScheduler process (one per deployment)."""
+
+
+@scheduler_group.command("run")
+@click.option("--console", "console", is_flag=True,
+              help="通知打印到屏幕而不是发送 (print SMS/Telegram notifications instead of sending them)")
+@click.option("--for", "seconds", type=float, default=None, help="运行若干秒后退出 (default: until Ctrl-C)")
+@click.option("--tick", "tick_seconds", type=click.IntRange(5, 3600), default=60, show_default=True)
+@pass_app
+def scheduler_run(app, console: bool, seconds: float | None, tick_seconds: int) -> None:
+    """Run the scheduler: plan, dial through Twilio, deliver notifications, escalate, guard coverage."""
+    import asyncio
+
+    from core.channels import ConsoleChannel
+    from scheduler.dialers import ChannelDialer, TwilioDialer
+    from scheduler.jobs import JobContext
+    from scheduler.runner import SchedulerService
+
+    try:
+        from voice.twilio_client import TwilioCallPlacer, TwilioNotConfigured
+    except ImportError as exc:  # pragma: no cover - voice is part of the app
+        raise UserError(f"电话模块不可用 (voice module missing): {exc}") from exc
+    try:
+        placer = TwilioCallPlacer(app.settings)
+    except TwilioNotConfigured as exc:
+        raise UserError(str(exc)) from exc
+    channels = {}
+    if console:
+        channels = {"sms": ConsoleChannel("sms", printer=click.echo),
+                    "telegram": ConsoleChannel("telegram", printer=click.echo)}
+    app.ready_db()
+    ctx = JobContext(app=app, dialer=ChannelDialer({"phone": TwilioDialer(app, placer)}), channels=channels)
+    service = SchedulerService(ctx, tick_seconds=tick_seconds)
+
+    async def main() -> list[str]:
+        scheduler = await service.start()
+        ids = [j.id for j in scheduler.get_jobs()]
+        click.echo(f"排程服务已启动 scheduler running: {', '.join(ids)}" + ("" if channels else
+                   "（本进程不发送通知：没有配置通知渠道 no notification channels in this process）"))
+        try:
+            if seconds is None:
+                await asyncio.Event().wait()
+            else:
+                await asyncio.sleep(seconds)
+        finally:
+            service.stop()
+        return ids
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        service.stop()
+    click.echo("排程服务已停止 scheduler stopped")
+
+
+@scheduler_group.command("jobs")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def scheduler_jobs(app, as_json: bool) -> None:
+    """The jobs in the job store (what a running scheduler will do, and when)."""
+    from sqlalchemy import inspect, text
+
+    from scheduler.runner import JOB_TABLE
+
+    db = app.ready_db()
+    if JOB_TABLE not in inspect(db.engine).get_table_names():
+        rows = []
+    else:
+        with db.engine.connect() as conn:
+            rows = [{"id": r[0], "next_run_time": dt.datetime.fromtimestamp(r[1], dt.timezone.utc).isoformat()
+                     if r[1] is not None else None}
+                    for r in conn.execute(text(f"SELECT id, next_run_time FROM {JOB_TABLE} ORDER BY id"))]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("任务库为空：排程服务还没有运行过 (no jobs stored yet)")
+    for r in rows:
+        click.echo(f"{r['id']:<18} 下次运行(UTC) {r['next_run_time'] or '暂停'}")
+
+
 def register(cli: click.Group) -> None:
+    cli.add_command(scheduler_group)
     cli.add_command(tasks_group)
     cli.add_command(campaign_group)
     cli.add_command(coverage_cmd)

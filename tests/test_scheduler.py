@@ -237,3 +237,33 @@ async def test_twilio_dialer_places_the_scheduled_attempt_with_the_real_client(a
         assert (a1.status, a1.provider_sid) == ("queued", "CA" + "1".zfill(32))
         assert a2.status == "failed" and "telegram" in a2.reason  # no Telegram dialer: recorded, retried later
     assert DialError
+
+
+def test_scheduler_run_and_jobs_cli(tmp_path):
+    """`tanfang scheduler run` starts the real AsyncIOScheduler on the app's database and stores
+    its jobs; `scheduler jobs` lists them; without Twilio settings it refuses with a clear reason."""
+    import json
+
+    from click.testing import CliRunner
+
+    from core.cli import cli
+
+    env = {"TANFANG_DATA_DIR": str(tmp_path / "var"), "TANFANG_OUTPUT_DIR": str(tmp_path / "out")}
+    run = lambda *args, extra=None: CliRunner().invoke(cli, list(args), env={**env, **(extra or {})})
+    refused = run("scheduler", "run", "--for", "0.1")
+    assert refused.exit_code == 1 and "TANFANG_TWILIO_ACCOUNT_SID" in refused.output
+    assert json.loads(run("scheduler", "jobs", "--json").output) == []
+    twilio = {"TANFANG_TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TANFANG_TWILIO_AUTH_TOKEN": "t",
+              "TANFANG_TWILIO__FROM_NUMBER": "+8637100000000",
+              "TANFANG_TWILIO__PUBLIC_BASE_URL": "https://tanfang.example.org",
+              "TANFANG_TWILIO__API_BASE_URL": "http://127.0.0.1:9"}
+    res = run("scheduler", "run", "--for", "0.5", "--console", extra=twilio)
+    assert res.exit_code == 0, res.output
+    assert "dial_due" in res.output and "排程服务已停止" in res.output
+    stored = json.loads(run("scheduler", "jobs", "--json").output)
+    assert sorted(j["id"] for j in stored) == ["coverage_guard", "deliver_outbox", "dial_due", "escalate_overdue",
+                                               "plan_today"]
+    assert all(j["next_run_time"] for j in stored)
+    again = run("scheduler", "run", "--for", "0.2", extra=twilio)  # a restart: same jobs, not twice
+    assert again.exit_code == 0, again.output
+    assert len(json.loads(run("scheduler", "jobs", "--json").output)) == 5
