@@ -77,7 +77,7 @@ def main() -> None:
         result.update({
             "url": rasa.url,
             "model": rasa.model.name if rasa.model else None,
-            "started": rasa.started,
+            "started": list(rasa.started),
             "ready_seconds": round(ready_s, 1),
             "cpus": os.cpu_count(),
             "machine": platform.machine(),
