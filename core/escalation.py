@@ -370,7 +370,8 @@ def record_call_outcome(session: Session, settings, *, attempt: CallAttempt, sta
     # the day's attempts are used up (or the next would fall into quiet hours)
     missed = _missed_days_running(session, settings, elder.id, day)
     local_day = f"{day.month}月{day.day}日"
-    if missed >= cfg.ask_contact_after_day:
+    visit_open = open_task_of(session, elder_id=elder.id, kinds=IN_PERSON_KINDS) is not None
+    if missed >= cfg.ask_contact_after_day and not visit_open:  # once a visitor is going, stop asking daily
         done["notified"] += len(notify_contacts(
             session, elder, task=None, now=now, family=True, key=f"noanswer:{elder.id}:{day.isoformat()}",
             body=(f"【{settings.app.name}】{local_day}给{elder.name}打了 {attempt.attempt_no} 次问候电话都没有接通。"

@@ -184,3 +184,16 @@ def test_call_placed_by_hand_is_recorded_without_ladder(db, settings):
         assert a.status == "no_answer" and a.settled_at == NOW
         assert plan.parse_slot_key(a.slot_key) is None
         assert plan.parse_slot_key("elder:12:2026-11-28:2") == (12, dt.date(2026, 11, 28), 2)
+
+
+def test_family_not_asked_again_while_a_visit_is_pending(db, settings):
+    with db.session() as s:
+        elder = make_elder(s)
+        for d in range(4):
+            day = dt.date(2026, 11, 3) + dt.timedelta(days=d)
+            a = _attempt(s, elder, day, 3, NOW + dt.timedelta(days=d))  # the day's last attempt
+            record_call_outcome(s, settings, attempt=a, status="no_answer", now=NOW + dt.timedelta(days=d))
+        asked = s.query(OutboxMessage).filter_by(recipient_kind="emergency_contact").count()
+        assert asked == 2  # day 1 and day 2; from day 3 the in-person task is open
+        [visit] = s.query(Task).filter_by(kind="visit").all()
+        assert visit.merged_count == 3  # day 3 and day 4 noted on it
