@@ -3,7 +3,8 @@
 *Visited this month* means a complete visit record (any method) dated in the month; for 失能
 elders (``disabled_care``) only care counts: a care service (form section 六) or a complete
 in-person visit. From ``scheduler.coverage_guard_day`` on, every elder not yet visited gets an
-in-person task (kind ``coverage``) unless one is already open.
+in-person task (kind ``coverage``) unless one is already open; a coverage task whose elder has
+been visited since is cancelled at the next run.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import plan
-from core.tasks import create_task
+from core.tasks import create_task, transition
 from data.models import OPEN_TASK_STATES, CareService, Elder, Task, Visit
 
 IN_PERSON_KINDS = ("visit", "coverage")
@@ -89,6 +90,10 @@ def coverage_guard(session: Session, settings, *, now: dt.datetime) -> list[Task
     first = today.replace(day=1)
     last = month_end(first)
     visited = visited_ids(session, first, last)
+    # coverage tasks of elders visited since (e.g. a later phone check-in) are no longer needed
+    stale = select(Task).where(Task.kind == "coverage", Task.state.in_(OPEN_TASK_STATES), Task.elder_id.in_(visited))
+    for task in (session.scalars(stale).all() if visited else []):
+        transition(session, task, "cancelled", actor="system", note="本月已有成功探访记录", now=now)
     pending = open_in_person_ids(session)
     deadline = plan.day_bounds_utc(settings, last)[1] - dt.timedelta(minutes=1)
     from core.escalation import responsible_visitor  # noqa: PLC0415 (escalation imports plan too)

@@ -65,6 +65,12 @@ def test_coverage_rules_and_guard(db, settings):
         close_task(s, task, actor="visitor:1", outcome="已上门", in_person=True, now=dt.datetime(2026, 11, 21, 3))
         r = coverage_report(s, settings, month=MONTH)
         assert r["total"]["visited"] == 3 and r["total"]["pending_tasks"] == 3
+        # 乙 completes a phone check-in later: the next guard run cancels 乙's coverage task
+        _visit(s, incomplete, dt.date(2026, 11, 22), seq=2)
+        assert coverage_guard(s, settings, now=dt.datetime(2026, 11, 23, 1)) == []
+        task = s.query(Task).filter_by(elder_id=ids["乙"], kind="coverage").one()
+        assert task.state == "cancelled" and task.events[-1].note == "本月已有成功探访记录"
+        assert s.query(Task).filter_by(elder_id=ids["丁"], kind="coverage").one().state == "open"
 
 
 def test_coverage_cli(tmp_path):
