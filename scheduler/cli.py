@@ -359,7 +359,7 @@ def _print_simulation(r: dict) -> None:
     click.echo(f"电话：{r['calls']} 次，接通 {r['calls_answered']} 次；每位老人 最少 {c['min']} / 平均 {c['mean']} / 最多 {c['max']}；"
                f"带安全提示 {r['calls_with_safety_message']} 次")
     click.echo(f"重复拨打 {r['duplicate_calls']} 次；静默时段拨打 {r['quiet_hour_calls']} 次")
-    click.echo(f"紧急情况 {r['urgent_events']} 次，1 分钟内通知紧急联系人并建立 P1 任务 {r['urgent_notified_within_1min']} 次；"
+    click.echo(f"紧急回答 {r['urgent_events']} 句，其中 1 分钟内已通知紧急联系人并建立 P1 任务的 {r['urgent_notified_within_1min']} 句；"
                f"超时上报的 P1 任务 {r['escalated_p1_tasks']} 个")
     click.echo(f"任务（按优先级）：{r['tasks_by_priority']}  （按类型）：{r['tasks_by_kind']}  （按状态）：{r['tasks_by_state']}")
     n = r["notifications"]
