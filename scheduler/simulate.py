@@ -59,6 +59,8 @@ GIVEN = ["秀英", "桂兰", "玉兰", "凤英", "建国", "德福", "淑珍", "
 VILLAGES = [("兰考县", "城关镇", "幸福村"), ("兰考县", "城关镇", "和谐村"), ("兰考县", "东坝头乡", "张庄村"),
             ("兰考县", "东坝头乡", "杨庄村")]
 TOPICS = ("health", "family", "safety", "needs")
+TOPIC_KEYS = {"health": ("health", "illness", "mobility"), "family": ("family", "mental"), "safety": ("safety",),
+              "needs": ("economy", "needs")}  # which persona answers each scripted question uses
 TOPIC_DIMENSIONS = {"health": ("health",), "family": ("family",), "safety": ("safety",), "needs": ("needs", "economy")}
 QUESTIONS = {"health": "最近身体咋样？", "family": "孩子们常联系您吗？", "safety": "家里水电煤气都安全吧？",
              "needs": "有啥需要我们帮忙的吗？"}
@@ -72,7 +74,7 @@ def _keyword_grade(text: str, parse=None, expects=None) -> Grade:
     rules = [(("摔", "起不来", "救命"), "urgent", "health", "摔倒"),
              (("煤气味", "着火", "冒烟"), "urgent", "safety", "煤气泄漏"),
              (("孤单", "没人管", "不来个电话"), "concern", "family", "孤独"),
-             (("钱不够", "买不起", "没收到"), "concern", "economy", "经济困难"),
+             (("钱不够", "买不起", "没钱", "没收到"), "concern", "economy", "经济困难"),
              (("不得劲", "睡不着"), "concern", "health", "情绪低落")]
     for words, risk, dim, reason in rules:
         if any(w in text for w in words):
@@ -100,18 +102,37 @@ class Persona:
         if self.event_day is not None and (day < self.event_day or self.event_visit not in (None, visit_id)):
             return {"health": "身体还中", "family": "孩子们常打电话", "safety": "都挺安全",
                     "needs": "不用帮忙"}.get(topic, "挺好的")
-        for k in (topic, {"health": "illness", "family": "family", "safety": "safety", "needs": "needs"}[topic]):
+        for k in TOPIC_KEYS[topic]:
             if k in self.answers:
                 return self.answers[k]
-        if topic == "health" and "mobility" in self.answers:
-            return self.answers["mobility"]
-        if topic == "family" and "mental" in self.answers:
-            return self.answers["mental"]
         return self.answers.get("default", "挺好的")
 
 
+# used when data/samples/personas.yml is not there (the demo's shared file, same texts)
+BUILTIN_PERSONAS: dict[str, dict] = {
+    "fine": {"answer_on_attempt": 1, "answers": {"illness": "没啥病，身体挺好的", "family": "孩子们常打电话，上个礼拜还回来了",
+                                                 "safety": "房子结实着呢，水电煤气都没问题", "needs": "不用帮忙，自己都能弄",
+                                                 "default": "挺好的，没事"}},
+    "lonely": {"answer_on_attempt": 1, "answers": {"mental": "心里不得劲，一个人怪孤单的，晚上老睡不着",
+                                                   "family": "孩子们一年到头也不来个电话，没人管俺",
+                                                   "needs": "想有个人来陪俺说说话", "default": "还行吧"}},
+    "short_of_money": {"answer_on_attempt": 1, "answers": {"illness": "有高血压，药吃完了没钱买",
+                                                           "economy": "钱不够花，药都快买不起了，补贴也没收到", "default": "还中"}},
+    "fell": {"answer_on_attempt": 1, "answers": {"mobility": "俺今儿早上摔了一跤，腿疼得起不来",
+                                                 "default": "俺今儿早上摔了一跤，起不来了"}},
+    "gas": {"answer_on_attempt": 1, "answers": {"safety": "屋里有一股煤气味，我也不知道咋回事", "default": "屋里有煤气味"}},
+    "never_answers": {"answer_on_attempt": 0},
+    "third_try": {"answer_on_attempt": 3, "answers": {"default": "挺好的，没事"}},
+    "relative": {"answer_on_attempt": 1, "respondent": "relative", "answers": {"default": "他挺好的，我回来跟他说"}},
+}
+
+
 def load_personas() -> dict[str, dict]:
-    return yaml.safe_load(PERSONAS_FILE.read_text(encoding="utf-8"))["personas"]
+    if PERSONAS_FILE.is_file():
+        personas = yaml.safe_load(PERSONAS_FILE.read_text(encoding="utf-8")).get("personas") or {}
+        if all(k in personas for k in MIX):
+            return personas
+    return BUILTIN_PERSONAS
 
 
 class ScriptedDialog:
