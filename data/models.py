@@ -507,3 +507,26 @@ class AuditLog(Base):
     entity: Mapped[str] = mapped_column(String(32))
     entity_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+# ---- staff dashboard users (core/auth.py) ---------------------------------------------------------
+STAFF_ROLES = {"province": "省级", "county": "县级", "township": "乡镇(街道)", "village": "村(居)"}
+
+
+class StaffUser(TimestampMixin, Base):
+    """A civil-affairs staff login of the dashboard, scoped to an area at the level of its role."""
+
+    __tablename__ = "staff_users"
+    __table_args__ = (_in("role", STAFF_ROLES),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))  # scrypt$n$r$p$salt$hash
+    role: Mapped[str] = mapped_column(String(16))
+    county: Mapped[str | None] = mapped_column(String(64))
+    township: Mapped[str | None] = mapped_column(String(64))
+    village: Mapped[str | None] = mapped_column(String(64))
+    can_see_sensitive: Mapped[bool] = mapped_column(Boolean, default=False)  # ID numbers, transcripts
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
