@@ -1,0 +1,135 @@
+"""The staff dashboard through the real ASGI app: login, area scopes, sensitive fields, exports, audit."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from openpyxl import load_workbook
+from pypdf import PdfReader
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from core import auth
+from core.web import build_web_app
+from data.models import AuditLog, StaffUser
+from tests import records_fixture as rf
+
+PW = "测试密码-2026"
+
+
+@pytest.fixture
+def dash(app):
+    with app.db.session() as s:
+        rows = rf.build(s)
+        auth.add_user(s, "xingfu", PW, "village", "兰考县/城关镇/幸福村", "幸福村专干")
+        auth.add_user(s, "lankao", PW, "county", "兰考县", "兰考县民政局", can_see_sensitive=True)
+        auth.add_user(s, "henan", PW, "province", None, "省民政厅")
+        ids = {k: v.id for k, v in rows.items()}
+    return app, ids
+
+
+def client(app, user=None):
+    c = TestClient(build_web_app(app))
+    if user:
+        r = c.post("/dashboard/login", data={"username": user, "password": PW}, follow_redirects=False)
+        assert r.status_code == 303, r.text
+    return c
+
+
+def test_login_required_and_wrong_password(dash):
+    app, _ = dash
+    c = client(app)
+    r = c.get("/dashboard/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/dashboard/login")
+    r = c.post("/dashboard/login", data={"username": "xingfu", "password": "wrong-password"})
+    assert r.status_code == 401 and "用户名或密码错误" in r.text
+    # a forged cookie is refused
+    c.cookies.set("tanfang_session", "eyJ1aWQiOjJ9.forged", path="/dashboard")
+    assert c.get("/dashboard/", follow_redirects=False).status_code == 303
+    with app.db.session() as s:
+        assert s.scalar(select(StaffUser).where(StaffUser.username == "xingfu")).password_hash.startswith("scrypt$")
+        assert s.scalar(select(AuditLog).where(AuditLog.action == "login_failed")) is not None
+
+
+def test_morning_view_of_a_village_user(dash):
+    app, ids = dash
+    c = client(app, "xingfu")
+    r = c.get("/dashboard/?month=2026-11")
+    assert r.status_code == 200
+    assert 'id="visit-rate">66.7%' in r.text  # 2 of 3 elders of 幸福村
+    not_reached = r.text.split('id="not-reached"')[1]
+    assert "张德福" in not_reached and "王秀英" not in not_reached
+    assert "刘长山" not in r.text and "陈明华" not in r.text  # other villages' elders and tasks
+
+
+def test_village_user_cannot_see_another_village(dash):
+    app, ids = dash
+    c = client(app, "xingfu")
+    assert c.get(f"/dashboard/elders/{ids['a']}").status_code == 200
+    for other in ("d", "e", "f"):
+        r = c.get(f"/dashboard/elders/{ids[other]}")
+        assert r.status_code == 404 and "不在您的管辖范围" in r.text
+    elders = c.get("/dashboard/elders").text
+    assert "王秀英" in elders and "赵玉珍" not in elders and "刘长山" not in elders
+    # exports: a form of another village is refused, the report only has the own village
+    assert c.get(f"/dashboard/export/form/{ids['v1']}.pdf").status_code == 200
+    with app.db.session() as s:
+        from data.models import Visit
+        other_visit = s.scalar(select(Visit.id).where(Visit.elder_id == ids["e"]))
+    assert c.get(f"/dashboard/export/form/{other_visit}.pdf").status_code == 404
+    wb = load_workbook(io.BytesIO(c.get("/dashboard/export/report.xlsx?month=2026-11").content))
+    areas = [row[0].value for row in wb.active.iter_rows(min_row=3)]
+    assert areas == ["兰考县/城关镇/幸福村", "合计"]
+    pdf = PdfReader(io.BytesIO(c.get("/dashboard/export/forms.pdf?month=2026-11").content))
+    text = "".join(p.extract_text() for p in pdf.pages)
+    assert "王秀英" in text and "李桂兰" in text and "赵玉珍" not in text and "刘长山" not in text
+
+
+def test_sensitive_fields_only_for_allowed_roles(dash):
+    app, ids = dash
+    page = client(app, "xingfu").get(f"/dashboard/elders/{ids['a']}").text
+    assert "410225194503150001" not in page and "4102**********0001" in page
+    assert "腿疼得厉害" not in page and "无权查看" in page
+    page = client(app, "lankao").get(f"/dashboard/elders/{ids['a']}").text
+    assert "410225194503150001" in page and "腿疼得厉害" in page
+    with app.db.session() as s:
+        actions = {(a.actor, a.action) for a in s.scalars(select(AuditLog).where(AuditLog.entity == "elder"))}
+    assert ("staff:xingfu", "read") in actions and ("staff:lankao", "read_sensitive") in actions
+
+
+def test_province_sees_everything_and_county_one_county(dash):
+    app, ids = dash
+    assert client(app, "henan").get(f"/dashboard/elders/{ids['f']}").status_code == 200
+    c = client(app, "lankao")
+    assert c.get(f"/dashboard/elders/{ids['e']}").status_code == 200
+    assert c.get(f"/dashboard/elders/{ids['f']}").status_code == 404  # 杞县
+    home = c.get("/dashboard/?month=2026-11").text
+    assert 'id="visit-rate">80.0%' in home  # 4 of 5 in 兰考县
+    urgent = home.split('id="urgent"')[1].split("</section>")[0]
+    assert "刘长山" in urgent and "摔倒" in urgent
+
+
+def test_bad_month_is_a_clear_error(dash):
+    app, _ = dash
+    r = client(app, "henan").get("/dashboard/report?month=2026-13")
+    assert r.status_code == 400 and "YYYY-MM" in r.text
+
+
+def test_logout_clears_the_session(dash):
+    app, _ = dash
+    c = client(app, "henan")
+    assert c.get("/dashboard/", follow_redirects=False).status_code == 200
+    c.post("/dashboard/logout", follow_redirects=False)
+    assert c.get("/dashboard/", follow_redirects=False).status_code == 303
+
+
+def test_session_tokens_expire_and_bind_the_key():
+    tok = auth.sign_session(b"k1", 7, now=1000)
+    assert auth.read_session(b"k1", tok, now=1000 + 60) == 7
+    assert auth.read_session(b"k2", tok, now=1060) is None
+    assert auth.read_session(b"k1", tok, now=1000 + auth.SESSION_MAX_AGE + 1) is None
+    with pytest.raises(auth.AuthError):
+        auth.parse_area("village", "兰考县/城关镇")
+    with pytest.raises(auth.AuthError):
+        auth.hash_password("short")
