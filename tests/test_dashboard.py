@@ -133,3 +133,26 @@ def test_session_tokens_expire_and_bind_the_key():
         auth.parse_area("village", "兰考县/城关镇")
     with pytest.raises(auth.AuthError):
         auth.hash_password("short")
+
+
+def test_staff_add_cli_then_login(app, tmp_path):
+    from click.testing import CliRunner
+
+    from core.cli import cli
+
+    env = {"TANFANG_DATA_DIR": str(tmp_path / "var"), "TANFANG_DATABASE_URL": app.db.url,
+           "TANFANG_STAFF_PASSWORD": PW}
+    runner = CliRunner(env=env)
+    res = runner.invoke(cli, ["staff", "add", "chengguan", "--role", "township", "--area", "兰考县/城关镇"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["staff", "add", "bad", "--role", "village", "--area", "兰考县"])
+    assert res.exit_code == 1 and "3 级" in res.output
+    res = runner.invoke(cli, ["staff", "add", "chengguan", "--role", "township", "--area", "兰考县/城关镇"])
+    assert res.exit_code == 1 and "已存在" in res.output
+    res = runner.invoke(cli, ["staff", "list", "--json"])
+    assert '"area": "兰考县/城关镇"' in res.output and "password" not in res.output
+    with app.db.session() as s:
+        rf.build(s)
+    c = client(app, "chengguan")
+    home = c.get("/dashboard/?month=2026-11").text
+    assert 'id="visit-rate">75.0%' in home  # 3 of 4 in 城关镇
