@@ -40,7 +40,7 @@ def form_print(app, visit_id, pdf, xlsx, township, month) -> None:
                 view = forms.build_view(s, visit_id)
             except forms.FormError as exc:
                 raise UserError(str(exc)) from exc
-            audit(s, f"cli:{app.actor}", "export", "visit", visit_id, "record form")
+            audit(s, app.actor, "export", "visit", visit_id, "record form")
             outputs = []
             try:
                 if pdf:
@@ -71,7 +71,7 @@ def form_print(app, visit_id, pdf, xlsx, township, month) -> None:
             raise UserError(f"{township} 在 {month} 没有已完成的探访记录")
         views = [forms.build_view(s, v.id) for v in visits]
         for v in visits:
-            audit(s, f"cli:{app.actor}", "export", "visit", v.id, f"record form batch {township} {month}")
+            audit(s, app.actor, "export", "visit", v.id, f"record form batch {township} {month}")
         name = f"探访记录表_{township.replace('/', '_')}_{month}"
         for target, writer, ext in ((pdf, forms.write_pdf, "pdf"), (xlsx, forms.write_xlsx, "xlsx")):
             if target:
@@ -136,7 +136,7 @@ def staff_add(app, username, role, area, display_name, sensitive) -> None:
     try:
         with db.session() as s:
             user = add_user(s, username, password, role, area, display_name, sensitive)
-            audit(s, f"cli:{app.actor}", "create", "staff_user", user.id, f"{role} {area or ''}")
+            audit(s, app.actor, "create", "staff_user", user.id, f"{role} {area or ''}")
     except AuthError as exc:
         raise UserError(str(exc)) from exc
     click.echo(f"已添加工作人员 {username}（{role} {area or '全省'}）")
