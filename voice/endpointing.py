@@ -1,0 +1,145 @@
+"""End of utterance for slow speakers: an energy VAD over 20 ms PCM16 frames.
+
+Elders often pause in the middle of a sentence ("我今天……身体还行"). The detector only ends an
+utterance after ``silence_s`` seconds of continuous silence (``voice.end_of_utterance_silence``,
+1.2 s by default), so a 0.8 s pause inside a sentence does not cut the answer; it also cuts an
+utterance that runs longer than ``max_s`` and reports ``no_speech`` when nobody says anything
+for ``no_speech_s`` seconds after the question.
+
+Speech is a frame whose RMS level is above ``max(threshold_dbfs, noise_floor + margin_db)``;
+the noise floor is tracked from the quiet frames before speech. Speech starts after
+``min_speech_s`` of voiced frames, so a click or a cough-short burst does not open an utterance.
+Pure: feed frames, read the events; no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Events returned by Endpointer.push
+SPEECH_START = "speech_start"
+END = "end"                  # silence after speech: the answer is complete
+MAX_LENGTH = "max_length"    # the answer ran longer than max_s: cut
+NO_SPEECH = "no_speech"      # nothing said for no_speech_s
+
+
+def frame_dbfs(pcm16: bytes) -> float:
+    """RMS level of a PCM16 frame in dB relative to full scale (-120 for digital silence)."""
+    x = np.frombuffer(pcm16, dtype="<i2")
+    if x.size == 0:
+        return -120.0
+    r = float(np.sqrt(np.mean((x.astype(np.float64) / 32768.0) ** 2)))
+    return 20 * math.log10(r) if r > 1e-6 else -120.0
+
+
+@dataclass
+class EndpointConfig:
+    sample_rate: int = 8000
+    silence_s: float = 1.2
+    max_s: float = 30.0
+    no_speech_s: float = 8.0
+    min_speech_s: float = 0.1
+    threshold_dbfs: float = -42.0
+    margin_db: float = 12.0
+
+    @classmethod
+    def from_settings(cls, voice, sample_rate: int | None = None) -> "EndpointConfig":
+        return cls(sample_rate=sample_rate or voice.sample_rate, silence_s=voice.end_of_utterance_silence,
+                   max_s=voice.max_utterance_seconds, no_speech_s=voice.no_speech_timeout)
+
+
+class Endpointer:
+    """Feed consecutive PCM16 frames with ``push``; it returns an event or None per frame.
+
+    After END / MAX_LENGTH / NO_SPEECH the detector is finished (``done``); call ``reset`` before
+    the next question. ``utterance_s`` tells how long the answer was (first voiced frame to the
+    last voiced frame).
+    """
+
+    def __init__(self, config: EndpointConfig | None = None, **overrides):
+        self.config = config or EndpointConfig()
+        if overrides:
+            self.config = EndpointConfig(**{**self.config.__dict__, **overrides})
+        c = self.config
+        if c.silence_s <= 0 or c.max_s <= 0 or c.no_speech_s <= 0:
+            raise ValueError("silence_s, max_s and no_speech_s must be positive")
+        self.reset()
+
+    def reset(self) -> None:
+        self.elapsed = 0.0          # since the question ended (reset)
+        self.in_speech = False
+        self.speech_start: float | None = None
+        self.last_voiced: float | None = None
+        self._voiced_run = 0.0
+        self._silence_run = 0.0
+        self.noise_floor: float | None = None
+        self.done: str | None = None
+
+    @property
+    def utterance_s(self) -> float:
+        if self.speech_start is None or self.last_voiced is None:
+            return 0.0
+        return self.last_voiced - self.speech_start
+
+    def threshold(self) -> float:
+        c = self.config
+        if self.noise_floor is None:
+            return c.threshold_dbfs
+        return max(c.threshold_dbfs, self.noise_floor + c.margin_db)
+
+    def is_voiced(self, pcm16: bytes) -> bool:
+        return frame_dbfs(pcm16) > self.threshold()
+
+    def push(self, pcm16: bytes) -> str | None:
+        if self.done:
+            return None
+        c = self.config
+        dur = len(pcm16) / 2 / c.sample_rate
+        start_of_frame = self.elapsed
+        self.elapsed += dur
+        level = frame_dbfs(pcm16)
+        voiced = level > self.threshold()
+        if not self.in_speech:
+            if voiced:
+                self._voiced_run += dur
+                if self._voiced_run + 1e-9 >= c.min_speech_s:
+                    self.in_speech = True
+                    self.speech_start = start_of_frame + dur - self._voiced_run
+                    self.last_voiced = self.elapsed
+                    self._silence_run = 0.0
+                    return SPEECH_START
+            else:
+                self._voiced_run = 0.0
+                # track the background level only while nobody speaks
+                self.noise_floor = level if self.noise_floor is None else 0.95 * self.noise_floor + 0.05 * level
+                if self.elapsed + 1e-9 >= c.no_speech_s:
+                    self.done = NO_SPEECH
+                    return NO_SPEECH
+            return None
+        if voiced:
+            self._silence_run = 0.0
+            self.last_voiced = self.elapsed
+        else:
+            self._silence_run += dur
+            if self._silence_run + 1e-9 >= c.silence_s:
+                self.done = END
+                return END
+        if self.elapsed - (self.speech_start or 0.0) + 1e-9 >= c.max_s:
+            self.done = MAX_LENGTH
+            return MAX_LENGTH
+        return None
+
+    def push_audio(self, pcm16: bytes, frame_ms: int = 20) -> list[tuple[float, str]]:
+        """Convenience: cut audio into frames and push them; returns ``(time_s, event)`` pairs."""
+        n = self.config.sample_rate * frame_ms // 1000 * 2
+        events = []
+        for i in range(0, len(pcm16), n):
+            ev = self.push(pcm16[i:i + n])
+            if ev:
+                events.append((round(self.elapsed, 3), ev))
+            if self.done:
+                break
+        return events
