@@ -208,6 +208,21 @@ def visit_report(session: Session, month: str, by: str = "village", scope: Scope
     }
 
 
+def visit_rate_trend(session: Session, months: list[str], scope: Scope = Scope()) -> list[tuple[str, float | None]]:
+    """The visit rate of each month over today's roster of ``scope`` (two COUNT queries a month)."""
+    from sqlalchemy import distinct, func
+
+    elders = session.scalar(scope.where(select(func.count(Elder.id)))) or 0
+    out = []
+    for month in months:
+        start, end = parse_month(month)
+        visited = session.scalar(scope.where(
+            select(func.count(distinct(Visit.elder_id))).join(Elder, Elder.id == Visit.elder_id)
+            .where(Visit.status == "complete", Visit.visit_date >= start, Visit.visit_date < end))) or 0
+        out.append((month, _rate(visited, elders)))
+    return out
+
+
 def public(report: dict) -> dict:
     """The report without internal keys (for --json and exports)."""
     return {k: v for k, v in report.items() if not k.startswith("_")}

@@ -127,3 +127,11 @@ def test_cli_json_and_xlsx(app, tmp_path):
     assert rows[-1][:4] == ["合计", 6, 4, "66.7%"]
     res = runner.invoke(cli, ["report", "visits", "--month", "11-2026"])
     assert res.exit_code == 1 and "YYYY-MM" in res.output
+
+
+def test_trend_counts_visited_elders_per_month(month):
+    with month.session() as s:
+        trend = reports.visit_rate_trend(s, ["2026-10", "2026-11", "2026-12"])
+        village = reports.visit_rate_trend(s, ["2026-10", "2026-11"], Scope(("杞县",)))
+    assert trend == [("2026-10", 0.1667), ("2026-11", 0.6667), ("2026-12", 0.0)]  # 1/6, 4/6, 0/6
+    assert village == [("2026-10", 1.0), ("2026-11", 0.0)]

@@ -193,10 +193,7 @@ def routes(app) -> list:
         now = utcnow()
         with app.db.session() as s:
             rep = reports.visit_report(s, month, by="village", scope=user.scope)
-            trend = []
-            for mth in _prev_months(month, 6):
-                r = reports.visit_report(s, mth, by="county", scope=user.scope)["total"]
-                trend.append((mth, r["visit_rate"]))
+            trend = reports.visit_rate_trend(s, _prev_months(month, 6), user.scope)
             elders_q = user.scope.where(select(Elder.id))
             tasks = s.scalars(select(Task).where(Task.elder_id.in_(elders_q), Task.state.in_(OPEN_TASK_STATES))
                               .order_by(Task.priority, Task.deadline)).all()
