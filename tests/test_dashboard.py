@@ -108,6 +108,8 @@ def test_province_sees_everything_and_county_one_county(dash):
     assert 'id="visit-rate">80.0%' in home  # 4 of 5 in 兰考县
     urgent = home.split('id="urgent"')[1].split("</section>")[0]
     assert "刘长山" in urgent and "摔倒" in urgent
+    overdue = home.split('id="overdue"')[1].split("</section>")[0]
+    assert "逾期任务（1）" in overdue and "刘长山" in overdue and "王秀英" not in overdue  # 电线老化 is due in December
 
 
 def test_bad_month_is_a_clear_error(dash):

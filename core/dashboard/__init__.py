@@ -198,7 +198,7 @@ def routes(app) -> list:
             tasks = s.scalars(select(Task).where(Task.elder_id.in_(elders_q), Task.state.in_(OPEN_TASK_STATES))
                               .order_by(Task.priority, Task.deadline)).all()
             urgent = [t for t in tasks if t.kind == "urgent" or t.priority == 1]
-            overdue = [t for t in tasks if t.deadline is not None and t.deadline < now and t not in urgent]
+            overdue = [t for t in tasks if t.deadline is not None and t.deadline < now]
             not_reached_ids = rep["_not_reached"]["合计"]
             not_reached = s.scalars(select(Elder).where(Elder.id.in_(not_reached_ids))
                                     .order_by(Elder.village, Elder.name)).all() if not_reached_ids else []
