@@ -10,7 +10,9 @@ from pypdf import PdfReader
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from core import auth
+from starlette.applications import Starlette
+
+from core import auth, dashboard
 from core.web import build_web_app
 from data.models import AuditLog, StaffUser
 from tests import records_fixture as rf
@@ -30,7 +32,8 @@ def dash(app):
 
 
 def client(app, user=None):
-    c = TestClient(build_web_app(app))
+    """The dashboard's routes with "now" fixed at the fixture's 2026-11-28 12:00."""
+    c = TestClient(Starlette(routes=dashboard.routes(app, clock=lambda: rf.AS_OF)))
     if user:
         r = c.post("/dashboard/login", data={"username": user, "password": PW}, follow_redirects=False)
         assert r.status_code == 303, r.text
@@ -52,10 +55,18 @@ def test_login_required_and_wrong_password(dash):
         assert s.scalar(select(AuditLog).where(AuditLog.action == "login_failed")) is not None
 
 
+def test_the_service_app_mounts_the_dashboard(dash):
+    app, _ = dash
+    c = TestClient(build_web_app(app))
+    assert c.get("/dashboard/", follow_redirects=False).headers["location"].startswith("/dashboard/login")
+    assert "工作人员登录" in c.get("/dashboard/login").text
+    assert c.get("/dashboard/static/style.css").status_code == 200
+
+
 def test_morning_view_of_a_village_user(dash):
     app, ids = dash
     c = client(app, "xingfu")
-    r = c.get("/dashboard/?month=2026-11")
+    r = c.get("/dashboard/")  # this month by the clock: 2026-11
     assert r.status_code == 200
     assert 'id="visit-rate">66.7%' in r.text  # 2 of 3 elders of 幸福村
     not_reached = r.text.split('id="not-reached"')[1]

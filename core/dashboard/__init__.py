@@ -80,8 +80,8 @@ def page(title: str, body: str, user: auth.Principal | None = None, status: int 
     return HTMLResponse(html, status_code=status)
 
 
-def _month_of(request: Request) -> str:
-    month = request.query_params.get("month") or utcnow().strftime("%Y-%m")
+def _month_of(request: Request, now: dt.datetime) -> str:
+    month = request.query_params.get("month") or now.strftime("%Y-%m")
     reports.parse_month(month)  # raises ReportError
     return month
 
@@ -117,7 +117,8 @@ def trend_svg(points: list[tuple[str, float | None]]) -> str:
 
 
 # ---- the routes -------------------------------------------------------------------------------------
-def routes(app) -> list:
+def routes(app, clock=utcnow) -> list:
+    """The dashboard's routes; ``clock`` gives "now" (overdue tasks, the default month)."""
     key_cache: dict[str, bytes] = {}
 
     def key() -> bytes:
@@ -189,10 +190,10 @@ def routes(app) -> list:
 
     # -- morning view --------------------------------------------------------------------------------
     def home(request: Request, user: auth.Principal):
-        month = _month_of(request)
-        now = utcnow()
+        now = clock()
+        month = _month_of(request, now)
         with app.db.session() as s:
-            rep = reports.visit_report(s, month, by="village", scope=user.scope)
+            rep = reports.visit_report(s, month, by="village", scope=user.scope, as_of=now)
             trend = reports.visit_rate_trend(s, _prev_months(month, 6), user.scope)
             elders_q = user.scope.where(select(Elder.id))
             tasks = s.scalars(select(Task).where(Task.elder_id.in_(elders_q), Task.state.in_(OPEN_TASK_STATES))
@@ -311,10 +312,10 @@ def routes(app) -> list:
 
     # -- report ---------------------------------------------------------------------------------------
     def report_page(request: Request, user: auth.Principal):
-        month = _month_of(request)
+        month = _month_of(request, clock())
         by = request.query_params.get("by", "village")
         with app.db.session() as s:
-            rep = reports.visit_report(s, month, by=by, scope=user.scope)
+            rep = reports.visit_report(s, month, by=by, scope=user.scope, as_of=clock())
             audit(s, user.actor, "read", "report", None, f"{month} {by} {user.area_label}")
         head = "".join(f"<th>{e(label)}</th>" for _k, label in reports.COLUMNS)
         rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in reports.cells(r)) + "</tr>"
@@ -329,10 +330,10 @@ def routes(app) -> list:
 
     # -- exports --------------------------------------------------------------------------------------
     def export_report(request: Request, user: auth.Principal):
-        month = _month_of(request)
+        month = _month_of(request, clock())
         by = request.query_params.get("by", "village")
         with app.db.session() as s:
-            rep = reports.public(reports.visit_report(s, month, by=by, scope=user.scope))
+            rep = reports.public(reports.visit_report(s, month, by=by, scope=user.scope, as_of=clock()))
             audit(s, user.actor, "export", "report", None, f"{month} {by} {user.area_label}")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "report.xlsx"
@@ -357,7 +358,7 @@ def routes(app) -> list:
         return _file([view], fmt, f"探访记录表_{visit_id}")
 
     def export_forms(request: Request, user: auth.Principal):
-        month = _month_of(request)
+        month = _month_of(request, clock())
         start, end = reports.parse_month(month)
         with app.db.session() as s:
             ids = s.scalars(user.scope.where(select(Visit.id).join(Elder)).where(

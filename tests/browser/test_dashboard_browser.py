@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from core import auth
-from core.web import build_web_app
+from starlette.applications import Starlette
+
+from core import auth, dashboard
 from tests import records_fixture as rf
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -38,7 +39,7 @@ def server(sqlite_app):
         auth.add_user(s, "xingfu", PW, "village", "兰考县/城关镇/幸福村", "幸福村专干")
         auth.add_user(s, "lankao", PW, "county", "兰考县", "兰考县民政局", can_see_sensitive=True)
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(build_web_app(sqlite_app), host="127.0.0.1", port=port, log_level="warning",
+    srv = uvicorn.Server(uvicorn.Config(Starlette(routes=dashboard.routes(sqlite_app, clock=lambda: rf.AS_OF)), host="127.0.0.1", port=port, log_level="warning",
                                         lifespan="off"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
