@@ -75,7 +75,10 @@ def form_print(app, visit_id, pdf, xlsx, township, month) -> None:
         name = f"探访记录表_{township.replace('/', '_')}_{month}"
         for target, writer, ext in ((pdf, forms.write_pdf, "pdf"), (xlsx, forms.write_xlsx, "xlsx")):
             if target:
-                out = writer(views, Path(target) / f"{name}.{ext}")
+                try:
+                    out = writer(views, Path(target) / f"{name}.{ext}")
+                except forms.FormError as exc:
+                    raise UserError(str(exc)) from exc
                 click.echo(f"已生成 {out}（{len(views)} 份）")
 
 
