@@ -1,0 +1,160 @@
+"""The PTB Application: one bot, three roles (visitor, family, elder), decided per chat user.
+
+Handlers first find out *who* wrote (bot.access.who); an unknown user gets one clear message and
+nothing else. Webhook mode (production) feeds updates through bot.webhook; polling for local use.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+
+from telegram import Update
+from telegram.ext import (Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler,
+                          ContextTypes, MessageHandler, filters)
+
+from bot import handlers_elder, handlers_family, handlers_visitor
+from bot.access import UNKNOWN_TEXT, JoinError, Who, join, who
+from core.app import App
+
+log = logging.getLogger(__name__)
+
+HELP = {
+    "visitor": "探访人员：/tasks 查看我的任务；任务卡上的按钮：接单、已电话联系、已上门、完成、转派。",
+    "family": "家属：/status 老人近况；/pause 天数 原因 暂停问候电话（如住院）；/called 我今天给老人打过电话。",
+    "elder": "您好！发送 /checkin 开始今天的问候，可以打字，也可以发语音。",
+}
+
+
+def _who(update: Update, context) -> Who:
+    app: App = context.bot_data["tanfang_app"]
+    user = update.effective_user
+    chat = update.effective_chat
+    with app.db.session() as s:
+        return who(s, user_id=user.id if user else None, chat_id=chat.id if chat else None)
+
+
+def role(*allowed: str):
+    """Run the handler only for these roles; everyone else gets a clear refusal."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        async def inner(update: Update, context: ContextTypes.DEFAULT_TYPE):
+            w = _who(update, context)
+            if w.role is None:
+                await _unknown(update)
+            elif w.role not in allowed:
+                if update.callback_query:
+                    await update.callback_query.answer("您没有这个权限。", show_alert=True)
+                else:
+                    await update.effective_message.reply_text("您没有这个权限。" + HELP[w.role])
+            else:
+                await fn(update, context, w)
+        return inner
+    return wrap
+
+
+async def _unknown(update: Update) -> None:
+    if update.callback_query:
+        await update.callback_query.answer(UNKNOWN_TEXT, show_alert=True)
+    elif update.effective_message:
+        await update.effective_message.reply_text(UNKNOWN_TEXT)
+
+
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    app: App = context.bot_data["tanfang_app"]
+    if context.args:
+        try:
+            with app.db.session() as s:
+                w = join(s, context.args[0], user_id=update.effective_user.id, chat_id=update.effective_chat.id)
+        except JoinError as exc:
+            await update.effective_message.reply_text(str(exc))
+            return
+        await update.effective_message.reply_text(f"{w.name}，您好！登记成功。\n{HELP[w.role]}")
+        return
+    w = _who(update, context)
+    if w.role is None:
+        await _unknown(update)
+    else:
+        await update.effective_message.reply_text(f"{w.name}，您好！\n{HELP[w.role]}")
+
+
+async def text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    w = _who(update, context)
+    if w.role is None:
+        await _unknown(update)
+    elif w.role == "visitor":
+        if not await handlers_visitor.closing_text(update, context, w):
+            await update.effective_message.reply_text(HELP["visitor"])
+    elif w.role == "elder":
+        await handlers_elder.text_message(update, context, w)
+    else:
+        await update.effective_message.reply_text(HELP[w.role])
+
+
+def default_checkin_factory(app: App):
+    """CheckInService over the Rasa dialog engine (dialogs/engine.py), built on first use."""
+    from core.checkin import CheckInService
+    from dialogs.engine import RasaDialogEngine
+
+    cache = {}
+
+    def factory():
+        if "svc" not in cache:
+            cache["svc"] = CheckInService(app, RasaDialogEngine(app.settings))
+        return cache["svc"]
+    return factory
+
+
+def default_recognizer_factory(app: App):
+    if importlib.util.find_spec("voice.vosk_recognizer") is None:
+        return None
+    cache = {}
+
+    def factory():
+        if "rec" not in cache:
+            from voice.vosk_recognizer import VoskRecognizer
+            cache["rec"] = VoskRecognizer(app.settings)
+        return cache["rec"]
+    return factory
+
+
+def build_application(app: App, *, token: str | None = None, checkin_factory=None, recognizer_factory=None,
+                      updater: bool = True) -> Application:
+    settings = app.settings
+    token = token or (settings.secrets.telegram_bot_token.get_secret_value()
+                      if settings.secrets.telegram_bot_token else None)
+    if not token:
+        raise RuntimeError("没有 Telegram 机器人令牌：请设置环境变量 TANFANG_TELEGRAM_BOT_TOKEN")
+    builder = ApplicationBuilder().token(token)
+    if settings.telegram.api_base_url:
+        base = settings.telegram.api_base_url.rstrip("/")
+        builder = builder.base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
+    if not updater:
+        builder = builder.updater(None)
+    application = builder.build()
+    application.bot_data["tanfang_app"] = app
+    application.bot_data["tanfang_checkin"] = checkin_factory or default_checkin_factory(app)
+    application.bot_data["tanfang_recognizer"] = (recognizer_factory if recognizer_factory is not None
+                                                  else default_recognizer_factory(app))
+    application.add_handler(CommandHandler("start", start))
+    application.add_handler(CommandHandler("help", start))
+    application.add_handler(CommandHandler("tasks", role("visitor")(handlers_visitor.tasks_command)))
+    application.add_handler(CommandHandler("status", role("family")(handlers_family.status_command)))
+    application.add_handler(CommandHandler("pause", role("family")(handlers_family.pause_command)))
+    application.add_handler(CommandHandler("called", role("family")(handlers_family.called_command)))
+    application.add_handler(CommandHandler("checkin", role("elder")(handlers_elder.checkin_command)))
+    application.add_handler(CallbackQueryHandler(role("visitor")(handlers_visitor.task_button), pattern=r"^task:\d+:\w+$"))
+    application.add_handler(CallbackQueryHandler(role("visitor")(handlers_visitor.satisfaction_button), pattern=r"^sat:\d+:\w+$"))
+    application.add_handler(MessageHandler(filters.VOICE, role("elder")(handlers_elder.voice_message)))
+    application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, text))
+    application.add_handler(MessageHandler(filters.ALL, lambda u, c: _unknown_or_help(u, c)))
+    return application
+
+
+async def _unknown_or_help(update: Update, context) -> None:
+    w = _who(update, context)
+    if w.role is None:
+        await _unknown(update)
+    elif update.effective_message:
+        await update.effective_message.reply_text(HELP[w.role])

@@ -1,0 +1,50 @@
+"""POST settings.telegram.webhook_path inside the service's ASGI app (webhook mode).
+
+Telegram sends ``X-Telegram-Bot-Api-Secret-Token`` (the ``secret_token`` given to setWebhook);
+a request without the right one is refused with 403 and never reaches the bot.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from telegram import Update
+
+from core.app import App
+
+log = logging.getLogger(__name__)
+
+
+def routes(app: App, application=None) -> list:
+    state = {"application": application}
+
+    async def get_application():
+        if state["application"] is None:
+            from bot.application import build_application
+            state["application"] = build_application(app, updater=False)
+        application = state["application"]
+        if not application._initialized:  # noqa: SLF001 — PTB exposes no public flag
+            await application.initialize()
+        return application
+
+    async def webhook(request: Request) -> Response:
+        secret = app.settings.secrets.telegram_webhook_secret
+        if secret is None:
+            return JSONResponse({"ok": False, "error": "TANFANG_TELEGRAM_WEBHOOK_SECRET is not set"}, status_code=503)
+        given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        if not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
+            return JSONResponse({"ok": False, "error": "forbidden"}, status_code=403)
+        try:
+            data = json.loads(await request.body())
+        except ValueError:
+            return JSONResponse({"ok": False, "error": "body is not JSON"}, status_code=400)
+        application = await get_application()
+        await application.process_update(Update.de_json(data, application.bot))
+        return JSONResponse({"ok": True})
+
+    return [Route(app.settings.telegram.webhook_path, webhook, methods=["POST"])]
