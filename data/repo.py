@@ -1,0 +1,82 @@
+"""Small keyword-only repository functions for elders and visitors (reuse them instead of ad-hoc queries)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from data.models import VISITOR_ROLES, Elder, Visitor
+
+
+def _full(stmt):
+    return stmt.options(selectinload(Elder.emergency_contacts), selectinload(Elder.household_members),
+                        selectinload(Elder.living_conditions), selectinload(Elder.assistance),
+                        selectinload(Elder.family_members))
+
+
+def get_elder(session: Session, *, elder_id: int | None = None, id_number: str | None = None) -> Elder | None:
+    """By database id or by citizen ID number (exactly one of the two)."""
+    if (elder_id is None) == (id_number is None):
+        raise ValueError("give elder_id or id_number")
+    stmt = select(Elder).where(Elder.id == elder_id if elder_id is not None else Elder.id_number == id_number.upper())
+    return session.scalars(_full(stmt)).first()
+
+
+def find_elder(session: Session, *, ref: str) -> Elder | None:
+    """A user's reference: a database id (digits, short) or an 18-character ID number."""
+    ref = ref.strip()
+    if len(ref) == 18:
+        return get_elder(session, id_number=ref)
+    if ref.isdigit():
+        return get_elder(session, elder_id=int(ref))
+    return None
+
+
+def list_elders(session: Session, *, county: str | None = None, township: str | None = None,
+                village: str | None = None, category: str | None = None, name: str | None = None,
+                full: bool = False) -> list[Elder]:
+    """Elders of an area (empty parts = all), optionally of one category attribute (e.g. ``living_alone``)."""
+    stmt = select(Elder).order_by(Elder.county, Elder.township, Elder.village, Elder.id)
+    for col, val in ((Elder.county, county), (Elder.township, township), (Elder.village, village)):
+        if val:
+            stmt = stmt.where(col == val)
+    if category:
+        stmt = stmt.where(getattr(Elder, category).is_(True))
+    if name:
+        stmt = stmt.where(Elder.name.contains(name))
+    return list(session.scalars(_full(stmt) if full else stmt))
+
+
+def count_elders(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Elder)) or 0
+
+
+def add_visitor(session: Session, *, name: str, role: str, phone: str | None = None, county: str | None = None,
+                township: str | None = None, village: str | None = None) -> Visitor:
+    if role not in VISITOR_ROLES:
+        raise ValueError(f"unknown role {role}")
+    visitor = Visitor(name=name, role=role, phone=phone, county=county or None, township=township or None,
+                      village=village or None)
+    session.add(visitor)
+    session.flush()
+    return visitor
+
+
+def find_visitor(session: Session, *, name: str, role: str, phone: str | None = None) -> Visitor | None:
+    stmt = select(Visitor).where(Visitor.name == name, Visitor.role == role)
+    if phone:
+        stmt = stmt.where(Visitor.phone == phone)
+    return session.scalars(stmt.order_by(Visitor.id)).first()
+
+
+def list_visitors(session: Session, *, county: str | None = None, township: str | None = None,
+                  village: str | None = None, role: str | None = None, active_only: bool = True) -> list[Visitor]:
+    stmt = select(Visitor).order_by(Visitor.id)
+    for col, val in ((Visitor.county, county), (Visitor.township, township), (Visitor.village, village)):
+        if val:
+            stmt = stmt.where(col == val)
+    if role:
+        stmt = stmt.where(Visitor.role == role)
+    if active_only:
+        stmt = stmt.where(Visitor.active.is_(True))
+    return list(session.scalars(stmt))

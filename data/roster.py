@@ -1,0 +1,679 @@
+"""The elder roster: columns of the record form (sections 一 to 四), CSV/XLSX parsing, validation,
+all-or-nothing import (update by ID number), and export with the same headers.
+
+Row numbers are those a user sees in a spreadsheet: the header is row 1, the first elder row 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Callable, Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from data import idcard
+from data.models import (
+    ASSISTING_UNITS,
+    CATEGORIES,
+    CHANNELS,
+    Assistance,
+    Elder,
+    EmergencyContact,
+    FamilyMember,
+    HouseholdMember,
+    LivingConditions,
+    SEXES,
+)
+
+EMERGENCY_SLOTS = 2
+FAMILY_SLOTS = 3
+SEP = "；"  # several assistance entries in one cell group
+
+CATEGORY_HEADERS = {
+    "living_alone": "是否独居",
+    "empty_nest": "是否空巢",
+    "left_behind": "是否留守",
+    "disabled_care": "是否失能",
+    "severely_disabled": "是否重残",
+    "family_planning": "是否计划生育特殊家庭",
+}
+
+ELDER_HEADERS = [
+    "县(市、区)", "乡镇(街道)", "村(居)", "详细地址", "是否居住在户籍所在地",
+    "姓名", "性别", "公民身份号码", "联系电话",
+]
+REQUIRED = ["县(市、区)", "乡镇(街道)", "村(居)", "姓名", "公民身份号码", "紧急联系人", "紧急联系人电话"]
+TAIL_HEADERS = [
+    "是否残疾", "残疾人证号", *CATEGORY_HEADERS.values(),
+    "同意探访", "同意向家属共享", "首选联系时间", "首选联系方式",
+    "饮水安全", "用电安全", "住房安全", "家庭月收入(元)", "月养老金及补贴(元)",
+    "帮扶单位", "帮扶单位名称", "帮扶责任人", "帮扶措施", "备注",
+]
+HOUSEHOLD_FIELDS = ["姓名", "性别", "公民身份号码", "与户主关系", "健康状况", "是否低保", "是否特困"]
+FAMILY_FIELDS = ["姓名", "关系", "电话", "城市"]
+
+
+def contact_headers(n: int) -> list[str]:
+    p = "紧急联系人" if n == 1 else f"紧急联系人{n}"
+    return [p, f"{p}关系", f"{p}电话"]
+
+
+def household_headers(n: int) -> list[str]:
+    return [f"家庭成员{n}{f}" for f in HOUSEHOLD_FIELDS]
+
+
+def family_headers(n: int) -> list[str]:
+    return [f"子女{n}{f}" for f in FAMILY_FIELDS]
+
+
+def headers(max_household: int = 6, max_family: int = FAMILY_SLOTS, max_contacts: int = EMERGENCY_SLOTS) -> list[str]:
+    """All columns in template/export order."""
+    cols = list(ELDER_HEADERS)
+    for n in range(1, max_contacts + 1):
+        cols += contact_headers(n)
+    cols += TAIL_HEADERS
+    for n in range(1, max_household + 1):
+        cols += household_headers(n)
+    for n in range(1, max_family + 1):
+        cols += family_headers(n)
+    return cols
+
+
+_HOUSEHOLD_RE = re.compile(r"^家庭成员(\d+)(" + "|".join(HOUSEHOLD_FIELDS) + r")$")
+_FAMILY_RE = re.compile(r"^子女(\d+)(" + "|".join(FAMILY_FIELDS) + r")$")
+_CONTACT_RE = re.compile(r"^紧急联系人(\d*)(关系|电话)?$")
+
+
+def _known(header: str) -> bool:
+    return (header in ELDER_HEADERS or header in TAIL_HEADERS or bool(_HOUSEHOLD_RE.match(header))
+            or bool(_FAMILY_RE.match(header)) or bool(_CONTACT_RE.match(header)))
+
+
+# ---- results -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RowError:
+    row: int
+    column: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"第{self.row}行 {self.column}: {self.reason}"
+
+
+@dataclass
+class ElderRecord:
+    """One valid roster row, normalised (what is stored, and what export writes back)."""
+
+    row: int
+    elder: dict
+    contacts: list[dict] = field(default_factory=list)
+    household: list[dict] = field(default_factory=list)
+    living: dict | None = None
+    assistance: list[dict] = field(default_factory=list)
+    family: list[dict] = field(default_factory=list)
+
+    def comparable(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "row"}
+
+
+@dataclass
+class ParseResult:
+    records: list[ElderRecord]
+    errors: list[RowError]
+    encoding: str | None = None
+    total_rows: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def invalid_rows(self) -> set[int]:
+        return {e.row for e in self.errors}
+
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    dry_run: bool = False
+
+
+class RosterError(Exception):
+    """The file cannot be read at all (one-line reason)."""
+
+
+# ---- reading files -----------------------------------------------------------------------------
+def decode_bytes(data: bytes) -> tuple[str, str]:
+    """Text and encoding name: UTF-8 (with or without BOM), else GB18030 (superset of GBK/GB2312)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8"), "utf-8-sig"
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030"), "gb18030"
+    except UnicodeDecodeError as exc:
+        raise RosterError(f"无法识别文件编码（支持UTF-8、GBK/GB18030）: 第{exc.start}字节") from exc
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        return value.strftime("%H:%M") if value.date() == dt.date(1899, 12, 30) else value.date().isoformat()
+    if isinstance(value, dt.time):
+        return value.strftime("%H:%M")
+    return str(value).strip()
+
+
+def read_table(path: Path) -> tuple[list[str], list[list[str]], str | None]:
+    """Header and data rows (strings) of a CSV or XLSX file, and the CSV's encoding."""
+    path = Path(path)
+    if not path.exists():
+        raise RosterError(f"文件不存在: {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        import openpyxl
+
+        try:
+            wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        except Exception as exc:  # noqa: BLE001 — corrupt or not an xlsx
+            raise RosterError(f"无法读取XLSX文件 {path.name}: {exc}") from exc
+        ws = wb.worksheets[0]
+        rows = [[_cell(v) for v in r] for r in ws.iter_rows(values_only=True)]
+        wb.close()
+        encoding = None
+    elif suffix in (".csv", ".txt"):
+        text, encoding = decode_bytes(path.read_bytes())
+        rows = [[c.strip() for c in r] for r in csv.reader(io.StringIO(text))]
+    elif suffix == ".xls":
+        raise RosterError("不支持旧版 .xls 文件，请另存为 .xlsx 或 CSV")
+    else:
+        raise RosterError(f"不支持的文件类型 {suffix or '(无扩展名)'}：请用 .csv 或 .xlsx")
+    if not rows or not any(rows[0]):
+        raise RosterError("文件为空或第1行没有表头")
+    header = [h.strip().replace("（", "(").replace("）", ")") for h in rows[0]]
+    while header and not header[-1]:
+        header.pop()
+    return header, rows[1:], encoding
+
+
+# ---- value parsers (raise ValueError with a Chinese reason) ----------------------------------------
+YES = {"是", "y", "yes", "1", "√", "✓", "true", "t", "有"}
+NO = {"否", "n", "no", "0", "×", "x", "false", "f", "无"}
+
+
+def parse_flag(value: str) -> bool | None:
+    v = value.strip().lower()
+    if not v:
+        return None
+    if v in YES:
+        return True
+    if v in NO:
+        return False
+    raise ValueError(f"应为 是/否（实为“{value}”）")
+
+
+def parse_money(value: str) -> Decimal | None:
+    v = value.strip().replace(",", "").replace("，", "").removesuffix("元")
+    if not v:
+        return None
+    try:
+        d = Decimal(v)
+    except InvalidOperation:
+        raise ValueError(f"应为金额数字（实为“{value}”）") from None
+    if d < 0 or not d.is_finite():
+        raise ValueError("金额不能为负数")
+    return d.quantize(Decimal("0.01"))
+
+
+_TIME_RANGE = re.compile(r"^(\d{1,2})[:：](\d{2})\s*[-~～至到]\s*(\d{1,2})[:：](\d{2})$")
+
+
+def parse_time_range(value: str) -> tuple[dt.time | None, dt.time | None]:
+    v = value.strip()
+    if not v:
+        return None, None
+    m = _TIME_RANGE.match(v)
+    if not m:
+        raise ValueError(f"应为 时:分-时:分，如09:00-11:00（实为“{value}”）")
+    h1, m1, h2, m2 = map(int, m.groups())
+    try:
+        start, end = dt.time(h1, m1), dt.time(h2, m2)
+    except ValueError:
+        raise ValueError(f"时间无效（“{value}”）") from None
+    if end <= start:
+        raise ValueError("结束时间应晚于开始时间")
+    return start, end
+
+
+CHANNEL_BY_LABEL = {label.lower(): key for key, label in CHANNELS.items()} | {
+    "phone": "phone", "telegram": "telegram", "in_person": "in_person", "手机": "phone", "tg": "telegram",
+}
+UNIT_BY_LABEL = {label: key for key, label in ASSISTING_UNITS.items()} | {
+    "乡镇(街道)、村(居)委员会": "township_village", "村委会": "township_village", "居委会": "township_village",
+    "乡镇": "township_village", "街道": "township_village", "党政机关": "party_government",
+    "群团组织": "party_government", "社工": "social_worker",
+}
+SEX_BY_LABEL = {"男": "M", "女": "F", "m": "M", "f": "F"}
+
+
+def _id_reason(value: str) -> str | None:
+    if re.fullmatch(r"\d(\.\d+)?[eE]\+?\d+", value.strip()):
+        return "被表格软件转成了科学计数法，请把该列设为文本格式后重新填写"
+    return idcard.check_id(value)
+
+
+# ---- validation --------------------------------------------------------------------------------
+def validate_rows(header: list[str], rows: Iterable[list[str]], *, default_consent_visit: bool = True,
+                  today: dt.date | None = None) -> ParseResult:
+    errors: list[RowError] = []
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        return ParseResult([], [RowError(1, c, "缺少必填列") for c in missing])
+    dups = [h for h in header if h and header.count(h) > 1]
+    for h in dict.fromkeys(dups):
+        errors.append(RowError(1, h, "列名重复"))
+    if errors:
+        return ParseResult([], errors)
+    warnings = [f"未识别的列“{h}”已忽略" for h in header if h and not _known(h)]
+    hh_slots = sorted({int(m.group(1)) for h in header if (m := _HOUSEHOLD_RE.match(h))})
+    fam_slots = sorted({int(m.group(1)) for h in header if (m := _FAMILY_RE.match(h))})
+    contact_slots = sorted({int(m.group(1) or 1) for h in header if (m := _CONTACT_RE.match(h))})
+    records: list[ElderRecord] = []
+    first_row_of_id: dict[str, int] = {}
+    total = 0
+    for i, raw in enumerate(rows, start=2):
+        if not any(c.strip() for c in raw):
+            continue  # blank line
+        total += 1
+        values = {h: (raw[j].strip() if j < len(raw) else "") for j, h in enumerate(header) if h}
+        rec, row_errors = _validate_row(i, values, hh_slots, fam_slots, contact_slots, default_consent_visit, today)
+        if rec is not None:
+            idn = rec.elder["id_number"]
+            if idn in first_row_of_id:
+                row_errors.append(RowError(i, "公民身份号码", f"与第{first_row_of_id[idn]}行重复"))
+            else:
+                first_row_of_id[idn] = i
+        if row_errors:
+            errors.extend(row_errors)
+        else:
+            records.append(rec)
+    return ParseResult(records, errors, total_rows=total, warnings=warnings)
+
+
+def _validate_row(i, v, hh_slots, fam_slots, contact_slots, default_consent_visit, today):
+    errs: list[RowError] = []
+
+    def err(col, reason):
+        errs.append(RowError(i, col, reason))
+
+    def text(col, required=False, maxlen=64):
+        val = v.get(col, "")
+        if required and not val:
+            err(col, "不能为空")
+        elif len(val) > maxlen:
+            err(col, f"过长（最多{maxlen}字）")
+        return val or None
+
+    def flag(col, default=None):
+        try:
+            got = parse_flag(v.get(col, ""))
+        except ValueError as exc:
+            err(col, str(exc))
+            return default
+        return default if got is None else got
+
+    def phone(col, required=False):
+        val = v.get(col, "")
+        if not val and not required:
+            return None
+        reason = idcard.check_phone(val)
+        if reason:
+            err(col, reason)
+            return None
+        return idcard.normalize_phone(val)
+
+    def sex(col, id_number):
+        val = v.get(col, "")
+        from_id = idcard.sex_of(id_number) if id_number else None
+        if not val:
+            return from_id
+        s = SEX_BY_LABEL.get(val.lower())
+        if s is None:
+            err(col, f"应为 男/女（实为“{val}”）")
+            return from_id
+        if from_id and s != from_id:
+            err(col, f"与公民身份号码不符（号码显示为{SEXES[from_id]}）")
+        return s
+
+    e: dict = {}
+    e["county"] = text("县(市、区)", True)
+    e["township"] = text("乡镇(街道)", True)
+    e["village"] = text("村(居)", True)
+    e["address"] = text("详细地址", maxlen=200)
+    e["lives_at_registration"] = flag("是否居住在户籍所在地", True)
+    e["name"] = text("姓名", True)
+    raw_id = v.get("公民身份号码", "")
+    id_number = None
+    if not raw_id:
+        err("公民身份号码", "不能为空")
+    else:
+        reason = _id_reason(raw_id)
+        if reason:
+            err("公民身份号码", reason)
+        else:
+            id_number = idcard.normalize_id(raw_id)
+    e["id_number"] = id_number
+    e["sex"] = sex("性别", id_number)
+    e["birth_date"] = idcard.birth_date(id_number) if id_number else None
+    e["phone"] = phone("联系电话")
+    e["is_disabled"] = flag("是否残疾", False)
+    e["disability_cert_no"] = text("残疾人证号", maxlen=32)
+    if e["disability_cert_no"] and not e["is_disabled"]:
+        err("是否残疾", "填写了残疾人证号，应为“是”")
+    for attr, col in CATEGORY_HEADERS.items():
+        e[attr] = flag(col, False)
+    if not any(e[a] for a in CATEGORY_HEADERS) and not any(r.column in CATEGORY_HEADERS.values() for r in errs):
+        err("服务对象类别", "独居、空巢、留守、失能、重残、计划生育特殊家庭至少一项应为“是”")
+    e["consent_visit"] = flag("同意探访", default_consent_visit)
+    e["consent_share_family"] = flag("同意向家属共享", False)
+    try:
+        e["preferred_call_start"], e["preferred_call_end"] = parse_time_range(v.get("首选联系时间", ""))
+    except ValueError as exc:
+        err("首选联系时间", str(exc))
+    ch = v.get("首选联系方式", "")
+    e["preferred_channel"] = "phone"
+    if ch:
+        if ch.lower() not in CHANNEL_BY_LABEL:
+            err("首选联系方式", f"应为 电话/Telegram/上门（实为“{ch}”）")
+        else:
+            e["preferred_channel"] = CHANNEL_BY_LABEL[ch.lower()]
+    e["notes"] = text("备注", maxlen=2000)
+
+    contacts = []
+    for n in contact_slots:
+        name_col, rel_col, phone_col = contact_headers(n)
+        name = v.get(name_col, "")
+        ph = v.get(phone_col, "")
+        if not name and not ph and not v.get(rel_col, ""):
+            if n == 1:
+                err(name_col, "不能为空（至少一位紧急联系人）")
+            continue
+        if not name:
+            err(name_col, "不能为空（已填写电话或关系）")
+        number = phone(phone_col, required=True)
+        contacts.append({"priority": n, "name": name, "relation": text(rel_col, maxlen=32), "phone": number})
+
+    household = []
+    for n in hh_slots:
+        cols = household_headers(n)
+        if not any(v.get(c, "") for c in cols):
+            continue
+        name_col, sex_col, id_col, rel_col, health_col, dibao_col, tekun_col = cols
+        m_id = v.get(id_col, "")
+        mid = None
+        if m_id:
+            reason = _id_reason(m_id)
+            if reason:
+                err(id_col, reason)
+            else:
+                mid = idcard.normalize_id(m_id)
+        if not v.get(name_col, ""):
+            err(name_col, "不能为空（该家庭成员已填写其他信息）")
+        household.append({
+            "seq": n, "name": v.get(name_col, ""), "sex": sex(sex_col, mid), "id_number": mid,
+            "relation_to_head": text(rel_col, maxlen=32), "health": text(health_col),
+            "on_dibao": flag(dibao_col, False), "on_tekun": flag(tekun_col, False),
+        })
+    if id_number and household:
+        for m in household:
+            if m["id_number"] == id_number and m["name"] != e["name"]:
+                err(household_headers(m["seq"])[2], "与老人本人的公民身份号码相同但姓名不同")
+
+    living = {}
+    for col, key in (("饮水安全", "drinking_water_safe"), ("用电安全", "electricity_safe"), ("住房安全", "housing_safe")):
+        living[key] = flag(col, None)
+    for col, key in (("家庭月收入(元)", "household_monthly_income"), ("月养老金及补贴(元)", "monthly_benefits")):
+        try:
+            living[key] = parse_money(v.get(col, ""))
+        except ValueError as exc:
+            err(col, str(exc))
+            living[key] = None
+    living_out = living if any(x is not None for x in living.values()) else None
+
+    assistance = []
+    parts = {c: _split(v.get(c, "")) for c in ("帮扶单位", "帮扶单位名称", "帮扶责任人", "帮扶措施")}
+    count = max(len(p) for p in parts.values())
+    for k in range(count):
+        label = parts["帮扶单位"][k] if k < len(parts["帮扶单位"]) else ""
+        label = label.replace("（", "(").replace("）", ")")
+        if not label:
+            err("帮扶单位", f"第{k + 1}项缺少帮扶单位类型（{'/'.join(ASSISTING_UNITS.values())}）")
+            continue
+        unit = UNIT_BY_LABEL.get(label)
+        if unit is None:
+            err("帮扶单位", f"“{label}”不是表中的帮扶单位类型（{'/'.join(ASSISTING_UNITS.values())}）")
+            continue
+
+        def at(col):
+            p = parts[col]
+            return (p[k] if k < len(p) else "") or None
+
+        assistance.append({"unit_type": unit, "unit_name": at("帮扶单位名称"),
+                           "responsible_person": at("帮扶责任人"), "measures": at("帮扶措施")})
+
+    family = []
+    for n in fam_slots:
+        cols = family_headers(n)
+        if not any(v.get(c, "") for c in cols):
+            continue
+        name_col, rel_col, phone_col, city_col = cols
+        if not v.get(name_col, ""):
+            err(name_col, "不能为空（该子女已填写其他信息）")
+        family.append({"name": v.get(name_col, ""), "relation": text(rel_col, maxlen=32),
+                       "phone": phone(phone_col), "city": text(city_col)})
+
+    if errs:
+        return (ElderRecord(i, e) if id_number else None), errs
+    return ElderRecord(i, e, contacts, household, living_out, assistance, family), errs
+
+
+def _split(value: str) -> list[str]:
+    if not value.strip():
+        return []
+    return [p.strip() for p in re.split(r"[；;]", value)]
+
+
+def parse_file(path: Path | str, *, default_consent_visit: bool = True) -> ParseResult:
+    header, rows, encoding = read_table(Path(path))
+    result = validate_rows(header, rows, default_consent_visit=default_consent_visit)
+    result.encoding = encoding
+    return result
+
+
+# ---- import ------------------------------------------------------------------------------------
+def import_records(session: Session, records: list[ElderRecord], *,
+                   progress: Callable[[int], None] | None = None) -> ImportResult:
+    """Create or update (by ID number) every record in ``session``; the caller commits once."""
+    result = ImportResult()
+    ids = [r.elder["id_number"] for r in records]
+    existing: dict[str, Elder] = {}
+    for chunk in range(0, len(ids), 500):
+        stmt = (select(Elder).where(Elder.id_number.in_(ids[chunk:chunk + 500]))
+                .options(selectinload(Elder.emergency_contacts), selectinload(Elder.household_members),
+                         selectinload(Elder.living_conditions), selectinload(Elder.assistance),
+                         selectinload(Elder.family_members)))
+        existing.update({e.id_number: e for e in session.scalars(stmt)})
+    for rec in records:
+        elder = existing.get(rec.elder["id_number"])
+        if elder is None:
+            elder = Elder()
+            session.add(elder)
+            result.created += 1
+        else:
+            result.updated += 1
+        _apply(session, elder, rec)
+        if progress:
+            progress(1)
+    session.flush()
+    return result
+
+
+def _apply(session: Session, elder: Elder, rec: ElderRecord) -> None:
+    for k, val in rec.elder.items():
+        setattr(elder, k, val)
+    # emergency contacts and children keep their Telegram links when the same name comes back
+    old = {c.name: c for c in elder.emergency_contacts}
+    elder.emergency_contacts = [_update(old.pop(c["name"], None) or EmergencyContact(), c) for c in rec.contacts]
+    old_f = {f.name: f for f in elder.family_members}
+    elder.family_members = [_update(old_f.pop(f["name"], None) or FamilyMember(), f) for f in rec.family]
+    if elder.household_members:
+        elder.household_members = []
+        session.flush()  # (elder_id, seq) is unique: delete old rows before inserting new ones
+    elder.household_members = [HouseholdMember(**m) for m in rec.household]
+    elder.assistance = [Assistance(**a) for a in rec.assistance]
+    if rec.living is None:
+        elder.living_conditions = None
+    elif elder.living_conditions is None:
+        elder.living_conditions = LivingConditions(**rec.living)
+    else:
+        _update(elder.living_conditions, rec.living)
+
+
+def _update(obj, values: dict):
+    for k, val in values.items():
+        setattr(obj, k, val)
+    return obj
+
+
+# ---- export ------------------------------------------------------------------------------------
+def _flag(value: bool | None) -> str:
+    return "" if value is None else ("是" if value else "否")
+
+
+def _money(value) -> str:
+    return "" if value is None else f"{Decimal(value).quantize(Decimal('0.01'))}"
+
+
+def elder_row(elder: Elder) -> dict[str, str]:
+    """The roster columns of one elder (full ID and phone numbers: exports are for authorised staff)."""
+    row = {
+        "县(市、区)": elder.county, "乡镇(街道)": elder.township, "村(居)": elder.village,
+        "详细地址": elder.address or "", "是否居住在户籍所在地": _flag(elder.lives_at_registration),
+        "姓名": elder.name, "性别": SEXES.get(elder.sex, ""), "公民身份号码": elder.id_number,
+        "联系电话": elder.phone or "", "是否残疾": _flag(elder.is_disabled),
+        "残疾人证号": elder.disability_cert_no or "",
+        "同意探访": _flag(elder.consent_visit), "同意向家属共享": _flag(elder.consent_share_family),
+        "首选联系时间": (f"{elder.preferred_call_start:%H:%M}-{elder.preferred_call_end:%H:%M}"
+                   if elder.preferred_call_start and elder.preferred_call_end else ""),
+        "首选联系方式": CHANNELS.get(elder.preferred_channel, ""), "备注": elder.notes or "",
+    }
+    for attr, col in CATEGORY_HEADERS.items():
+        row[col] = _flag(getattr(elder, attr))
+    for c in elder.emergency_contacts:
+        n = c.priority
+        name_col, rel_col, phone_col = contact_headers(n)
+        row.update({name_col: c.name, rel_col: c.relation or "", phone_col: c.phone})
+    lc = elder.living_conditions
+    if lc is not None:
+        row.update({"饮水安全": _flag(lc.drinking_water_safe), "用电安全": _flag(lc.electricity_safe),
+                    "住房安全": _flag(lc.housing_safe), "家庭月收入(元)": _money(lc.household_monthly_income),
+                    "月养老金及补贴(元)": _money(lc.monthly_benefits)})
+    if elder.assistance:
+        row["帮扶单位"] = SEP.join(ASSISTING_UNITS[a.unit_type] for a in elder.assistance)
+        for col, attr in (("帮扶单位名称", "unit_name"), ("帮扶责任人", "responsible_person"), ("帮扶措施", "measures")):
+            vals = [getattr(a, attr) or "" for a in elder.assistance]
+            row[col] = SEP.join(vals) if any(vals) else ""
+    for m in elder.household_members:
+        cols = household_headers(m.seq)
+        row.update(dict(zip(cols, [m.name, SEXES.get(m.sex or "", ""), m.id_number or "", m.relation_to_head or "",
+                                   m.health or "", _flag(m.on_dibao), _flag(m.on_tekun)])))
+    for n, f in enumerate(sorted(elder.family_members, key=lambda f: f.id or 0), start=1):
+        row.update(dict(zip(family_headers(n), [f.name, f.relation or "", f.phone or "", f.city or ""])))
+    return row
+
+
+def load_elders(session: Session, *, county=None, township=None, village=None) -> list[Elder]:
+    stmt = (select(Elder).options(selectinload(Elder.emergency_contacts), selectinload(Elder.household_members),
+                                  selectinload(Elder.living_conditions), selectinload(Elder.assistance),
+                                  selectinload(Elder.family_members))
+            .order_by(Elder.county, Elder.township, Elder.village, Elder.id))
+    for col, val in ((Elder.county, county), (Elder.township, township), (Elder.village, village)):
+        if val:
+            stmt = stmt.where(col == val)
+    return list(session.scalars(stmt))
+
+
+def export_headers(elders: list[Elder], max_household: int) -> list[str]:
+    hh = max([max_household] + [m.seq for e in elders for m in e.household_members])
+    fam = max([FAMILY_SLOTS] + [len(e.family_members) for e in elders])
+    ec = max([EMERGENCY_SLOTS] + [c.priority for e in elders for c in e.emergency_contacts])
+    return headers(hh, fam, ec)
+
+
+def write_table(path: Path | str, header: list[str], rows: list[dict[str, str]], *, encoding: str = "utf-8-sig") -> Path:
+    """CSV (UTF-8 with BOM so that Excel opens it correctly, or gb18030) or XLSX (ID column as text)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix == ".xlsx":
+        import openpyxl
+        from openpyxl.utils import get_column_letter
+
+        wb = openpyxl.Workbook()
+        ws = wb.active
+        ws.title = "老年人花名册"
+        ws.append(header)
+        for r in rows:
+            ws.append([r.get(h, "") for h in header])
+        for j, h in enumerate(header, start=1):
+            letter = get_column_letter(j)
+            ws.column_dimensions[letter].width = max(10, min(30, len(h) * 2 + 2))
+            for cell in ws[letter]:
+                cell.number_format = "@"  # text: long ID numbers never become 4.10225E+17
+        ws.freeze_panes = "A2"
+        wb.save(path)
+    elif suffix == ".csv":
+        with open(path, "w", encoding=encoding, newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            for r in rows:
+                w.writerow([r.get(h, "") for h in header])
+    else:
+        raise RosterError(f"不支持的导出类型 {suffix or '(无扩展名)'}：请用 .csv 或 .xlsx")
+    return path
+
+
+def export_file(session: Session, path: Path | str, *, max_household: int = 6, encoding: str = "utf-8-sig",
+                county=None, township=None, village=None) -> int:
+    elders = load_elders(session, county=county, township=township, village=village)
+    write_table(path, export_headers(elders, max_household), [elder_row(e) for e in elders], encoding=encoding)
+    return len(elders)
+
+
+def records_from_db(session: Session) -> list[ElderRecord]:
+    """Every stored elder as a record, by re-validating its exported row (used by round-trip checks)."""
+    elders = load_elders(session)
+    hdr = export_headers(elders, 0)
+    result = validate_rows(hdr, [[elder_row(e).get(h, "") for h in hdr] for e in elders])
+    if result.errors:
+        raise RosterError("; ".join(map(str, result.errors[:5])))
+    return result.records
+
+
+# ---- visitors ----------------------------------------------------------------------------------
+VISITOR_HEADERS = ["姓名", "角色", "电话", "县(市、区)", "乡镇(街道)", "村(居)"]
