@@ -1,0 +1,71 @@
+"""``tanfang visitors invite``, ``tanfang family invite``, ``tanfang telegram run``."""
+
+from __future__ import annotations
+
+import click
+
+from core.cli import UserError, echo_json, pass_app
+
+
+def register(cli: click.Group) -> None:
+    visitors = cli.commands.get("visitors")
+    if visitors is None:
+        @cli.group("visitors")
+        def visitors():
+            """探访人员 visitors."""
+
+    @visitors.command("invite")
+    @click.option("--role", required=True, help="grid_worker | social_worker | volunteer | family_doctor | ...")
+    @click.option("--area", default=None, help="县/乡镇/村，例如 兰考县/城关镇/东街村")
+    @click.option("--name", required=True)
+    @click.option("--json", "as_json", is_flag=True)
+    @pass_app
+    def visitors_invite(app, role, area, name, as_json):
+        """发邀请码给探访人员（没有则新建）。"""
+        from bot.invites import invite_visitor
+        try:
+            with app.ready_db().session() as s:
+                v, code = invite_visitor(s, name=name, role=role, area=area, actor=app.actor)
+                out = {"visitor_id": v.id, "name": v.name, "invite_code": code}
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        echo_json(out) if as_json else click.echo(f"{name}（编号 {out['visitor_id']}）的邀请码：{code}\n"
+                                                    f"请在 Telegram 里给机器人发送：/start {code}")
+
+    @cli.group("family")
+    def family():
+        """家属 family members."""
+
+    @family.command("invite")
+    @click.option("--elder", "elder_id", type=int, required=True)
+    @click.option("--name", required=True)
+    @click.option("--relation", default=None, help="儿子 / 女儿 / ...")
+    @click.option("--json", "as_json", is_flag=True)
+    @pass_app
+    def family_invite(app, elder_id, name, relation, as_json):
+        """发邀请码给家属（只在老人同意向家属共享时）。"""
+        from bot.invites import invite_family
+        try:
+            with app.ready_db().session() as s:
+                fm, code = invite_family(s, elder_id=elder_id, name=name, relation=relation, actor=app.actor)
+                out = {"family_member_id": fm.id, "elder_id": elder_id, "invite_code": code}
+        except (LookupError, PermissionError) as exc:
+            raise UserError(str(exc)) from exc
+        echo_json(out) if as_json else click.echo(f"{name}的邀请码：{code}\n请在 Telegram 里给机器人发送：/start {code}")
+
+    @cli.group("telegram")
+    def telegram():
+        """Telegram 机器人."""
+
+    @telegram.command("run")
+    @pass_app
+    def telegram_run(app):
+        """本地轮询模式运行机器人 (polling; production uses the webhook in `tanfang serve`)."""
+        from bot.application import build_application
+        app.ready_db()
+        try:
+            application = build_application(app)
+        except RuntimeError as exc:
+            raise UserError(str(exc)) from exc
+        click.echo("Telegram 机器人已启动（轮询模式），Ctrl+C 停止。")
+        application.run_polling()
