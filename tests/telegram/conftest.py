@@ -33,7 +33,8 @@ class Emulator:
 
     def bot_messages(self, token: str) -> list[dict]:
         r = httpx.post(f"{self.url}/getUpdatesHistory", json={"token": token}, timeout=5)
-        return [u["message"] for u in r.json()["result"] if "message" in u and "chat_id" in u["message"]]
+        return [{**u["message"], "message_id": u["messageId"]} for u in r.json()["result"]
+                if "message" in u and "chat_id" in u["message"]]
 
     def add_file(self, file_id: str, path: Path) -> None:
         httpx.post(f"{self.url}/testFile", json={"file_id": file_id, "path": str(path)}, timeout=5)
