@@ -45,7 +45,7 @@ def build(rng: random.Random) -> list[dict[str, str]]:
         cats = cat_plan[i % len(cat_plan)]
         male = rng.random() < 0.45
         age = 62 + (i * 11) % 34  # 62..95
-        born = dt.date(today.year - age, rng.randint(1, 12), rng.randint(1, 28))
+        born = dt.date(today.year - age, rng.randint(1, 10), rng.randint(1, 28))  # birthday passed by November
         idn = idcard.make_id(AREA, born, 100 + i * 7, "M" if male else "F")
         surname = SURNAMES[i % len(SURNAMES)]
         name = surname + rng.choice(MALE if male else FEMALE)

@@ -1,0 +1,60 @@
+import datetime as dt
+
+import pytest
+
+from data import idcard
+
+# GB 11643-1999 worked example (the standard's own sample number)
+STANDARD_EXAMPLE = "11010519491231002X"
+
+
+def test_standard_example_checksum():
+    assert idcard.check_digit(STANDARD_EXAMPLE[:17]) == "X"
+    assert idcard.check_id(STANDARD_EXAMPLE) is None
+    assert idcard.check_id(STANDARD_EXAMPLE.lower()) is None  # lower-case x accepted
+
+
+def test_wrong_checksum_names_expected_digit():
+    bad = STANDARD_EXAMPLE[:17] + "5"
+    assert idcard.check_id(bad) == "校验码错误（应为X）"
+
+
+@pytest.mark.parametrize("value,reason", [
+    ("", "不能为空"),
+    ("4102251950010112", "应为18位（实为16位）"),
+    ("41022519500101A123", "格式错误（前17位应为数字，末位为数字或X）"),
+    ("410225195002300014", "出生日期无效（19500230）"),
+])
+def test_bad_ids(value, reason):
+    assert idcard.check_id(value) == reason
+
+
+def test_future_birth_date_rejected():
+    num = idcard.make_id("410225", dt.date(2030, 1, 1), 11, "M")
+    assert idcard.check_id(num, today=dt.date(2026, 1, 1)).startswith("出生日期不合理")
+
+
+def test_birth_sex_age():
+    num = idcard.make_id("410225", dt.date(1944, 3, 9), 123, "F")
+    assert idcard.check_id(num) is None
+    assert idcard.birth_date(num) == dt.date(1944, 3, 9)
+    assert idcard.sex_of(num) == "F"
+    assert idcard.sex_of(idcard.make_id("410225", dt.date(1944, 3, 9), 123, "M")) == "M"
+    assert idcard.age_on(num, dt.date(2026, 3, 8)) == 81
+    assert idcard.age_on(num, dt.date(2026, 3, 9)) == 82
+
+
+@pytest.mark.parametrize("value", ["13812345678", "19912345678", "+86 138 1234 5678", "0371-12345678", "0378-2651234",
+                                   "010-12345678"])
+def test_valid_phones(value):
+    assert idcard.check_phone(value) is None
+
+
+@pytest.mark.parametrize("value", ["12812345678", "1381234567", "03711234567", "12345", "138-1234-5678x"])
+def test_invalid_phones(value):
+    assert idcard.check_phone(value) is not None
+
+
+def test_normalize_phone():
+    assert idcard.normalize_phone("+86 138 1234 5678") == "13812345678"
+    assert idcard.normalize_phone("0371－12345678") == "0371-12345678"
