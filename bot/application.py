@@ -146,6 +146,7 @@ def build_application(app: App, *, token: str | None = None, checkin_factory=Non
     application.add_handler(CommandHandler("checkin", role("elder")(handlers_elder.checkin_command)))
     application.add_handler(CallbackQueryHandler(role("visitor")(handlers_visitor.task_button), pattern=r"^task:\d+:\w+$"))
     application.add_handler(CallbackQueryHandler(role("visitor")(handlers_visitor.satisfaction_button), pattern=r"^sat:\d+:\w+$"))
+    application.add_handler(CallbackQueryHandler(role("family")(handlers_family.false_alarm_button), pattern=r"^fa:\d+$"))
     application.add_handler(MessageHandler(filters.VOICE, role("elder")(handlers_elder.voice_message)))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, text))
     application.add_handler(MessageHandler(filters.ALL, lambda u, c: _unknown_or_help(u, c)))

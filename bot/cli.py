@@ -67,5 +67,40 @@ def register(cli: click.Group) -> None:
             application = build_application(app)
         except RuntimeError as exc:
             raise UserError(str(exc)) from exc
+        application.post_init = lambda a: _start_loop(app, a)
         click.echo("Telegram 机器人已启动（轮询模式），Ctrl+C 停止。")
         application.run_polling()
+
+    @telegram.command("notify")
+    @click.option("--json", "as_json", is_flag=True)
+    @pass_app
+    def telegram_notify(app, as_json):
+        """写入一次提醒（任务到期、家属紧急通知、打电话提醒、每周小结）到发件箱。"""
+        from bot.notify import run_all
+        with app.ready_db().session() as s:
+            counts = run_all(s, app.settings)
+        echo_json(counts) if as_json else click.echo("；".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+async def _start_loop(app, application) -> None:
+    """Polling mode: reminders and the Telegram outbox every ``notify_interval_seconds``."""
+    import asyncio
+    import logging
+
+    from bot.channel import TelegramChannel
+    from bot.notify import run_all
+    from core.outbox import OutboxDispatcher
+
+    dispatcher = OutboxDispatcher(app.db, app.settings, {"telegram": TelegramChannel(application.bot)})
+
+    async def loop():
+        while True:
+            try:
+                with app.db.session() as s:
+                    run_all(s, app.settings)
+                await dispatcher.deliver_due()
+            except Exception:  # noqa: BLE001 — keep the bot running; the outbox retries
+                logging.getLogger(__name__).exception("telegram notify loop failed")
+            await asyncio.sleep(app.settings.telegram.notify_interval_seconds)
+
+    application.create_task(loop())

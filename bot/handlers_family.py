@@ -12,7 +12,8 @@ from bot.access import Who, audit_read
 from bot.cards import status_text
 from core import plan
 from core.privacy import audit
-from data.models import OPEN_TASK_STATES, FamilyMember, Task, Visit, VisitTurn, utcnow
+from core.outbox import enqueue
+from data.models import OPEN_TASK_STATES, FamilyMember, Task, TaskEvent, Visit, VisitTurn, utcnow
 
 NO_CONSENT = "老人没有同意向家属共享信息，暂时不能查看。如有疑问请联系当地探访工作人员。"
 
@@ -67,3 +68,30 @@ async def called_command(update: Update, context: ContextTypes.DEFAULT_TYPE, who
     with app.db.session() as s:
         s.get(FamilyMember, who.id).last_contact_at = utcnow()
     await update.effective_message.reply_text("记下了，谢谢您常给老人打电话。")
+
+
+async def false_alarm_button(update: Update, context: ContextTypes.DEFAULT_TYPE, who: Who) -> None:
+    """「确认是误报」 on an urgent alert: recorded on the task and told to its visitor (who closes it)."""
+    q = update.callback_query
+    app = context.bot_data["tanfang_app"]
+    task_id = int(q.data.split(":")[1])
+    with app.db.session() as s:
+        fm = s.get(FamilyMember, who.id)
+        task = s.get(Task, task_id)
+        if task is None or task.elder_id != fm.elder_id or not fm.elder.consent_share_family:
+            await q.answer("这条提醒与您无关。", show_alert=True)
+            return
+        if task.state not in OPEN_TASK_STATES:
+            text = "这件事已经处理完了，谢谢您。"
+        else:
+            note = f"家属{fm.name}（{fm.relation or '家属'}）确认是误报，老人没事"
+            task.events.append(TaskEvent(at=utcnow(), actor=who.actor, action="false_alarm", note=note))
+            if task.assignee is not None and task.assignee.telegram_chat_id:
+                enqueue(s, channel="telegram", recipient=task.assignee.telegram_chat_id, recipient_kind="visitor",
+                        dedupe_key=f"falsealarm:task{task.id}:fm{fm.id}", elder_id=task.elder_id, task_id=task.id,
+                        body=f"任务 #{task.id}：{note}。请核实后点「完成」关闭。",
+                        payload={"task_id": task.id, "buttons": [
+                            {"text": "完成", "callback_data": f"task:{task.id}:done"}]})
+            text = "谢谢，已告诉负责的探访员，他们核实后会关闭这件事。"
+    await q.answer()
+    await q.message.reply_text(text)

@@ -97,6 +97,10 @@ class TelegramSettings(_Section):
     mode: str = "polling"
     api_base_url: str = ""
     webhook_path: str = "/telegram/webhook"
+    deadline_reminder_minutes: int = 30
+    family_call_reminder_days: int = 7
+    family_digest_weekday: int = 6
+    notify_interval_seconds: int = 60
 
 
 class RasaSettings(_Section):
