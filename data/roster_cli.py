@@ -56,6 +56,8 @@ def elders_import(app, file: str, dry_run: bool, skip_invalid: bool, as_json: bo
     for e in parsed.errors:
         click.echo(str(e), err=True)
     bad_rows = len(parsed.invalid_rows)
+    if any(e.row == 1 for e in parsed.errors):
+        raise UserError(f"导入失败: 表头有{len(parsed.errors)}处错误（缺少必填列或列名重复），未导入任何数据")
     if parsed.errors and not skip_invalid:
         raise UserError(f"导入失败: {bad_rows}行共{len(parsed.errors)}处错误，未导入任何数据（修正后重试，或用 --skip-invalid 只导入正确的行）")
     if not parsed.records:
