@@ -14,7 +14,7 @@ from telegram import Update
 from telegram.ext import (Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler,
                           ContextTypes, MessageHandler, filters)
 
-from bot import handlers_elder, handlers_family, handlers_visitor
+from bot import handlers_elder, handlers_family, handlers_visitor, visit_form
 from bot.access import UNKNOWN_TEXT, JoinError, Who, join, who
 from core.app import App
 
@@ -84,7 +84,8 @@ async def text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if w.role is None:
         await _unknown(update)
     elif w.role == "visitor":
-        if not await handlers_visitor.closing_text(update, context, w):
+        if not (await visit_form.detail_text(update, context, w)
+                or await handlers_visitor.closing_text(update, context, w)):
             await update.effective_message.reply_text(HELP["visitor"])
     elif w.role == "elder":
         await handlers_elder.text_message(update, context, w)
@@ -146,6 +147,8 @@ def build_application(app: App, *, token: str | None = None, checkin_factory=Non
     application.add_handler(CommandHandler("checkin", role("elder")(handlers_elder.checkin_command)))
     application.add_handler(CallbackQueryHandler(role("visitor")(handlers_visitor.task_button), pattern=r"^task:\d+:\w+$"))
     application.add_handler(CallbackQueryHandler(role("visitor")(handlers_visitor.satisfaction_button), pattern=r"^sat:\d+:\w+$"))
+    application.add_handler(CallbackQueryHandler(role("visitor")(visit_form.start_form), pattern=r"^form:\d+$"))
+    application.add_handler(CallbackQueryHandler(role("visitor")(visit_form.answer_button), pattern=r"^fv:\d+:\d+:\w+$"))
     application.add_handler(CallbackQueryHandler(role("family")(handlers_family.false_alarm_button), pattern=r"^fa:\d+$"))
     application.add_handler(MessageHandler(filters.VOICE, role("elder")(handlers_elder.voice_message)))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, text))

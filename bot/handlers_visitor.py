@@ -111,10 +111,11 @@ async def satisfaction_button(update: Update, context: ContextTypes.DEFAULT_TYPE
             _, care = close_task(s, task, actor=who.actor, outcome=closing["description"],
                                  description=closing["description"], satisfaction=key, provider_id=who.id,
                                  in_person=in_person)
+            follow = markup([[("填写上门探访记录（表五）", f"form:{task_id}")]])
             text = (f"任务 #{task.id} 已完成。已记入第 {care.seq} 次关爱服务"
                     f"（满意度：{SATISFACTION[key]}）。谢谢！")
         except (TaskStateError, ValueError) as exc:
-            text = str(exc)
+            text, follow = str(exc), None
     context.chat_data.pop("closing", None)
     await q.answer()
-    await q.message.reply_text(text)
+    await q.message.reply_text(text, reply_markup=follow)

@@ -120,13 +120,40 @@ async def test_visitor_accepts_and_closes_an_urgent_task_end_to_end(sqlite_app, 
     assert "满意" in ask["text"]
     assert [b["text"] for b in ask["reply_markup"]["inline_keyboard"][0]] == ["满意", "基本满意", "不满意"]
     await application.process_update(_press(application, visitor_user, f"sat:{mine_id}:fairly_satisfied"))
-    assert "已完成" in emulator.bot_messages(token)[-1]["text"]
+    done = emulator.bot_messages(token)[-1]
+    assert "已完成" in done["text"]
+    # then the full in-person visit, form section 五, from the chat
+    assert done["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == f"form:{mine_id}"
+    await application.process_update(_press(application, visitor_user, f"form:{mine_id}"))
+    from data.catalogue import load_catalogue
+    picks = {"household_change": "decrease", "illness": "serious", "housing_safety": "unsafe"}
+    details = {"household_change": "1", "illness": "高血压"}
+    for i, item in enumerate(load_catalogue().items):
+        q = emulator.bot_messages(token)[-1]
+        assert item.label in q["text"]
+        value = picks.get(item.key, item.values[0].value)
+        if i == 0:
+            await application.process_update(_press(application, visitor_user, f"fv:999:{i}:{value}"))
+            assert emulator.bot_messages(token)[-1] == q  # someone else's/unknown visit: refused
+        visit_id = int(q["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1])
+        await application.process_update(_press(application, visitor_user, f"fv:{visit_id}:{i}:{value}"))
+        if item.key in details:
+            if item.key == "household_change":
+                await application.process_update(_msg(application, visitor_user, "一个"))
+                assert "数字" in emulator.bot_messages(token)[-1]["text"]
+            await application.process_update(_msg(application, visitor_user, details[item.key]))
+    summary = emulator.bot_messages(token)[-1]["text"]
+    assert "记录已保存" in summary and "疾病情况：严重（高血压）" in summary and "住房安全：不安全" in summary
     with sqlite_app.db.session() as s:
         t = s.get(Task, mine_id)
         assert t.state == "done" and "卫生院" in t.outcome
         assert [ev.action for ev in t.events] == ["created", "acknowledged", "started", "done"]
         care = s.scalars(select(CareService).where(CareService.elder_id == elder_id)).one()
         assert care.satisfaction == "fairly_satisfied" and care.in_person and care.provider_name == "张网格"
+        visit = s.get(Visit, care.visit_id)
+        assert visit.method == "in_person" and visit.status == "complete" and visit.visitor_id is not None
+        assert len(visit.answers) == 11 and visit.risk == "concern"
+        assert visit.answer("household_change").detail == "1" and visit.answer("illness").value == "serious"
         reads = s.scalars(select(AuditLog).where(AuditLog.action == "read", AuditLog.entity == "task")).all()
         assert [r.entity_id for r in reads] == [str(mine_id)]
     await application.shutdown()
