@@ -8,7 +8,8 @@
   (``elder_name``, ``visit_id``...), then ``/greet`` is sent with the metadata.
 
 The end of a conversation: the bot sends a custom payload ``{"ended": true, "outcome": "..."}``
-(``json_message``), or the slot ``outcome`` is set. The question kind the next answer should
+(``json_message``, also accepted nested as ``{"custom": {...}}``), or the slot
+``checkin_outcome`` (or ``outcome``) is set. The question kind the next answer should
 fit (``DialogReply.expects``): a custom payload ``{"expects": "..."}``, else the form's
 ``requested_slot``. Each user turn is graded by ``core.grading.grade_turn``.
 
@@ -156,6 +157,8 @@ class RasaDialogEngine:
             if msg.get("text"):
                 texts.append(msg["text"])
             custom = msg.get("custom")
+            if isinstance(custom, dict) and isinstance(custom.get("custom"), dict):
+                custom = custom["custom"]  # json_message={"custom": {...}} arrives nested once more
             if isinstance(custom, dict):
                 if custom.get("text"):
                     texts.append(str(custom["text"]))
@@ -165,9 +168,10 @@ class RasaDialogEngine:
                 if custom.get("expects"):
                     expects = str(custom["expects"])
         slots = dict(tracker.get("slots") or {})
-        if slots.get("outcome"):
-            ended = True
-            outcome = outcome or str(slots["outcome"])
+        for key in ("checkin_outcome", "outcome"):
+            if slots.get(key):
+                ended = True
+                outcome = outcome or str(slots[key])
         if expects is None and not ended:
             active = (tracker.get("active_loop") or {}).get("name")
             if active and slots.get("requested_slot"):

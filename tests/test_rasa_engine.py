@@ -74,7 +74,11 @@ def test_reply_reads_end_outcome_and_expected_answer():
                           {"slots": {}, "active_loop": {}}, user_turn=False)
     assert ended.ended and ended.outcome == "complete" and ended.messages == ["再见"] and ended.expects is None
 
-    by_slot = engine._reply("/greet", [], {"slots": {"outcome": "reschedule", "requested_slot": "x"},
+    nested = engine._reply("/greet", [{"custom": {"custom": {"ended": True, "outcome": "handover"}}}],
+                           {"slots": {}}, user_turn=False)
+    assert nested.ended and nested.outcome == "handover"
+
+    by_slot = engine._reply("/greet", [], {"slots": {"checkin_outcome": "reschedule", "requested_slot": "x"},
                                             "active_loop": {"name": "f"}}, user_turn=False)
     assert by_slot.ended and by_slot.outcome == "reschedule" and by_slot.expects is None
 
