@@ -424,7 +424,10 @@ def _default_grammars() -> dict[str, list[str]]:
     except Exception:  # the recognizer module is optional for the webhooks
         return {}
     grammars = getattr(vosk_recognizer, "GRAMMARS", None)
-    return dict(grammars) if isinstance(grammars, Mapping) else {}
+    if not isinstance(grammars, Mapping):
+        return {}
+    # "[unk]" lets out-of-grammar speech ("我摔倒了") come out as unknown -> decoded again freely
+    return {name: list(phrases) + ["[unk]"] for name, phrases in grammars.items()}
 
 
 class CallSession:

