@@ -39,7 +39,7 @@ def _metadata(tracker: Tracker) -> dict[str, Any]:
 
 
 def _end(dispatcher: CollectingDispatcher, outcome: str) -> list[EventType]:
-    dispatcher.utter_message(json_message={"custom": {"ended": True, "outcome": outcome}})
+    dispatcher.utter_message(json_message={"ended": True, "outcome": outcome})
     return [SlotSet("checkin_outcome", outcome), ActiveLoop(None), SlotSet("requested_slot", None)]
 
 

@@ -1,0 +1,170 @@
+"""The check-in's custom actions (rasa-sdk) against a real database: answers land as VisitAnswer rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+from sqlalchemy import select
+
+from data.models import Visit, VisitAnswer
+from dialogs.actions import actions as A
+from dialogs.actions import store
+from dialogs.actions.mapping import BY_SLOT, FORMS, QUESTIONS, answer_value
+from tests.helpers import make_elder
+
+DOMAIN: dict = {"forms": {f: {"required_slots": [q.slot for q in QUESTIONS if q.form == f]} for f in FORMS}}
+
+
+@pytest.fixture
+def visit_id(db):
+    store.set_database(db)
+    with db.session() as s:
+        elder = make_elder(s)
+        v = Visit(elder_id=elder.id, seq=1, method="phone", visit_date=dt.date(2026, 11, 28))
+        s.add(v)
+        s.flush()
+        vid = v.id
+    yield vid
+    store.set_database(None)
+
+
+def tracker(sender: str, text: str, intent: str, *, slots=None, form=None, requested=None, metadata=None,
+            confidence=0.9, entities=None, events=None) -> Tracker:
+    slots = dict(slots or {})
+    if requested:
+        slots["requested_slot"] = requested
+    return Tracker.from_dict({
+        "sender_id": sender,
+        "slots": slots,
+        "latest_message": {"text": text, "intent": {"name": intent, "confidence": confidence},
+                           "entities": entities or [], "metadata": metadata or {}},
+        "events": events or [],
+        "paused": False,
+        "followup_action": None,
+        "active_loop": {"name": form} if form else {},
+        "latest_action_name": "action_listen",
+    })
+
+
+def answers(db, vid):
+    with db.session() as s:
+        return {a.item_key: a for a in s.scalars(select(VisitAnswer).where(VisitAnswer.visit_id == vid))}
+
+
+async def validate(form, slot, text, intent, sender, **kw):
+    d = CollectingDispatcher()
+    t = tracker(sender, text, intent, form=form, requested=slot, slots={slot: text}, **kw,
+                events=[{"event": "user", "text": text}, {"event": "slot", "name": slot, "value": text}])
+    events = await getattr(A, f"Validate_{form}")().run(d, t, DOMAIN)
+    return d, {e["name"]: e["value"] for e in events if e.get("event") == "slot"}
+
+
+async def test_each_answer_is_written_at_once(db, visit_id):
+    d, slots = await validate("health_form", "health_mobility", "腿脚还中，能走", "answer_fine", f"visit-{visit_id}")
+    assert slots["health_mobility"] == "no_change" and slots["miss_count"] == 0
+    row = answers(db, visit_id)["mobility"]
+    assert (row.value, row.risk, row.source_text) == ("no_change", "none", "腿脚还中，能走")
+
+    await validate("health_form", "health_illness", "俺这血压高，头晕", "report_illness", f"visit-{visit_id}",
+                   entities=[{"entity": "illness", "value": "高血压"}])
+    row = answers(db, visit_id)["illness"]
+    assert (row.value, row.risk, row.detail) == ("serious", "concern", "高血压")
+
+
+async def test_visit_id_from_metadata_when_sender_is_not_a_visit(db, visit_id):
+    await validate("safety_form", "safety_house", "房子漏雨", "report_house_unsafe", "console-1",
+                   metadata={"visit_id": visit_id, "elder_id": 1, "elder_name": "王秀英"})
+    row = answers(db, visit_id)["housing_safety"]
+    assert (row.value, row.risk) == ("unsafe", "concern")
+
+
+async def test_two_questions_on_one_item_keep_the_worse_answer(db, visit_id):
+    sender = f"visit-{visit_id}"
+    await validate("economy_form", "economy_living", "钱不够花", "report_money_short", sender)
+    await validate("economy_form", "economy_benefits", "收到了", "affirm", sender)
+    row = answers(db, visit_id)["economy"]
+    assert (row.value, row.risk) == ("worse", "concern")
+    assert "钱不够花" in row.source_text and "收到了" in row.source_text
+    # answering the same item again with a fine value still keeps one row per (visit, item)
+    with db.session() as s:
+        assert len(s.scalars(select(VisitAnswer).where(VisitAnswer.visit_id == visit_id)).all()) == 1
+
+
+async def test_not_understood_counts_misses_and_writes_nothing(db, visit_id):
+    sender = f"visit-{visit_id}"
+    d, slots = await validate("health_form", "health_mental", "hello 123", "out_of_scope", sender)
+    assert slots == {"health_mental": None, "miss_count": 1}
+    assert "没听明白" in d.messages[0]["text"]
+    assert answers(db, visit_id) == {}
+    # after two misses the question becomes a yes/no with keypad hint and a person is offered
+    d, slots = await validate("health_form", "health_mental", "😀", "greet", sender,)
+    assert slots["miss_count"] == 1  # tracker slots are rebuilt per call; second miss below
+    d = CollectingDispatcher()
+    t = tracker(sender, "😀", "greet", form="health_form", requested="health_mental",
+                slots={"health_mental": "😀", "miss_count": 1},
+                events=[{"event": "user", "text": "😀"}, {"event": "slot", "name": "health_mental", "value": "😀"}])
+    events = await A.Validate_health_form().run(d, t, DOMAIN)
+    assert {e["name"]: e["value"] for e in events if e.get("event") == "slot"}["miss_count"] == 2
+    assert "找人" in d.messages[0]["text"]
+    ask = CollectingDispatcher()
+    A.ActionAsk_health_mental().run(ask, tracker(sender, "", "greet", slots={"miss_count": 2}), DOMAIN)
+    assert "请按1" in ask.messages[0]["text"]
+    normal = CollectingDispatcher()
+    A.ActionAsk_health_mental().run(normal, tracker(sender, "", "greet", slots={"miss_count": 0}), DOMAIN)
+    assert normal.messages[0]["text"] == BY_SLOT["health_mental"].question
+
+
+def test_urgent_action_advises_the_right_number_and_ends(db):
+    for intent, number in [("urgent_fall", "120"), ("urgent_gas_leak", "119"), ("urgent_violence", "110")]:
+        d = CollectingDispatcher()
+        events = A.ActionUrgent().run(d, tracker("visit-9", "…", intent, form="safety_form"), {})
+        texts = " ".join(m.get("text") or "" for m in d.messages)
+        assert "别着急" in texts and number in texts
+        assert d.messages[-1]["custom"] == {"ended": True, "outcome": "urgent"}
+        assert {"event": "active_loop", "name": None} in [{k: e.get(k) for k in ("event", "name")} for e in events]
+        assert any(e.get("name") == "checkin_outcome" and e.get("value") == "urgent" for e in events)
+
+
+@pytest.mark.parametrize("cls,outcome", [(A.ActionFinish, "complete"), (A.ActionReschedule, "reschedule"),
+                                         (A.ActionWrongPerson, "wrong_person"), (A.ActionHandover, "handover")])
+def test_endings_carry_the_outcome_payload_and_the_emergency_number(cls, outcome):
+    d = CollectingDispatcher()
+    events = cls().run(d, tracker("visit-1", "…", "affirm"), {})
+    assert d.messages[-1]["custom"] == {"ended": True, "outcome": outcome}
+    assert "120" in " ".join(m.get("text") or "" for m in d.messages)
+    assert any(e.get("name") == "checkin_outcome" and e.get("value") == outcome for e in events)
+
+
+def test_greeting_uses_the_elder_name_from_metadata():
+    d = CollectingDispatcher()
+    events = A.ActionGreet().run(d, tracker("visit-3", "/greet", "greet",
+                                            metadata={"visit_id": 3, "elder_id": 7, "elder_name": "王秀英"}), {})
+    assert "王秀英" in d.messages[0]["text"] and "按1" in d.messages[0]["text"]
+    assert {"visit_id": 3, "elder_name": "王秀英"}.items() <= {e["name"]: e["value"] for e in events}.items()
+
+
+def test_repeat_outside_a_form_repeats_the_last_question():
+    d = CollectingDispatcher()
+    t = tracker("visit-3", "你说啥", "ask_repeat", events=[{"event": "bot", "text": "现在方便说几句吗？"}])
+    A.ActionRepeat().run(d, t, {})
+    assert "现在方便说几句吗" in d.messages[0]["text"]
+
+
+def test_every_question_maps_onto_a_catalogue_item_and_scale():
+    from data.catalogue import load_catalogue
+
+    cat = load_catalogue()
+    for q in QUESTIONS:
+        item = cat.item(q.item_key)
+        for intent in ("affirm", "deny", "answer_fine", "answer_bad", "answer_better", *q.concern_intents):
+            item.value(answer_value(q.slot, intent))  # raises if not on the item's scale
+    assert {q.item_key for q in QUESTIONS} == set(cat.keys) - {"speech", "household_change"}
+
+
+def test_visit_id_of():
+    assert store.visit_id_of("visit-42", None) == 42
+    assert store.visit_id_of("tg-1", {"visit_id": "7"}) == 7
+    assert store.visit_id_of("tg-1", {}) is None
