@@ -6,12 +6,22 @@ and text by the synthesizers' own cache), so only the first run pays for loading
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-MODEL = Path("/work/shared/models/vosk-model-small-cn-0.22")
+
+def _model() -> Path:
+    if os.environ.get("TANFANG_TEST_VOSK_MODEL"):
+        return Path(os.environ["TANFANG_TEST_VOSK_MODEL"]).expanduser()
+    from core.settings import load_settings
+
+    return load_settings(env={}).voice.vosk_model  # config.yml's model
+
+
+MODEL = _model()
 TTS_CACHE = Path("~/.cache/tanfang/tts-test").expanduser()
 
 
@@ -22,8 +32,12 @@ def noise(seconds: float, rate: int = 8000, level: float = 30.0, seed: int = 0) 
     return rng.normal(0, level, int(seconds * rate)).astype("<i2").tobytes()
 
 
-def on_line(pcm: bytes, rate: int = 8000, lead: float = 0.4, tail: float = 0.4) -> bytes:
-    return noise(lead, rate, seed=1) + pcm + noise(tail, rate, seed=2)
+def on_line(pcm: bytes, rate: int = 8000, lead: float = 0.3, tail: float = 0.3) -> bytes:
+    """Speech as on a phone line: quiet noise before, under and after it (no exact zeros)."""
+    speech = np.frombuffer(pcm, "<i2").astype(np.int32)
+    under = np.frombuffer(noise(len(speech) / rate, rate, seed=3), "<i2")[: len(speech)].astype(np.int32)
+    mixed = np.clip(speech + np.pad(under, (0, len(speech) - len(under))), -32768, 32767).astype("<i2").tobytes()
+    return noise(lead, rate, seed=1) + mixed + noise(tail, rate, seed=2)
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +45,8 @@ def model_dir() -> Path:
     from voice.model_copy import nodither_copy
 
     if not MODEL.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"Vosk model not installed at {MODEL} (voice.vosk_model / TANFANG_TEST_VOSK_MODEL)")
         pytest.skip(f"Vosk model not installed at {MODEL}")
     return nodither_copy(MODEL)
 
