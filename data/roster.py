@@ -541,10 +541,9 @@ def _apply(session: Session, elder: Elder, rec: ElderRecord) -> None:
     elder.emergency_contacts = [_update(old.pop(c["name"], None) or EmergencyContact(), c) for c in rec.contacts]
     old_f = {f.name: f for f in elder.family_members}
     elder.family_members = [_update(old_f.pop(f["name"], None) or FamilyMember(), f) for f in rec.family]
-    if elder.household_members:
-        elder.household_members = []
-        session.flush()  # (elder_id, seq) is unique: delete old rows before inserting new ones
-    elder.household_members = [HouseholdMember(**m) for m in rec.household]
+    # (elder_id, seq) is unique: reuse the row of the same seq instead of delete + insert
+    old_h = {m.seq: m for m in elder.household_members}
+    elder.household_members = [_update(old_h.pop(m["seq"], None) or HouseholdMember(), m) for m in rec.household]
     elder.assistance = [Assistance(**a) for a in rec.assistance]
     if rec.living is None:
         elder.living_conditions = None
@@ -632,20 +631,27 @@ def write_table(path: Path | str, header: list[str], rows: list[dict[str, str]],
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
         import openpyxl
+        from openpyxl.cell import WriteOnlyCell
         from openpyxl.utils import get_column_letter
 
-        wb = openpyxl.Workbook()
-        ws = wb.active
-        ws.title = "老年人花名册"
-        ws.append(header)
-        for r in rows:
-            ws.append([r.get(h, "") for h in header])
+        wb = openpyxl.Workbook(write_only=True)
+        ws = wb.create_sheet("老年人花名册")
         for j, h in enumerate(header, start=1):
-            letter = get_column_letter(j)
-            ws.column_dimensions[letter].width = max(10, min(30, len(h) * 2 + 2))
-            for cell in ws[letter]:
-                cell.number_format = "@"  # text: long ID numbers never become 4.10225E+17
+            ws.column_dimensions[get_column_letter(j)].width = max(10, min(30, len(h) * 2 + 2))
         ws.freeze_panes = "A2"
+        # ID and phone columns as text cells: long numbers never become 4.10225E+17 when edited
+        text_cols = {j for j, h in enumerate(header) if h.endswith(("公民身份号码", "电话", "证号"))}
+        ws.append(header)
+
+        def cell(j, value):
+            if j not in text_cols:
+                return value
+            c = WriteOnlyCell(ws, value=value)
+            c.number_format = "@"
+            return c
+
+        for r in rows:
+            ws.append([cell(j, r.get(h, "")) for j, h in enumerate(header)])
         wb.save(path)
     elif suffix == ".csv":
         with open(path, "w", encoding=encoding, newline="") as fh:

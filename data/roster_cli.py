@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import click
@@ -85,7 +86,7 @@ def elders_import(app, file: str, dry_run: bool, skip_invalid: bool, as_json: bo
 
 def _elder_summary(e, mid, mph) -> dict:
     return {"id": e.id, "name": e.name, "sex": SEXES.get(e.sex), "id_number": mid(e.id_number),
-            "age": idcard.age_on(e.id_number, __import__("datetime").date.today()),
+            "age": idcard.age_on(e.id_number, dt.date.today()),
             "phone": mph(e.phone), "county": e.county, "township": e.township, "village": e.village,
             "categories": e.categories, "consent_visit": e.consent_visit}
 
