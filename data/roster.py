@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, selectinload
 from data import idcard
 from data.models import (
     ASSISTING_UNITS,
-    CATEGORIES,
     CHANNELS,
     Assistance,
     Elder,

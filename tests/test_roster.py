@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from data import idcard, roster
-from data.models import Assistance, Base, Elder, EmergencyContact, FamilyMember, HouseholdMember
+from data.models import Base, Elder, FamilyMember, HouseholdMember
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 SAMPLE = SAMPLES / "roster_sample.csv"
