@@ -623,8 +623,12 @@ def export_headers(elders: list[Elder], max_household: int) -> list[str]:
     return headers(hh, fam, ec)
 
 
-def write_table(path: Path | str, header: list[str], rows: list[dict[str, str]], *, encoding: str = "utf-8-sig") -> Path:
-    """CSV (UTF-8 with BOM so that Excel opens it correctly, or gb18030) or XLSX (ID column as text)."""
+def write_table(path: Path | str, header: list[str], rows: list[dict[str, str]], *, encoding: str = "utf-8-sig",
+                blank_rows: int = 0) -> Path:
+    """CSV (UTF-8 with BOM so that Excel opens it correctly, or gb18030) or XLSX (ID column as text).
+
+    ``blank_rows``: XLSX templates get that many empty rows whose ID/phone cells are already text.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
@@ -651,6 +655,8 @@ def write_table(path: Path | str, header: list[str], rows: list[dict[str, str]],
 
         for r in rows:
             ws.append([cell(j, r.get(h, "")) for j, h in enumerate(header)])
+        for _ in range(blank_rows):
+            ws.append([cell(j, None) for j in range(len(header))])
         wb.save(path)
     elif suffix == ".csv":
         with open(path, "w", encoding=encoding, newline="") as fh:

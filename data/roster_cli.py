@@ -232,7 +232,7 @@ def elders_export(app, file: str, county, township, village, encoding: str) -> N
 def elders_template(app, file: str) -> None:
     """写出空白花名册模板（.csv 或 .xlsx）。"""
     try:
-        roster.write_table(file, roster.headers(app.settings.roster.max_household_members), [])
+        roster.write_table(file, roster.headers(app.settings.roster.max_household_members), [], blank_rows=200)
     except (roster.RosterError, OSError) as exc:
         raise UserError(f"模板写出失败: {exc}") from exc
     click.echo(f"模板 -> {file}（必填列: {'、'.join(roster.REQUIRED)}）")

@@ -162,7 +162,11 @@ def test_template_and_unreadable_file(run, tmp_path):
     r = run("elders", "template", tmp_path / "t.xlsx")
     assert r.exit_code == 0
     header, rows, _ = roster.read_table(tmp_path / "t.xlsx")
-    assert header == roster.headers(6) and rows == []
+    assert header == roster.headers(6) and rows and not any(any(r) for r in rows)
+    import openpyxl
+    ws = openpyxl.load_workbook(tmp_path / "t.xlsx").active
+    assert ws.cell(5, header.index("公民身份号码") + 1).number_format == "@"  # typed IDs stay text
+    assert roster.parse_file(tmp_path / "t.xlsx").errors == []  # blank rows are not elders
     shipped, _, _ = roster.read_table(SAMPLES / "roster_template.xlsx")
     assert shipped == header
     r = run("elders", "import", tmp_path / "nope.csv")

@@ -131,7 +131,7 @@ def main() -> None:
     rows = build(random.Random(20261128))
     roster.write_table(HERE / "roster_sample.csv", roster.headers(6), rows)
     roster.write_table(HERE / "roster_template.csv", roster.headers(6), [])
-    roster.write_table(HERE / "roster_template.xlsx", roster.headers(6), [])
+    roster.write_table(HERE / "roster_template.xlsx", roster.headers(6), [], blank_rows=200)
     roster.write_table(HERE / "visitors.csv", roster.VISITOR_HEADERS,
                        [dict(zip(roster.VISITOR_HEADERS, v)) for v in VISITORS])
     print(f"{len(rows)} elders -> {HERE / 'roster_sample.csv'}")
