@@ -43,6 +43,21 @@ def _end(dispatcher: CollectingDispatcher, outcome: str) -> list[EventType]:
     return [SlotSet("checkin_outcome", outcome), ActiveLoop(None), SlotSet("requested_slot", None)]
 
 
+REASKING = ("action_greet", "utter_ask_consent")  # rules run these again after a repeat/miss
+
+
+def _previous_action(tracker: Tracker) -> str | None:
+    """The last action before the latest user message (skipping listen/repeat/miss actions)."""
+    seen_user = False
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            seen_user = True
+        elif seen_user and event.get("event") == "action" and event.get("name") not in (
+                "action_listen", "action_repeat", "action_not_understood", None):
+            return event["name"]
+    return None
+
+
 def _last_bot_text(tracker: Tracker) -> str | None:
     for event in reversed(tracker.events):
         if event.get("event") == "bot" and event.get("text"):
@@ -63,7 +78,7 @@ class ActionGreet(Action):
         name = meta.get("elder_name") or tracker.get_slot("elder_name")
         who = f"{name}老人家" if name else "老人家"
         dispatcher.utter_message(text=f"您好！我是社区探访的小助手。请问是{who}吗？是请按1，不是请按2。")
-        return events + [SlotSet("miss_count", 0)]
+        return events
 
 
 class AskQuestion(Action):
@@ -182,8 +197,8 @@ class ActionRepeat(Action):
         return "action_repeat"
 
     def run(self, dispatcher, tracker, domain):
-        if tracker.active_loop.get("name"):
-            dispatcher.utter_message(text="好，我慢点说。")  # the form asks its question again
+        if tracker.active_loop.get("name") or _previous_action(tracker) in REASKING:
+            dispatcher.utter_message(text="好，我慢点说。")  # the form / the rule asks the question again
             return []
         last = _last_bot_text(tracker)
         dispatcher.utter_message(text="好，我慢点说：" + (last or "我是社区探访的小助手，想问问您最近好不好。"))
@@ -203,6 +218,8 @@ class ActionNotUnderstood(Action):
                 dispatcher.utter_message(text="不好意思，我没听明白，我再问一遍。")
             return [SlotSet("miss_count", misses)]
         last = _last_bot_text(tracker) or "请问您最近好不好？"
+        if _previous_action(tracker) in REASKING:
+            last = ""  # the rule asks the question again right after this
         if misses >= 2:
             dispatcher.utter_message(text="不好意思，我还是没听明白。是请按1，不是请按2。要找工作人员，就说“找人”。")
         else:
