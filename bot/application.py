@@ -93,8 +93,9 @@ async def text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text(HELP[w.role])
 
 
-def default_checkin_factory(app: App):
-    """CheckInService over the Rasa dialog engine (dialogs/engine.py), built on first use."""
+def default_checkin_factory(app: App, rasa_url: str | None = None):
+    """CheckInService over the Rasa dialog engine (dialogs/engine.py) at ``rasa_url`` (default: the
+    settings' rasa.url or host:port), built on first use."""
     from core.checkin import CheckInService
     from dialogs.engine import RasaDialogEngine
 
@@ -102,7 +103,7 @@ def default_checkin_factory(app: App):
 
     def factory():
         if "svc" not in cache:
-            cache["svc"] = CheckInService(app, RasaDialogEngine(app.settings))
+            cache["svc"] = CheckInService(app, RasaDialogEngine.from_settings(app.settings, rasa_url))
         return cache["svc"]
     return factory
 

@@ -58,18 +58,32 @@ def register(cli: click.Group) -> None:
         """Telegram 机器人."""
 
     @telegram.command("run")
+    @click.option("--no-rasa", is_flag=True, help="不启动 Rasa（老人在 Telegram 上的问候不可用）")
     @pass_app
-    def telegram_run(app):
-        """本地轮询模式运行机器人 (polling; production uses the webhook in `tanfang serve`)."""
-        from bot.application import build_application
+    def telegram_run(app, no_rasa):
+        """本地轮询模式运行机器人 (polling; production uses the webhook in `tanfang serve`).
+
+        Elders' check-ins use rasa.url, or else the embedded Rasa started here."""
+        from bot.application import build_application, default_checkin_factory
         app.ready_db()
+        rasa = None
+        if not no_rasa:
+            from dialogs.runtime import EmbeddedRasa, RasaRuntimeError
+            try:
+                rasa = EmbeddedRasa(app.settings, log=lambda m: click.echo(m, err=True)).start()
+            except RasaRuntimeError as exc:
+                raise UserError(f"Rasa 启动失败：{exc}（可加 --no-rasa）") from exc
         try:
-            application = build_application(app)
+            application = build_application(
+                app, checkin_factory=default_checkin_factory(app, rasa.url) if rasa else _no_rasa)
+            application.post_init = lambda a: _start_loop(app, a)
+            click.echo("Telegram 机器人已启动（轮询模式），Ctrl+C 停止。")
+            application.run_polling()
         except RuntimeError as exc:
             raise UserError(str(exc)) from exc
-        application.post_init = lambda a: _start_loop(app, a)
-        click.echo("Telegram 机器人已启动（轮询模式），Ctrl+C 停止。")
-        application.run_polling()
+        finally:
+            if rasa is not None:
+                rasa.stop()
 
     @telegram.command("notify")
     @click.option("--json", "as_json", is_flag=True)
@@ -80,6 +94,10 @@ def register(cli: click.Group) -> None:
         with app.ready_db().session() as s:
             counts = run_all(s, app.settings)
         echo_json(counts) if as_json else click.echo("；".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+def _no_rasa():
+    raise RuntimeError("Rasa is not running (tanfang telegram run --no-rasa)")
 
 
 async def _start_loop(app, application) -> None:

@@ -31,8 +31,13 @@ async def _say(update: Update, messages: list[str]) -> None:
 
 
 async def checkin_command(update: Update, context: ContextTypes.DEFAULT_TYPE, who: Who) -> None:
-    checkin = context.bot_data["tanfang_checkin"]()
-    visit_id, reply = await checkin.start(who.id, method="chat", entered_by="Telegram")
+    try:
+        checkin = context.bot_data["tanfang_checkin"]()
+        visit_id, reply = await checkin.start(who.id, method="chat", entered_by="Telegram")
+    except Exception:  # noqa: BLE001 — Rasa down: say so plainly, the elder loses nothing
+        log.exception("check-in could not start for elder %s", who.id)
+        await update.effective_message.reply_text("问候系统暂时不可用，请稍后再发 /checkin。有急事请拨打 120 或联系您的探访员。")
+        return
     context.chat_data["visit_id"] = visit_id
     await _say(update, reply.messages)
 
