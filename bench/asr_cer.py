@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -58,7 +59,8 @@ def speech(engine: str, rate: int, factor: float) -> list[bytes]:
 
 
 def summary(rows: list[tuple[str, str]]) -> float:
-    return round(sum(cer(t, h) * len(t) for t, h in rows) / sum(len(t) for t, _ in rows), 4)
+    lengths = [len(re.sub(r"[，。？！]", "", t)) for t, _ in rows]
+    return round(sum(cer(t, h) * n for (t, h), n in zip(rows, lengths)) / sum(lengths), 4)
 
 
 def run(recognizer: VoskRecognizer, audio: list[bytes], rate: int, grammar: bool, only_short: bool = False,
@@ -84,9 +86,9 @@ def run(recognizer: VoskRecognizer, audio: list[bytes], rate: int, grammar: bool
         hyp = stream.finish().text
         decode += time.perf_counter() - t0
         seconds += len(pcm) / 2 / rate
-        e = cer(text, hyp) * len(text)
-        errors += e
-        chars += len(text)
+        n = len(re.sub(r"[，。？！]", "", text))
+        errors += cer(text, hyp) * n
+        chars += n
         rows.append((text, hyp))
     return {"cer": round(errors / chars, 4), "rtf": round(decode / seconds, 3), "n": len(rows),
             "audio_s": round(seconds, 1), "examples": rows}

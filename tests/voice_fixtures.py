@@ -7,6 +7,7 @@ and text by the synthesizers' own cache), so only the first run pays for loading
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +76,9 @@ def espeak_speech():
 
 
 def cer(ref: str, hyp: str) -> float:
-    """Character error rate: edit distance / reference length."""
-    ref = "".join(ref.split())
-    hyp = "".join(hyp.split())
+    """Character error rate: edit distance / reference length (spaces and punctuation ignored)."""
+    ref = re.sub(r"[\s，。？！、；：,.?!;:]", "", ref)
+    hyp = re.sub(r"[\s，。？！、；：,.?!;:]", "", hyp)
     prev = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
         cur = [i] + [0] * len(hyp)
