@@ -1,9 +1,11 @@
+"""Regenerate dialogs/data/nlu.yml, synonyms.yml, domain.yml, rules.yml from nlu_src.py and mapping.py."""
 import random, sys, yaml
-sys.path.insert(0, "/work/main")
-sys.path.insert(0, "/tmp/gen")
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nlu_src import NLU, PREFIX, SUFFIX
 from dialogs.actions.mapping import QUESTIONS, FORMS, URGENT_INTENTS
-D = "/work/main/dialogs"
+D = str(Path(__file__).resolve().parents[1])
 rnd = random.Random(7)
 ILLNESS = {"高血压": ["血压高", "高血压"], "糖尿病": ["糖尿病", "糖尿"], "胃病": ["胃病", "老胃病"],
            "心脏病": ["心脏不太好", "心脏病"], "关节炎": ["关节疼", "关节炎"]}
