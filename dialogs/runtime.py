@@ -265,6 +265,9 @@ def train(settings: Settings, project: Path = DIALOGS_DIR, requirements: Path = 
                     f"rasa train failed (exit {done.returncode}); see {logfile}: "
                     + _tail(logfile)
                 )
+            if content_hash(project, requirements) != name:
+                # Files were edited while Rasa read them: the model may not match its name.
+                raise RasaRuntimeError(f"{project} changed during training; run `tanfang rasa train` again")
             os.replace(produced, target)  # atomic: a half-written model is never used
     return target, True
 

@@ -116,13 +116,13 @@ async def test_model_understands_its_training_examples(engine):
 async def test_start_greets_and_sets_metadata_slots(engine):
     cid = f"test-{uuid.uuid4().hex[:8]}"
     slots = domain_slots()
-    metadata = {"elder_name": "王秀英", "visit_id": "42", "not_a_slot": "x"}
+    metadata = {"elder_name": "王秀英", "not_a_slot": "x"}
     reply = await engine.start(cid, metadata)
     assert isinstance(reply, DialogReply)
     assert reply.messages, "the bot opens the conversation"
     assert all(isinstance(m, str) and m for m in reply.messages)
     assert reply.parse is None and reply.grade == Grade()
-    for key in ("elder_name", "visit_id"):
+    for key in ("elder_name",):
         if key in slots:
             assert reply.slots.get(key) == metadata[key]
     assert "not_a_slot" not in reply.slots
