@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nbench time {total:.0f} s; TTS factor {args.factor}")
     for r in results:
         if r["mode"] == "free, all 20" and r["model"] == "nodither":
-            bad = [f"{t}->{h}" for t, h in r["examples"] if t != h]
+            bad = [f"{t}->{h}" for t, h in r["examples"] if cer(t, h) > 0]
             print(f"\n{r['engine']} {r['rate']}: " + "; ".join(bad[:12]))
     return 0
 
