@@ -18,7 +18,7 @@ import re
 
 from core.ports import Grade, ParseResult, RISK_ORDER
 from dialogs.actions.mapping import (
-    BY_SLOT, CONCERN_DIMENSION, CONCERN_INTENTS, URGENT_DIMENSION, URGENT_INTENTS, answer_value,
+    BY_SLOT, CONCERN_DIMENSION, CONCERN_INTENTS, URGENT_DIMENSION, URGENT_INTENTS, answer_value, keypad_intent,
 )
 
 NLU_URGENT_MIN = 0.30
@@ -150,8 +150,8 @@ def _dimension_of(expects: str | None) -> str | None:
 
 def grade_turn(text: str, parse: ParseResult | None, expects: str | None = None) -> Grade:
     """Grade one user turn. ``parse`` may be None (rules only); ``expects`` is the asked slot."""
-    intent = _intent_from_text(text)
-    if intent and parse is None:  # keypad answer sent as "/affirm" or "/deny"
+    intent = _intent_from_text(text) or keypad_intent(text)
+    if intent and (parse is None or keypad_intent(text)):  # keypad answer sent as "/affirm" or "/deny"
         parse = ParseResult(text=text, intent=intent, confidence=1.0)
         text = ""
     by_rule = rule_grade(text)

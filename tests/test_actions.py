@@ -74,6 +74,12 @@ async def test_each_answer_is_written_at_once(db, visit_id):
     assert (row.value, row.risk, row.detail) == ("serious", "concern", "高血压")
 
 
+async def test_typed_digit_is_the_keypad_answer(db, visit_id):
+    d, slots = await validate("health_form", "health_illness", "1", "deny", f"visit-{visit_id}")
+    assert slots["health_illness"] == "serious"  # 有不舒服请按1
+    assert answers(db, visit_id)["illness"].risk == "concern"
+
+
 async def test_visit_id_from_metadata_when_sender_is_not_a_visit(db, visit_id):
     await validate("safety_form", "safety_house", "房子漏雨", "report_house_unsafe", "console-1",
                    metadata={"visit_id": visit_id, "elder_id": 1, "elder_name": "王秀英"})

@@ -98,6 +98,10 @@ def test_keypad_answers_without_rasa():
     assert grade_turn("/deny", None, "safety_gas_heating").risk == "concern"
     assert grade_turn("/affirm", None, "safety_gas_heating").risk == "none"
     assert grade_turn("/affirm", None, "health_illness").risk == "concern"
+    # a typed/transcribed digit counts as the keypad even when the classifier says otherwise
+    wrong = ParseResult(text="1", intent="deny", confidence=0.63)
+    assert grade_turn("1", wrong, "safety_house").risk == "none"
+    assert grade_turn("2", None, "safety_house").risk == "concern"
 
 
 def test_plain_no_outside_a_question_is_not_a_concern():

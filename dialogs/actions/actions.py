@@ -10,7 +10,7 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from dialogs.actions import store
-from dialogs.actions.mapping import BY_SLOT, FORMS, QUESTIONS, answer_value
+from dialogs.actions.mapping import BY_SLOT, FORMS, QUESTIONS, answer_value, keypad_intent
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ for _q in QUESTIONS:  # one ask action per question, registered by rasa-sdk as A
 
 
 def _validate_slot(slot: str, value: Any, dispatcher, tracker: Tracker) -> dict[str, Any]:
-    intent = (tracker.latest_message.get("intent") or {}).get("name")
     text = tracker.latest_message.get("text") or ""
+    intent = keypad_intent(text) or (tracker.latest_message.get("intent") or {}).get("name")
     scale_value = answer_value(slot, intent)
     if scale_value is None:
         misses = int(tracker.get_slot("miss_count") or 0) + 1

@@ -107,6 +107,14 @@ URGENT_DIMENSION = {
 }
 
 
+# Keypad digits typed or transcribed as text (the phone line itself sends /affirm, /deny).
+KEYPAD = {"1": "affirm", "一": "affirm", "按1": "affirm", "2": "deny", "二": "deny", "按2": "deny"}
+
+
+def keypad_intent(text: str | None) -> str | None:
+    return KEYPAD.get((text or "").strip().rstrip("。.!！"))
+
+
 def answer_value(slot: str, intent: str | None) -> str | None:
     """The scale value an answer intent gives to a question slot, or None (not an answer)."""
     q = BY_SLOT.get(slot)
