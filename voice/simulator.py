@@ -246,7 +246,10 @@ class SimulatedTwilio:
                 call.voice_status, call.twiml = response.status_code, response.text
                 stream = _stream_of(response.text) if response.status_code == 200 else None
                 if stream is not None:
-                    await self._media(call, *stream)
+                    try:
+                        await self._media(call, *stream)
+                    except websockets.ConnectionClosed:
+                        call.closed_by = call.closed_by or "bot"  # the bot hung up while we spoke
                 duration = max(1, round(call.audio_seconds_sent))
                 await self._post_status(http, call, p, "completed", "completed", CallDuration=str(duration), **extra)
         except Exception as exc:  # reported on the log, never swallowed silently
@@ -357,11 +360,12 @@ class SimulatedTwilio:
                         if not closed.is_set():
                             raise TimeoutError("the bot did not answer")
                         break
-                if closed.is_set():
-                    call.closed_by = "bot"
-                else:
-                    call.closed_by = "elder"  # script over or hang-up: Twilio sends stop and closes
-                    await ws.send(frame("stop", stop={"accountSid": self.account_sid, "callSid": call.sid}))
+                if not closed.is_set():
+                    # script over or hang-up: Twilio sends stop and closes (the bot may have closed first)
+                    with contextlib.suppress(websockets.ConnectionClosed):
+                        await ws.send(frame("stop", stop={"accountSid": self.account_sid, "callSid": call.sid}))
+                        call.closed_by = "elder"
+                call.closed_by = call.closed_by or "bot"
             finally:
                 await ws.close()
                 with contextlib.suppress(Exception):
