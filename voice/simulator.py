@@ -138,6 +138,7 @@ class CallLog:
     voice_status: int | None = None
     twiml: str = ""
     prompts: list[HeardPrompt] = field(default_factory=list)
+    script: list[Step] = field(default_factory=list)
     steps_done: list[Step] = field(default_factory=list)
     closed_by: str | None = None  # bot | elder
     audio_seconds_sent: float = 0.0
@@ -152,10 +153,18 @@ class SimulatedTwilio:
 
     ``answer`` says who picks up: ``human`` (the script is spoken), ``machine_start`` (an
     answering machine), ``no-answer``, ``busy`` or ``failed``.
+
+    ``callee`` (optional) decides per call instead: ``callee(to, nth_call_to_that_number)``
+    returns ``(answer, script)``. A script may hold callables instead of steps: each is called
+    with the :class:`CallLog` when the bot has finished a prompt and returns the next
+    :class:`Step` (or None to hang up) — a scripted elder that answers what was asked.
+
+    Text messages (``Messages.json``) are kept in ``messages``, as a phone would receive them.
     """
 
     def __init__(self, account_sid: str, auth_token: str, script: list[Step], synthesizer: Synthesizer, *,
-                 answer: str = "human", listener=None, clock: Callable[[], float] = time.monotonic):
+                 answer: str = "human", listener=None, clock: Callable[[], float] = time.monotonic,
+                 callee: Callable[[str, int], tuple[str, list]] | None = None):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.validator = RequestValidator(auth_token)
@@ -164,7 +173,9 @@ class SimulatedTwilio:
         self.answer = answer
         self.listener = listener  # optional Recognizer: transcribe what the bot said
         self.clock = clock
+        self.callee = callee
         self.calls: dict[str, CallLog] = {}
+        self.messages: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task] = set()
         self._speech: dict[str, bytes] = {}
 
@@ -174,6 +185,7 @@ class SimulatedTwilio:
         return Starlette(routes=[
             Route(base + ".json", self._create, methods=["POST"]),
             Route(base + "/{sid}.json", self._fetch_or_update, methods=["GET", "POST"]),
+            Route("/2010-04-01/Accounts/{account}/Messages.json", self._message, methods=["POST"]),
         ])
 
     def _authorized(self, request: Request) -> bool:
@@ -192,7 +204,11 @@ class SimulatedTwilio:
         missing = [k for k in ("To", "From", "Url") if not form.get(k)]
         if missing:
             return JSONResponse({"code": 21201, "message": f"Missing {missing}", "status": 400}, status_code=400)
-        call = CallLog(sid="CA" + uuid.uuid4().hex, to=form["To"], answered_by=self.answer)
+        answer, script = self.answer, self.script
+        if self.callee is not None:
+            nth = 1 + sum(1 for c in self.calls.values() if c.to == form["To"])
+            answer, script = self.callee(form["To"], nth)
+        call = CallLog(sid="CA" + uuid.uuid4().hex, to=form["To"], answered_by=answer, script=list(script))
         self.calls[call.sid] = call
         params = {"url": form["Url"], "method": form.get("Method", "POST"),
                   "status_callback": form.get("StatusCallback"),
@@ -202,6 +218,22 @@ class SimulatedTwilio:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return JSONResponse(self._resource(call, "queued"), status_code=201)
+
+    async def _message(self, request: Request):
+        """An SMS: kept as delivered (the simulated handset), answered like Twilio's Message resource."""
+        if not self._authorized(request):
+            return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
+        form = await request.form()
+        missing = [k for k in ("To", "Body") if not form.get(k)]
+        if missing or not (form.get("From") or form.get("MessagingServiceSid")):
+            return JSONResponse({"code": 21604, "message": f"Missing {missing or ['From']}", "status": 400},
+                                status_code=400)
+        sid = "SM" + uuid.uuid4().hex
+        self.messages.append({"sid": sid, "to": form["To"], "from": form.get("From"), "body": form["Body"]})
+        return JSONResponse({"sid": sid, "account_sid": self.account_sid, "to": form["To"], "from": form.get("From"),
+                             "body": form["Body"], "status": "queued", "direction": "outbound-api",
+                             "num_segments": "1", "api_version": "2010-04-01",
+                             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json"}, status_code=201)
 
     async def _fetch_or_update(self, request: Request):
         if not self._authorized(request):
@@ -232,10 +264,10 @@ class SimulatedTwilio:
             async with httpx.AsyncClient(timeout=BOT_TIMEOUT_S) as http:
                 await self._post_status(http, call, p, "initiated", "initiated")
                 await self._post_status(http, call, p, "ringing", "ringing")
-                if self.answer in {"no-answer", "busy", "failed"}:
-                    await self._post_status(http, call, p, self.answer, "completed")
+                if call.answered_by in {"no-answer", "busy", "failed"}:
+                    await self._post_status(http, call, p, call.answered_by, "completed")
                     return
-                answered_by = self.answer if p["machine_detection"] else None
+                answered_by = call.answered_by if p["machine_detection"] else None
                 params = {"CallSid": call.sid, "AccountSid": self.account_sid, "From": p["from"], "To": call.to,
                           "Direction": "outbound-api", "CallStatus": "in-progress", "ApiVersion": "2010-04-01"}
                 if answered_by:
@@ -339,10 +371,12 @@ class SimulatedTwilio:
             try:
                 if not await silence_until_bot(self.clock() + BOT_TIMEOUT_S):
                     raise TimeoutError("the bot never spoke")
-                for step in self.script:
+                for step in call.script:
                     if closed.is_set():
                         break
                     bot_done.clear()
+                    if callable(step):
+                        step = step(call) or Step("hangup")
                     if step.kind == "hangup":
                         call.steps_done.append(step)
                         break
