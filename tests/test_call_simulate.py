@@ -102,6 +102,24 @@ async def test_hang_up_mid_call_keeps_the_answer_and_marks_incomplete(sqlite_app
         assert "中途挂断" in s.get(Visit, report["visit_id"]).suggested_care
 
 
+async def test_a_long_answer_to_a_yes_no_question_is_heard_whole(sqlite_app, speech):
+    """The yes/no grammar sharpens "是的" but must not shrink a sentence to the one grammar word in it."""
+    app = sqlite_app
+    with app.db.session() as s:
+        elder_id = make_elder(s).id
+    dialog = ScriptedDialog([DialogReply(messages=["孩子们常跟您联系吗？"], expects="family_children")],
+                            opening_expects="family_children")
+    recog, synth = speech
+    phone = PhoneCheckIn(app, dialog, recog, synth, grader=no_grade)  # the default grammars
+    assert phone.grammars, "the recognizer's yes/no grammar is in use"
+    script = parse_script(["是的。", "孩子们一年到头也不来个电话，没人管俺。"])
+    report = call_report(app, await simulate_check_in(app, phone, elder_id, script, synth))
+    heard = [t["heard"] for t in report["turns"]]
+    assert heard[0] == "是的"
+    assert len(heard[1]) >= 8 and "电话" in heard[1], heard  # not "没"
+    assert dialog.seen == heard
+
+
 @pytest.mark.parametrize("answer, status", [("no-answer", "no_answer"), ("busy", "busy"),
                                             ("machine_start", "machine")])
 async def test_unanswered_calls_are_recorded_per_attempt(sqlite_app, speech, answer, status):

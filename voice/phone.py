@@ -71,6 +71,7 @@ NO_SPEECH_PROMPT = "您好，您能听到吗？请说话，或者按1表示是�
 GOODBYE_NO_SPEECH = "一直听不到您的声音。我们稍后再给您打电话。再见。"
 GOODBYE_FAULT = "对不起，系统出了点问题。工作人员会给您回电话。再见。"
 MAX_NO_SPEECH_REPEATS = 2
+LONGER_THAN_GRAMMAR = 3  # characters more than the grammar phrase: the free transcript wins
 PAUSE_BETWEEN_MESSAGES_S = 0.4
 
 
@@ -573,11 +574,16 @@ class CallSession:
         async with self._decode_lock:
             transcript = await asyncio.to_thread(self._stream.finish)
         text, confidence = transcript.text.strip(), transcript.confidence
-        if self._stream_grammar and (not text or "[unk]" in text):
-            # Out of grammar: decode the same audio again without the grammar.
+        if self._stream_grammar:
+            # The grammar only sharpens short answers ("是的", "不中"). The same audio is decoded
+            # again freely: when the elder said more than a grammar phrase ("孩子们一年到头也不来个
+            # 电话" must not shrink to "没"), the free transcript is what they said.
             audio = bytes(self._utterance)
-            transcript = await asyncio.to_thread(self.phone.recognizer.transcribe, audio, RATE, None)
-            text, confidence = transcript.text.strip(), transcript.confidence
+            free = await asyncio.to_thread(self.phone.recognizer.transcribe, audio, RATE, None)
+            short = text.replace("[unk]", "").strip()
+            said = free.text.replace("[unk]", "").strip()
+            if not short or len(said) >= len(short) + LONGER_THAN_GRAMMAR:
+                text, confidence = said, free.confidence
         text = text.replace("[unk]", "").strip()
         if not text:
             await self._no_speech()
