@@ -54,9 +54,9 @@ def answers(db, vid):
         return {a.item_key: a for a in s.scalars(select(VisitAnswer).where(VisitAnswer.visit_id == vid))}
 
 
-async def validate(form, slot, text, intent, sender, **kw):
+async def validate(form, slot, text, intent, sender, slots_extra=None, **kw):
     d = CollectingDispatcher()
-    t = tracker(sender, text, intent, form=form, requested=slot, slots={slot: text}, **kw,
+    t = tracker(sender, text, intent, form=form, requested=slot, slots={slot: text, **(slots_extra or {})}, **kw,
                 events=[{"event": "user", "text": text}, {"event": "slot", "name": slot, "value": text}])
     events = await getattr(A, f"Validate_{form}")().run(d, t, DOMAIN)
     return d, {e["name"]: e["value"] for e in events if e.get("event") == "slot"}
@@ -174,3 +174,21 @@ def test_visit_id_of():
     assert store.visit_id_of("visit-42", None) == 42
     assert store.visit_id_of("tg-1", {"visit_id": "7"}) == 7
     assert store.visit_id_of("tg-1", {}) is None
+
+
+async def test_a_question_missed_too_often_is_skipped_not_asked_forever(db, visit_id):
+    sender = f"visit-{visit_id}"
+    d, slots = await validate("family_form", "family_children", "没", "nlu_fallback", sender,
+                              slots_extra={"miss_count": A.MAX_MISSES - 1})
+    assert slots == {"family_children": A.SKIPPED, "miss_count": 0}
+    assert d.messages[-1]["text"] == A.SKIP_TEXT
+    assert answers(db, visit_id) == {}  # nothing invented for the item: the record stays incomplete
+    # the same cap when the classifier's fallback rule handles the miss inside the form
+    d = CollectingDispatcher()
+    t = tracker(sender, "没", "nlu_fallback", form="family_form", requested="family_children",
+                slots={"miss_count": A.MAX_MISSES - 1})
+    events = A.ActionNotUnderstood().run(d, t, DOMAIN)
+    assert {e["name"]: e["value"] for e in events} == {"family_children": A.SKIPPED, "miss_count": 0}
+    # and a skipped slot passes validation as skipped
+    d, slots = await validate("family_form", "family_children", A.SKIPPED, "nlu_fallback", sender)
+    assert slots["family_children"] == A.SKIPPED

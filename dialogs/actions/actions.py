@@ -43,7 +43,14 @@ def _end(dispatcher: CollectingDispatcher, outcome: str) -> list[EventType]:
     return [SlotSet("checkin_outcome", outcome), ActiveLoop(None), SlotSet("requested_slot", None)]
 
 
-REASKING = ("action_greet", "utter_ask_consent")  # rules run these again after a repeat/miss
+REASKING = ("action_greet", "utter_ask_consent")
+
+# After this many misses on one question the form moves on: the slot is marked skipped, nothing is
+# written for its item (the record stays incomplete, a visitor follows up), the elder's words are
+# kept as turns by the check-in service. Without it a misheard elder would be asked forever.
+MAX_MISSES = 4
+SKIPPED = "__skipped__"
+SKIP_TEXT = "没关系，这个问题咱下回再说。"  # rules run these again after a repeat/miss
 
 
 def _previous_action(tracker: Tracker) -> str | None:
@@ -104,8 +111,13 @@ def _validate_slot(slot: str, value: Any, dispatcher, tracker: Tracker) -> dict[
     text = tracker.latest_message.get("text") or ""
     intent = keypad_intent(text) or (tracker.latest_message.get("intent") or {}).get("name")
     scale_value = answer_value(slot, intent)
+    if value == SKIPPED:
+        return {slot: SKIPPED, "miss_count": 0}
     if scale_value is None:
         misses = int(tracker.get_slot("miss_count") or 0) + 1
+        if misses >= MAX_MISSES:
+            dispatcher.utter_message(text=SKIP_TEXT)
+            return {slot: SKIPPED, "miss_count": 0}
         if misses >= 2:
             dispatcher.utter_message(text="不好意思，我还是没听明白。咱换个简单的问法。要找工作人员，就说“找人”。")
         else:
@@ -212,6 +224,10 @@ class ActionNotUnderstood(Action):
     def run(self, dispatcher, tracker, domain):
         misses = int(tracker.get_slot("miss_count") or 0) + 1
         if tracker.active_loop.get("name"):
+            asked = tracker.get_slot("requested_slot")
+            if misses >= MAX_MISSES and asked:
+                dispatcher.utter_message(text=SKIP_TEXT)
+                return [SlotSet(asked, SKIPPED), SlotSet("miss_count", 0)]
             if misses >= 2:
                 dispatcher.utter_message(text="不好意思，我还是没听明白。咱换个简单的问法。要找工作人员，就说“找人”。")
             else:
