@@ -109,12 +109,14 @@ class CheckInService:
         return TurnResult(visit_id=visit_id, heard=text, reply=reply, grade=grade, task_ids=task_ids)
 
     def finish(self, visit_id: int, *, outcome: str | None = None, reason: str | None = None) -> Visit:
-        """Close the visit: complete when every catalogue item has an answer, else incomplete."""
-        keys = set(load_catalogue().keys)
+        """Close the visit: complete when every item its method asks has an answer (a remote
+        check-in: the catalogue's ``remote`` items; in person: all of them), else incomplete."""
+        cat = load_catalogue()
         with self.app.db.session() as s:
             visit = s.get(Visit, visit_id)
             if visit.status != "in_progress":
                 return visit
+            keys = set(cat.keys if visit.method == "in_person" else cat.remote_keys)
             answered = {a.item_key for a in visit.answers}
             visit.ended_at = self.clock()
             if outcome in {"reschedule", "wrong_person"}:

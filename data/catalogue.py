@@ -28,6 +28,7 @@ class Item:
     scale: str
     question: str
     values: tuple[ScaleValue, ...]
+    remote: bool = True  # asked on a remote check-in (phone, chat); false: judged on site by the visitor
 
     def value(self, value: str) -> ScaleValue:
         for v in self.values:
@@ -55,6 +56,11 @@ class Catalogue:
     @property
     def keys(self) -> list[str]:
         return [i.key for i in self.items]
+
+    @property
+    def remote_keys(self) -> list[str]:
+        """The items a remote check-in asks: its record is complete when these are answered."""
+        return [i.key for i in self.items if i.remote]
 
 
 @lru_cache(maxsize=1)
