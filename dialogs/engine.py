@@ -140,9 +140,15 @@ class RasaDialogEngine:
             "POST", "/webhooks/rest/webhook",
             json={"sender": conversation_id, "message": text, "metadata": metadata},
         ) or []
+        # The user event's own parse: the tracker's ``latest_message`` stays at the message that
+        # activated a form while the form runs (every answer came back as that one's intent).
         tracker = await self._request(
-            "GET", f"/conversations/{conversation_id}/tracker", params={"include_events": "NONE"}
+            "GET", f"/conversations/{conversation_id}/tracker", params={"include_events": "AFTER_RESTART"}
         ) or {}
+        if user_turn:
+            last_user = next((e for e in reversed(tracker.get("events") or []) if e.get("event") == "user"), None)
+            if last_user and last_user.get("parse_data"):
+                tracker["latest_message"] = {**last_user["parse_data"], "text": last_user.get("text")}
         reply = self._reply(text, messages, tracker, user_turn, asked)
         self._expects[conversation_id] = None if reply.ended else reply.expects
         return reply
