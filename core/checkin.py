@@ -106,6 +106,8 @@ class CheckInService:
         self._record_bot(visit_id, reply.messages)
         if reply.ended:
             self.finish(visit_id, outcome=reply.outcome)
+            if reply.outcome == "handover":
+                task_ids.append(self._hand_over(visit_id, reply))
         return TurnResult(visit_id=visit_id, heard=text, reply=reply, grade=grade, task_ids=task_ids)
 
     def finish(self, visit_id: int, *, outcome: str | None = None, reason: str | None = None) -> Visit:
@@ -127,6 +129,18 @@ class CheckInService:
             if note:
                 visit.suggested_care = (visit.suggested_care or "") + ("" if not visit.suggested_care else "；") + f"结束：{note}"
             return visit
+
+    def _hand_over(self, visit_id: int, reply: DialogReply) -> int:
+        """The dialog handed the elder to a person: a call-back task for their visitor, now."""
+        from core.escalation import request_callback
+
+        unclear = any("听不" in m for m in reply.messages)
+        reason = "听不清，未能问完" if unclear else "要求工作人员联系"
+        with self.app.db.session() as s:
+            visit = s.get(Visit, visit_id)
+            task = request_callback(s, self.app.settings, elder=visit.elder, visit=visit, reason=reason,
+                                    now=self.clock())
+            return task.id
 
     # -- persistence helpers ---------------------------------------------------------------
     def _next_seq(self, s: Session, visit_id: int) -> int:

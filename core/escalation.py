@@ -413,3 +413,25 @@ def record_call_outcome(session: Session, settings, *, attempt: CallAttempt, sta
         done["tasks"].append(task)
     session.flush()
     return done
+
+
+def request_callback(session: Session, settings, *, elder: Elder, visit: Visit | None, reason: str,
+                     now: dt.datetime | None = None) -> Task:
+    """The check-in handed over to a person (the elder asked for one, or could not be understood):
+    a P2 call-back task for the responsible visitor, due today, merged with an open one."""
+    now = now or utcnow()
+    task = open_task_of(session, elder_id=elder.id, kinds=("callback",))
+    if task is not None:
+        return _merge(task, note=f"又一次转人工：{reason}", now=now)
+    visitor = responsible_visitor(session, elder)
+    day = plan.local_today(settings, now)
+    task = create_task(
+        session, elder_id=elder.id, kind="callback", priority=2, visit_id=visit.id if visit else None,
+        title=f"回电：{elder.name} 需要工作人员联系（{reason}）",
+        detail=f"老人电话：{elder.phone or '无'}；地址：{_full_address(elder)}；{_contact_line(elder)}",
+        assignee_id=visitor.id if visitor else None, deadline=_end_of_local_day(settings, day), now=now)
+    notify_visitor(session, visitor, task=task, now=now, elder=elder, dedupe_key=f"handover:task{task.id}",
+                   payload=_task_buttons(task), body=(
+        f"【{settings.app.name}】回电任务 #{task.id}：{elder.name}在问候电话里{reason}，请今天给老人回电话。"
+        f"老人电话：{elder.phone or '无'}。地址：{_full_address(elder)}。"))
+    return task

@@ -192,3 +192,21 @@ async def test_a_question_missed_too_often_is_skipped_not_asked_forever(db, visi
     # and a skipped slot passes validation as skipped
     d, slots = await validate("family_form", "family_children", A.SKIPPED, "nlu_fallback", sender)
     assert slots["family_children"] == A.SKIPPED
+
+
+def test_before_the_questions_an_elder_who_cannot_be_understood_is_handed_to_a_person():
+    greeted = [{"event": "bot", "text": A.GREETING + "请问是王秀英老人家吗？"} for _ in range(A.MAX_MISSES)]
+    d = CollectingDispatcher()
+    events = A.ActionGreet().run(d, tracker("visit-1", "喂喂", "greet", events=greeted), DOMAIN)
+    assert d.messages[0]["text"].startswith(A.GIVE_UP_TEXT)
+    assert {"ended": True, "outcome": "handover"} in [m.get("custom") for m in d.messages]
+    assert {e["name"]: e["value"] for e in events if e.get("event") == "slot"}["checkin_outcome"] == "handover"
+    # fewer greetings: the question is asked again
+    d = CollectingDispatcher()
+    A.ActionGreet().run(d, tracker("visit-1", "喂喂", "greet", events=greeted[:1]), DOMAIN)
+    assert "请问是" in d.messages[0]["text"]
+    # misses outside a form end the same way
+    d = CollectingDispatcher()
+    A.ActionNotUnderstood().run(d, tracker("visit-1", "为你说", "nlu_fallback",
+                                           slots={"miss_count": A.MAX_MISSES - 1}), DOMAIN)
+    assert d.messages[0]["text"].startswith(A.GIVE_UP_TEXT)

@@ -1,7 +1,7 @@
 """CheckInService: nothing the elder says is lost, on SQLite and PostgreSQL."""
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.checkin import CheckInService, DialogFailed
 from core.ports import DialogReply, Grade, ParseResult
@@ -94,3 +94,40 @@ async def test_finish_marks_incomplete_unless_every_item_answered(app):
             s.add(VisitAnswer(visit_id=second, item_key=item.key, value=item.values[0].value))
     visit = svc.finish(second)
     assert visit.status == "complete" and visit.seq == 2
+
+
+async def test_a_handover_gives_the_visitor_a_call_back_task_at_once(app):
+    from core.ports import DialogReply
+    from data.models import OutboxMessage, Task, Visitor
+
+    with app.db.session() as s:
+        elder = make_elder(s)
+        v = Visitor(name="马丽", role="grid_worker", county=elder.county, township=elder.township,
+                    village=elder.village, phone="13837800101")
+        s.add(v)
+        s.flush()
+        elder.responsible_visitor_id = v.id
+        elder_id = elder.id
+    dialog = ScriptedDialog([DialogReply(messages=["好的，我这就请工作人员跟您联系，您稍等。"], ended=True,
+                                         outcome="handover")])
+    svc = CheckInService(app, dialog, grader=lambda *a: Grade())
+    visit_id, _ = await svc.start(elder_id)
+    result = await svc.hear(visit_id, "我要找人")
+    [task_id] = result.task_ids
+    with app.db.session() as s:
+        task = s.get(Task, task_id)
+        assert (task.kind, task.priority, task.state, task.visit_id) == ("callback", 2, "open", visit_id)
+        assert "要求工作人员联系" in task.title and task.deadline is not None
+        [msg] = s.scalars(select(OutboxMessage).where(OutboxMessage.task_id == task_id)).all()
+        assert (msg.channel, msg.recipient, msg.recipient_kind) == ("sms", "13837800101", "visitor")
+        assert s.get(Visit, visit_id).status == "incomplete"
+    # a second handover the same day merges into the open task
+    visit2, _ = await CheckInService(app, ScriptedDialog([DialogReply(
+        messages=["电话里听不太清楚，我请工作人员再跟您联系。"], ended=True, outcome="handover")]),
+        grader=lambda *a: Grade()).start(elder_id)
+    dialog2 = ScriptedDialog([DialogReply(messages=["电话里听不太清楚，我请工作人员再跟您联系。"], ended=True,
+                                          outcome="handover")])
+    again = await CheckInService(app, dialog2, grader=lambda *a: Grade()).hear(visit2, "喂喂")
+    assert again.task_ids == [task_id]
+    with app.db.session() as s:
+        assert s.scalar(select(func.count(Task.id))) == 1

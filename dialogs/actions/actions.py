@@ -43,14 +43,22 @@ def _end(dispatcher: CollectingDispatcher, outcome: str) -> list[EventType]:
     return [SlotSet("checkin_outcome", outcome), ActiveLoop(None), SlotSet("requested_slot", None)]
 
 
-REASKING = ("action_greet", "utter_ask_consent")
+REASKING = ("action_greet", "utter_ask_consent")  # rules run these again after a repeat/miss
 
 # After this many misses on one question the form moves on: the slot is marked skipped, nothing is
 # written for its item (the record stays incomplete, a visitor follows up), the elder's words are
 # kept as turns by the check-in service. Without it a misheard elder would be asked forever.
 MAX_MISSES = 4
 SKIPPED = "__skipped__"
-SKIP_TEXT = "没关系，这个问题咱下回再说。"  # rules run these again after a repeat/miss
+SKIP_TEXT = "没关系，这个问题咱下回再说。"
+GREETING = "您好！我是社区探访的小助手。"
+GIVE_UP_TEXT = "电话里听不太清楚，我请工作人员再跟您联系。"
+
+
+def _give_up(dispatcher: CollectingDispatcher) -> list[EventType]:
+    """The elder cannot be understood before the questions start: a person follows up (handover)."""
+    dispatcher.utter_message(text=GIVE_UP_TEXT + EMERGENCY_REMINDER + "再见！")
+    return _end(dispatcher, "handover")
 
 
 def _previous_action(tracker: Tracker) -> str | None:
@@ -84,7 +92,10 @@ class ActionGreet(Action):
                 events.append(SlotSet(key, meta[key]))
         name = meta.get("elder_name") or tracker.get_slot("elder_name")
         who = f"{name}老人家" if name else "老人家"
-        dispatcher.utter_message(text=f"您好！我是社区探访的小助手。请问是{who}吗？是请按1，不是请按2。")
+        greeted = sum(1 for e in tracker.events if e.get("event") == "bot" and (e.get("text") or "").startswith(GREETING))
+        if greeted >= MAX_MISSES:  # "喂？喂？" again and again: a person calls back instead
+            return events + _give_up(dispatcher)
+        dispatcher.utter_message(text=f"{GREETING}请问是{who}吗？是请按1，不是请按2。")
         return events
 
 
@@ -233,6 +244,8 @@ class ActionNotUnderstood(Action):
             else:
                 dispatcher.utter_message(text="不好意思，我没听明白，我再问一遍。")
             return [SlotSet("miss_count", misses)]
+        if misses >= MAX_MISSES:
+            return _give_up(dispatcher)
         last = _last_bot_text(tracker) or "请问您最近好不好？"
         if _previous_action(tracker) in REASKING:
             last = ""  # the rule asks the question again right after this
