@@ -20,6 +20,8 @@ from core.tasks import create_task, transition
 from data.models import OPEN_TASK_STATES, CareService, Elder, Task, Visit
 
 IN_PERSON_KINDS = ("visit", "coverage")
+# an open urgent task sends someone to the door too: no second, coverage task for that elder
+PENDING_VISIT_KINDS = IN_PERSON_KINDS + ("urgent",)
 
 
 def parse_month(text: str) -> dt.date:
@@ -55,7 +57,7 @@ def visited_ids(session: Session, first: dt.date, last: dt.date) -> set[int]:
 
 def open_in_person_ids(session: Session) -> set[int]:
     return set(session.scalars(
-        select(Task.elder_id).where(Task.kind.in_(IN_PERSON_KINDS), Task.state.in_(OPEN_TASK_STATES))
+        select(Task.elder_id).where(Task.kind.in_(PENDING_VISIT_KINDS), Task.state.in_(OPEN_TASK_STATES))
     ))
 
 

@@ -99,3 +99,24 @@ def test_coverage_cli(tmp_path):
     assert "合计" in text and "未覆盖" in text
     bad = run("coverage", "--month", "11/2026")
     assert bad.exit_code == 1 and "YYYY-MM" in bad.output
+
+
+def test_an_open_urgent_task_counts_as_someone_going_to_the_door(db):
+    """The guard gives no second (coverage) task to an elder an urgent task already sends someone to."""
+    import datetime as dt
+
+    from core.coverage import coverage_guard
+    from core.settings import load_settings
+    from core.tasks import create_task
+    from data.models import Task
+    from tests.helpers import make_elder
+
+    settings = load_settings(env={})
+    settings.scheduler.coverage_guard_day = 1
+    with db.session() as s:
+        fell = make_elder(s, id_number="110101194001011234")
+        other = make_elder(s, id_number="110101194001021231")
+        create_task(s, elder_id=fell.id, kind="urgent", priority=1, title="紧急：摔倒")
+        created = coverage_guard(s, settings, now=dt.datetime(2026, 11, 29, 12, 0))
+        assert [t.elder_id for t in created] == [other.id]
+        assert s.query(Task).filter_by(elder_id=fell.id, kind="coverage").count() == 0
