@@ -36,6 +36,13 @@ def default_escalator() -> Escalator | None:
     return escalate_grade
 
 
+# the urgent safety rules (core.grading) -> the dialog's urgent intent that answers them
+URGENT_BY_RULE = {"摔倒": "urgent_fall", "胸痛或气短": "urgent_chest_pain", "中风征兆": "urgent_stroke",
+                  "晕倒": "urgent_faint", "燃气泄漏": "urgent_gas_leak", "着火": "urgent_fire",
+                  "房屋倒塌": "urgent_collapse", "轻生念头": "urgent_self_harm", "断粮": "urgent_no_food",
+                  "家庭暴力": "urgent_violence"}
+
+
 def conversation_id(visit_id: int) -> str:
     return f"visit-{visit_id}"
 
@@ -103,6 +110,7 @@ class CheckInService:
             grade = rule
         reply.grade = grade
         task_ids = self._apply_grade(visit_id, turn_id, text, grade, reply)
+        reply = await self._steer_to_urgent(visit_id, reply, metadata)
         self._record_bot(visit_id, reply.messages)
         if reply.ended:
             self.finish(visit_id, outcome=reply.outcome)
@@ -129,6 +137,27 @@ class CheckInService:
             if note:
                 visit.suggested_care = (visit.suggested_care or "") + ("" if not visit.suggested_care else "；") + f"结束：{note}"
             return visit
+
+    async def _steer_to_urgent(self, visit_id: int, reply: DialogReply, metadata) -> DialogReply:
+        """The safety rules found an emergency the classifier missed ("屋里有没气味" for 煤气味):
+        the tasks are already raised; now the conversation must react too (reassure, advise 119,
+        end) instead of going on with the form. The dialog is told the urgent intent directly."""
+        if reply.grade.risk != "urgent" or reply.ended:
+            return reply
+        intent = reply.parse.intent if reply.parse else None
+        if intent and intent.startswith("urgent_"):
+            return reply
+        urgent = next((URGENT_BY_RULE[r.split(":", 1)[1]] for r in reply.grade.reasons
+                       if r.startswith("规则:") and r.split(":", 1)[1] in URGENT_BY_RULE), None)
+        if urgent is None:
+            return reply
+        try:
+            steered = await self.dialog.send(conversation_id(visit_id), f"/{urgent}", metadata)
+        except Exception:  # the task is raised either way; keep the reply we have
+            log.exception("could not steer visit %s to %s", visit_id, urgent)
+            return reply
+        steered.grade, steered.parse = reply.grade, reply.parse
+        return steered
 
     def _hand_over(self, visit_id: int, reply: DialogReply) -> int:
         """The dialog handed the elder to a person: a call-back task for their visitor, now."""

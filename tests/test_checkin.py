@@ -131,3 +131,27 @@ async def test_a_handover_gives_the_visitor_a_call_back_task_at_once(app):
     assert again.task_ids == [task_id]
     with app.db.session() as s:
         assert s.scalar(select(func.count(Task.id))) == 1
+
+
+async def test_an_emergency_only_the_rules_caught_steers_the_dialog_to_its_urgent_answer(app):
+    """ASR turned 煤气味 into 没气味: the classifier is unsure, the safety rule is not. The task is
+    raised and the conversation answers the emergency instead of asking the next question."""
+    with app.db.session() as s:
+        elder_id = make_elder(s).id
+    dialog = ScriptedDialog([
+        DialogReply(messages=["不好意思，我没听明白，我再问一遍。"], grade=Grade("urgent", "safety", ("规则:燃气泄漏",)),
+                    parse=ParseResult("屋里有没气味", "nlu_fallback", 0.4), expects="health_illness"),
+        DialogReply(messages=["您别着急，别挂电话。", "赶快开窗，别开灯，别点火。然后打119。"], ended=True,
+                    outcome="complete", parse=ParseResult("/urgent_gas_leak", "urgent_gas_leak", 1.0)),
+    ])
+    calls = []
+    svc = CheckInService(app, dialog, escalate=escalations(calls), grader=lambda *a: Grade())
+    visit_id, _ = await svc.start(elder_id)
+    result = await svc.hear(visit_id, "屋里有没气味")
+    assert [t for _, t in dialog.seen] == ["屋里有没气味", "/urgent_gas_leak"]
+    assert result.reply.ended and "119" in result.reply.messages[-1]
+    assert result.grade.risk == "urgent" and calls == [(elder_id, visit_id, "urgent", "屋里有没气味")]
+    with app.db.session() as s:
+        turns = s.scalars(select(VisitTurn).where(VisitTurn.visit_id == visit_id).order_by(VisitTurn.seq)).all()
+        assert [t.speaker for t in turns] == ["bot", "elder", "bot", "bot"]  # the steer is not an elder turn
+        assert "119" in turns[-1].text and "没听明白" not in " ".join(t.text for t in turns)
