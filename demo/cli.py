@@ -83,14 +83,16 @@ def register(cli: click.Group) -> None:
         printer = (lambda text: None) if as_json else (lambda text: console.print(text, markup=False))
         interactive = console.is_terminal and not as_json
         with RichLive(console=console, refresh_per_second=4, transient=False) if interactive else _NoLive() as live:
-            last = {"events": 0}
+            printed = {"n": 0}
 
             def on_update(state):
                 if interactive:
                     live.update(_view(state))
-                elif not as_json and len(state.events) and state.events[-1:] != last.get("tail"):
-                    last["tail"] = state.events[-1:]
-                    console.print(f"[{state.now_local or '--:--'}] {state.events[-1]}", markup=False)
+                elif not as_json:  # a log, not a live view: every new event once
+                    new = state.n_events - printed["n"]
+                    for text in state.events[-new:] if new > 0 else []:
+                        console.print(f"[{state.now_local or '--:--'}] {text}", markup=False)
+                    printed["n"] = state.n_events
 
             runner = DemoDay(app, opts, on_update=on_update, say=printer)
             try:

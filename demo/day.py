@@ -77,6 +77,7 @@ class DemoOptions:
     visitors_file: Path = VISITORS_FILE
     personas_file: Path = PERSONAS_FILE
     forms: int = 4                     # record forms (PDF) written for this many visits
+    assignment: list[str] | None = None  # persona keys cycled over the called elders (default: the file's)
 
 
 @dataclass
@@ -94,9 +95,11 @@ class Live:
     tasks: int = 0
     notifications: int = 0
     events: list[str] = field(default_factory=list)
+    n_events: int = 0  # events ever added (``events`` keeps the last few)
 
     def event(self, text: str) -> None:
         self.events.append(text)
+        self.n_events += 1
         del self.events[:-8]
 
 
@@ -177,6 +180,11 @@ class DemoDay:
                             county=v.get("县(市、区)") or None, township=v.get("乡镇(街道)") or None,
                             village=v.get("村(居)") or None)
         personas, cycle = load_personas(self.opts.personas_file)
+        if self.opts.assignment:
+            unknown = [k for k in self.opts.assignment if k not in personas]
+            if unknown:
+                raise DemoError(f"未知的角色 (unknown personas): {', '.join(unknown)}；可用：{', '.join(personas)}")
+            cycle = list(self.opts.assignment)
         with self.app.db.session() as s:
             elders = list(s.scalars(select(Elder).order_by(Elder.id)))
             called = []
