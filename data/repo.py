@@ -80,3 +80,15 @@ def list_visitors(session: Session, *, county: str | None = None, township: str 
     if active_only:
         stmt = stmt.where(Visitor.active.is_(True))
     return list(session.scalars(stmt))
+
+
+def visitor_role(value: str) -> str:
+    """A visitor role from its Chinese label (网格员, 社会工作者, ...) or its key (grid_worker, ...)."""
+    from data.models import VISITOR_ROLES
+
+    text = value.strip()
+    by_label = {label: key for key, label in VISITOR_ROLES.items()}
+    role = by_label.get(text) or (text if text in VISITOR_ROLES else None)
+    if role is None:
+        raise ValueError(f"应为 {'/'.join(VISITOR_ROLES.values())}（实为“{value}”）")
+    return role

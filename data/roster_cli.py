@@ -14,7 +14,6 @@ from core.privacy import audit, mask_id, mask_phone
 from data import idcard, repo, roster
 from data.models import ASSISTING_UNITS, CHANNELS, SEXES, VISITOR_ROLES
 
-ROLE_BY_LABEL = {label: key for key, label in VISITOR_ROLES.items()} | {k: k for k in VISITOR_ROLES}
 
 
 def _progress(total: int, label: str):
@@ -245,10 +244,7 @@ def visitors_group() -> None:
 
 
 def _role(value: str) -> str:
-    role = ROLE_BY_LABEL.get(value.strip())
-    if role is None:
-        raise ValueError(f"应为 {'/'.join(VISITOR_ROLES.values())}（实为“{value}”）")
-    return role
+    return repo.visitor_role(value)
 
 
 @visitors_group.command("add")

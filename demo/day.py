@@ -161,8 +161,7 @@ class DemoDay:
 
     def import_samples(self) -> dict[str, int]:
         from data import roster
-        from data.repo import add_visitor
-        from data.roster_cli import _role
+        from data.repo import add_visitor, visitor_role
 
         parsed = roster.parse_file(self.opts.roster_file)
         if parsed.errors:
@@ -176,7 +175,7 @@ class DemoDay:
                 v = dict(zip(header, (c.strip() for c in raw)))
                 if not v.get("姓名"):
                     continue
-                add_visitor(s, name=v["姓名"], role=_role(v.get("角色", "")), phone=v.get("电话") or None,
+                add_visitor(s, name=v["姓名"], role=visitor_role(v.get("角色", "")), phone=v.get("电话") or None,
                             county=v.get("县(市、区)") or None, township=v.get("乡镇(街道)") or None,
                             village=v.get("村(居)") or None)
         personas, cycle = load_personas(self.opts.personas_file)

