@@ -101,6 +101,7 @@ class TelegramSettings(_Section):
     family_call_reminder_days: int = 7
     family_digest_weekday: int = 6
     notify_interval_seconds: int = 60
+    checkin_reply_minutes: int = 120
 
 
 class RasaSettings(_Section):

@@ -9,7 +9,8 @@ run twice and safe after a restart, because the database, not the scheduler, hol
 * ``dial_due`` claims each due attempt with a conditional UPDATE (``scheduled`` -> ``queued``)
   before dialing: one attempt row = at most one call. Ended calls are *settled* once
   (``settled_at``) by the no-answer ladder; attempts stuck in ``queued``/``ringing`` (the process
-  died mid-call) are settled as failed; due attempts that now fall into quiet hours or on a past
+  died mid-call) are settled as failed, Telegram check-ins nobody answered within
+  ``telegram.checkin_reply_minutes`` as no answer; due attempts that now fall into quiet hours or on a past
   day are cancelled, never dialed.
 * ``deliver_outbox``, ``escalate_overdue`` and ``coverage_guard`` are idempotent by design.
 """
@@ -21,7 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
 from core import plan
@@ -30,7 +31,7 @@ from core.escalation import ANSWERED_CALL_STATUSES, FAILED_CALL_STATUSES, escala
 from core.escalation import record_call_outcome
 from core.outbox import OutboxDispatcher
 from core.ports import MessageChannel
-from data.models import CallAttempt, Elder, OutboxMessage, utcnow
+from data.models import CallAttempt, Elder, OutboxMessage, Visit, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +139,36 @@ def settle_ended(session: Session, settings, now: dt.datetime) -> int:
         n += 1
     stale_before = now - dt.timedelta(minutes=STALE_CALL_MINUTES)
     lost = session.scalars(select(CallAttempt).where(CallAttempt.status.in_(("queued", "ringing")),
-                                                     CallAttempt.started_at < stale_before).order_by(CallAttempt.id))
+                                                     CallAttempt.started_at < stale_before,
+                                                     ~_waiting_chat()).order_by(CallAttempt.id))
     for attempt in list(lost):
         record_call_outcome(session, settings, attempt=attempt, status="failed", now=now,
                             reason="未收到通话结果（服务重启或外呼中断）")
+        n += 1
+    return n + settle_silent_chats(session, settings, now)
+
+
+def _waiting_chat():
+    """A Telegram check-in whose opening was sent: it waits for the elder's reply, not for a provider."""
+    return and_(CallAttempt.channel == "telegram", CallAttempt.visit_id.is_not(None))
+
+
+def settle_silent_chats(session: Session, settings, now: dt.datetime) -> int:
+    """Telegram check-ins not answered within ``telegram.checkin_reply_minutes``: settled as
+    ``no_answer`` like an unanswered phone (retries, the family, a visitor task follow); the visit
+    the dialer opened is cancelled, so a late reply does not continue it."""
+    before = now - dt.timedelta(minutes=settings.telegram.checkin_reply_minutes)
+    silent = session.scalars(select(CallAttempt).where(CallAttempt.status.in_(("queued", "ringing")),
+                                                       CallAttempt.started_at < before, _waiting_chat())
+                             .order_by(CallAttempt.id))
+    n = 0
+    for attempt in list(silent):
+        visit = session.get(Visit, attempt.visit_id)
+        if visit is not None and visit.status == "in_progress":
+            visit.status, visit.ended_at = "cancelled", now
+            visit.suggested_care = "结束：老人未回复 Telegram 问候"
+        record_call_outcome(session, settings, attempt=attempt, status="no_answer", now=now,
+                            reason=f"{settings.telegram.checkin_reply_minutes} 分钟内未回复 Telegram 问候")
         n += 1
     return n
 
