@@ -27,12 +27,14 @@ async def _health(_request):
     return JSONResponse({"ok": True, "service": "tanfang"})
 
 
-def build_web_app(app: App, on_startup=(), on_shutdown=()) -> Starlette:
+def build_web_app(app: App, on_startup=(), on_shutdown=(), route_kwargs: dict[str, dict] | None = None) -> Starlette:
+    """``route_kwargs``: extra keyword arguments for one module's ``routes`` (``tanfang serve``
+    gives ``bot.webhook`` the PTB Application it started: ``{"bot.webhook": {"application": ...}}``)."""
     routes = [Route("/healthz", _health)]
     for name in ROUTE_MODULES:
         if importlib.util.find_spec(name) is None:
             continue
-        routes.extend(importlib.import_module(name).routes(app))
+        routes.extend(importlib.import_module(name).routes(app, **(route_kwargs or {}).get(name, {})))
     @contextlib.asynccontextmanager
     async def lifespan(_web):  # Starlette >= 1.0 has no on_startup/on_shutdown arguments
         for hook in on_startup:
