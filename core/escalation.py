@@ -313,6 +313,14 @@ def _end_of_local_day(settings, day: dt.date) -> dt.datetime:
     return plan.day_bounds_utc(settings, day)[1] - dt.timedelta(minutes=1)
 
 
+def _not_really_reached(session: Session, attempt: CallAttempt) -> bool:
+    """The call was answered but its visit was cancelled (wrong person, reschedule before any answer)."""
+    if attempt.visit_id is None:
+        return False
+    visit = session.get(Visit, attempt.visit_id)
+    return visit is not None and visit.status == "cancelled"
+
+
 def record_call_outcome(session: Session, settings, *, attempt: CallAttempt, status: str,
                         now: dt.datetime | None = None, reason: str | None = None) -> dict:
     """Record how a call ended and climb the no-answer ladder when it was not answered.
@@ -335,7 +343,12 @@ def record_call_outcome(session: Session, settings, *, attempt: CallAttempt, sta
     if reason:
         attempt.reason = reason[:200]
     elder = session.get(Elder, attempt.elder_id)
-    if status in ANSWERED_CALL_STATUSES:
+    if status == "completed" and _not_really_reached(session, attempt):
+        # a relative answered / the elder asked to be called later, and nothing was asked yet:
+        # the call happened, the visit did not — the bot promised to call again, the ladder does
+        attempt.answered_at = attempt.answered_at or now
+        attempt.ended_at = attempt.ended_at or now
+    elif status in ANSWERED_CALL_STATUSES:
         attempt.answered_at = attempt.answered_at or now
         if status == "completed":
             attempt.ended_at = attempt.ended_at or now

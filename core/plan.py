@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, select
+from sqlalchemy import or_, and_, select
 from sqlalchemy.orm import Session
 
 from data.models import CATEGORIES, CallAttempt, Campaign, Elder, Visit
@@ -187,9 +187,13 @@ class DayPlan:
 def last_contact_day(session: Session, settings, elder_id: int) -> dt.date | None:
     """The local day of the elder's last successful contact (an answered call or a complete visit)."""
     a = session.scalar(
-        select(CallAttempt.answered_at).where(CallAttempt.elder_id == elder_id,
-                                              CallAttempt.status.in_(SUCCESS_CALL_STATUSES),
-                                              CallAttempt.answered_at.is_not(None))
+        select(CallAttempt.answered_at)
+        .outerjoin(Visit, Visit.id == CallAttempt.visit_id)
+        .where(CallAttempt.elder_id == elder_id,
+               CallAttempt.status.in_(SUCCESS_CALL_STATUSES),
+               CallAttempt.answered_at.is_not(None),
+               # a call whose visit was cancelled (a relative answered, "call later") reached nobody
+               or_(Visit.id.is_(None), Visit.status != "cancelled"))
         .order_by(CallAttempt.answered_at.desc()).limit(1)
     )
     v = session.scalar(

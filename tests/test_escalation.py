@@ -197,3 +197,28 @@ def test_family_not_asked_again_while_a_visit_is_pending(db, settings):
         assert asked == 2  # day 1 and day 2; from day 3 the in-person task is open
         [visit] = s.query(Task).filter_by(kind="visit").all()
         assert visit.merged_count == 3  # day 3 and day 4 noted on it
+
+
+def test_a_relative_answering_is_not_a_visit_the_elder_is_called_again(db, settings):
+    """The bot told the relative "我们稍后再打": the call completed, the visit was cancelled, so the
+    ladder plans the next try and the plan does not count the day as a contact."""
+    day = plan.local_today(settings, NOW)
+    with db.session() as s:
+        elder = make_elder(s)
+        a = _attempt(s, elder, day, 1, NOW)
+        v = _visit(s, elder)
+        v.status = "cancelled"
+        a.visit_id = v.id
+        r = record_call_outcome(s, settings, attempt=a, status="completed", now=NOW)
+        assert r["retry"] is not None and r["retry"].attempt_no == 2
+        assert a.answered_at == NOW and a.settled_at == NOW
+        assert plan.last_contact_day(s, settings, elder.id) is None
+        # the retry reaches her: a visit that went ahead counts, no further retry
+        b = r["retry"]
+        b.status = "queued"
+        v2 = Visit(elder_id=elder.id, seq=2, method="phone", visit_date=day, started_at=NOW, status="complete")
+        s.add(v2)
+        s.flush()
+        b.visit_id = v2.id
+        r2 = record_call_outcome(s, settings, attempt=b, status="completed", now=NOW + dt.timedelta(minutes=12))
+        assert r2["retry"] is None and plan.last_contact_day(s, settings, elder.id) == day

@@ -181,7 +181,7 @@ class ActionReschedule(Action):
         return "action_reschedule"
 
     def run(self, dispatcher, tracker, domain):
-        dispatcher.utter_message(text="好，那不打扰您了，我们过两天再给您打。" + EMERGENCY_REMINDER + "再见！")
+        dispatcher.utter_message(text="好，那不打扰您了，我们过一会儿再给您打。" + EMERGENCY_REMINDER + "再见！")
         return _end(dispatcher, "reschedule")
 
 
