@@ -109,6 +109,11 @@ def register(cli: click.Group) -> None:
             f"关注 {summary['concerns']}，紧急 {summary['urgent']}；任务 {summary['tasks']['total']} 个 "
             f"{summary['tasks']['by_priority']}；通知 {n['sent']}/{n['total']} 已送达 {n['by_channel']}。",
             markup=False)
+        sp = summary.get("speech") or {}
+        if sp.get("answers_spoken"):
+            console.print(f"语音：老人说了 {sp['answers_spoken']} 句，识别字错率平均 {sp['mean_cer']:.1%}，"
+                          f"{sp['heard_within_20pct_cer']} 句错字不超过 20%；{sp['calls_all_answers_intact']}/"
+                          f"{sp['calls_answered']} 通电话每句都完整送到对话；丢失 {sp['answers_lost']} 句。", markup=False)
         o = summary["outputs"]
         console.print(f"输出：{o['report']}\n      {o['summary']}\n      " + "\n      ".join(o["forms"])
                       + f"\n      {o['database']}（tanfang --config ... 或 TANFANG_DATABASE_URL 指向它可继续查看）",

@@ -562,10 +562,47 @@ class DemoDay:
                               "by_recipient": dict(sorted(Counter(m.recipient_kind or "?" for m in sent).items()))},
             "telegram": telegram_mode,
             "sms_received": len(self.peer.messages) if self.peer else 0,
+            "speech": self.speech_figures(),
             "personas": per_elder,
             "timings": timings,
         }
         return summary
+
+    def speech_figures(self) -> dict[str, Any]:
+        """How well what the scripted elders said reached the dialog: each spoken answer (the
+        simulated line's record) against the turn the service kept, in order, per call."""
+        if self.peer is None:
+            return {}
+        spoken = cers = 0
+        total_cer = 0.0
+        close = exact = calls = calls_intact = lost = 0
+        with self.app.db.session() as s:
+            for call in self.peer.calls.values():
+                steps = [st for st in call.steps_done if st.kind in ("say", "dtmf")]
+                if not steps:
+                    continue
+                visit_id = s.scalar(select(CallAttempt.visit_id).where(CallAttempt.provider_sid == call.sid))
+                heard = [t.text for t in s.scalars(select(VisitTurn).where(VisitTurn.visit_id == visit_id,
+                                                                          VisitTurn.speaker == "elder")
+                                                   .order_by(VisitTurn.seq))] if visit_id else []
+                calls += 1
+                lost += max(0, len(steps) - len(heard))
+                ok = len(heard) >= len(steps)
+                for step, text in zip(steps, heard):
+                    if step.kind != "say":
+                        continue
+                    said = _plain(step.value)
+                    cer = _edit_distance(said, _plain(text)) / max(1, len(said))
+                    spoken += 1
+                    total_cer += cer
+                    exact += cer == 0
+                    close += cer <= 0.2
+                    ok = ok and cer <= 0.2
+                calls_intact += ok
+        cers = spoken
+        return {"answers_spoken": spoken, "mean_cer": round(total_cer / cers, 3) if cers else None,
+                "heard_exactly": exact, "heard_within_20pct_cer": close, "answers_lost": lost,
+                "calls_answered": calls, "calls_all_answers_intact": calls_intact}
 
     def write_outputs(self, summary: dict) -> None:
         from core import forms, reports
@@ -592,3 +629,19 @@ class DemoDay:
         summary["outputs"] = {"report": str(out / f"report-{month}.xlsx"), "forms": written,
                               "summary": str(out / "summary.json"), "database": str(out / "tanfang-demo.db")}
 
+
+_PUNCT = set("，。、！？；：,.!?;: ")
+
+
+def _plain(text: str) -> str:
+    return "".join(ch for ch in text if ch not in _PUNCT)
+
+
+def _edit_distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
