@@ -27,4 +27,10 @@ def test_serve_runs_the_bot_by_polling(tmp_path, emulator):
         assert serve.terminate() == 0, serve.log()
     finally:
         serve.close()
-    assert "Traceback" not in serve.log()
+    # PTB logs (with a traceback) and retries a getUpdates that hit a network error — the shared
+    # emulator is busy when the whole suite runs; anything else is a real failure
+    log = serve.log()
+    transient = ("telegram.error.NetworkError", "telegram.error.TimedOut", "httpx.ReadError", "httpx.ReadTimeout",
+                 "httpx.ConnectError", "httpx.RemoteProtocolError", "httpcore.")
+    blocks = log.split("Traceback (most recent call last):")[1:]
+    assert all(any(t in b for t in transient) for b in blocks), log
