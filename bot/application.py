@@ -134,6 +134,10 @@ def build_application(app: App, *, token: str | None = None, checkin_factory=Non
         builder = builder.base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
     if not updater:
         builder = builder.updater(None)
+    else:
+        # at shutdown the Updater calls get_updates once more while the long poll may still hold
+        # the pool's only connection: a second one keeps that from timing out (an ERROR in the log)
+        builder = builder.get_updates_connection_pool_size(2)
     application = builder.build()
     application.bot_data["tanfang_app"] = app
     application.bot_data["tanfang_checkin"] = checkin_factory or default_checkin_factory(app)
