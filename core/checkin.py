@@ -163,7 +163,7 @@ class CheckInService:
         """The dialog handed the elder to a person: a call-back task for their visitor, now."""
         from core.escalation import request_callback
 
-        unclear = any("听不" in m for m in reply.messages)
+        unclear = any("听不" in m or "一直没听明白" in m for m in reply.messages)
         reason = "听不清，未能问完" if unclear else "要求工作人员联系"
         with self.app.db.session() as s:
             visit = s.get(Visit, visit_id)

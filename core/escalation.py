@@ -352,9 +352,11 @@ def record_call_outcome(session: Session, settings, *, attempt: CallAttempt, sta
         attempt.answered_at = attempt.answered_at or now
         if status == "completed":
             attempt.ended_at = attempt.ended_at or now
-        # reached: the ladder's call-back / ask-the-family tasks are settled
+        # reached: the ladder's earlier call-back / ask-the-family tasks are settled (not one this
+        # very check-in raised, e.g. the elder asked for a person)
+        since = attempt.started_at or attempt.scheduled_for or now
         for task in session.scalars(select(Task).where(Task.elder_id == elder.id, Task.kind.in_(("callback", "contact_family")),
-                                                       Task.state.in_(OPEN_TASK_STATES))):
+                                                       Task.state.in_(OPEN_TASK_STATES), Task.created_at < since)):
             transition(session, task, "done", actor="system", note="老人已接听问候电话", now=now)
             task.outcome = "老人已接听问候电话"
         session.flush()

@@ -30,17 +30,25 @@ def _view(live):
     return Panel(Group(t, "", events), title="探访 · 演示日 Tanfang demo day", border_style="cyan")
 
 
+KIND_CN = {"urgent": "紧急", "concern": "关注", "callback": "回电", "coverage": "覆盖上门", "visit": "上门",
+           "contact_family": "联系家属"}
+STATE_CN = {"open": "待办", "acknowledged": "已接单", "in_progress": "处理中", "done": "完成", "cancelled": "取消"}
+
+
 def _summary_table(summary: dict):
     from rich.table import Table
 
     t = Table(title=f"{summary['day']} 问候结果（每位老人）", show_lines=False)
-    for col in ("老人", "角色", "拨打", "结果", "风险", "答项", "任务"):
+    for col in ("老人", "角色", "渠道", "联系", "结果", "风险", "答项", "任务"):
         t.add_column(col)
-    status_cn = {"complete": "完成", "incomplete": "未完成", "in_progress": "进行中", None: "未接通"}
+    status_cn = {"complete": "完成", "incomplete": "未完成", "in_progress": "进行中", "cancelled": "未问成（另约）",
+                 None: "未接通"}
     risk_cn = {"urgent": "[red]紧急[/]", "concern": "[yellow]关注[/]", "none": "无", None: "-"}
     for p in summary["personas"]:
-        tasks = "、".join(f"#{x['id']} P{x['priority']} {x['kind']} {x['state']}" for x in p["tasks"]) or "-"
-        t.add_row(p["name"], p["persona_label"], str(p["calls"]), status_cn.get(p["visit_status"], p["visit_status"]),
+        tasks = "、".join(f"#{x['id']}{KIND_CN.get(x['kind'], x['kind'])}·{STATE_CN.get(x['state'], x['state'])}"
+                         for x in p["tasks"]) or "-"
+        t.add_row(p["name"], p["persona_label"], {"phone": "电话", "telegram": "Telegram"}.get(p.get("channel"), "-"),
+                  str(p["calls"]), status_cn.get(p["visit_status"], p["visit_status"]),
                   risk_cn.get(p["risk"], p["risk"]), str(p["answers"]), tasks)
     return t
 
@@ -80,6 +88,8 @@ def register(cli: click.Group) -> None:
         opts = DemoOptions(out_dir=out, elders=elders, day=day_, end=end, tick_minutes=tick_minutes,
                            telegram=telegram, voice=voice)
         console = Console(stderr=as_json)
+        if not console.is_terminal:
+            console = Console(stderr=as_json, width=132)  # a log file: room for the per-elder table
         printer = (lambda text: None) if as_json else (lambda text: console.print(text, markup=False))
         interactive = console.is_terminal and not as_json
         with RichLive(console=console, refresh_per_second=4, transient=False) if interactive else _NoLive() as live:

@@ -56,6 +56,7 @@ ROSTER_FILE = SAMPLES / "roster_sample.csv"
 VISITORS_FILE = SAMPLES / "visitors.csv"
 VISITOR_USER_BASE = 810000   # Telegram user ids of the demo's visitors: base + visitor id
 FAMILY_USER_BASE = 820000    # ... and of family members: base + family member id
+ELDER_USER_BASE = 830000     # ... and of elders who chose Telegram: base + elder id
 MAX_TURNS = 24               # a scripted elder hangs up after this many answers
 
 
@@ -133,6 +134,10 @@ class DemoDay:
         self.phone = None
         self._acked: set[int] = set()
         self._seen_tasks: set[int] = set()
+        self.chat_elders = False  # Telegram elders check in by chat (the emulator is up)
+        self.chat_dialog = None   # the RasaDialogEngine of the bot's check-ins
+        self._chats: list[asyncio.Task] = []
+        self.chat_log: dict[int, list[tuple[str, str]]] = {}  # elder id -> [(speaker, text)]
 
     # -- the clock --------------------------------------------------------------------------------
     def now(self) -> dt.datetime:
@@ -188,10 +193,13 @@ class DemoDay:
             elders = list(s.scalars(select(Elder).order_by(Elder.id)))
             called = []
             for e in elders:
-                if e.preferred_channel == "telegram" and e.phone:
-                    # the demo's elders are all on the phone line; chat check-ins are shown in the tests
-                    e.preferred_channel = "phone"
-                if e.preferred_channel == "phone" and e.phone and e.consent_visit:
+                if e.preferred_channel == "telegram":
+                    if self.chat_elders:
+                        e.telegram_chat_id = ELDER_USER_BASE + e.id  # the elder's chat with the bot
+                    elif e.phone:
+                        e.preferred_channel = "phone"  # no emulator: the Telegram elders are phoned
+                if e.consent_visit and ((e.preferred_channel == "phone" and e.phone)
+                                        or (e.preferred_channel == "telegram" and e.telegram_chat_id)):
                     called.append(e)
             for i, e in enumerate(called):
                 p = personas[cycle[i % len(cycle)]]
@@ -215,14 +223,18 @@ class DemoDay:
             return "console"
         if reason:
             raise DemoError(f"Telegram 模拟器不可用：{reason}")
-        from bot.application import build_application, default_checkin_factory
+        from bot.application import build_application
+        from core.checkin import CheckInService
+        from dialogs.engine import RasaDialogEngine
 
         self.emulator = await asyncio.to_thread(TelegramEmulator().start)
         self.token = self.emulator.token()
         self.settings.telegram.api_base_url = self.emulator.url
         self.settings.secrets.telegram_bot_token = SecretStr(self.token)
-        self.application = build_application(self.app, token=self.token,
-                                             checkin_factory=default_checkin_factory(self.app, self._rasa_url))
+        # the bot's chat check-ins: one service on the demo clock, its dialog kept to see what it asks
+        self.chat_dialog = RasaDialogEngine(self._rasa_url, timeout=self.settings.rasa.parse_timeout)
+        chat_checkin = CheckInService(self.app, self.chat_dialog, clock=self.now)
+        self.application = build_application(self.app, token=self.token, checkin_factory=lambda: chat_checkin)
         await self.application.initialize()
         await self.application.start()
         await self.application.updater.start_polling(poll_interval=0.1, timeout=0)
@@ -302,6 +314,56 @@ class DemoDay:
                     return
             await asyncio.sleep(0.1)
 
+    # -- elders on Telegram ---------------------------------------------------------------------------
+    def chat_dialer(self):
+        """The service's TelegramDialer; after each opening the scripted elder starts replying."""
+        from scheduler.dialers import TelegramDialer
+
+        demo = self
+
+        class _DemoTelegramDialer(TelegramDialer):
+            async def dial(self, request) -> None:
+                await super().dial(request)
+                demo._chats.append(asyncio.create_task(demo._chat_elder(request)))
+
+        return _DemoTelegramDialer(self.app, self.application)
+
+    async def _bot_done(self, chat_id: int, seen: int, timeout: float = 90) -> list[dict] | None:
+        """The bot's messages to this chat once it has said something new and gone quiet."""
+        deadline = time.monotonic() + timeout
+        last = -1
+        while time.monotonic() < deadline:
+            msgs = await asyncio.to_thread(self.emulator.bot_messages, self.token, chat_id)
+            if len(msgs) > seen and len(msgs) == last:
+                return msgs
+            last = len(msgs)
+            await asyncio.sleep(0.4)
+        return None
+
+    async def _chat_elder(self, request) -> None:
+        """A scripted elder in their Telegram chat: reads each question, types the answer."""
+        persona = self.persona_of.get(request.elder_id)
+        if persona is None or not persona.picks_up(request.attempt_no):
+            return  # no reply: after telegram.checkin_reply_minutes the ladder takes over
+        chat_id = int(request.telegram_chat_id)
+        user = self.emulator.user(chat_id, "老人")
+        seen = len(await asyncio.to_thread(self.emulator.bot_messages, self.token, chat_id))
+        seen = max(0, seen - 1)  # the opening may already be there
+        log = self.chat_log.setdefault(request.elder_id, [])
+        for _ in range(MAX_TURNS):
+            msgs = await self._bot_done(chat_id, seen)
+            if msgs is None:
+                return
+            prompt = "".join(m.get("text", "") for m in msgs[seen:])
+            seen = len(msgs)
+            log.append(("bot", prompt))
+            visit_id = self.application.chat_data[chat_id].get("visit_id")
+            if visit_id is None:
+                return  # the check-in is over (the bot said goodbye)
+            answer = persona.answer(self.chat_dialog.expecting(f"visit-{visit_id}"), prompt)
+            log.append(("elder", answer))
+            await asyncio.to_thread(self.emulator.user_says, self.token, user, answer)
+
     # -- the phone line ---------------------------------------------------------------------------------
     def callee(self, to: str, nth: int):
         """Who answers the n-th call of the day to ``to``, and what they say."""
@@ -332,14 +394,19 @@ class DemoDay:
 
     async def _wait_calls(self) -> None:
         pending = [c for c in self.peer.calls.values() if not c.done.is_set()]
-        self.live.in_flight = len(pending)
+        chats = [t for t in self._chats if not t.done()]
+        self.live.in_flight = len(pending) + len(chats)
         self.on_update(self.live)
-        if not pending:
+        if not pending and not chats:
             return
         self._frozen = False
         try:
             for c in pending:
                 await asyncio.wait_for(c.done.wait(), timeout=900)
+                self._refresh()
+                self.on_update(self.live)
+            for t in chats:
+                await asyncio.wait_for(t, timeout=900)
                 self._refresh()
                 self.on_update(self.live)
         finally:
@@ -355,7 +422,7 @@ class DemoDay:
         from dialogs.engine import RasaDialogEngine
         from dialogs.runtime import EmbeddedRasa, RasaRuntimeError
         from scheduler import jobs
-        from scheduler.dialers import TwilioDialer
+        from scheduler.dialers import ChannelDialer, TwilioDialer
         from scheduler.runner import build_scheduler, job_specs
         from voice.phone import PhoneCheckIn
         from voice.simulator import SimulatedTwilio, local_server
@@ -366,6 +433,8 @@ class DemoDay:
         t0 = time.perf_counter()
         s = self.settings
         self.live.phase = "导入花名册"
+        from bot.emulator import unavailable_reason
+        self.chat_elders = self.opts.telegram != "console" and unavailable_reason() is None
         self.prepare_database()
         counts = self.import_samples()
         self.live.event(f"花名册：{counts['elders']} 位老人（{counts['called']} 位电话问候），{counts['visitors']} 位探访人员")
@@ -415,8 +484,10 @@ class DemoDay:
                         channels = {"sms": ConsoleChannel(name="sms", printer=self.say)}
                     channels["telegram"] = (TelegramChannel(self.application.bot) if telegram_mode == "telegram"
                                             else ConsoleChannel(name="telegram", printer=self.say))
-                    ctx = jobs.JobContext(app=self.app, dialer=TwilioDialer(self.app, placer), channels=channels,
-                                          clock=self.now)
+                    dialer = TwilioDialer(self.app, placer)
+                    if telegram_mode == "telegram":
+                        dialer = ChannelDialer({"phone": dialer, "telegram": self.chat_dialer()})
+                    ctx = jobs.JobContext(app=self.app, dialer=dialer, channels=channels, clock=self.now)
                     jobs.set_context(ctx)
                     tick = self.opts.tick_minutes * 60
                     start_aware = self._tick_utc.replace(tzinfo=dt.timezone.utc)
@@ -434,7 +505,11 @@ class DemoDay:
             with contextlib.suppress(Exception):
                 from scheduler import jobs as _jobs
                 _jobs.set_context(None)
+            for t in self._chats:
+                t.cancel()
             await self._stop_telegram()
+            if self.chat_dialog is not None:
+                await self.chat_dialog.aclose()
             await asyncio.to_thread(rasa.stop)
         self.live.phase = "生成报表"
         self.on_update(self.live)
@@ -530,6 +605,7 @@ class DemoDay:
                 last = v[-1] if v else None
                 per_elder.append({
                     "elder_id": elder_id, "name": e.name, "persona": persona.key, "persona_label": persona.label,
+                    "channel": e.preferred_channel,
                     "calls": len(mine), "statuses": [a.status for a in mine],
                     "visit_id": last.id if last else None, "visit_status": last.status if last else None,
                     "risk": last.risk if last else None,

@@ -117,6 +117,10 @@ class RasaDialogEngine:
             self._slot_names = set((domain or {}).get("slots", {}).keys())
         return self._slot_names
 
+    def expecting(self, conversation_id: str) -> str | None:
+        """What the bot's last question in this conversation expects (a form slot), if known."""
+        return self._expects.get(conversation_id)
+
     async def start(self, conversation_id: str, metadata: dict[str, Any]) -> DialogReply:
         metadata = dict(metadata or {})
         slots = await self.slot_names()

@@ -222,3 +222,26 @@ def test_a_relative_answering_is_not_a_visit_the_elder_is_called_again(db, setti
         b.visit_id = v2.id
         r2 = record_call_outcome(s, settings, attempt=b, status="completed", now=NOW + dt.timedelta(minutes=12))
         assert r2["retry"] is None and plan.last_contact_day(s, settings, elder.id) == day
+
+
+def test_a_call_back_the_check_in_itself_asked_for_stays_open(db, settings):
+    """The elder asked for a person during this call: its completion must not close that task,
+    while a call-back task from an earlier unanswered day is settled by it."""
+    from core.escalation import request_callback
+
+    day = plan.local_today(settings, NOW)
+    with db.session() as s:
+        elder = make_elder(s)
+        a = _attempt(s, elder, day, 1, NOW)
+        a.started_at = NOW
+        v = _visit(s, elder)
+        v.status = "incomplete"
+        a.visit_id = v.id
+        task = request_callback(s, settings, elder=elder, visit=v, reason="要求工作人员联系",
+                                now=NOW + dt.timedelta(minutes=2))
+        record_call_outcome(s, settings, attempt=a, status="completed", now=NOW + dt.timedelta(minutes=3))
+        assert task.state == "open"
+        b = _attempt(s, elder, day + dt.timedelta(days=1), 1, NOW + dt.timedelta(days=1))
+        b.started_at = NOW + dt.timedelta(days=1)
+        record_call_outcome(s, settings, attempt=b, status="completed", now=NOW + dt.timedelta(days=1, minutes=5))
+        assert task.state == "done"

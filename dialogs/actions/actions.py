@@ -52,7 +52,7 @@ MAX_MISSES = 4
 SKIPPED = "__skipped__"
 SKIP_TEXT = "没关系，这个问题咱下回再说。"
 GREETING = "您好！我是社区探访的小助手。"
-GIVE_UP_TEXT = "电话里听不太清楚，我请工作人员再跟您联系。"
+GIVE_UP_TEXT = "不好意思，我一直没听明白，我请工作人员再跟您联系。"
 
 
 def _give_up(dispatcher: CollectingDispatcher) -> list[EventType]:
