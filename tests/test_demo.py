@@ -109,5 +109,5 @@ def test_fine_elders_get_complete_records_matching_what_they_said(day):
 def test_what_the_elders_said_reached_the_dialog(day):
     _, summary, _ = day
     sp = summary["speech"]
-    assert sp["answers_spoken"] > 10 and sp["answers_lost"] == 0
+    assert sp["answers_spoken"] > 5 and sp["answers_lost"] == 0
     assert sp["mean_cer"] < 0.25 and sp["heard_within_20pct_cer"] >= sp["answers_spoken"] * 0.6
