@@ -650,7 +650,7 @@ class DemoDay:
         if self.peer is None:
             return {}
         spoken = cers = 0
-        total_cer = 0.0
+        total_cer = 0.0  # over the answers that reached the dialog
         close = exact = calls = calls_intact = lost = 0
         with self.app.db.session() as s:
             for call in self.peer.calls.values():
@@ -662,20 +662,22 @@ class DemoDay:
                                                                           VisitTurn.speaker == "elder")
                                                    .order_by(VisitTurn.seq))] if visit_id else []
                 calls += 1
-                lost += max(0, len(steps) - len(heard))
-                ok = len(heard) >= len(steps)
-                for step, text in zip(steps, heard):
+                ok = True
+                for step, text in _pair(steps, heard):
                     if step.kind != "say":
                         continue
-                    said = _plain(step.value)
-                    cer = _edit_distance(said, _plain(text)) / max(1, len(said))
                     spoken += 1
+                    if text is None:  # never reached the dialog (not heard; the question was asked again)
+                        lost += 1
+                        ok = False
+                        continue
+                    cer = _cer(step.value, text)
                     total_cer += cer
+                    cers += 1
                     exact += cer == 0
                     close += cer <= 0.2
                     ok = ok and cer <= 0.2
                 calls_intact += ok
-        cers = spoken
         return {"answers_spoken": spoken, "mean_cer": round(total_cer / cers, 3) if cers else None,
                 "heard_exactly": exact, "heard_within_20pct_cer": close, "answers_lost": lost,
                 "calls_answered": calls, "calls_all_answers_intact": calls_intact}
@@ -711,6 +713,29 @@ _PUNCT = set("，。、！？；：,.!?;: ")
 
 def _plain(text: str) -> str:
     return "".join(ch for ch in text if ch not in _PUNCT)
+
+
+def _cer(said: str, heard: str) -> float:
+    ref = _plain(said)
+    return _edit_distance(ref, _plain(heard)) / max(1, len(ref))
+
+
+def _pair(steps, heard: list[str]):
+    """(step, heard text or None) in order: an answer the service never heard is followed by the
+    elder saying the next one (the question is asked again), so it is skipped, not paired with the
+    next turn — which would shift every pair after it."""
+    j = 0
+    for i, step in enumerate(steps):
+        if j >= len(heard):
+            yield step, None
+            continue
+        if step.kind == "say" and i + 1 < len(steps) and steps[i + 1].kind == "say" \
+                and len(steps) - i > len(heard) - j \
+                and _cer(steps[i + 1].value, heard[j]) < _cer(step.value, heard[j]):
+            yield step, None  # more answers than turns left, and the next answer fits this turn better
+            continue
+        yield step, heard[j]
+        j += 1
 
 
 def _edit_distance(a: str, b: str) -> int:

@@ -107,16 +107,18 @@ async def test_a_long_answer_to_a_yes_no_question_is_heard_whole(sqlite_app, spe
     app = sqlite_app
     with app.db.session() as s:
         elder_id = make_elder(s).id
-    dialog = ScriptedDialog([DialogReply(messages=["孩子们常跟您联系吗？"], expects="family_children")],
+    dialog = ScriptedDialog([DialogReply(messages=["孩子们常跟您联系吗？"], expects="family_children"),
+                             DialogReply(messages=["请问是王秀英吗？"], expects="family_children")],
                             opening_expects="family_children")
     recog, synth = speech
     phone = PhoneCheckIn(app, dialog, recog, synth, grader=no_grade)  # the default grammars
     assert phone.grammars, "the recognizer's yes/no grammar is in use"
-    script = parse_script(["是的。", "孩子们一年到头也不来个电话，没人管俺。"])
+    script = parse_script(["是的。", "孩子们一年到头也不来个电话，没人管俺。", "喂，是我，是我。"])
     report = call_report(app, await simulate_check_in(app, phone, elder_id, script, synth))
     heard = [t["heard"] for t in report["turns"]]
     assert heard[0] == "是的"
     assert len(heard[1]) >= 8 and "电话" in heard[1], heard  # not "没"
+    assert "是我" in heard[2] and "不" not in heard[2], heard  # not forced onto "不对"
     assert dialog.seen == heard
 
 

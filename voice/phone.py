@@ -71,7 +71,7 @@ NO_SPEECH_PROMPT = "您好，您能听到吗？请说话，或者按1表示是�
 GOODBYE_NO_SPEECH = "一直听不到您的声音。我们稍后再给您打电话。再见。"
 GOODBYE_FAULT = "对不起，系统出了点问题。工作人员会给您回电话。再见。"
 MAX_NO_SPEECH_REPEATS = 2
-LONGER_THAN_GRAMMAR = 3  # characters more than the grammar phrase: the free transcript wins
+SHORT_ANSWER_CHARS = 3  # a free transcript this short is a short answer: the grammar may correct it
 PAUSE_BETWEEN_MESSAGES_S = 0.4
 
 
@@ -582,8 +582,11 @@ class CallSession:
             free = await asyncio.to_thread(self.phone.recognizer.transcribe, audio, RATE, None)
             short = text.replace("[unk]", "").strip()
             said = free.text.replace("[unk]", "").strip()
-            if not short or len(said) >= len(short) + LONGER_THAN_GRAMMAR:
+            if not short or short in said or len(said) > SHORT_ANSWER_CHARS:
+                # nothing in the grammar, or the grammar's words plus more, or a sentence the grammar
+                # would force onto a phrase ("喂，是我，是我" came out as "不对是不"): the free decode
                 text, confidence = said, free.confidence
+            # else a short answer misheard freely ("四的"): the grammar's phrase ("是的")
         text = text.replace("[unk]", "").strip()
         if not text:
             await self._no_speech()
