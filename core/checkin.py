@@ -68,6 +68,7 @@ class CheckInService:
         self.escalate = escalate if escalate is not None else default_escalator()
         self.grader = grader
         self.clock = clock
+        self._safety: dict[int, list[str]] = {}  # visit id -> campaign safety messages, said at the goodbye
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, elder_id: int, method: str = "phone", *, visitor_id: int | None = None,
@@ -87,6 +88,13 @@ class CheckInService:
             visit_id = visit.id
             metadata = {"visit_id": visit_id, "elder_id": elder_id, "elder_name": elder.name,
                         **(extra_metadata or {})}
+            if "safety_messages" not in metadata:  # a campaign in the elder's area (高温, 寒潮, ...)
+                from core import plan
+
+                day = plan.local_today(self.app.settings, now)
+                metadata["safety_messages"] = plan.safety_messages(plan.active_campaigns(s, day), elder)
+            if metadata["safety_messages"]:
+                self._safety[visit_id] = list(metadata["safety_messages"])
         reply = await self.dialog.start(conversation_id(visit_id), metadata)
         self._record_bot(visit_id, reply.messages)
         return visit_id, reply
@@ -111,6 +119,10 @@ class CheckInService:
         reply.grade = grade
         task_ids = self._apply_grade(visit_id, turn_id, text, grade, reply)
         reply = await self._steer_to_urgent(visit_id, reply, metadata)
+        safety = self._safety.pop(visit_id, None) if reply.ended else None
+        if safety and reply.outcome == "complete" and grade.risk != "urgent":
+            # the campaign's safety knowledge, read out before the goodbye of a finished check-in
+            reply.messages = reply.messages[:-1] + safety + reply.messages[-1:]
         self._record_bot(visit_id, reply.messages)
         if reply.ended:
             self.finish(visit_id, outcome=reply.outcome)

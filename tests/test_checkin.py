@@ -155,3 +155,27 @@ async def test_an_emergency_only_the_rules_caught_steers_the_dialog_to_its_urgen
         turns = s.scalars(select(VisitTurn).where(VisitTurn.visit_id == visit_id).order_by(VisitTurn.seq)).all()
         assert [t.speaker for t in turns] == ["bot", "elder", "bot", "bot"]  # the steer is not an elder turn
         assert "119" in turns[-1].text and "没听明白" not in " ".join(t.text for t in turns)
+
+
+async def test_a_campaigns_safety_message_is_read_before_the_goodbye(app):
+    import datetime as dt
+
+    from data.models import Campaign
+    from core.plan import CAMPAIGN_MESSAGES
+
+    with app.db.session() as s:
+        elder = make_elder(s)
+        elder_id = elder.id
+        today = dt.date.today()
+        s.add(Campaign(area=f"{elder.county}/{elder.township}", reason="高温", message=None, frequency_days=1,
+                       starts_on=today - dt.timedelta(days=1), until=today + dt.timedelta(days=1)))
+    dialog = ScriptedDialog([DialogReply(messages=["好了，都问完了。", "再见！"], ended=True, outcome="complete")])
+    svc = CheckInService(app, dialog, grader=lambda *a: Grade())
+    visit_id, _ = await svc.start(elder_id)
+    assert dialog.metadata["safety_messages"] == [CAMPAIGN_MESSAGES["高温"]]
+    result = await svc.hear(visit_id, "挺好的")
+    assert result.reply.messages == ["好了，都问完了。", CAMPAIGN_MESSAGES["高温"], "再见！"]
+    with app.db.session() as s:
+        said = [t.text for t in s.scalars(select(VisitTurn).where(VisitTurn.visit_id == visit_id,
+                                                                  VisitTurn.speaker == "bot"))]
+        assert CAMPAIGN_MESSAGES["高温"] in said
