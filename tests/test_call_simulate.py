@@ -118,7 +118,7 @@ async def test_a_long_answer_to_a_yes_no_question_is_heard_whole(sqlite_app, spe
     heard = [t["heard"] for t in report["turns"]]
     assert heard[0] == "是的"
     assert len(heard[1]) >= 8 and "电话" in heard[1], heard  # not "没"
-    assert "是我" in heard[2] and "不" not in heard[2], heard  # not forced onto "不对"
+    assert len(heard[2]) >= 4 and "不" not in heard[2], heard  # kept as said, not forced onto "不对是不"
     assert dialog.seen == heard
 
 

@@ -84,7 +84,9 @@ async def test_opening_reply_answered_then_completed_over_polling(sqlite_app, em
 
         emulator.user_says(token, user, "吃得挺好")
         await _until(lambda: _attempts(app)[0][1] == "completed")
-        assert emulator.bot_messages(token, 7401)[-1]["text"] == "好的，谢谢您。再见。"
+        await _until(lambda: emulator.bot_messages(token, 7401)[-1]["text"] == "好的，谢谢您。再见。")
+        # the campaign's safety knowledge is said before the goodbye
+        assert emulator.bot_messages(token, 7401)[-2]["text"] == plan.CAMPAIGN_MESSAGES["高温"]
         assert _attempts(app) == [(1, "completed", visit_id, True)]
     finally:
         await application.updater.stop()
@@ -94,7 +96,7 @@ async def test_opening_reply_answered_then_completed_over_polling(sqlite_app, em
     with app.db.session() as s:
         visit = s.get(Visit, visit_id)
         assert visit.elder_id == elder_id and visit.method == "chat" and visit.status != "in_progress"
-        assert [t.speaker for t in visit.turns] == ["bot", "elder", "bot", "elder", "bot"]
+        assert [t.speaker for t in visit.turns] == ["bot", "elder", "bot", "elder", "bot", "bot"]
         attempt = s.scalars(select(CallAttempt)).one()
         assert attempt.answered_at is not None and attempt.ended_at is not None
 
