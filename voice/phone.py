@@ -470,7 +470,9 @@ class CallSession:
         if event == "start":
             await self._on_start(frame)
         elif event == "media":
-            if self.listening and not self._is_busy():
+            # listening starts when our prompt's mark comes back; the task that sent the mark may
+            # not have finished yet — dropping frames then clipped the elder's first word
+            if self.listening:
                 payload = base64.b64decode(frame.get("media", {}).get("payload", ""))
                 await self._on_audio(ulaw_to_pcm16(payload))
         elif event == "dtmf":
