@@ -17,6 +17,7 @@ from typing import Any, Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core import plan
 from core.app import App
 from core.ports import RISK_ORDER, DialogEngine, DialogReply, Grade
 from data.catalogue import load_catalogue
@@ -89,8 +90,6 @@ class CheckInService:
             metadata = {"visit_id": visit_id, "elder_id": elder_id, "elder_name": elder.name,
                         **(extra_metadata or {})}
             if "safety_messages" not in metadata:  # a campaign in the elder's area (高温, 寒潮, ...)
-                from core import plan
-
                 day = plan.local_today(self.app.settings, now)
                 metadata["safety_messages"] = plan.safety_messages(plan.active_campaigns(s, day), elder)
             if metadata["safety_messages"]:

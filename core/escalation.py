@@ -416,15 +416,10 @@ def record_call_outcome(session: Session, settings, *, attempt: CallAttempt, sta
     elif missed >= cfg.visitor_task_after_days:
         task = open_task_of(session, elder_id=elder.id, kinds=("callback",))
         if task is None:
-            task = create_task(
-                session, elder_id=elder.id, kind="callback", priority=3,
-                title=f"回访：{elder.name} {local_day} 电话未接通，请今天打电话或上门",
-                detail=f"老人电话：{elder.phone or '无'}；地址：{_full_address(elder)}；{_contact_line(elder)}",
-                assignee_id=visitor.id if visitor else None, deadline=_end_of_local_day(settings, day), now=now)
-            notify_visitor(session, visitor, task=task, now=now, elder=elder, dedupe_key=f"noanswer:task{task.id}:callback",
-                           payload=_task_buttons(task), body=(
-                f"【{settings.app.name}】回访任务 #{task.id}：{elder.name}今天 {attempt.attempt_no} 次电话未接通，"
-                f"请今天给老人打电话或上门。老人电话：{elder.phone or '无'}。地址：{_full_address(elder)}。"))
+            task = _callback_task(
+                session, settings, elder=elder, visitor=visitor, day=day, priority=3, visit=None, now=now,
+                title=f"回访：{elder.name} {local_day} 电话未接通，请今天打电话或上门", key="noanswer",
+                said=f"回访任务 #{{id}}：{elder.name}今天 {attempt.attempt_no} 次电话未接通，请今天给老人打电话或上门。")
         done["tasks"].append(task)
     session.flush()
     return done
@@ -438,15 +433,23 @@ def request_callback(session: Session, settings, *, elder: Elder, visit: Visit |
     task = open_task_of(session, elder_id=elder.id, kinds=("callback",))
     if task is not None:
         return _merge(task, note=f"又一次转人工：{reason}", now=now)
-    visitor = responsible_visitor(session, elder)
-    day = plan.local_today(settings, now)
-    task = create_task(
-        session, elder_id=elder.id, kind="callback", priority=2, visit_id=visit.id if visit else None,
+    return _callback_task(
+        session, settings, elder=elder, visitor=responsible_visitor(session, elder),
+        day=plan.local_today(settings, now), priority=2, visit=visit, now=now, key="handover",
         title=f"回电：{elder.name} 需要工作人员联系（{reason}）",
-        detail=f"老人电话：{elder.phone or '无'}；地址：{_full_address(elder)}；{_contact_line(elder)}",
+        said=f"回电任务 #{{id}}：{elder.name}在问候电话里{reason}，请今天给老人回电话。")
+
+
+def _callback_task(session: Session, settings, *, elder: Elder, visitor: Visitor | None, day: dt.date,
+                   priority: int, visit: Visit | None, title: str, said: str, key: str, now: dt.datetime) -> Task:
+    """A call-back task due at the end of the local ``day``, pushed to the visitor with the elder's
+    phone and address. ``said`` is the message's first sentence; ``{id}`` becomes the task's id."""
+    task = create_task(
+        session, elder_id=elder.id, kind="callback", priority=priority, visit_id=visit.id if visit else None,
+        title=title, detail=f"老人电话：{elder.phone or '无'}；地址：{_full_address(elder)}；{_contact_line(elder)}",
         assignee_id=visitor.id if visitor else None, deadline=_end_of_local_day(settings, day), now=now)
-    notify_visitor(session, visitor, task=task, now=now, elder=elder, dedupe_key=f"handover:task{task.id}",
+    notify_visitor(session, visitor, task=task, now=now, elder=elder, dedupe_key=f"{key}:task{task.id}:callback",
                    payload=_task_buttons(task), body=(
-        f"【{settings.app.name}】回电任务 #{task.id}：{elder.name}在问候电话里{reason}，请今天给老人回电话。"
+        f"【{settings.app.name}】{said.replace('{id}', str(task.id))}"
         f"老人电话：{elder.phone or '无'}。地址：{_full_address(elder)}。"))
     return task

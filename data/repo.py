@@ -92,3 +92,18 @@ def visitor_role(value: str) -> str:
     if role is None:
         raise ValueError(f"应为 {'/'.join(VISITOR_ROLES.values())}（实为“{value}”）")
     return role
+
+
+def upsert_visitors(session: Session, records: list[dict]) -> tuple[int, int]:
+    """Add each visitor, or update the one with the same name and role. Returns (created, updated)."""
+    created = updated = 0
+    for rec in records:
+        v = find_visitor(session, name=rec["name"], role=rec["role"])
+        if v is None:
+            add_visitor(session, **rec)
+            created += 1
+        else:
+            for k in ("phone", "county", "township", "village"):
+                setattr(v, k, rec[k] or None)
+            updated += 1
+    return created, updated

@@ -688,3 +688,38 @@ def records_from_db(session: Session) -> list[ElderRecord]:
 
 # ---- visitors ----------------------------------------------------------------------------------
 VISITOR_HEADERS = ["姓名", "角色", "电话", "县(市、区)", "乡镇(街道)", "村(居)"]
+
+
+# ---- visitors --------------------------------------------------------------------------------------
+VISITOR_COLUMNS = ("姓名", "角色", "电话", "县(市、区)", "乡镇(街道)", "村(居)")
+
+
+def parse_visitors(path: Path | str) -> tuple[list[dict], list[RowError]]:
+    """A visitors file (header ``VISITOR_COLUMNS``): records for ``repo.upsert_visitors`` and every
+    row's errors (row number, column, reason). Blank rows are skipped."""
+    from data.repo import visitor_role
+
+    header, rows, _enc = read_table(Path(path))
+    errors = [RowError(1, c, "缺少必填列") for c in ("姓名", "角色") if c not in header]
+    if errors:
+        return [], errors
+    records = []
+    for i, raw in enumerate(rows, start=2):
+        vals = {h: (raw[j].strip() if j < len(raw) else "") for j, h in enumerate(header)}
+        if not any(vals.values()):
+            continue
+        rec = {"name": vals.get("姓名", ""), "phone": vals.get("电话") or None, "county": vals.get("县(市、区)"),
+               "township": vals.get("乡镇(街道)"), "village": vals.get("村(居)")}
+        if not rec["name"]:
+            errors.append(RowError(i, "姓名", "不能为空"))
+        try:
+            rec["role"] = visitor_role(vals.get("角色", ""))
+        except ValueError as exc:
+            errors.append(RowError(i, "角色", str(exc)))
+        if rec["phone"]:
+            reason = idcard.check_phone(rec["phone"])
+            if reason:
+                errors.append(RowError(i, "电话", reason))
+            rec["phone"] = idcard.normalize_phone(rec["phone"])
+        records.append(rec)
+    return records, errors

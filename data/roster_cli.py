@@ -285,46 +285,16 @@ def visitors_add(app, name, role, phone, county, township, village, as_json) -> 
 def visitors_import(app, file: str) -> None:
     """导入探访人员 CSV/XLSX（表头: 姓名, 角色, 电话, 县(市、区), 乡镇(街道), 村(居)）；同名同角色则更新。"""
     try:
-        header, rows, _enc = roster.read_table(Path(file))
+        good, errors = roster.parse_visitors(file)
     except roster.RosterError as exc:
         raise UserError(f"导入失败: {exc}") from exc
-    errors: list[roster.RowError] = [roster.RowError(1, c, "缺少必填列") for c in ("姓名", "角色") if c not in header]
-    good = []
-    if not errors:
-        for i, raw in enumerate(rows, start=2):
-            vals = {h: (raw[j].strip() if j < len(raw) else "") for j, h in enumerate(header)}
-            if not any(vals.values()):
-                continue
-            rec = {"name": vals.get("姓名", ""), "phone": vals.get("电话") or None, "county": vals.get("县(市、区)"),
-                   "township": vals.get("乡镇(街道)"), "village": vals.get("村(居)")}
-            if not rec["name"]:
-                errors.append(roster.RowError(i, "姓名", "不能为空"))
-            try:
-                rec["role"] = _role(vals.get("角色", ""))
-            except ValueError as exc:
-                errors.append(roster.RowError(i, "角色", str(exc)))
-            if rec["phone"]:
-                reason = idcard.check_phone(rec["phone"])
-                if reason:
-                    errors.append(roster.RowError(i, "电话", reason))
-                rec["phone"] = idcard.normalize_phone(rec["phone"])
-            good.append(rec)
     for e in errors:
         click.echo(str(e), err=True)
     if errors:
         raise UserError(f"导入失败: {len(errors)}处错误，未导入任何数据")
     db = app.ready_db()
-    created = updated = 0
     with db.session() as session:
-        for rec in good:
-            v = repo.find_visitor(session, name=rec["name"], role=rec["role"])
-            if v is None:
-                repo.add_visitor(session, **rec)
-                created += 1
-            else:
-                for k in ("phone", "county", "township", "village"):
-                    setattr(v, k, rec[k] or None)
-                updated += 1
+        created, updated = repo.upsert_visitors(session, good)
         audit(session, app.actor, "import", "visitors", None, f"{Path(file).name}: +{created} ~{updated}")
     click.echo(f"导入完成: 新增{created}名探访人员，更新{updated}名")
 

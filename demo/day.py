@@ -23,7 +23,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import secrets
 import socket
 import time
 from collections import Counter
@@ -38,16 +37,15 @@ from core import plan
 from data.models import (
     CallAttempt,
     Elder,
-    EmergencyContact,
     FamilyMember,
     OutboxMessage,
     Task,
     Visit,
-    VisitAnswer,
     VisitTurn,
     Visitor,
 )
 from demo.personas import PERSONAS_FILE, Persona, load_personas
+from voice.metrics import cer as speech_cer
 
 log = logging.getLogger("tanfang.demo")
 
@@ -166,23 +164,17 @@ class DemoDay:
 
     def import_samples(self) -> dict[str, int]:
         from data import roster
-        from data.repo import add_visitor, visitor_role
+        from data.repo import upsert_visitors
 
         parsed = roster.parse_file(self.opts.roster_file)
-        if parsed.errors:
-            first = "; ".join(str(e) for e in parsed.errors[:3])
+        visitors, visitor_errors = roster.parse_visitors(self.opts.visitors_file)
+        if parsed.errors or visitor_errors:
+            first = "; ".join(str(e) for e in (parsed.errors + visitor_errors)[:3])
             raise DemoError(f"样例花名册有错误 (sample roster invalid): {first}")
         records = parsed.records[: self.opts.elders] if self.opts.elders else parsed.records
-        header, rows, _ = roster.read_table(self.opts.visitors_file)
         with self.app.db.session() as s:
             roster.import_records(s, records)
-            for raw in rows:
-                v = dict(zip(header, (c.strip() for c in raw)))
-                if not v.get("姓名"):
-                    continue
-                add_visitor(s, name=v["姓名"], role=visitor_role(v.get("角色", "")), phone=v.get("电话") or None,
-                            county=v.get("县(市、区)") or None, township=v.get("乡镇(街道)") or None,
-                            village=v.get("村(居)") or None)
+            upsert_visitors(s, visitors)
         personas, cycle = load_personas(self.opts.personas_file)
         if self.opts.assignment:
             unknown = [k for k in self.opts.assignment if k not in personas]
@@ -367,8 +359,6 @@ class DemoDay:
     # -- the phone line ---------------------------------------------------------------------------------
     def callee(self, to: str, nth: int):
         """Who answers the n-th call of the day to ``to``, and what they say."""
-        from voice.simulator import Step
-
         elder_id = self.elder_of_phone.get(to)
         persona = self.persona_of.get(elder_id) if elder_id else None
         if persona is None or not persona.picks_up(nth):
@@ -425,7 +415,7 @@ class DemoDay:
         from scheduler.dialers import ChannelDialer, TwilioDialer
         from scheduler.runner import build_scheduler, job_specs
         from voice.phone import PhoneCheckIn
-        from voice.simulator import SimulatedTwilio, local_server
+        from voice.simulator import SimulatedTwilio, local_server, simulated_credentials
         from voice.tts import synthesizer_for
         from voice.twilio_client import TwilioCallPlacer
         from voice.vosk_recognizer import VoskRecognizer
@@ -456,12 +446,7 @@ class DemoDay:
             self.live.phase = "启动 Telegram"
             self.on_update(self.live)
             telegram_mode = await self.start_telegram()
-            if not s.secrets.twilio_account_sid:
-                s.secrets.twilio_account_sid = SecretStr("AC" + secrets.token_hex(16))
-            if not s.secrets.twilio_auth_token:
-                s.secrets.twilio_auth_token = SecretStr(secrets.token_hex(16))
-            if not s.twilio.from_number:
-                s.twilio.from_number = "+8637100000000"
+            simulated_credentials(s)
             self.live.phase = "加载语音模型"
             self.on_update(self.live)
             recognizer = await asyncio.to_thread(VoskRecognizer, s)
@@ -671,7 +656,7 @@ class DemoDay:
                         lost += 1
                         ok = False
                         continue
-                    cer = _cer(step.value, text)
+                    cer = speech_cer(step.value, text)
                     total_cer += cer
                     cers += 1
                     exact += cer == 0
@@ -708,18 +693,6 @@ class DemoDay:
                               "summary": str(out / "summary.json"), "database": str(out / "tanfang-demo.db")}
 
 
-_PUNCT = set("，。、！？；：,.!?;: ")
-
-
-def _plain(text: str) -> str:
-    return "".join(ch for ch in text if ch not in _PUNCT)
-
-
-def _cer(said: str, heard: str) -> float:
-    ref = _plain(said)
-    return _edit_distance(ref, _plain(heard)) / max(1, len(ref))
-
-
 def _pair(steps, heard: list[str]):
     """(step, heard text or None) in order: an answer the service never heard is followed by the
     elder saying the next one (the question is asked again), so it is skipped, not paired with the
@@ -731,18 +704,8 @@ def _pair(steps, heard: list[str]):
             continue
         if step.kind == "say" and i + 1 < len(steps) and steps[i + 1].kind == "say" \
                 and len(steps) - i > len(heard) - j \
-                and _cer(steps[i + 1].value, heard[j]) < _cer(step.value, heard[j]):
+                and speech_cer(steps[i + 1].value, heard[j]) < speech_cer(step.value, heard[j]):
             yield step, None  # more answers than turns left, and the next answer fits this turn better
             continue
         yield step, heard[j]
         j += 1
-
-
-def _edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]

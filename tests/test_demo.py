@@ -13,7 +13,7 @@ from sqlalchemy import select
 from core.app import build_app
 from core.settings import load_settings
 from data.catalogue import load_catalogue
-from data.models import CallAttempt, Elder, OutboxMessage, Task, Visit, VisitTurn
+from data.models import CallAttempt, Elder, OutboxMessage, Task, Visit
 from demo.day import DemoDay, DemoOptions
 from demo.personas import load_personas
 

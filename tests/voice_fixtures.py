@@ -7,11 +7,12 @@ and text by the synthesizers' own cache), so only the first run pays for loading
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from voice.metrics import cer  # noqa: F401  (re-exported for the tests and bench/asr_cer.py)
 
 
 def _model() -> Path:
@@ -75,14 +76,3 @@ def espeak_speech():
     return lambda text, rate=8000: synth.synthesize(text, rate)
 
 
-def cer(ref: str, hyp: str) -> float:
-    """Character error rate: edit distance / reference length (spaces and punctuation ignored)."""
-    ref = re.sub(r"[\s，。？！、；：,.?!;:]", "", ref)
-    hyp = re.sub(r"[\s，。？！、；：,.?!;:]", "", hyp)
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1] / max(len(ref), 1)

@@ -30,7 +30,6 @@ import asyncio
 import base64
 import datetime as dt
 import logging
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping

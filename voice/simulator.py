@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime as dt
 import json
 import logging
 import secrets
@@ -28,7 +27,6 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
-from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import uvicorn
@@ -431,6 +429,17 @@ class SimulationResult:
     call: CallLog
 
 
+def simulated_credentials(settings) -> None:
+    """A fresh account SID, auth token and caller ID for a run on the simulated line, where none is
+    configured (the peer checks the client's Basic auth and signs webhooks with the token)."""
+    if not settings.secrets.twilio_account_sid:
+        settings.secrets.twilio_account_sid = SecretStr("AC" + secrets.token_hex(16))
+    if not settings.secrets.twilio_auth_token:
+        settings.secrets.twilio_auth_token = SecretStr(secrets.token_hex(16))
+    if not settings.twilio.from_number:
+        settings.twilio.from_number = "+8637100000000"
+
+
 async def simulate_check_in(app, phone, elder_id: int, script: list[Step], synthesizer: Synthesizer, *,
                             answer: str = "human", listener=None, timeout: float = 900) -> SimulationResult:
     """Ring ``elder_id`` through the real web app and the real twilio client, against this peer.
@@ -442,12 +451,7 @@ async def simulate_check_in(app, phone, elder_id: int, script: list[Step], synth
     from voice.twilio_client import TwilioCallPlacer
 
     settings = app.settings
-    if not settings.secrets.twilio_account_sid:
-        settings.secrets.twilio_account_sid = SecretStr("AC" + secrets.token_hex(16))
-    if not settings.secrets.twilio_auth_token:
-        settings.secrets.twilio_auth_token = SecretStr(secrets.token_hex(16))
-    if not settings.twilio.from_number:
-        settings.twilio.from_number = "+8637100000000"
+    simulated_credentials(settings)
     peer = SimulatedTwilio(settings.secrets.twilio_account_sid.get_secret_value(),
                            settings.secrets.twilio_auth_token.get_secret_value(), script, synthesizer,
                            answer=answer, listener=listener)
