@@ -25,6 +25,7 @@ from core import plan
 from core.outbox import enqueue
 from core.ports import Grade
 from core.tasks import create_task, open_task_of, transition
+from data import call_status
 from data.models import (
     OPEN_TASK_STATES,
     VISITOR_ROLES,
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 
 DIMENSION_LABELS = {"health": "健康状况", "economy": "经济状况", "family": "家庭支持", "safety": "居家安全",
                     "needs": "服务需求"}
-FAILED_CALL_STATUSES = ("busy", "no_answer", "failed", "canceled", "machine")
-ANSWERED_CALL_STATUSES = ("answered", "completed", "in_progress")
 IN_PERSON_KINDS = ("visit", "coverage")
 
 
@@ -300,9 +299,9 @@ def _missed_days_running(session: Session, settings, elder_id: int, today: dt.da
     count, day = 0, today
     while day in by_day:
         statuses = by_day[day]
-        if statuses & set(ANSWERED_CALL_STATUSES):
+        if statuses & set(call_status.REACHED):
             break
-        if not statuses <= set(FAILED_CALL_STATUSES):
+        if not statuses <= set(call_status.NOT_REACHED):
             break  # a call of that day is still pending
         count += 1
         day -= dt.timedelta(days=1)
@@ -332,7 +331,7 @@ def record_call_outcome(session: Session, settings, *, attempt: CallAttempt, sta
     """
     now = now or utcnow()
     done: dict = {"retry": None, "tasks": [], "notified": 0}
-    if status not in ANSWERED_CALL_STATUSES + FAILED_CALL_STATUSES:
+    if status not in call_status.REACHED + call_status.NOT_REACHED:
         raise ValueError(f"未知的通话结果 {status!r} (unknown call status)")
     final = status != "answered" and status != "in_progress"
     if attempt.settled_at is not None:
@@ -348,7 +347,7 @@ def record_call_outcome(session: Session, settings, *, attempt: CallAttempt, sta
         # the call happened, the visit did not — the bot promised to call again, the ladder does
         attempt.answered_at = attempt.answered_at or now
         attempt.ended_at = attempt.ended_at or now
-    elif status in ANSWERED_CALL_STATUSES:
+    elif status in call_status.REACHED:
         attempt.answered_at = attempt.answered_at or now
         if status == "completed":
             attempt.ended_at = attempt.ended_at or now

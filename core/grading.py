@@ -7,7 +7,7 @@ Two sources are OR'ed, the worse one wins:
    an urgent phrase is caught even when the classifier is unsure or Rasa is down (``parse=None``);
 2. the NLU result — ``urgent_*`` intents (confidence ≥ 0.30) are urgent, ``report_*`` intents are
    concern, and an answer to the question that was asked (``expects`` = requested slot) is mapped
-   onto the catalogue scale (``dialogs/actions/mapping.py``) whose value carries the risk.
+   onto the catalogue scale (``core/questions.py``) whose value carries the risk.
 
 Pure function, no I/O.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 from core.ports import Grade, ParseResult, RISK_ORDER
-from dialogs.actions.mapping import (
+from core.questions import (
     BY_SLOT, CONCERN_DIMENSION, CONCERN_INTENTS, URGENT_DIMENSION, URGENT_INTENTS, answer_value, keypad_intent,
 )
 

@@ -95,3 +95,48 @@ class MessageChannel(Protocol):
 
     async def send(self, recipient: str, text: str, payload: dict[str, Any] | None = None) -> str:
         """Deliver; return a provider message id. Raise on failure (the outbox retries)."""
+
+
+# -- phone lines (Twilio, SIP): carriers are interchangeable behind these -------------------------
+class LineError(RuntimeError):
+    """The line could not place a call. ``status`` is the attempt status to record (see
+    ``data.call_status``): ``failed`` by default, ``busy`` / ``no_answer`` when the carrier said so."""
+
+    def __init__(self, message: str, status: str = "failed"):
+        super().__init__(message)
+        self.status = status
+
+
+class PhoneLine(Protocol):
+    """A carrier line that places outbound calls (``TwilioLine``, ``SipLine``).
+
+    ``place`` rings an E.164 number (``+8613…``) for a call-attempt row and returns the provider's
+    call id (Twilio CallSid, SIP Call-ID). The line reports what happens next to the call pipeline
+    (``voice.session.CallPipeline``): status changes (ringing, answered, busy, ...), and once the
+    call is answered it opens a call session and feeds it audio, keypad digits and playback marks
+    through a :class:`CallAudio`.
+    """
+
+    name: str
+
+    async def place(self, number: str, attempt_id: int) -> str: ...
+
+    async def hang_up(self, call_id: str) -> None: ...
+
+
+class CallAudio(Protocol):
+    """The media side of one answered call, as the call session sees it: 8 kHz PCM16 mono.
+
+    The line delivers the far end's audio to the session in 20 ms frames
+    (``CallSession.audio``), keypad digits (``CallSession.dtmf``), and tells it when playback has
+    reached a mark (``CallSession.played``) and when the call is gone (``CallSession.closed``).
+    """
+
+    async def play(self, pcm16: bytes, mark: str) -> None:
+        """Queue audio; once all of it has been played out, the line calls ``session.played(mark)``."""
+
+    async def clear(self) -> None:
+        """Stop playback at once and drop what is queued (the elder talks over the prompt)."""
+
+    async def hang_up(self) -> None:
+        """End the call from our side (after the goodbye has played)."""

@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from data import call_status
 from data.catalogue import load_catalogue
 from data.models import OPEN_TASK_STATES, VISIT_METHODS, CallAttempt, Elder, Task, Visit, VisitAnswer, utcnow
 
 LEVELS = ("county", "township", "village")
-CONNECTED = ("answered", "completed")
-NOT_CONNECTED = ("busy", "no_answer", "failed", "canceled", "machine")
 METHODS = ("phone", "chat", "in_person", "internet_av", "other")
 
 
@@ -183,11 +182,11 @@ def visit_report(session: Session, month: str, by: str = "village", scope: Scope
             CallAttempt.elder_id.in_(ids), CallAttempt.scheduled_for >= start_dt,
             CallAttempt.scheduled_for < end_dt)).all()
         for c in calls:
-            if c.status not in CONNECTED + NOT_CONNECTED:
+            if c.status not in call_status.REACHED + call_status.NOT_REACHED:
                 continue
             for r in targets(c.elder_id):
                 r.calls_finished += 1
-                r.calls_connected += int(c.status in CONNECTED)
+                r.calls_connected += int(c.status in call_status.REACHED)
         for t in session.scalars(select(Task).where(Task.elder_id.in_(ids))):
             for r in targets(t.elder_id):
                 if t.kind == "urgent" and start_dt <= t.created_at < end_dt:

@@ -29,6 +29,7 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from data import call_status
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -91,8 +92,7 @@ TASK_KINDS = {
     "coverage": "月度覆盖上门",
     "referral": "服务转介",
 }
-CALL_STATUSES = ("scheduled", "queued", "ringing", "answered", "completed", "busy", "no_answer",
-                 "failed", "canceled", "machine", "in_progress")
+CALL_STATUSES = call_status.ALL
 RISKS = ("none", "concern", "urgent")
 SATISFACTION = {"satisfied": "满意", "fairly_satisfied": "基本满意", "dissatisfied": "不满意"}
 OUTBOX_STATES = ("pending", "sent", "failed")

@@ -27,16 +27,16 @@ from sqlalchemy.orm import Session
 
 from core import plan
 from core.coverage import coverage_guard as _coverage_guard
-from core.escalation import ANSWERED_CALL_STATUSES, FAILED_CALL_STATUSES, escalate_overdue as _escalate_overdue
+from core.escalation import escalate_overdue as _escalate_overdue
 from core.escalation import record_call_outcome
 from core.outbox import OutboxDispatcher
 from core.ports import MessageChannel
+from data import call_status
 from data.models import CallAttempt, Elder, OutboxMessage, Visit, utcnow
 
 log = logging.getLogger(__name__)
 
 STALE_CALL_MINUTES = 10  # queued/ringing longer than this: the call was lost (restart, provider fault)
-FINAL_STATUSES = set(FAILED_CALL_STATUSES) | {"completed"}
 
 
 @dataclass(frozen=True)
@@ -132,13 +132,13 @@ def plan_calls(session: Session, settings, now: dt.datetime) -> list[CallAttempt
 def settle_ended(session: Session, settings, now: dt.datetime) -> int:
     """Run the ladder once for every ended call not yet settled, and for calls lost mid-way."""
     n = 0
-    ended = session.scalars(select(CallAttempt).where(CallAttempt.status.in_(FINAL_STATUSES),
+    ended = session.scalars(select(CallAttempt).where(CallAttempt.status.in_(call_status.FINAL),
                                                       CallAttempt.settled_at.is_(None)).order_by(CallAttempt.id))
     for attempt in list(ended):
         record_call_outcome(session, settings, attempt=attempt, status=attempt.status, now=now)
         n += 1
     stale_before = now - dt.timedelta(minutes=STALE_CALL_MINUTES)
-    lost = session.scalars(select(CallAttempt).where(CallAttempt.status.in_(("queued", "ringing")),
+    lost = session.scalars(select(CallAttempt).where(CallAttempt.status.in_(call_status.PENDING),
                                                      CallAttempt.started_at < stale_before,
                                                      ~_waiting_chat()).order_by(CallAttempt.id))
     for attempt in list(lost):
@@ -158,7 +158,7 @@ def settle_silent_chats(session: Session, settings, now: dt.datetime) -> int:
     ``no_answer`` like an unanswered phone (retries, the family, a visitor task follow); the visit
     the dialer opened is cancelled, so a late reply does not continue it."""
     before = now - dt.timedelta(minutes=settings.telegram.checkin_reply_minutes)
-    silent = session.scalars(select(CallAttempt).where(CallAttempt.status.in_(("queued", "ringing")),
+    silent = session.scalars(select(CallAttempt).where(CallAttempt.status.in_(call_status.PENDING),
                                                        CallAttempt.started_at < before, _waiting_chat())
                              .order_by(CallAttempt.id))
     n = 0
@@ -246,7 +246,7 @@ def report_call_outcome(db, settings, *, attempt_id: int, status: str, now: dt.d
         attempt = s.get(CallAttempt, attempt_id)
         if attempt is None:
             raise LookupError(f"没有编号为 {attempt_id} 的通话记录 (no call attempt {attempt_id})")
-        if status in ANSWERED_CALL_STATUSES and attempt.answered_at is None:
+        if status in call_status.REACHED and attempt.answered_at is None:
             attempt.answered_at = now or utcnow()
         result = record_call_outcome(s, settings, attempt=attempt, status=status, now=now, reason=reason)
         return {"retry": result["retry"].id if result["retry"] is not None else None,

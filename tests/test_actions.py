@@ -12,7 +12,7 @@ from sqlalchemy import select
 from data.models import Visit, VisitAnswer
 from dialogs.actions import actions as A
 from dialogs.actions import store
-from dialogs.actions.mapping import BY_SLOT, FORMS, QUESTIONS, answer_value
+from core.questions import BY_SLOT, FORMS, QUESTIONS, answer_value
 from tests.helpers import make_elder
 
 DOMAIN: dict = {"forms": {f: {"required_slots": [q.slot for q in QUESTIONS if q.form == f]} for f in FORMS}}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dialogs.actions.mapping import CONCERN_INTENTS, FORMS, QUESTIONS, URGENT_INTENTS
+from core.questions import CONCERN_INTENTS, FORMS, QUESTIONS, URGENT_INTENTS
 
 DIALOGS = Path(__file__).resolve().parents[1] / "dialogs"
 

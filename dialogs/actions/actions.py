@@ -10,7 +10,7 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from dialogs.actions import store
-from dialogs.actions.mapping import BY_SLOT, FORMS, QUESTIONS, answer_value, keypad_intent
+from core.questions import BY_SLOT, FORMS, QUESTIONS, answer_value, keypad_intent
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from data.catalogue import load_catalogue
-from dialogs.actions.mapping import BY_SLOT, merge
+from core.questions import BY_SLOT, merge
 
 log = logging.getLogger(__name__)
 _db = None

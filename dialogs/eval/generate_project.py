@@ -4,7 +4,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nlu_src import NLU, PREFIX, SUFFIX
-from dialogs.actions.mapping import QUESTIONS, FORMS, URGENT_INTENTS
+from core.questions import QUESTIONS, FORMS, URGENT_INTENTS
 D = str(Path(__file__).resolve().parents[1])
 rnd = random.Random(7)
 ILLNESS = {"高血压": ["血压高", "高血压"], "糖尿病": ["糖尿病", "糖尿"], "胃病": ["胃病", "老胃病"],

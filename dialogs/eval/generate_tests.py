@@ -2,7 +2,7 @@
 import sys, yaml
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from dialogs.actions.mapping import QUESTIONS, FORMS
+from core.questions import QUESTIONS, FORMS
 D = str(Path(__file__).resolve().parents[1] / "tests")
 FINE = {"health_mobility": ("腿脚还中，能走能动", "answer_fine"), "health_illness": ("木有，哪都不疼", "deny"),
         "health_mental": ("得劲，睡得可香", "answer_fine"), "economy_living": ("够，吃穿都不缺", "affirm"),
@@ -13,7 +13,7 @@ VAL = {"answer_fine": None, "affirm": None, "deny": None}
 URG = {"health_form": ("俺刚才摔了一跤，起不来", "urgent_fall"), "economy_form": ("俺好几天没吃饭了", "urgent_no_food"),
        "family_form": ("儿子喝多了打我", "urgent_violence"), "safety_form": ("屋里一股煤气味", "urgent_gas_leak"),
        "needs_form": ("活着没意思，不想活了", "urgent_self_harm")}
-from dialogs.actions.mapping import answer_value
+from core.questions import answer_value
 def opening():
     return [{"user": "/greet", "intent": "greet"}, {"action": "action_greet"},
             {"user": "是俺，你说吧", "intent": "affirm"}, {"action": "utter_ask_consent"},
