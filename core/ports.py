@@ -140,3 +140,34 @@ class CallAudio(Protocol):
 
     async def hang_up(self) -> None:
         """End the call from our side (after the goodbye has played)."""
+
+
+class LiveCall(Protocol):
+    """What a line feeds during an answered call (``voice.session.CallSession`` implements it).
+    The methods are coroutines on the service's event loop: a line whose stack calls back on its
+    own threads (PJSIP) hands each event over with ``loop.call_soon_threadsafe``."""
+
+    async def audio(self, pcm16: bytes) -> None:
+        """One frame (20 ms) of the far end's audio, 8 kHz PCM16 mono."""
+
+    async def dtmf(self, digit: str) -> None:
+        """A keypad digit (RFC 4733 / SIP INFO / Twilio ``dtmf``)."""
+
+    async def played(self, mark: str) -> None:
+        """Playback reached the mark given to ``CallAudio.play``."""
+
+    async def closed(self) -> None:
+        """The call is gone (either side hung up, or the line failed)."""
+
+
+class LineEvents(Protocol):
+    """What a line reports to the call pipeline (``voice.session.CallPipeline`` implements it)."""
+
+    def line_status(self, attempt_id: int, status: str, *, call_id: str | None = None,
+                    reason: str | None = None, answered_by: str | None = None) -> str | None:
+        """A status change of an outbound call, as a ``data.call_status`` name. Returns the
+        attempt's status after it (None: unknown attempt). Safe to call late, twice, or out of order."""
+
+    async def answered(self, attempt_id: int, call_id: str, audio: CallAudio) -> LiveCall | None:
+        """The callee picked up: start the check-in and return the session to feed (None: the
+        attempt is unknown or already over; the line hangs up)."""
