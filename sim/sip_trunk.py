@@ -6,7 +6,9 @@ challenged with digest authentication against one password (the ``auth`` module'
 memory (``usrloc`` db_mode 0); INVITEs go to whoever registered the called number (``lookup``) —
 the test handset — or are answered 480 when nobody did. A wrong password gets 403.
 ``tm``'s timers make the 408 a carrier sends when a phone rings out (``fr_inv_timer``) or never
-answers at all (``fr_timer``). Used by the tests (``tests/sip_peers.py``) and the SIP simulation.
+answers at all (``fr_timer``). The trunk itself answers INVITEs to ``0599NNN`` with SIP code NNN
+(``0599503``: 503 Service Unavailable, as a trunk out of capacity does) — a proxy never relays a
+503 from downstream (RFC 3261 section 16.7 turns it into 500). Used by the tests (``tests/sip_peers.py``) and the SIP simulation.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ request_route {{
     }}
     consume_credentials();
     if (is_method("REGISTER")) {{ save("location"); exit; }}
+    if (is_method("INVITE") && $rU =~ "^0599[1-6][0-9][0-9]$") {{
+        $var(code) = $(rU{{s.substr,4,3}}{{s.int}}); sl_send_reply("$var(code)", "Trunk Reply"); exit;
+    }}
     if (is_method("INVITE")) {{ record_route(); }}
     if (!lookup("location")) {{ sl_send_reply("480", "Temporarily Unavailable"); exit; }}
     if (!t_relay()) {{ sl_reply_error(); }}

@@ -23,6 +23,8 @@ from core.settings import load_settings
 from sim.sip_trunk import LocalTrunk, kamailio_binary
 
 PASSWORD = "elder-line-7"
+#: TANFANG_TEST_SIP_LOG=4 logs every SIP message of the handsets and the line (debugging)
+LOG_LEVEL = int(os.environ.get("TANFANG_TEST_SIP_LOG", "1"))
 _numbers = itertools.count(1)
 
 
@@ -141,6 +143,7 @@ def sip_settings(trunk: LocalTrunk, **overrides):
         "TANFANG_SIP__CALLS_PER_SECOND": "50",
         "TANFANG_SIP__RING_TIMEOUT": "20",
         "TANFANG_SIP_PASSWORD": PASSWORD,
+        "TANFANG_SIP__LOG_LEVEL": str(LOG_LEVEL),
     }
     for key, value in overrides.items():
         if key == "password":
@@ -169,7 +172,7 @@ def handset(sip_trunk, tmp_path):
 
     def make(number: str | None = None, **kwargs) -> SipHandset:
         h = SipHandset(sip_trunk.address, number or handset_number(), PASSWORD, domain=sip_trunk.domain,
-                       record_dir=tmp_path / "handset", **kwargs)
+                       record_dir=tmp_path / "handset", **{"log_level": LOG_LEVEL, **kwargs})
         started.append(h)
         return h.start()
 

@@ -254,7 +254,6 @@ class SipLine:
         self.registration = Registration(registrar=self.sip.registrar or "(IP 认证中继, no registration)")
         self._thread = PjsipThread(self.endpoint_options(), name="sip-line", tick=self._tick)
         self._calls: dict[str, _SipCall] = {}       # by SIP Call-ID; PJSIP thread only
-        self._dead: list[tuple[float, _SipCall]] = []
         self._accounts: list[_SipAccount] = []
         self._call_account: _SipAccount | None = None
         self._lock = threading.Lock()
@@ -372,7 +371,6 @@ class SipLine:
             ep.libHandleEvents(20)
         self._accounts.clear()
         self._call_account = None
-        self._drop_dead(force=True)
         for call in list(self._calls.values()):
             call.port.detach()
         self._calls.clear()
@@ -516,7 +514,10 @@ class SipLine:
             call.slot = False
             self._give_slot()
         call.port.detach()
-        self._dead.append((time.monotonic(), call))
+        # Drop the call now, inside PJSIP's DISCONNECTED callback, as PJSUA2 expects ("delete this"):
+        # PJSUA reuses the call's slot for the next call, and a pj.Call destroyed later would
+        # clear the new call's user data (its events would be lost).
+        self._calls.pop(call.sip_call_id, None)
 
     async def _answered(self, attempt_id: int, call_id: str, audio: SipCallAudio, pump: _CallPump) -> None:
         try:
@@ -595,7 +596,6 @@ class SipLine:
             elif now >= call.next_check:
                 call.next_check = now + 0.5
                 self._watch_rtp(call, now)
-        self._drop_dead()
 
     def _watch_rtp(self, call: _SipCall, now: float) -> None:
         """One-way audio: no RTP from the far end for ``sip.rtp_timeout`` seconds ends the call."""
@@ -615,17 +615,6 @@ class SipLine:
                                        f"(one-way audio: no RTP from the far end for {silent:.0f} s)")
             log.warning("SIP call %s: %s", call.sip_call_id, call.failure[1])
             self._end(call, by_us=True)
-
-    def _drop_dead(self, force: bool = False) -> None:
-        """Forget ended calls (a second after the end, so late callbacks still find them)."""
-        keep = []
-        for ended_at, call in self._dead:
-            if force or time.monotonic() - ended_at > 1:
-                self._calls.pop(call.sip_call_id, None)
-                call.connected = None
-            else:
-                keep.append((ended_at, call))
-        self._dead = keep
 
     # -- diagnostics ----------------------------------------------------------------------------
     async def local_rtp_address(self, call_id: str) -> str | None:
