@@ -199,3 +199,64 @@ async def sip_line(sip_trunk):
     yield make
     for line in lines:
         await line.stop()
+
+
+class Baresip:
+    """baresip (Debian ``baresip-core``), an independent SIP stack, as an auto-answering phone:
+    registers ``number`` with the trunk, answers every call, sends ``source_wav`` as its voice
+    (``aufile``) and dumps what it sent and received into ``workdir`` (``sndfile``: *-enc.wav,
+    *-dec.wav). No sound card: ``aubridge`` is the player."""
+
+    def __init__(self, trunk: LocalTrunk, number: str, workdir, source_wav):
+        self.trunk, self.number, self.workdir, self.source_wav = trunk, number, workdir, source_wav
+        self.proc = None
+
+    def start(self, timeout: float = 10) -> "Baresip":
+        import subprocess
+
+        from sim.sip_trunk import free_port
+
+        d = self.workdir
+        d.mkdir(parents=True, exist_ok=True)
+        rtp = free_port()
+        (d / "config").write_text(
+            f"poll_method epoll\nsip_listen 127.0.0.1:{free_port()}\naudio_player aubridge,nil\n"
+            f"audio_source aufile,{self.source_wav}\naudio_alert aubridge,nil\nrtp_ports {rtp}-{rtp + 20}\n"
+            "module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule aubridge.so\n"
+            f"module sndfile.so\nsnd_path {d}\nmodule_app account.so\nmodule_app menu.so\n")
+        (d / "accounts").write_text(f"<sip:{self.number}@{self.trunk.address}>;auth_pass={PASSWORD};"
+                                    "answermode=auto;audio_codecs=PCMA,PCMU;regint=300\n")
+        self.log = d / "baresip.log"
+        self.proc = subprocess.Popen(["baresip", "-f", str(d), "-v"], stdout=open(self.log, "wb"),
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        end = time.monotonic() + timeout
+        while "200 OK" not in self.log.read_text(errors="replace"):  # "{0/UDP/v4} 200 OK (kamailio ...)"
+            if time.monotonic() > end or self.proc.poll() is not None:
+                raise RuntimeError(f"baresip did not register: {self.log.read_text(errors='replace')[-1500:]}")
+            time.sleep(0.1)
+        return self
+
+    def dumps(self, kind: str) -> list:
+        return sorted(self.workdir.glob(f"dump-*-{kind}.wav"))
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def baresip_phone(sip_trunk, tmp_path):
+    import shutil
+
+    _need(shutil.which("baresip"), "baresip (baresip-core)")
+    phones: list[Baresip] = []
+
+    def make(source_wav, number: str | None = None) -> Baresip:
+        phone = Baresip(sip_trunk, number or handset_number(), tmp_path / "baresip", source_wav)
+        phones.append(phone)
+        return phone.start()
+
+    yield make
+    for phone in phones:
+        phone.stop()
