@@ -15,7 +15,8 @@ command                                                 what it does
                                                         error (503), ring (180, never answers),
                                                         ignore (no response at all)
 {"cmd": "wait_prompt", "timeout": 20}                   wait until the bot's next prompt has ended
-                                                        (speech, then ``silence`` s of quiet)
+                                                        (speech, then ``silence`` s of quiet);
+                                                        ``"flush": true`` forgets earlier prompts
 {"cmd": "say", "pcm": "a.raw", "hangup_after": 1.0}     play 8 kHz PCM16 (raw or .wav); optionally
                                                         hang up that many seconds into it
 {"cmd": "dtmf", "digits": "1", "method": "info"}        keypad: rfc4733 (default) or info
@@ -26,10 +27,11 @@ command                                                 what it does
 {"cmd": "quit"}
 =====================================================  =========================================
 
-Events: ready, registered, incoming (with the INVITE as received), state, answered,
-prompt_end (``speech_s``), said, dtmf_sent, closed (``code``, ``recording``: a WAV of what was
-heard, ``levels``: a JSON file of per-frame levels with monotonic times), error, done (each
-command's completion, with its ``cmd``).
+Events: ready, registered, incoming (with the INVITE as received), state, media (the codec),
+answered, prompt_end (``speech_s``; ``speech_at``: when its first voiced frame arrived), said,
+dtmf_sent, dtmf_heard, stats, closed (``code``; ``recording``: a WAV of what was heard;
+``levels``: a JSON file of per-frame levels from the answer on), error, done (each command's
+completion, with its ``cmd``).
 The ``SipHandset`` class at the bottom starts one and talks to it.
 """
 
@@ -84,6 +86,7 @@ class _Handset:
         self.heard = bytearray()
         self.levels: list[float] = []
         self.answered_at = 0.0
+        self.speech_at = 0.0
         self.answer_due: float | None = None
         self.calls = 0
         self.lock = threading.Lock()
@@ -209,17 +212,21 @@ class _Handset:
             self.answer_due = None
 
     def _heard(self, pcm: bytes) -> None:  # clock thread
-        from voice.endpointing import END, frame_dbfs
+        from voice.endpointing import END, SPEECH_START, frame_dbfs
 
         if not self.answered_at:
             return
         with self.lock:
             self.heard += pcm
             self.levels.append(round(frame_dbfs(pcm), 1))
-            event = self.endpointer.push(pcm)
-            if event == END:
-                self.prompts.put({"speech_s": round(self.endpointer.utterance_s, 2), "at": time.monotonic()})
-                self.endpointer.reset()
+            ep = self.endpointer
+            event = ep.push(pcm)
+            if event == SPEECH_START:  # arrival time of the prompt's first voiced frame
+                self.speech_at = time.monotonic() - (ep.elapsed - ep.speech_start) + 0.02
+            elif event == END:
+                self.prompts.put({"speech_s": round(ep.utterance_s, 2), "at": time.monotonic(),
+                                  "speech_at": self.speech_at})
+                ep.reset()
 
     def _save(self) -> tuple[str, str]:
         from voice.audio import write_wav
@@ -248,6 +255,8 @@ class _Handset:
         self.mode, self.answer_delay = mode, float(cmd.get("delay", 0.3))
 
     def cmd_wait_prompt(self, cmd: dict) -> None:
+        while cmd.get("flush") and not self.prompts.empty():  # forget prompts that ended before
+            self.prompts.get_nowait()
         try:
             prompt = self.prompts.get(timeout=float(cmd.get("timeout", 30)))
         except queue.Empty:
@@ -469,7 +478,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sim.sip_handset", description="测试用 SIP 话机 (test SIP handset)")
+    parser = argparse.ArgumentParser(prog="python -m sim.sip_handset",
+                                     description="测试用 SIP 话机 (test SIP handset)")
     parser.add_argument("--trunk", required=True, help="registrar/proxy host:port")
     parser.add_argument("--user", required=True)
     parser.add_argument("--password", default=os.environ.get("TANFANG_TEST_HANDSET_PASSWORD", ""))

@@ -8,7 +8,8 @@ the test handset — or are answered 480 when nobody did. A wrong password gets 
 ``tm``'s timers make the 408 a carrier sends when a phone rings out (``fr_inv_timer``) or never
 answers at all (``fr_timer``). The trunk itself answers INVITEs to ``0599NNN`` with SIP code NNN
 (``0599503``: 503 Service Unavailable, as a trunk out of capacity does) — a proxy never relays a
-503 from downstream (RFC 3261 section 16.7 turns it into 500). Used by the tests (``tests/sip_peers.py``) and the SIP simulation.
+503 from downstream (RFC 3261 section 16.7 turns it into 500).
+Used by the tests (``tests/sip_peers.py``) and the SIP simulation.
 """
 
 from __future__ import annotations

@@ -352,3 +352,29 @@ async def test_sip_inbound_call_without_a_session_is_refused(sip_line, handset, 
     assert (await h.aw("closed", 10))["code"] == code
     await asyncio.sleep(0.2)
     assert line.calls_in_progress == 0
+
+
+async def test_sip_line_over_tcp(sip_line, handset):
+    h = handset()  # the handset stays on UDP: Kamailio bridges the two transports
+    events = FakeEvents()
+    line = await sip_line(events, transport="tcp")
+    assert line.registration.ok
+    await line.place(h.user, 1)
+    live = await events.wait_answered(1)
+    assert "SIP/2.0/TCP" in (await h.aw("incoming"))["invite"].split("Via:")[2]  # our hop came over TCP
+    h.send("dtmf", digits="9", method="info")
+    assert await live.wait_digits(1) == ["9"]
+    h.send("hangup")
+    await live.wait_closed()
+    await events.wait_status(1, cs.COMPLETED)
+
+
+async def test_sip_one_line_per_process(sip_line, sip_trunk):
+    from tests.sip_peers import sip_settings
+    from voice.sip_line import SipLine
+
+    await sip_line()
+    second = SipLine(sip_settings(sip_trunk), FakeEvents())
+    with pytest.raises(Exception, match="one endpoint per process"):
+        await second.start()
+    await second.stop()

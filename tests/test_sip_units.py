@@ -111,8 +111,8 @@ def test_sip_settings_from_file_and_environment(tmp_path):
     assert s.sip.username == "037112345678" and s.sip.caller_id == "037100000000"
     assert s.sip.codecs == ["PCMU"] and s.phone.line == "sip" and s.phone.line_by_area["兰考县"] == "sip"
     assert s.secrets.sip_password.get_secret_value() == "pw" and "pw" not in repr(s)
-    for bad in ("sip:\n  username: 037100001\n", "sip:\n  caller_id: 13800000000\n", "sip:\n  codecs: [G729]\n", "sip:\n  transport: tls\n",
-                "phone:\n  line: skype\n", "sip:\n  password: x\n", "sip:\n  session_timer: 30\n"):
+    for bad in ("sip:\n  username: 037100001\n", "sip:\n  caller_id: 13800000000\n", "sip:\n  codecs: [G729]\n",
+                "sip:\n  transport: tls\n", "phone:\n  line: skype\n", "sip:\n  password: x\n", "sip:\n  session_timer: 30\n"):
         cfg.write_text(bad, encoding="utf-8")
         with pytest.raises(SettingsError):
             load_settings(env={}, config_path=cfg)

@@ -19,9 +19,13 @@ https://docs.pjsip.org/en/latest/pjsua2/general_concept.html):
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import ctypes
 import functools
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -92,6 +96,23 @@ class _LogWriter(pj.LogWriter):
         log.info("%s", entry.msg.rstrip())
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Point file descriptor 1 at stderr for a moment (C code printing with stdio)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        try:
+            ctypes.CDLL(None).fflush(None)
+        except (OSError, AttributeError):
+            pass
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _endpoint_config(opts: EndpointOptions, writer: pj.LogWriter) -> pj.EpConfig:
     cfg = pj.EpConfig()
     cfg.uaConfig.threadCnt = 0
@@ -146,6 +167,9 @@ class PjsipThread:
     timers of the owner (ring timeouts, RTP watchdogs).
     """
 
+    _lock = threading.Lock()
+    _active = False  # PJSIP has one endpoint per process
+
     def __init__(self, options: EndpointOptions, *, name: str = "pjsip", tick: Callable[[], None] | None = None):
         self.options = options
         self.name = name
@@ -159,6 +183,7 @@ class PjsipThread:
         self._ready = concurrent.futures.Future()
         self._writer = _LogWriter()
         self._registered: set[int] = set()
+        self._owns_endpoint = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, timeout: float = 10) -> None:
@@ -247,9 +272,16 @@ class PjsipThread:
 
     def _create(self) -> None:
         opts = self.options
+        with PjsipThread._lock:
+            if PjsipThread._active:
+                raise PjsipError("每个进程只能有一个 SIP 端点 (PJSIP allows one endpoint per process; "
+                                 "stop the other SipLine first)")
+            PjsipThread._active = True
+            self._owns_endpoint = True
         ep = pj.Endpoint()
         self.endpoint = ep
-        ep.libCreate()
+        with _stdout_to_stderr():  # PJLIB's start-up banner must not land in a --json output
+            ep.libCreate()
         ep.libInit(_endpoint_config(opts, self._writer))
         ep.audDevManager().setNullDev()
         kind = pj.PJSIP_TRANSPORT_TCP if opts.transport == "tcp" else pj.PJSIP_TRANSPORT_UDP
@@ -263,6 +295,10 @@ class PjsipThread:
 
     def _destroy(self) -> None:
         ep = self.endpoint
+        if self._owns_endpoint:
+            with PjsipThread._lock:
+                PjsipThread._active = False
+            self._owns_endpoint = False
         if ep is None:
             return
         try:
