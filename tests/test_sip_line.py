@@ -63,6 +63,17 @@ async def test_sip_registration_ok_then_refused_with_a_clear_error(sip_line, sip
     assert h.seen("incoming") == []  # no INVITE was sent
 
 
+async def test_sip_unreachable_registrar_is_named_and_no_call_is_attempted(sip_line):
+    from sim.sip_trunk import free_port
+
+    nobody = f"127.0.0.1:{free_port()}"
+    line = await sip_line(wait_registered=False, registrar=nobody, transport="tcp")  # refused at once
+    reg = line.registration
+    assert reg.state == "failed" and reg.code >= 400
+    with pytest.raises(LineError, match=nobody.replace(".", r"\.")):
+        await line.place("13800000000", 1)
+
+
 # -- an answered call --------------------------------------------------------------------------
 async def test_sip_outbound_call_plays_hears_and_reports_statuses(sip_line, handset, tmp_path):
     line, events, h, call_id, live, audio = await answered_call(sip_line, handset)
@@ -130,6 +141,15 @@ async def test_sip_far_end_hangs_up_mid_answer_and_what_came_before_is_intact(si
         assert abs(dominant_hz(frames[i]) - 500) < 60
     assert events.status_names(1)[-1] == cs.COMPLETED
     assert live.closed_at >= live.frames[-1][0]  # closed() came after the last frame
+
+
+async def test_sip_handset_dying_mid_call_ends_it_as_failed(sip_line, handset):
+    line, events, h, call_id, live, audio = await answered_call(sip_line, handset, rtp_timeout=2)
+    h.proc.kill()  # battery out, no BYE: only the silence of its RTP tells
+    await events.wait_status(1, cs.FAILED, timeout=8)
+    assert "单向音频" in events.statuses[-1][3]
+    await live.wait_closed()
+    assert line.calls_in_progress == 0
 
 
 async def test_sip_our_hang_up_ends_the_call(sip_line, handset):
@@ -378,3 +398,15 @@ async def test_sip_one_line_per_process(sip_line, sip_trunk):
     with pytest.raises(Exception, match="one endpoint per process"):
         await second.start()
     await second.stop()
+
+
+async def test_sip_stop_hangs_up_live_calls_and_unregisters(sip_line, handset):
+    line, events, h, call_id, live, audio = await answered_call(sip_line, handset)
+    await line.stop()
+    await live.wait_closed(5)
+    await events.wait_status(1, cs.COMPLETED)
+    assert (await h.aw("closed"))["code"] == 200
+    h.send("call", to="037100001")  # the line's registration is gone: the trunk answers 480
+    assert (await h.aw("closed", 10))["code"] == 480
+    with pytest.raises(LineError):
+        await line.place(h.user, 2)

@@ -9,7 +9,7 @@ import pytest
 
 from core.settings import SettingsError, load_settings
 from voice.pjsip_runtime import FRAME_BYTES, PlayQueue
-from voice.sip_line import Pacer, Registration, _CallPump
+from voice.sip_line import Pacer, Registration, _CallPump, missing_settings
 
 
 class Clock:
@@ -116,3 +116,15 @@ def test_sip_settings_from_file_and_environment(tmp_path):
         cfg.write_text(bad, encoding="utf-8")
         with pytest.raises(SettingsError):
             load_settings(env={}, config_path=cfg)
+
+
+def test_sip_missing_settings_are_named():
+    empty = load_settings(env={})
+    assert missing_settings(empty) == ["sip.registrar（或 sip.proxy / sip.domain）", "sip.caller_id（或 sip.username）"]
+    half = load_settings(env={"TANFANG_SIP__REGISTRAR": "10.0.0.1:5060"})
+    assert missing_settings(half) == ["sip.username", "TANFANG_SIP_PASSWORD", "sip.caller_id（或 sip.username）"]
+    ready = load_settings(env={"TANFANG_SIP__REGISTRAR": "10.0.0.1", "TANFANG_SIP__USERNAME": "037100001",
+                               "TANFANG_SIP_PASSWORD": "pw"})
+    assert missing_settings(ready) == []
+    ip_trunk = load_settings(env={"TANFANG_SIP__PROXY": "10.0.0.1", "TANFANG_SIP__CALLER_ID": "037100001"})
+    assert missing_settings(ip_trunk) == []  # IP-authenticated: no registration, no password

@@ -50,7 +50,7 @@ class Registration:
     """Where the account's registration stands (``SipLine.registration``)."""
 
     registrar: str
-    state: str = "none"      # none | registering | registered | refused
+    state: str = "none"      # none | registering | registered | refused (401/403/404) | failed (no answer, 5xx)
     code: int = 0
     reason: str = ""
 
@@ -64,7 +64,25 @@ class Registration:
         if self.state == "refused":
             return (f"SIP 注册被拒绝：{self.registrar} 回复 {self.code} {self.reason} "
                     f"(registration refused by {self.registrar}: SIP {self.code} {self.reason})")
+        if self.state == "failed":
+            return (f"无法注册到 {self.registrar}：SIP {self.code} {self.reason}，稍后自动重试 "
+                    f"(registrar {self.registrar} not reachable or failing: SIP {self.code} {self.reason}; retrying)")
         return f"尚未注册到 {self.registrar} (not registered yet)"
+
+
+def missing_settings(settings: Settings) -> list[str]:
+    """What the SIP line still needs before it can run (for ``tanfang serve --check``); [] = ready."""
+    s = settings.sip
+    missing = []
+    if not (s.registrar or s.proxy or s.domain):
+        missing.append("sip.registrar（或 sip.proxy / sip.domain）")
+    if s.registrar and not s.username:
+        missing.append("sip.username")
+    if s.registrar and not settings.secrets.sip_password:
+        missing.append("TANFANG_SIP_PASSWORD")
+    if not (s.caller_id or s.username):
+        missing.append("sip.caller_id（或 sip.username）")
+    return missing
 
 
 class Pacer:
@@ -385,7 +403,8 @@ class SipLine:
         elif 200 <= code < 300:
             reg.state, reg.code, reg.reason = "none", code, "unregistered"
         else:
-            reg.state, reg.code, reg.reason = "refused", code, reason
+            reg.state = "refused" if code in (401, 403, 404, 407) else "failed"
+            reg.code, reg.reason = code, reason
             log.error("%s", reg.describe())
         if self.loop and self._reg_seen is not None:
             self.loop.call_soon_threadsafe(self._reg_seen.set)
@@ -527,7 +546,15 @@ class SipLine:
             live = None
         pump.attach(live)
         if live is None:
-            await self.hang_up(call_id)
+            await self._quietly(self.hang_up(call_id))
+
+    @staticmethod
+    async def _quietly(step: Awaitable) -> None:
+        """A PJSIP step whose failure only matters to the log (the line may be stopping)."""
+        try:
+            await step
+        except Exception as exc:  # noqa: BLE001
+            log.info("SIP step skipped: %s", error_text(exc))
 
     def _report(self, call: _SipCall, status: str, reason: str | None = None) -> None:
         if call.inbound or call.attempt_id is None or self.loop is None:
@@ -567,7 +594,7 @@ class SipLine:
             except Exception:  # noqa: BLE001 - refuse the call, keep the line
                 log.exception("on_inbound failed for a call from %s", caller)
         pump.attach(live)
-        await self._thread.run(self._answer, call_id, 200 if live is not None else code)
+        await self._quietly(self._thread.run(self._answer, call_id, 200 if live is not None else code))
 
     def _answer(self, call_id: str, code: int) -> None:
         call = self._calls.get(call_id)
