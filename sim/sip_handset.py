@@ -22,6 +22,7 @@ command                                                 what it does
 {"cmd": "dtmf", "digits": "1", "method": "info"}        keypad: rfc4733 (default) or info
 {"cmd": "silence", "seconds": 3}                        stay quiet
 {"cmd": "stats"}                                        what was heard so far (``stats`` event)
+{"cmd": "reinvite"}                                     re-INVITE with a new SDP offer (media update)
 {"cmd": "hangup"}                                       hang up
 {"cmd": "call", "to": "13900000000"}                    call out through the trunk (inbound tests)
 {"cmd": "quit"}
@@ -186,14 +187,14 @@ class _Handset:
 
         info = call.getInfo()  # keep it referenced: ``media`` points into it (SWIG)
         for media in info.media:
-            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE and self.port is None:
-                am = call.getAudioMedia(media.index)
-                self.port = FramePort(self.queue, on_frame=self._heard, on_mark=self.said.put)
-                self.port.create("handset")
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                if self.port is None:
+                    self.port = FramePort(self.queue, on_frame=self._heard, on_mark=self.said.put)
+                    self.port.create("handset")
+                am = call.getAudioMedia(media.index)  # (re)connect at every media update
                 am.startTransmit(self.port)
                 self.port.startTransmit(am)
-                codec = call.getStreamInfo(media.index).codecName
-                self.emit("media", codec=codec)
+                self.emit("media", codec=call.getStreamInfo(media.index).codecName)
 
     def _state(self, info) -> None:
         pj = self.pj
@@ -314,6 +315,15 @@ class _Handset:
         self.thread.run_sync(send)
         time.sleep(0.2 * len(digits))
         self.emit("dtmf_sent", digits=digits, method=method)
+
+    def cmd_reinvite(self, cmd: dict) -> None:
+        def send():
+            prm = self.pj.CallOpParam(True)
+            prm.opt.flag = self.pj.PJSUA_CALL_UNHOLD  # a fresh SDP offer: the media is renegotiated
+            self.call.reinvite(prm)
+
+        self.thread.run_sync(send)
+        time.sleep(0.5)
 
     def cmd_hangup(self, cmd: dict) -> None:
         def hang():

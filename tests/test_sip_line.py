@@ -143,6 +143,23 @@ async def test_sip_far_end_hangs_up_mid_answer_and_what_came_before_is_intact(si
     assert live.closed_at >= live.frames[-1][0]  # closed() came after the last frame
 
 
+async def test_sip_audio_survives_a_re_invite_from_the_far_end(sip_line, handset, tmp_path):
+    line, events, h, call_id, live, audio = await answered_call(sip_line, handset)
+    h.send("reinvite")
+    await h.aw("done")
+    assert len(h.seen("media")) >= 2  # the media really was renegotiated
+    await audio.play(tone(0.8, 440), "after")
+    await live.wait_played("after")
+    h.send("wait_prompt", timeout=6)
+    assert 0.7 <= (await h.aw("prompt_end", 8))["speech_s"] <= 0.9
+    before = len(live.frames)
+    (tmp_path / "a.raw").write_bytes(tone(1.0, 300))
+    h.send("say", pcm=str(tmp_path / "a.raw"))
+    await h.aw("said")
+    await asyncio.sleep(0.3)
+    assert len(voiced_frames([f for _, f in live.frames[before:]])) >= 45
+
+
 async def test_sip_handset_dying_mid_call_ends_it_as_failed(sip_line, handset):
     line, events, h, call_id, live, audio = await answered_call(sip_line, handset, rtp_timeout=2)
     h.proc.kill()  # battery out, no BYE: only the silence of its RTP tells

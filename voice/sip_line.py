@@ -208,7 +208,6 @@ class _SipCall(pj.Call):
         self.pump = _CallPump(line.loop)
         self.port = FramePort(self.queue, on_frame=self.pump.audio, on_mark=self._mark_posted(self.pump))
         self.port.create(f"call{id(self) % 100000}")
-        self.connected: pj.AudioMedia | None = None
 
     @staticmethod
     def _mark_posted(pump: _CallPump) -> Callable[[str], None]:
@@ -226,12 +225,12 @@ class _SipCall(pj.Call):
         info = self.getInfo()  # keep it referenced: ``media`` points into it (SWIG)
         for media in info.media:
             if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                # (re)connect at every media update: a re-INVITE may give the stream a new
+                # conference slot; connecting twice is harmless
                 self.media_index = media.index
-                if self.connected is None:
-                    am = self.getAudioMedia(media.index)
-                    am.startTransmit(self.port)
-                    self.port.startTransmit(am)
-                    self.connected = am
+                am = self.getAudioMedia(media.index)
+                am.startTransmit(self.port)
+                self.port.startTransmit(am)
 
     @guarded
     def onDtmfDigit(self, prm) -> None:
