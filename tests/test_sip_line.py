@@ -427,3 +427,21 @@ async def test_sip_stop_hangs_up_live_calls_and_unregisters(sip_line, handset):
     assert (await h.aw("closed", 10))["code"] == 480
     with pytest.raises(LineError):
         await line.place(h.user, 2)
+
+
+async def test_sip_inbound_codec_follows_the_callers_order_unless_limited(sip_line, handset):
+    """PJSIP answers in the offerer's codec order (PJMEDIA_SDP_NEG_PREFER_REMOTE_CODEC_ORDER, fixed
+    when the wheel was built): a PCMU-first caller gets PCMU, unless ``sip.codecs`` is [PCMA]."""
+    line = await sip_line()
+    h = handset(codecs="PCMU,PCMA")
+    line.on_inbound = lambda caller, call_id, audio: RecordingCall()
+    h.send("call", to="037100001")
+    assert (await h.aw("media", 10))["codec"] == "PCMU"
+    h.send("hangup")
+    await h.aw("closed")
+    await line.stop()
+
+    pcma_only = await sip_line(codecs="[PCMA]")
+    pcma_only.on_inbound = lambda caller, call_id, audio: RecordingCall()
+    h.send("call", to="037100001")
+    assert (await h.aw("media", 10))["codec"] == "PCMA"
