@@ -333,8 +333,11 @@ class SipLine:
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, registration_timeout: float = 10) -> Registration:
         """Start PJSIP and the account(s); wait for the first registration answer (a refusal is
-        logged and kept in ``registration``: the service keeps running, calls wait)."""
+        logged and kept in ``registration``: the service keeps running, calls wait).
+        A line starts once; after ``stop`` make a new one."""
         s = self.sip
+        if self._accounts:
+            return self.registration
         if s.registrar and not s.username:
             raise LineError("SIP 设置缺少 sip.username (sip.registrar is set but no username)")
         if s.registrar and not self.password:
