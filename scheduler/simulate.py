@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib.util
 import random
 import time
 from collections import Counter, defaultdict
@@ -35,7 +34,8 @@ from core import plan
 from core.channels import RecordingChannel
 from core.checkin import CheckInService
 from core.coverage import coverage_report, month_end
-from core.ports import DialogReply, Grade, ParseResult
+from core.escalation import report_call_outcome
+from core.ports import CallRequest, DialogReply, Grade, ParseResult
 from core.tasks import close_task, transition
 from data.catalogue import load_catalogue
 from data.models import (
@@ -69,25 +69,6 @@ MIX = ["fine", "fine", "lonely", "fine", "short_of_money", "fell", "fine", "gas"
 
 
 # ---- the scripted world ------------------------------------------------------------------------
-def _keyword_grade(text: str, parse=None, expects=None) -> Grade:
-    """Used only when core.grading is not available: enough for the scripted personas."""
-    rules = [(("摔", "起不来", "救命"), "urgent", "health", "摔倒"),
-             (("煤气味", "着火", "冒烟"), "urgent", "safety", "煤气泄漏"),
-             (("孤单", "没人管", "不来个电话"), "concern", "family", "孤独"),
-             (("钱不够", "买不起", "没钱", "没收到"), "concern", "economy", "经济困难"),
-             (("不得劲", "睡不着"), "concern", "health", "情绪低落")]
-    for words, risk, dim, reason in rules:
-        if any(w in text for w in words):
-            return Grade(risk, dim, (reason,))
-    return Grade()
-
-
-def choose_grader():
-    if importlib.util.find_spec("core.grading") is not None:
-        return None, "core.grading.grade_turn"  # CheckInService uses it itself
-    return _keyword_grade, "simulator keyword table"
-
-
 @dataclass
 class Persona:
     key: str
@@ -181,7 +162,7 @@ class SimDialer:
         self.checkin = CheckInService(sim.app, ScriptedDialog(), grader=sim.grader, clock=sim.now)
         self.lose_next_call = False
 
-    async def dial(self, request: jobs.CallRequest) -> None:
+    async def dial(self, request: CallRequest) -> None:
         sim = self.sim
         now = sim.now()
         persona = sim.personas[request.elder_id]
@@ -194,11 +175,11 @@ class SimDialer:
             return
         answers = persona.answer_on_attempt and request.attempt_no >= persona.answer_on_attempt
         if not answers:
-            jobs.report_call_outcome(sim.app.db, sim.app.settings, attempt_id=request.attempt_id,
+            report_call_outcome(sim.app.db, sim.app.settings, attempt_id=request.attempt_id,
                                      status="no_answer", now=now)
             return
         rec.answered = True
-        jobs.report_call_outcome(sim.app.db, sim.app.settings, attempt_id=request.attempt_id, status="answered",
+        report_call_outcome(sim.app.db, sim.app.settings, attempt_id=request.attempt_id, status="answered",
                                  now=now)
         day = plan.local_today(sim.app.settings, now).day
         visit_id, reply = await self.checkin.start(request.elder_id, "phone",
@@ -215,7 +196,7 @@ class SimDialer:
                 break
         self.checkin.finish(visit_id, outcome="complete")
         rec.completed = True
-        jobs.report_call_outcome(sim.app.db, sim.app.settings, attempt_id=request.attempt_id, status="completed",
+        report_call_outcome(sim.app.db, sim.app.settings, attempt_id=request.attempt_id, status="completed",
                                  now=now)
         with sim.app.db.session() as s:
             from data.models import CallAttempt
@@ -239,7 +220,7 @@ class MonthSimulation:
         self.rng = random.Random(self.seed)
         self.settings = self.app.settings
         self.clock: dt.datetime = plan.to_utc(self.settings, dt.datetime.combine(self.month, dt.time()))
-        self.grader, self.grader_name = choose_grader()
+        self.grader, self.grader_name = None, "core.grading.grade_turn"  # CheckInService grades itself
         self.personas: dict[int, Persona] = {}
         self.calls: list[CallRecord] = []
         self.lost_calls: list[int] = []

@@ -151,3 +151,11 @@ def recognizer(settings=None):
         return _construct(VoskRecognizer, settings)
     except ImportError:
         return _VoskRecognizer()
+
+
+def stream_parameters(twiml_xml: str) -> dict[str, str]:
+    """The ``<Parameter>``s of the ``<Stream>`` in a voice webhook's TwiML (what Twilio puts in
+    the stream's ``start`` as ``customParameters``)."""
+    import xml.etree.ElementTree as ET
+
+    return {p.get("name"): p.get("value") for p in ET.fromstring(twiml_xml).iter("Parameter")}

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from core.cli import cli
+from tanfang.cli import cli
 from dialogs.runtime import action_server_up, rasa_status
 
 pytest_plugins = ["tests.rasa_fixtures"]

@@ -10,7 +10,7 @@ from difflib import SequenceMatcher
 import pytest
 from sqlalchemy import select
 
-from core.app import build_app
+from tanfang.wiring import build_app
 from core.settings import load_settings
 from data.catalogue import load_catalogue
 from data.models import CallAttempt, Elder, OutboxMessage, Task, Visit

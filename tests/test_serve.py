@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 from click.testing import CliRunner
 
-from core.cli import cli
+from tanfang.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
 TWILIO = {"TANFANG_TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TANFANG_TWILIO_AUTH_TOKEN": "t0ken",
@@ -93,7 +93,7 @@ class ServeProcess:
         full = {k: v for k, v in os.environ.items() if not k.startswith("TANFANG_") or k.startswith("TANFANG_TEST_")}
         full.update(env, TANFANG_DATA_DIR=str(tmp_path / "var"), PYTHONUNBUFFERED="1")
         self._out = open(self.logfile, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-c", "from core.cli import main; main()", "serve",
+        self.proc = subprocess.Popen([sys.executable, "-c", "from tanfang.cli import main; main()", "serve",
                                       "--port", str(self.port)], cwd=REPO, env=full, stdout=self._out,
                                      stderr=subprocess.STDOUT)
         self.deadline = time.monotonic() + 60

@@ -8,7 +8,7 @@ import json
 
 from click.testing import CliRunner
 
-from core.cli import cli
+from tanfang.cli import cli
 from scheduler.simulate import simulate_month_async
 
 MONTH = dt.date(2026, 12, 1)

@@ -115,7 +115,7 @@ class RecordingHttp:
 def test_calls_create_is_valid_against_twilios_spec(placer_settings):
     http = RecordingHttp()
     placer = TwilioCallPlacer(placer_settings, http_client=http)
-    call = placer.place("+8613800001111", attempt_id=42)
+    call = placer.create_call("+8613800001111", attempt_id=42)
     assert call.sid.startswith("CA") and call.status
     method, url, data = http.sent[0]
     assert method == "POST" and url == f"{placer_settings.twilio.api_base_url}/2010-04-01/Accounts/{ACCOUNT}/Calls.json"
@@ -159,7 +159,7 @@ def test_unpatched_spec_rejects_repeated_status_events(placer_settings, tmp_path
                 time.sleep(0.5)
         placer_settings.twilio.api_base_url = url
         with pytest.raises(TwilioRestException) as err:
-            TwilioCallPlacer(placer_settings).place("+8613800001111", attempt_id=1)
+            TwilioCallPlacer(placer_settings).create_call("+8613800001111", attempt_id=1)
         assert err.value.status == 422
     finally:
         proc.terminate()

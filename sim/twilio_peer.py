@@ -39,9 +39,12 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from core.ports import Synthesizer
-from voice.phone import FRAME_BYTES, RATE, pcm16_to_ulaw, ulaw_to_pcm16
+from tanfang.web import build_web_app
+from tanfang.wiring import build_placer
+from voice.audio import pcm16_to_ulaw, ulaw_to_pcm16
+from voice.twilio_codec import FRAME_BYTES, RATE
 
-log = logging.getLogger("tanfang.voice.simulator")
+log = logging.getLogger("tanfang.sim.twilio_peer")
 
 SILENCE = b"\xff" * FRAME_BYTES  # mu-law silence
 THINK_S = 0.4                    # the elder's pause before answering
@@ -447,19 +450,15 @@ async def simulate_check_in(app, phone, elder_id: int, script: list[Step], synth
     Sets a fresh account SID and auth token for the run when none is configured, and points
     ``twilio.api_base_url`` / ``twilio.public_base_url`` at the two local servers.
     """
-    from core.web import build_web_app
-    from voice.twilio_client import TwilioCallPlacer
-
     settings = app.settings
     simulated_credentials(settings)
     peer = SimulatedTwilio(settings.secrets.twilio_account_sid.get_secret_value(),
                            settings.secrets.twilio_auth_token.get_secret_value(), script, synthesizer,
                            answer=answer, listener=listener)
-    app.phone_checkin = phone
-    async with local_server(peer.asgi()) as api_url, local_server(build_web_app(app)) as web_url:
+    async with local_server(peer.asgi()) as api_url, local_server(build_web_app(app, phone=phone)) as web_url:
         settings.twilio.api_base_url = api_url
         settings.twilio.public_base_url = web_url
-        phone.placer = TwilioCallPlacer(settings)
+        phone.lines["twilio"].placer = build_placer(settings)
         attempt_id = await phone.place_call(elder_id)
         sid = next(iter(peer.calls))
         call = await peer.wait(sid, timeout)

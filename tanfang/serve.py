@@ -30,7 +30,13 @@ from typing import Any, Callable
 
 import click
 
-from core.cli import UserError, echo_json, pass_app
+from scheduler import jobs
+from scheduler.runner import SchedulerService
+from tanfang import wiring
+from tanfang.cli.common import UserError
+from tanfang.telegram_loop import start_reminder_loop
+from tanfang.web import build_web_app
+
 
 log = logging.getLogger("tanfang.serve")
 
@@ -161,6 +167,7 @@ class Service:
     rasa: Any = None
     dialog: Any = None
     application: Any = None
+    phone: Any = None
     scheduler: Any = None
     recognizer: Any = None
     _loop_tasks: set = field(default_factory=set)
@@ -175,30 +182,18 @@ class Service:
 
     def build(self):
         """Everything that needs no network: the PTB Application, the phone check-in, the web app."""
-        from core.web import build_web_app
-
         s = self.settings
-        rasa_url = self.plan["parts"]["rasa"]["url"]
+        url = self.plan["parts"]["rasa"]["url"]
         if self._on("telegram"):
-            from bot.application import build_application, default_checkin_factory
-            self.application = build_application(self.app, checkin_factory=default_checkin_factory(self.app, rasa_url),
-                                                 updater=s.telegram.mode == "polling")
+            self.application = wiring.build_telegram(self.app, url=url, updater=s.telegram.mode == "polling")
         if self._on("phone"):
-            from dialogs.engine import RasaDialogEngine
-            from voice.phone import PhoneCheckIn
-            from voice.tts import synthesizer_for
-            from voice.twilio_client import TwilioCallPlacer
-            from voice.vosk_recognizer import VoskRecognizer
-            self.dialog = RasaDialogEngine(rasa_url, timeout=s.rasa.parse_timeout)
-            self.recognizer = VoskRecognizer(s)
-            self.app.phone_checkin = PhoneCheckIn(self.app, self.dialog, self.recognizer, synthesizer_for(s),
-                                                  placer=TwilioCallPlacer(s))
-        kwargs = {"bot.webhook": {"application": self.application}} if self.application is not None else None
-        return build_web_app(self.app, route_kwargs=kwargs)
+            self.dialog = wiring.build_dialog(s, url)
+            self.recognizer = wiring.build_recognizer(s)
+            self.phone = wiring.build_phone(self.app, self.dialog, recognizer=self.recognizer,
+                                            placer=wiring.build_placer(s))
+        return build_web_app(self.app, phone=self.phone, telegram=self.application)
 
     async def start_telegram(self) -> None:
-        from bot.cli import _start_loop
-
         s, application = self.settings, self.application
         await application.initialize()
         # The reminder loop (reminders + the Telegram outbox, as `telegram run`) is created before
@@ -206,7 +201,7 @@ class Service:
         before = asyncio.all_tasks()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*won't be automatically awaited")
-            await _start_loop(self.app, application)
+            await start_reminder_loop(self.app, application)
         self._loop_tasks = asyncio.all_tasks() - before
         await application.start()
         if s.telegram.mode == "polling":
@@ -235,23 +230,12 @@ class Service:
             self.echo(f"注意 notice: Rasa 启动失败 could not start ({exc}); set rasa.url to an external server")
 
     async def start_scheduler(self) -> None:
-        from scheduler import jobs
-        from scheduler.dialers import ChannelDialer, TelegramDialer, TwilioDialer
-        from scheduler.runner import SchedulerService
-
-        dialers, channels = {}, {}
-        if self._on("phone"):
-            dialers["phone"] = TwilioDialer(self.app, self.app.phone_checkin.placer)
-        if self.application is not None:
-            from bot.channel import TelegramChannel
-            dialers["telegram"] = TelegramDialer(self.app, self.application)
-            channels["telegram"] = TelegramChannel(self.application.bot)
-        if self._on("sms"):
-            from voice.twilio_sms import TwilioSmsChannel
-            channels["sms"] = TwilioSmsChannel(self.settings)
-        self.scheduler = SchedulerService(jobs.JobContext(self.app, ChannelDialer(dialers), channels))
+        dialer = wiring.build_dialer(self.app, line=self.phone.lines["twilio"] if self.phone is not None else None,
+                                     application=self.application)
+        channels = wiring.build_channels(self.app, application=self.application, sms=self._on("sms"))
+        self.scheduler = SchedulerService(jobs.JobContext(self.app, dialer, channels))
         await self.scheduler.start()
-        self.echo(f"调度器 scheduler: 拨号 dialers {sorted(dialers) or '-'}, 通知 channels {sorted(channels) or '-'}")
+        self.echo(f"调度器 scheduler: 拨号 dialers {sorted(dialer.dialers) or '-'}, 通知 channels {sorted(channels) or '-'}")
 
     async def bring_up(self) -> None:
         try:
@@ -341,49 +325,3 @@ class Service:
             self.echo("已停止 stopped")
 
 
-# ---- the command --------------------------------------------------------------------------------
-def _print_plan(plan: dict[str, Any]) -> None:
-    parts = plan["parts"]
-    click.echo("会运行 would run:")
-    for name in plan["would_run"]:
-        p = parts[name]
-        detail = {"web": lambda: p["url"], "database": lambda: p["url"],
-                  "telegram": lambda: p["mode"] + (f" {p['webhook_url']}" if p.get("webhook_url") else ""),
-                  "rasa": lambda: f"{p['mode']} {p['url']}",
-                  "scheduler": lambda: f"dialers {','.join(p['dialers']) or '-'}; channels {','.join(p['channels']) or '-'}",
-                  }.get(name, lambda: "")()
-        click.echo(f"  {name:<10}{detail}")
-    lines = notices(plan)
-    if lines:
-        click.echo("未启用 left out:")
-        for line in lines:
-            click.echo(f"  {line}")
-
-
-def register(cli: click.Group) -> None:
-    @cli.command("serve")
-    @click.option("--host", default=None, help="监听地址 (default: web.host)")
-    @click.option("--port", type=int, default=None, help="端口 (default: web.port)")
-    @click.option("--check", is_flag=True, help="只显示会运行什么、缺少哪些设置，然后退出 (print the plan, do not serve)")
-    @click.option("--json", "as_json", is_flag=True, help="--check 的 JSON 输出")
-    @pass_app
-    def serve(app, host: str | None, port: int | None, check: bool, as_json: bool) -> None:
-        """运行服务：网页、电话、Telegram、对话、调度 (the real service, in one process)."""
-        host = host or app.settings.web.host
-        port = port or app.settings.web.port
-        plan = service_plan(app, host, port)
-        if check:
-            echo_json(plan) if as_json else _print_plan(plan)
-            if not plan["ok"]:
-                raise click.exceptions.Exit(1)
-            return
-        if not plan["ok"]:
-            raise UserError(notices(plan)[0])
-        if not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            for noisy in ("alembic", "apscheduler", "httpx"):  # migrations, every job run, every poll
-                logging.getLogger(noisy).setLevel(logging.WARNING)
-        for line in notices(plan):
-            click.echo(f"注意 notice: {line}")
-        app.ready_db()
-        asyncio.run(Service(app, host, port, plan).run())

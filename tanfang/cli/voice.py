@@ -8,20 +8,19 @@ are, other rates are resampled to 16 kHz first.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
 
 import click
 
+from tanfang.cli.common import UserError, pass_app
 from voice.audio import duration_s, read_wav, resample_pcm16
 
 NATIVE_RATES = (8000, 16000)
 
 
 def register(cli: click.Group) -> None:
-    from core.cli import UserError, pass_app
 
     @cli.command("transcribe")
     @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
@@ -61,9 +60,3 @@ def register(cli: click.Group) -> None:
                                       ensure_ascii=False))
             else:
                 click.echo(f"{f}\t{result.text}\t{result.confidence:.2f}")
-
-    # ---- the phone-call commands of voice/cli_call.py (the Twilio side) register here ----------
-    if importlib.util.find_spec("voice.cli_call") is not None:
-        from voice import cli_call
-
-        cli_call.register(cli)

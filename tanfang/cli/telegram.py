@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from core.cli import UserError, echo_json, pass_app
+from tanfang import wiring
+from tanfang.cli.common import UserError, echo_json, pass_app
+from tanfang.telegram_loop import start_reminder_loop
 
 
 def register(cli: click.Group) -> None:
@@ -64,7 +66,6 @@ def register(cli: click.Group) -> None:
         """本地轮询模式运行机器人 (polling; production uses the webhook in `tanfang serve`).
 
         Elders' check-ins use rasa.url, or else the embedded Rasa started here."""
-        from bot.application import build_application, default_checkin_factory
         app.ready_db()
         rasa = None
         if not no_rasa:
@@ -74,9 +75,9 @@ def register(cli: click.Group) -> None:
             except RasaRuntimeError as exc:
                 raise UserError(f"Rasa 启动失败：{exc}（可加 --no-rasa）") from exc
         try:
-            application = build_application(
-                app, checkin_factory=default_checkin_factory(app, rasa.url) if rasa else _no_rasa)
-            application.post_init = lambda a: _start_loop(app, a)
+            application = wiring.build_telegram(
+                app, checkin_factory=wiring.chat_checkin_factory(app, rasa.url) if rasa else _no_rasa)
+            application.post_init = lambda a: start_reminder_loop(app, a)
             click.echo("Telegram 机器人已启动（轮询模式），Ctrl+C 停止。")
             application.run_polling()
         except RuntimeError as exc:
@@ -98,27 +99,3 @@ def register(cli: click.Group) -> None:
 
 def _no_rasa():
     raise RuntimeError("Rasa is not running (tanfang telegram run --no-rasa)")
-
-
-async def _start_loop(app, application) -> None:
-    """Polling mode: reminders and the Telegram outbox every ``notify_interval_seconds``."""
-    import asyncio
-    import logging
-
-    from bot.channel import TelegramChannel
-    from bot.notify import run_all
-    from core.outbox import OutboxDispatcher
-
-    dispatcher = OutboxDispatcher(app.db, app.settings, {"telegram": TelegramChannel(application.bot)})
-
-    async def loop():
-        while True:
-            try:
-                with app.db.session() as s:
-                    run_all(s, app.settings)
-                await dispatcher.deliver_due()
-            except Exception:  # noqa: BLE001 — keep the bot running; the outbox retries
-                logging.getLogger(__name__).exception("telegram notify loop failed")
-            await asyncio.sleep(app.settings.telegram.notify_interval_seconds)
-
-    application.create_task(loop())

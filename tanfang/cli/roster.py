@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from core.cli import UserError, echo_json, pass_app
+from tanfang.cli.common import UserError, echo_json, pass_app
 from core.privacy import audit, mask_id, mask_phone
 from data import idcard, repo, roster
 from data.models import ASSISTING_UNITS, CHANNELS, SEXES, VISITOR_ROLES

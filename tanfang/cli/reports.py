@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from core import forms, reports
 from core.auth import AuthError, add_user
-from core.cli import UserError, echo_json, pass_app
+from tanfang.cli.common import UserError, echo_json, pass_app
 from core.privacy import audit
 from data.models import Elder, StaffUser, Visit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from core.cli import UserError, echo_json, pass_app
+from tanfang.cli.common import UserError, echo_json, pass_app
 
 
 def _view(live):

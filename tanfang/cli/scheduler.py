@@ -10,7 +10,8 @@ import click
 from sqlalchemy import select
 
 from core import plan
-from core.cli import UserError, echo_json, pass_app
+from tanfang import wiring
+from tanfang.cli.common import UserError, echo_json, pass_app
 from core.coverage import coverage_guard, coverage_report, parse_month
 from core.privacy import audit
 from core.tasks import PRIORITY_LABELS, TaskStateError, close_task, task_dict, transition
@@ -389,16 +390,12 @@ def scheduler_run(app, console: bool, seconds: float | None, tick_seconds: int) 
     import asyncio
 
     from core.channels import ConsoleChannel
-    from scheduler.dialers import ChannelDialer, TwilioDialer
     from scheduler.jobs import JobContext
     from scheduler.runner import SchedulerService
+    from voice.twilio_client import TwilioNotConfigured
 
     try:
-        from voice.twilio_client import TwilioCallPlacer, TwilioNotConfigured
-    except ImportError as exc:  # pragma: no cover - voice is part of the app
-        raise UserError(f"电话模块不可用 (voice module missing): {exc}") from exc
-    try:
-        placer = TwilioCallPlacer(app.settings)
+        placer = wiring.build_placer(app.settings)
     except TwilioNotConfigured as exc:
         raise UserError(str(exc)) from exc
     channels = {}
@@ -406,7 +403,7 @@ def scheduler_run(app, console: bool, seconds: float | None, tick_seconds: int) 
         channels = {"sms": ConsoleChannel("sms", printer=click.echo),
                     "telegram": ConsoleChannel("telegram", printer=click.echo)}
     app.ready_db()
-    ctx = JobContext(app=app, dialer=ChannelDialer({"phone": TwilioDialer(app, placer)}), channels=channels)
+    ctx = JobContext(app=app, dialer=wiring.build_dialer(app, line=placer), channels=channels)
     service = SchedulerService(ctx, tick_seconds=tick_seconds)
 
     async def main() -> list[str]:

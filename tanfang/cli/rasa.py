@@ -8,7 +8,7 @@ import signal
 
 import click
 
-from core.cli import UserError, echo_json, pass_app
+from tanfang.cli.common import UserError, echo_json, pass_app
 
 
 def _log(msg: str) -> None:

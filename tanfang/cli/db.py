@@ -1,12 +1,10 @@
-"""``tanfang db ...`` (and, from data.roster_cli, ``tanfang elders ...``)."""
+"""``tanfang db ...`` (the roster commands are in tanfang/cli/roster.py)."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import click
 
-from core.cli import UserError, echo_json, pass_app
+from tanfang.cli.common import UserError, echo_json, pass_app
 
 
 @click.group("db")
@@ -40,7 +38,3 @@ def db_status(app, as_json: bool) -> None:
 
 def register(cli: click.Group) -> None:
     cli.add_command(db_group)
-    if importlib.util.find_spec("data.roster_cli") is not None:
-        from data import roster_cli
-
-        roster_cli.register(cli)
