@@ -20,16 +20,14 @@ import contextlib
 import json
 import logging
 import secrets
-import socket
 import time
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable
 
 import httpx
-import uvicorn
 import websockets
 from pydantic import SecretStr
 from starlette.applications import Starlette
@@ -39,6 +37,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from core.ports import Synthesizer
+from sim.net import local_server
 from tanfang.web import build_web_app
 from tanfang.wiring import build_placer
 from voice.audio import pcm16_to_ulaw, ulaw_to_pcm16
@@ -93,30 +92,6 @@ def load_script(path: str | Path) -> list[Step]:
     if not p.is_file():
         raise ValueError(f"找不到脚本文件 (no such script file): {p}")
     return parse_script(p.read_text(encoding="utf-8").splitlines())
-
-
-# -- a local server ----------------------------------------------------------------------------------
-@contextlib.asynccontextmanager
-async def local_server(asgi, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """Serve ``asgi`` with uvicorn on a free port of ``host``; yields ``http://host:port``."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(asgi, log_level="warning", lifespan="off", ws="websockets-sansio", ws_max_size=2**20)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, timeout=10)
-        sock.close()
 
 
 # -- what a call produced ---------------------------------------------------------------------------

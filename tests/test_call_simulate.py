@@ -8,7 +8,6 @@ end runs the same path against the real Rasa dialog through ``tanfang call simul
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -18,7 +17,8 @@ from sqlalchemy import select
 from core.ports import DialogReply, Grade
 from data.models import CallAttempt, OutboxMessage, Task, Visit
 from tests.helpers import make_elder
-from tests.phone_support import ScriptedDialog, no_grade, recognizer, synthesizer
+from sim.dialog import ScriptedDialog
+from tests.phone_support import no_grade, recognizer, synthesizer
 from tanfang.wiring import build_phone
 from sim.twilio_peer import Step, call_report, parse_script, parse_step, simulate_check_in
 

@@ -10,24 +10,23 @@ from __future__ import annotations
 import functools
 import time
 import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
 
 from tanfang.web import build_web_app
 from core.ports import DialogReply
-from data.models import CallAttempt, Visit, VisitTurn
+from data.models import CallAttempt, Visit
 from tests.helpers import make_elder
-from tests.phone_support import ScriptedDialog, no_grade, recognizer, stream_parameters, synthesizer
+from sim.dialog import ScriptedDialog
+from tests.phone_support import no_grade, recognizer, stream_parameters, synthesizer
 from voice.endpointing import SPEECH_START, Endpointer
 from voice.keypad import NO, REPEAT, YES, dtmf_answer, is_repeat_request, key_hint
 from voice.session import CallPipeline
 from voice.signature import check_stream_token, sign
 from voice.twilio_line import TwilioLine
-from sim.twilio_peer import local_server
+from sim.net import local_server
 
 TOKEN = "phone-test-token"
 

@@ -10,11 +10,12 @@ from sqlalchemy import select
 from tanfang.web import build_web_app
 from data.models import CallAttempt
 from tests.helpers import make_elder
-from tests.phone_support import ScriptedDialog, no_grade
+from sim.dialog import ScriptedDialog
+from tests.phone_support import no_grade
 from voice.session import CallPipeline
 from voice.twilio_line import TwilioLine
 from voice.signature import public_url, sign
-from sim.twilio_peer import local_server
+from sim.net import local_server
 
 TOKEN = "signature-test-token"
 

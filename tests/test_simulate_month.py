@@ -9,7 +9,7 @@ import json
 from click.testing import CliRunner
 
 from tanfang.cli import cli
-from scheduler.simulate import simulate_month_async
+from sim.month import simulate_month_async
 
 MONTH = dt.date(2026, 12, 1)
 

@@ -75,8 +75,8 @@ def register(cli: click.Group) -> None:
         from rich.console import Console
         from rich.live import Live as RichLive
 
-        from demo.day import DemoDay, DemoError, DemoOptions
-        from demo.personas import PersonaError
+        from sim.demo_day import DemoDay, DemoError, DemoOptions
+        from sim.personas import PersonaError
 
         try:
             day_ = dt.date.fromisoformat(day) if day else None

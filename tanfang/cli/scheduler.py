@@ -318,7 +318,7 @@ def simulate_group() -> None:
 def simulate_month_cmd(app, elders, seed, month, tick_seconds, database_url, as_json) -> None:
     """A month for N synthetic elders: coverage, calls, duplicates, quiet-hour calls, tasks, notifications."""
     from core.app import App
-    from scheduler.simulate import simulate_month
+    from sim.month import simulate_month
 
     try:
         first = parse_month(month) if month else plan.local_today(app.settings, utcnow()).replace(day=1)

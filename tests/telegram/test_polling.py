@@ -5,7 +5,6 @@ Runs on SQLite and PostgreSQL (``app`` fixture)."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 
 import httpx

@@ -20,7 +20,7 @@ from scheduler.dialers import ChannelDialer
 from bot.dialer import TelegramDialer
 from telegram import Update
 from tests.helpers import make_elder
-from tests.phone_support import OPENING, ScriptedDialog
+from sim.dialog import OPENING, ScriptedDialog
 
 NOW = dt.datetime(2026, 11, 3, 2, 0)  # 10:00 in Asia/Shanghai, a Tuesday
 _ids = itertools.count(5000)

@@ -23,7 +23,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -44,8 +43,16 @@ from data.models import (
     VisitTurn,
     Visitor,
 )
-from demo.personas import PERSONAS_FILE, Persona, load_personas
+from core.channels import ConsoleChannel
+from core.coverage import coverage_guard
+from scheduler import jobs
+from sim.clock import JobDriver, SimClock
+from sim.net import free_port, local_server
+from sim.personas import PERSONAS_FILE, Persona, load_personas
+from sim.telegram_emulator import TelegramEmulator, unavailable_reason
+from sim.twilio_peer import SimulatedTwilio, Step, simulated_credentials
 from tanfang import wiring
+from tanfang.web import build_web_app
 from voice.metrics import cer as speech_cer
 
 log = logging.getLogger("tanfang.demo")
@@ -103,12 +110,6 @@ class Live:
         del self.events[:-8]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class DemoDay:
     def __init__(self, app, options: DemoOptions, *, on_update: Callable[[Live], None] | None = None,
                  say: Callable[[str], None] = print):
@@ -120,15 +121,14 @@ class DemoDay:
         self.live = Live()
         day = options.day or plan.local_today(self.settings, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
         self.day = day
-        self._tick_utc = plan.to_utc(self.settings, dt.datetime.combine(day, options.start))
-        self._tick_wall = time.monotonic()
-        self._frozen = True
+        self.clock = SimClock(plan.to_utc(self.settings, dt.datetime.combine(day, options.start)))
+        self.telegram_mode = "console"  # or "telegram" (the local Bot API emulator), set by configure()
+        self.ports: dict[str, int] = {}
         self.persona_of: dict[int, Persona] = {}   # elder id -> persona
         self.elder_of_phone: dict[str, int] = {}
         self.telegram_users: dict[str, dict] = {}   # chat id -> {"kind", "id", "name"}
         self.emulator = None
         self.application = None
-        self.token: str | None = None
         self.peer = None
         self.phone = None
         self._acked: set[int] = set()
@@ -140,26 +140,55 @@ class DemoDay:
 
     # -- the clock --------------------------------------------------------------------------------
     def now(self) -> dt.datetime:
-        if self._frozen:
-            return self._tick_utc
-        return self._tick_utc + dt.timedelta(seconds=time.monotonic() - self._tick_wall)
+        return self.clock()
 
     def _set_tick(self, when: dt.datetime) -> None:
-        self._tick_utc, self._tick_wall = when, time.monotonic()
+        self.clock.set(when)
         self.live.now_local = plan.to_local(self.settings, when).strftime("%H:%M")
+
+    # -- configuration: settled once, before anything starts -------------------------------------------
+    def configure(self) -> None:
+        """Everything the day needs, decided before anything starts: the demo database, a free port
+        for every local server, the simulated line's credentials, where Telegram goes. Nothing
+        changes the settings after this."""
+        s = self.settings
+        out = self.opts.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        s.database.url = f"sqlite:///{(out / 'tanfang-demo.db').resolve().as_posix()}"
+        s.app.output_dir = out
+        s.scheduler.coverage_guard_day = 32  # the monthly guard runs once, at the end of the demo day
+        if not s.rasa.url:
+            s.rasa.port, s.rasa.action_port = free_port(), free_port()
+        self.ports = {"twilio": free_port(), "web": free_port()}
+        simulated_credentials(s)
+        s.twilio.api_base_url = f"http://127.0.0.1:{self.ports['twilio']}"
+        s.twilio.public_base_url = f"http://127.0.0.1:{self.ports['web']}"
+        self.telegram_mode = self._telegram_mode()
+        if self.telegram_mode == "telegram":
+            self.emulator = TelegramEmulator(port=free_port())
+            s.telegram.api_base_url = self.emulator.url
+            s.secrets.telegram_bot_token = SecretStr(TelegramEmulator.token())
+        self.chat_elders = self.telegram_mode == "telegram"
+
+    def _telegram_mode(self) -> str:
+        mode, reason = self.opts.telegram, unavailable_reason()
+        if mode == "console" or (mode == "auto" and reason):
+            if reason and mode == "auto":
+                self.say(f"Telegram 模拟器不可用（{reason}），通知改为打印在屏幕上。")
+            return "console"
+        if reason:
+            raise DemoError(f"Telegram 模拟器不可用：{reason}")
+        return "telegram"
+
+    @property
+    def token(self) -> str:
+        return self.settings.secrets.telegram_bot_token.get_secret_value()
 
     # -- setting up -----------------------------------------------------------------------------------
     def prepare_database(self) -> None:
-        out = self.opts.out_dir
-        out.mkdir(parents=True, exist_ok=True)
-        db_file = out / "tanfang-demo.db"
+        db_file = self.opts.out_dir / "tanfang-demo.db"
         for p in (db_file, db_file.with_suffix(".db-wal"), db_file.with_suffix(".db-shm")):
             p.unlink(missing_ok=True)
-        s = self.settings
-        s.database.url = f"sqlite:///{db_file.resolve().as_posix()}"
-        s.app.output_dir = out
-        # the monthly coverage guard runs once at the end of the demo day (not at 08:30 mid-demo)
-        s.scheduler.coverage_guard_day = 32
         self.app.__dict__.pop("db", None)
         self.app.ready_db()
 
@@ -204,33 +233,23 @@ class DemoDay:
         return counts
 
     # -- Telegram ------------------------------------------------------------------------------------
-    async def start_telegram(self) -> str:
-        """The local Bot API and the real PTB Application polling it; returns the channel used."""
-        from bot.emulator import TelegramEmulator, unavailable_reason
-
-        mode = self.opts.telegram
-        reason = unavailable_reason()
-        if mode == "console" or (mode == "auto" and reason):
-            if reason and mode == "auto":
-                self.say(f"Telegram 模拟器不可用（{reason}），通知改为打印在屏幕上。")
-            return "console"
-        if reason:
-            raise DemoError(f"Telegram 模拟器不可用：{reason}")
+    async def start_telegram(self, stack: contextlib.AsyncExitStack) -> None:
+        """The local Bot API and the real PTB Application polling it; people join with invite codes."""
+        if self.telegram_mode != "telegram":
+            return
         from core.checkin import CheckInService
 
-        self.emulator = await asyncio.to_thread(TelegramEmulator().start)
-        self.token = self.emulator.token()
-        self.settings.telegram.api_base_url = self.emulator.url
-        self.settings.secrets.telegram_bot_token = SecretStr(self.token)
+        await asyncio.to_thread(self.emulator.start)
+        stack.push_async_callback(asyncio.to_thread, self.emulator.stop)
         # the bot's chat check-ins: one service on the demo clock, its dialog kept to see what it asks
-        self.chat_dialog = wiring.build_dialog(self.settings, self._rasa_url)
-        chat_checkin = CheckInService(self.app, self.chat_dialog, clock=self.now)
-        self.application = wiring.build_telegram(self.app, token=self.token, checkin_factory=lambda: chat_checkin)
+        self.chat_dialog = await stack.enter_async_context(wiring.build_dialog(self.settings, self._rasa_url))
+        chat_checkin = CheckInService(self.app, self.chat_dialog, clock=self.clock)
+        self.application = wiring.build_telegram(self.app, checkin_factory=lambda: chat_checkin)
         await self.application.initialize()
+        stack.push_async_callback(self._stop_telegram)
         await self.application.start()
         await self.application.updater.start_polling(poll_interval=0.1, timeout=0)
         await self._join_everyone()
-        return "telegram"
 
     async def _join_everyone(self) -> None:
         """Visitors and consenting families join the bot with their invite codes, as people would."""
@@ -365,8 +384,6 @@ class DemoDay:
         return "human", [self._responder(persona)] * MAX_TURNS
 
     def _responder(self, persona: Persona):
-        from sim.twilio_peer import Step
-
         heard: Counter = Counter()  # this call's prompts and how often the elder answered each
 
         def respond(call) -> Step:
@@ -388,7 +405,7 @@ class DemoDay:
         self.on_update(self.live)
         if not pending and not chats:
             return
-        self._frozen = False
+        self.clock.running = True
         try:
             for c in pending:
                 await asyncio.wait_for(c.done.wait(), timeout=900)
@@ -399,154 +416,123 @@ class DemoDay:
                 self._refresh()
                 self.on_update(self.live)
         finally:
-            self._set_tick(self.now())
-            self._frozen = True
+            self.clock.running = False
+            self._set_tick(self.clock())
             self.live.in_flight = 0
 
     # -- the day ----------------------------------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
-        from bot.channel import TelegramChannel
-        from core.channels import ConsoleChannel
-        from dialogs.runtime import EmbeddedRasa, RasaRuntimeError
-        from scheduler import jobs
-        from scheduler.dialers import ChannelDialer, LineDialer
-        from scheduler.runner import build_scheduler, job_specs
-        from sim.twilio_peer import SimulatedTwilio, local_server, simulated_credentials
-        from tanfang.web import build_web_app
-
         t0 = time.perf_counter()
-        s = self.settings
+        self.configure()
         self.live.phase = "导入花名册"
-        from bot.emulator import unavailable_reason
-        self.chat_elders = self.opts.telegram != "console" and unavailable_reason() is None
         self.prepare_database()
         counts = self.import_samples()
         self.live.event(f"花名册：{counts['elders']} 位老人（{counts['called']} 位电话问候），{counts['visitors']} 位探访人员")
         self.on_update(self.live)
-
-        self.live.phase = "启动对话服务 (Rasa)"
-        self.on_update(self.live)
-        if not s.rasa.url:
-            s.rasa.port, s.rasa.action_port = _free_port(), _free_port()
-        rasa = EmbeddedRasa(s, log=lambda *a, **k: log.info(" ".join(map(str, a))))
-        try:
-            await asyncio.to_thread(rasa.start)
-        except RasaRuntimeError as exc:
-            raise DemoError(f"对话服务无法启动 (Rasa not available): {exc}") from exc
-        self._rasa_url = rasa.url
-        timings = {"setup_seconds": round(time.perf_counter() - t0, 1)}
-        scheduler = None
-        try:
-            self.live.phase = "启动 Telegram"
-            self.on_update(self.live)
-            telegram_mode = await self.start_telegram()
-            simulated_credentials(s)
-            self.live.phase = "加载语音模型"
-            self.on_update(self.live)
-            recognizer = await asyncio.to_thread(wiring.build_recognizer, s)
-            elder_voice = wiring.build_synthesizer(s, self.opts.voice)
-            self.peer = SimulatedTwilio(s.secrets.twilio_account_sid.get_secret_value(),
-                                        s.secrets.twilio_auth_token.get_secret_value(), [], elder_voice,
-                                        callee=self.callee)
-            async with wiring.build_dialog(s, rasa.url) as dialog, \
-                    local_server(self.peer.asgi()) as api_url:
-                self.phone = wiring.build_phone(self.app, dialog, recognizer=recognizer, clock=self.now)
-                async with local_server(build_web_app(self.app, phone=self.phone)) as web_url:
-                    s.twilio.api_base_url, s.twilio.public_base_url = api_url, web_url
-                    placer = wiring.build_placer(s)
-                    self.phone.lines["twilio"].placer = placer
-                    try:
-                        from voice.twilio_sms import TwilioSmsChannel
-                        channels = {"sms": TwilioSmsChannel(s)}
-                    except ImportError:
-                        channels = {"sms": ConsoleChannel(name="sms", printer=self.say)}
-                    channels["telegram"] = (TelegramChannel(self.application.bot) if telegram_mode == "telegram"
-                                            else ConsoleChannel(name="telegram", printer=self.say))
-                    dialer = LineDialer(self.app, self.phone.lines["twilio"])
-                    if telegram_mode == "telegram":
-                        dialer = ChannelDialer({"phone": dialer, "telegram": self.chat_dialer()})
-                    ctx = jobs.JobContext(app=self.app, dialer=dialer, channels=channels, clock=self.now)
-                    jobs.set_context(ctx)
-                    tick = self.opts.tick_minutes * 60
-                    start_aware = self._tick_utc.replace(tzinfo=dt.timezone.utc)
-                    scheduler = build_scheduler(s, self.app.db.engine, specs=job_specs(
-                        s, tick_seconds=tick, outbox_seconds=tick, escalate_seconds=tick, start=start_aware))
-                    scheduler.start(paused=True)  # the job store holds the jobs; the demo clock fires them
-                    stored = scheduler.get_jobs()
-                    timings["ready_seconds"] = round(time.perf_counter() - t0, 1)
-                    t_day = time.perf_counter()
-                    await self._day(ctx, stored)
-                    timings["day_seconds"] = round(time.perf_counter() - t_day, 1)
-        finally:
-            if scheduler is not None and scheduler.running:
-                scheduler.shutdown(wait=False)
-            with contextlib.suppress(Exception):
-                from scheduler import jobs as _jobs
-                _jobs.set_context(None)
-            for t in self._chats:
-                t.cancel()
-            await self._stop_telegram()
-            if self.chat_dialog is not None:
-                await self.chat_dialog.aclose()
-            await asyncio.to_thread(rasa.stop)
-        self.live.phase = "生成报表"
-        self.on_update(self.live)
-        summary = self.summary(telegram_mode, timings)
+        timings: dict[str, float] = {}
+        async with contextlib.AsyncExitStack() as stack:
+            await self.start_rasa(stack)
+            timings["setup_seconds"] = round(time.perf_counter() - t0, 1)
+            self._phase("启动 Telegram")
+            await self.start_telegram(stack)
+            self._phase("加载语音模型")
+            await self.start_phone(stack)
+            jobs.set_context(jobs.JobContext(app=self.app, dialer=self._dialer(), channels=self._channels(),
+                                             clock=self.clock))
+            stack.callback(jobs.set_context, None)
+            stack.callback(self._cancel_chats)
+            driver = JobDriver(self.settings, self.app.db.engine, self.clock, tick_seconds=self.opts.tick_minutes * 60)
+            driver.register()
+            stack.callback(driver.shutdown)
+            timings["ready_seconds"] = round(time.perf_counter() - t0, 1)
+            t_day = time.perf_counter()
+            await self._day(driver)
+            timings["day_seconds"] = round(time.perf_counter() - t_day, 1)
+        self._phase("生成报表")
+        summary = self.summary(self.telegram_mode, timings)
         self.write_outputs(summary)
         summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
         (self.opts.out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str),
                                                          encoding="utf-8")
         return summary
 
+    def _phase(self, name: str) -> None:
+        self.live.phase = name
+        self.on_update(self.live)
+
+    async def start_rasa(self, stack: contextlib.AsyncExitStack) -> None:
+        from dialogs.runtime import EmbeddedRasa, RasaRuntimeError
+
+        self._phase("启动对话服务 (Rasa)")
+        rasa = EmbeddedRasa(self.settings, log=lambda *a, **k: log.info(" ".join(map(str, a))))
+        try:
+            await asyncio.to_thread(rasa.start)
+        except RasaRuntimeError as exc:
+            raise DemoError(f"对话服务无法启动 (Rasa not available): {exc}") from exc
+        stack.push_async_callback(asyncio.to_thread, rasa.stop)
+        self._rasa_url = rasa.url
+
+    async def start_phone(self, stack: contextlib.AsyncExitStack) -> None:
+        """The simulated Twilio network, and the service's phone pipeline and web app it calls."""
+        s = self.settings
+        recognizer = await asyncio.to_thread(wiring.build_recognizer, s)
+        elder_voice = wiring.build_synthesizer(s, self.opts.voice)
+        self.peer = SimulatedTwilio(s.secrets.twilio_account_sid.get_secret_value(),
+                                    s.secrets.twilio_auth_token.get_secret_value(), [], elder_voice, callee=self.callee)
+        dialog = await stack.enter_async_context(wiring.build_dialog(s, self._rasa_url))
+        await stack.enter_async_context(local_server(self.peer.asgi(), port=self.ports["twilio"]))
+        self.phone = wiring.build_phone(self.app, dialog, recognizer=recognizer, placer=wiring.build_placer(s),
+                                        clock=self.clock)
+        await stack.enter_async_context(local_server(build_web_app(self.app, phone=self.phone), port=self.ports["web"]))
+
+    def _channels(self) -> dict:
+        channels = wiring.build_channels(self.app, application=self.application)
+        if self.application is None:
+            channels["telegram"] = ConsoleChannel(name="telegram", printer=self.say)
+        return channels
+
+    def _dialer(self):
+        chat = {"telegram": self.chat_dialer()} if self.application is not None else {}
+        return wiring.build_dialer(self.app, line=self.phone.lines["twilio"], extra=chat)
+
+    def _cancel_chats(self) -> None:
+        for t in self._chats:
+            t.cancel()
+
     async def _stop_telegram(self) -> None:
-        if self.application is not None:
-            with contextlib.suppress(Exception):
-                await self.application.updater.stop()
-                await self.application.stop()
-                await self.application.shutdown()
-        if self.emulator is not None:
-            await asyncio.to_thread(self.emulator.stop)
+        with contextlib.suppress(Exception):
+            await self.application.updater.stop()
+            await self.application.stop()
+            await self.application.shutdown()
 
-    async def _day(self, ctx, stored) -> None:
-        from core.coverage import coverage_guard
-        from scheduler import jobs
-
+    async def _day(self, driver: JobDriver) -> None:
         s = self.settings
         end = plan.to_utc(s, dt.datetime.combine(self.day, self.opts.end))
-        now_aware = self._tick_utc.replace(tzinfo=dt.timezone.utc)
-        next_fire = {j.id: j.trigger.get_next_fire_time(None, now_aware) for j in stored}
-        order = {j.id: i for i, j in enumerate(stored)}
-        self.live.phase = "问候日"
-        self._set_tick(self._tick_utc)
+        self._phase("问候日")
+        self._set_tick(self.clock.tick)
         planned = await jobs.plan_today()  # the service starts: catch-up planning, as SchedulerService does
         if not planned:
             raise DemoError(f"{self.day.isoformat()} 没有要打的电话（节假日或都已问候过？）")
         self.live.event(f"{self.live.now_local} 排定今天的问候电话 {planned} 个")
         self.on_update(self.live)
-        while True:
-            t_aware = min(next_fire.values())
-            t = t_aware.astimezone(dt.timezone.utc).replace(tzinfo=None)
-            if t >= end:
-                break
-            if t > self._tick_utc:
-                self._set_tick(t)
-            due = sorted((jid for jid, ft in next_fire.items() if ft == t_aware), key=order.get)
-            for jid in due:
-                job = next(j for j in stored if j.id == jid)
-                await job.func()
-                if jid == "dial_due":
-                    await self._wait_calls()
-                    await jobs.run_deliver_outbox(ctx, self.now())
-                    await self.visitors_react()
-                next_fire[jid] = job.trigger.get_next_fire_time(t_aware, t_aware + dt.timedelta(microseconds=1))
+
+        async def after_job(jid: str, _t: dt.datetime) -> None:
+            if jid == "dial_due":
+                await self._wait_calls()
+                await jobs.run_deliver_outbox(jobs.context(), self.now())
+                await self.visitors_react()
+
+        async def after_tick(t: dt.datetime, _due: list[str]) -> None:
+            self.live.now_local = plan.to_local(s, self.clock.tick).strftime("%H:%M")
             self._refresh()
             self.on_update(self.live)
+
+        await driver.run_until(end, after_job=after_job, after_tick=after_tick)
         # the day is over: the monthly guard makes sure nobody is left without a visit
         self._set_tick(end)
-        s.scheduler.coverage_guard_day = 1
         with self.app.db.session() as session:
-            guard = coverage_guard(session, s, now=self.now())
-        await jobs.run_deliver_outbox(ctx, self.now())
+            guard = coverage_guard(session, s, now=self.now(), guard_day=1)
+        await jobs.run_deliver_outbox(jobs.context(), self.now())
         self.live.event(f"{self.live.now_local} 月度覆盖检查：新建上门任务 {len(guard)} 个")
         self._refresh()
         self.on_update(self.live)

@@ -1,4 +1,4 @@
-"""A local Telegram Bot API on 127.0.0.1: telegram-test-api 4.2.1 (npm) behind ``bot/emulator.js``.
+"""A local Telegram Bot API on 127.0.0.1: telegram-test-api 4.2.1 (npm) behind ``sim/telegram_emulator.js``.
 
 The tests and the offline demo run the real python-telegram-bot Application against it: the bot
 polls it for updates and sends through it; "users" (visitors, family members) are driven through
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from sim.net import free_port
 
 HERE = Path(__file__).resolve().parent
 NPM_DIR = Path(os.environ.get("TANFANG_TELEGRAM_API_DIR") or os.environ.get("TANFANG_TEST_TELEGRAM_API_DIR")
@@ -37,15 +38,9 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class TelegramEmulator:
     def __init__(self, port: int | None = None):
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen | None = None
 
@@ -54,7 +49,7 @@ class TelegramEmulator:
         reason = unavailable_reason()
         if reason:
             raise EmulatorUnavailable(reason)
-        self._proc = subprocess.Popen(["node", str(HERE / "emulator.js"), str(self.port)],
+        self._proc = subprocess.Popen(["node", str(HERE / "telegram_emulator.js"), str(self.port)],
                                       env={**os.environ, "NODE_PATH": str(NPM_DIR)},
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = self._proc.stdout.readline()

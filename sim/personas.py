@@ -1,10 +1,14 @@
-"""Scripted elders for the demo day (``data/samples/personas.yml``).
+"""Scripted elders (``data/samples/personas.yml``), one kind for the demo day, the month
+simulation and the tests.
 
 A persona decides whether a call is answered (which attempt of the day, who picks up) and what the
 elder says to each question. It answers *what was asked*: the dialog's expected slot
 (``DialogReply.expects``, e.g. ``health_mobility``) or, before the forms start, the wording of the
-identity and consent questions. The simulated line speaks the answer with the synthesizer, so
+identity and consent questions. On the simulated line the answer is spoken by the synthesizer, so
 the service still has to hear it (Vosk) and understand it (Rasa).
+
+An event persona (falls, smells gas) has its event on ``event_day`` of a simulated month: before
+that, and in any later visit, it answers as a fine elder would.
 """
 
 from __future__ import annotations
@@ -36,7 +40,12 @@ class PersonaError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
+# what an event persona says before (and after) its event
+FINE_ANSWERS = {"health": "身体还中", "illness": "身体还中", "mobility": "腿脚还中", "family": "孩子们常打电话",
+                "safety": "都挺安全", "gas": "都挺安全", "economy": "够用", "needs": "不用帮忙"}
+
+
+@dataclass
 class Persona:
     key: str
     label: str
@@ -44,12 +53,23 @@ class Persona:
     respondent: str = "elder"  # elder | relative
     opening: str = ""
     answers: dict[str, str] = field(default_factory=dict)
+    event_day: int | None = None  # fell / gas: it happens on the first call on or after this day
+    event_visit: int | None = None  # the visit in which the event was told
 
     def picks_up(self, nth_call: int) -> bool:
         return self.answer_on_attempt > 0 and nth_call >= self.answer_on_attempt
 
-    def answer(self, expects: str | None, prompt: str) -> str:
+    def before_event(self, day: int | None, visit_id: int | None) -> bool:
+        if self.event_day is None or day is None:
+            return False
+        return day < self.event_day or self.event_visit not in (None, visit_id)
+
+    def answer(self, expects: str | None, prompt: str = "", *, day: int | None = None,
+               visit_id: int | None = None) -> str:
         """What the elder says to a prompt (the bot's last words) that expects ``expects``."""
+        if self.before_event(day, visit_id):
+            keys = SLOT_KEYS.get(expects or "", ())
+            return next((FINE_ANSWERS[k] for k in keys if k in FINE_ANSWERS), "挺好的")
         if expects in SLOT_KEYS:
             for key in SLOT_KEYS[expects]:
                 if key in self.answers:

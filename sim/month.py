@@ -8,7 +8,7 @@ simulated clock, against a synthetic roster of scripted elders.
 * Elders follow personas (``data/samples/personas.yml``): fine, lonely, short of money, falls one
   day, smells gas one day, never answers, answers on the 3rd try, a relative answers. Calls run
   through the real :class:`core.checkin.CheckInService` with a scripted dialog; answers are graded
-  by ``core.grading.grade_turn`` when that module exists, else by a tiny keyword table here.
+  by ``core.grading.grade_turn``.
 * Channels (SMS, Telegram) are recording fakes on the simulated clock; Telegram has an outage on
   day 12. Visitors acknowledge most P1 tasks within minutes (some never: escalation), and do some
   of their in-person tasks (care records, form section 六).
@@ -19,15 +19,14 @@ simulated clock, against a synthetic roster of scripted elders.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import random
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import select
 
 from core import plan
@@ -35,7 +34,7 @@ from core.channels import RecordingChannel
 from core.checkin import CheckInService
 from core.coverage import coverage_report, month_end
 from core.escalation import report_call_outcome
-from core.ports import CallRequest, DialogReply, Grade, ParseResult
+from core.ports import CallRequest, DialogReply
 from core.tasks import close_task, transition
 from data.catalogue import load_catalogue
 from data.models import (
@@ -51,96 +50,33 @@ from data.models import (
     Visitor,
 )
 from scheduler import jobs
-from scheduler.runner import build_scheduler, job_specs
+from sim.clock import JobDriver, SimClock
+from sim.dialog import ScriptedDialog
+from sim.personas import Persona, load_personas
 
-PERSONAS_FILE = Path(__file__).resolve().parent.parent / "data" / "samples" / "personas.yml"
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
 GIVEN = ["秀英", "桂兰", "玉兰", "凤英", "建国", "德福", "淑珍", "春花", "长海", "守义", "翠萍", "金凤"]
 VILLAGES = [("兰考县", "城关镇", "幸福村"), ("兰考县", "城关镇", "和谐村"), ("兰考县", "东坝头乡", "张庄村"),
             ("兰考县", "东坝头乡", "杨庄村")]
-TOPICS = ("health", "family", "safety", "needs")
-TOPIC_KEYS = {"health": ("health", "illness", "mobility"), "family": ("family", "mental"), "safety": ("safety",),
-              "needs": ("economy", "needs")}  # which persona answers each scripted question uses
-TOPIC_DIMENSIONS = {"health": ("health",), "family": ("family",), "safety": ("safety",), "needs": ("needs", "economy")}
-QUESTIONS = {"health": "最近身体咋样？", "family": "孩子们常联系您吗？", "safety": "家里水电煤气都安全吧？",
-             "needs": "有啥需要我们帮忙的吗？"}
+# the scripted questionnaire: (slot asked, question, section 五 dimensions its answer fills)
+QUESTIONNAIRE = (("health_illness", "最近身体咋样？", ("health",)),
+                 ("family_children", "孩子们常联系您吗？", ("family",)),
+                 ("safety_gas_heating", "家里水电煤气都安全吧？", ("safety",)),
+                 ("economy_living", "吃的穿的够不够？有啥需要帮忙的吗？", ("needs", "economy")))
 MIX = ["fine", "fine", "lonely", "fine", "short_of_money", "fell", "fine", "gas", "never_answers", "third_try",
        "relative", "fine"]
 
 
 # ---- the scripted world ------------------------------------------------------------------------
-@dataclass
-class Persona:
-    key: str
-    answer_on_attempt: int
-    opening: str
-    answers: dict[str, str]
-    respondent: str = "elder"
-    event_day: int | None = None  # fell / gas: it happens on the first call on or after this day
-    event_visit: int | None = None
-
-    def say(self, topic: str, day: int, visit_id: int) -> str:
-        if self.event_day is not None and (day < self.event_day or self.event_visit not in (None, visit_id)):
-            return {"health": "身体还中", "family": "孩子们常打电话", "safety": "都挺安全",
-                    "needs": "不用帮忙"}.get(topic, "挺好的")
-        for k in TOPIC_KEYS[topic]:
-            if k in self.answers:
-                return self.answers[k]
-        return self.answers.get("default", "挺好的")
-
-
-# used when data/samples/personas.yml is not there (the demo's shared file, same texts)
-BUILTIN_PERSONAS: dict[str, dict] = {
-    "fine": {"answer_on_attempt": 1, "answers": {"illness": "没啥病，身体挺好的", "family": "孩子们常打电话，上个礼拜还回来了",
-                                                 "safety": "房子结实着呢，水电煤气都没问题", "needs": "不用帮忙，自己都能弄",
-                                                 "default": "挺好的，没事"}},
-    "lonely": {"answer_on_attempt": 1, "answers": {"mental": "心里不得劲，一个人怪孤单的，晚上老睡不着",
-                                                   "family": "孩子们一年到头也不来个电话，没人管俺",
-                                                   "needs": "想有个人来陪俺说说话", "default": "还行吧"}},
-    "short_of_money": {"answer_on_attempt": 1, "answers": {"illness": "有高血压，药吃完了没钱买",
-                                                           "economy": "钱不够花，药都快买不起了，补贴也没收到", "default": "还中"}},
-    "fell": {"answer_on_attempt": 1, "answers": {"mobility": "俺今儿早上摔了一跤，腿疼得起不来",
-                                                 "default": "俺今儿早上摔了一跤，起不来了"}},
-    "gas": {"answer_on_attempt": 1, "answers": {"safety": "屋里有一股煤气味，我也不知道咋回事", "default": "屋里有煤气味"}},
-    "never_answers": {"answer_on_attempt": 0},
-    "third_try": {"answer_on_attempt": 3, "answers": {"default": "挺好的，没事"}},
-    "relative": {"answer_on_attempt": 1, "respondent": "relative", "answers": {"default": "他挺好的，我回来跟他说"}},
-}
-
-
-def load_personas() -> dict[str, dict]:
-    if PERSONAS_FILE.is_file():
-        personas = yaml.safe_load(PERSONAS_FILE.read_text(encoding="utf-8")).get("personas") or {}
-        if all(k in personas for k in MIX):
-            return personas
-    return BUILTIN_PERSONAS
-
-
-class ScriptedDialog:
-    """A DialogEngine that asks four questions and ends; the elder's words come from the persona."""
-
-    def __init__(self):
-        self.state: dict[str, dict] = {}
-
-    async def start(self, conversation_id: str, metadata: dict[str, Any]) -> DialogReply:
-        self.state[conversation_id] = {"i": 0}
+def questionnaire_dialog() -> ScriptedDialog:
+    """Asks the four questions of ``QUESTIONNAIRE`` and ends; the elder's words come from the persona."""
+    def opening(metadata: dict[str, Any]) -> DialogReply:
         msgs = [f"{metadata.get('elder_name', '')}您好，我是探访热线，来问问您最近咋样。"]
         msgs += list(metadata.get("safety_messages") or [])
-        msgs.append(QUESTIONS[TOPICS[0]])
-        return DialogReply(messages=msgs, expects=TOPICS[0])
+        return DialogReply(messages=msgs + [QUESTIONNAIRE[0][1]], expects=QUESTIONNAIRE[0][0])
 
-    async def send(self, conversation_id: str, text: str, metadata: dict[str, Any] | None = None) -> DialogReply:
-        st = self.state[conversation_id]
-        st["i"] += 1
-        parse = ParseResult(text=text, intent="inform", confidence=0.9)
-        if st["i"] >= len(TOPICS):
-            self.state.pop(conversation_id, None)
-            return DialogReply(messages=["好的，谢谢您。有急事请拨打120。再见。"], parse=parse, ended=True,
-                               outcome="complete")
-        return DialogReply(messages=[QUESTIONS[TOPICS[st["i"]]]], parse=parse, expects=TOPICS[st["i"]])
-
-    async def parse(self, text: str) -> ParseResult:
-        return ParseResult(text=text, intent="inform", confidence=0.9)
+    replies = [DialogReply(messages=[question], expects=slot) for slot, question, _ in QUESTIONNAIRE[1:]]
+    return ScriptedDialog(replies, opening=opening, goodbye="好的，谢谢您。有急事请拨打120。再见。")
 
 
 @dataclass
@@ -159,7 +95,7 @@ class SimDialer:
 
     def __init__(self, sim: "MonthSimulation"):
         self.sim = sim
-        self.checkin = CheckInService(sim.app, ScriptedDialog(), grader=sim.grader, clock=sim.now)
+        self.checkin = CheckInService(sim.app, questionnaire_dialog(), grader=sim.grader, clock=sim.now)
         self.lose_next_call = False
 
     async def dial(self, request: CallRequest) -> None:
@@ -188,10 +124,10 @@ class SimDialer:
             s.get(Visit, visit_id).respondent = persona.respondent
         if persona.event_day is not None and persona.event_visit is None and day >= persona.event_day:
             persona.event_visit = visit_id
-        for topic in TOPICS:
-            # what the Rasa actions do as slots fill: the topic's section 五 items, then the turn
-            sim.write_answers(visit_id, TOPIC_DIMENSIONS[topic])
-            result = await self.checkin.hear(visit_id, persona.say(topic, day, visit_id))
+        for slot, _question, dimensions in QUESTIONNAIRE:
+            # what the Rasa actions do as slots fill: the question's section 五 items, then the turn
+            sim.write_answers(visit_id, dimensions)
+            result = await self.checkin.hear(visit_id, persona.answer(slot, day=day, visit_id=visit_id))
             if result.reply.ended:
                 break
         self.checkin.finish(visit_id, outcome="complete")
@@ -219,7 +155,8 @@ class MonthSimulation:
     def __post_init__(self):
         self.rng = random.Random(self.seed)
         self.settings = self.app.settings
-        self.clock: dt.datetime = plan.to_utc(self.settings, dt.datetime.combine(self.month, dt.time()))
+        self.clock = SimClock(plan.to_utc(self.settings, dt.datetime.combine(self.month, dt.time())))
+        self.driver = JobDriver(self.settings, self.app.db.engine, self.clock, tick_seconds=self.tick_seconds)
         self.grader, self.grader_name = None, "core.grading.grade_turn"  # CheckInService grades itself
         self.personas: dict[int, Persona] = {}
         self.calls: list[CallRecord] = []
@@ -230,11 +167,11 @@ class MonthSimulation:
         self.never_ack: set[int] = set()
 
     def now(self) -> dt.datetime:
-        return self.clock
+        return self.clock()
 
     # -- roster ------------------------------------------------------------------------------
     def build_roster(self) -> None:
-        raw = load_personas()
+        raw, _cycle = load_personas()
         last_day = month_end(self.month).day
         with self.app.db.session() as s:
             top = Visitor(name="钱局长", role="supervisor", county="兰考县", telegram_chat_id=5000, phone="13500000000")
@@ -263,7 +200,6 @@ class MonthSimulation:
             for i in range(self.elders):
                 county, township, village = VILLAGES[i % len(VILLAGES)]
                 key = MIX[self.rng.randrange(len(MIX))]
-                p = raw[key]
                 cat = self.rng.random()
                 e = Elder(id_number=f"41022519{40 + i % 20:02d}0101{i:04d}"[:18], name=self.rng.choice(SURNAMES) + self.rng.choice(GIVEN),
                           sex=self.rng.choice("MF"), birth_date=dt.date(1940 + i % 20, 1, 1), phone=f"1380{i:07d}",
@@ -281,10 +217,8 @@ class MonthSimulation:
                     telegram_chat_id=900000 + i if self.rng.random() < 0.3 else None))
                 s.add(e)
                 s.flush()
-                self.personas[e.id] = Persona(
-                    key=key, answer_on_attempt=int(p.get("answer_on_attempt", 1)), opening=p.get("opening", ""),
-                    answers=dict(p.get("answers") or {}), respondent=p.get("respondent", "elder"),
-                    event_day=self.rng.randint(2, last_day - 2) if key in ("fell", "gas") else None)
+                self.personas[e.id] = dataclasses.replace(
+                    raw[key], event_day=self.rng.randint(2, last_day - 2) if key in ("fell", "gas") else None)
             # a heat-wave campaign in one village: daily calls and a safety message, days 5-8
             s.add(Campaign(area="/".join(VILLAGES[0]), reason="高温", message=plan.CAMPAIGN_MESSAGES["高温"],
                            frequency_days=1, starts_on=self.month + dt.timedelta(days=4),
@@ -301,12 +235,12 @@ class MonthSimulation:
             for item in cat.items:
                 if item.key not in have and item.dimension in dimensions:
                     s.add(VisitAnswer(visit_id=visit_id, item_key=item.key, value=item.values[0].value,
-                                      risk="none", answered_at=self.clock))
+                                      risk="none", answered_at=self.now()))
 
     # -- visitors acting on their tasks ---------------------------------------------------------
     def visitors_act(self, everything: bool) -> None:
         """P1 tasks are looked at every tick; the rest once an hour (``everything``)."""
-        now = self.clock
+        now = self.now()
         with self.app.db.session() as s:
             stmt = select(Task).where(Task.state.in_(OPEN_TASK_STATES))
             if not everything:
@@ -332,86 +266,61 @@ class MonthSimulation:
                                    description="上门探访，了解近况" if in_person else "电话跟进并转介服务",
                                    provider_id=who, in_person=in_person, satisfaction="satisfied", now=now)
 
-    # -- the clock --------------------------------------------------------------------------------
-    def _register(self):
-        start = self.clock.replace(tzinfo=dt.timezone.utc)
-        # interval jobs tick with the dialer: a month of 15-second ticks would be slow to simulate
-        specs = job_specs(self.settings, tick_seconds=self.tick_seconds, outbox_seconds=self.tick_seconds,
-                          escalate_seconds=self.tick_seconds, start=start)
-        scheduler = build_scheduler(self.settings, self.app.db.engine, specs=specs)
-        scheduler.start(paused=True)  # the job store holds the jobs; the simulated clock fires them
-        stored = scheduler.get_jobs()
-        return scheduler, stored
-
+    # -- the month on the fast clock ---------------------------------------------------------------
     async def run(self) -> dict:
         t_wall = time.perf_counter()
         self.build_roster()
-        ctx = jobs.JobContext(app=self.app, dialer=SimDialer(self), channels=self.channels, clock=self.now)
-        jobs.set_context(ctx)
-        scheduler, stored = self._register()
-        jobs_before = sorted(j.id for j in stored)
+        jobs.set_context(jobs.JobContext(app=self.app, dialer=SimDialer(self), channels=self.channels,
+                                         clock=self.now))
+        jobs_before = sorted(self.driver.register())
         end = plan.to_utc(self.settings, dt.datetime.combine(month_end(self.month) + dt.timedelta(days=1), dt.time()))
         restart_at = plan.to_utc(self.settings, dt.datetime.combine(self.month.replace(day=self.restart_day),
                                                                      dt.time(10, 2)))
-        next_fire = {j.id: j.trigger.get_next_fire_time(None, self.clock.replace(tzinfo=dt.timezone.utc)) for j in stored}
-        order = {j.id: i for i, j in enumerate(stored)}
-        funcs = {j.id: j.func for j in stored}
-        triggers = {j.id: j.trigger for j in stored}
         await jobs.plan_today()  # the service starts: catch-up planning
-        restarted = False
-        outage_done = False
-        next_hourly = self.clock
-        while True:
-            t_aware = min(next_fire.values())
-            t = t_aware.astimezone(dt.timezone.utc).replace(tzinfo=None)
-            if t >= end:
-                break
-            if not restarted and t >= restart_at:
-                self.clock = restart_at
-                scheduler, stored, funcs, triggers, next_fire, order = await self._restart(scheduler, jobs_before)
-                restarted = True
-                continue
-            self.clock = t
-            if not outage_done and plan.local_today(self.settings, t).day == self.outage_day:
+        state = {"restarted": False, "outage": False, "next_hourly": self.now()}
+
+        async def before_tick(t: dt.datetime, due: list[str]) -> bool:
+            if not state["restarted"] and t >= restart_at:
+                self.clock.set(restart_at)
+                await self._restart(jobs_before)
+                state["restarted"] = True
+                return True
+            if not state["outage"] and plan.local_today(self.settings, t).day == self.outage_day:
                 self.channels["telegram"].fail_next = 5  # Telegram is down for a while
-                outage_done = True
-            due = sorted((jid for jid, ft in next_fire.items() if ft == t_aware), key=order.get)
-            for jid in due:
-                if jid == "dial_due" and restarted is False and t + dt.timedelta(seconds=self.tick_seconds) > restart_at:
-                    ctx.dialer.lose_next_call = True  # this tick's first call dies with the process
-                await funcs[jid]()
-                next_fire[jid] = triggers[jid].get_next_fire_time(t_aware, t_aware + dt.timedelta(microseconds=1))
+                state["outage"] = True
+            if "dial_due" in due and not state["restarted"] and t + dt.timedelta(seconds=self.tick_seconds) > restart_at:
+                jobs.context().dialer.lose_next_call = True  # this tick's first call dies with the process
+            return False
+
+        async def after_tick(t: dt.datetime, due: list[str]) -> None:
             if "dial_due" in due:
-                self.visitors_act(everything=t >= next_hourly)
-                if t >= next_hourly:
-                    next_hourly = t + dt.timedelta(hours=1)
+                self.visitors_act(everything=t >= state["next_hourly"])
+                if t >= state["next_hourly"]:
+                    state["next_hourly"] = t + dt.timedelta(hours=1)
             if self.progress and "plan_today" in due:
                 self.progress(plan.local_today(self.settings, t))
-        scheduler.shutdown(wait=False)
+
+        await self.driver.run_until(end, before_tick=before_tick, after_tick=after_tick)
+        self.driver.shutdown()
         jobs.set_context(None)
         return self.report(time.perf_counter() - t_wall)
 
-    async def _restart(self, scheduler, jobs_before):
+    async def _restart(self, jobs_before):
         """Stop mid-day; a new process: new context, new scheduler on the same job store, catch-up."""
         attempts_before = self._count_attempts()
-        scheduler.shutdown(wait=False)
-        jobs.set_context(None)
-        ctx = jobs.JobContext(app=self.app, dialer=SimDialer(self), channels=self.channels, clock=self.now)
-        jobs.set_context(ctx)
-        scheduler, stored = self._register()
+        self.driver.shutdown()
+        jobs.set_context(jobs.JobContext(app=self.app, dialer=SimDialer(self), channels=self.channels,
+                                         clock=self.now))
+        jobs_after = sorted(self.driver.register(after_now=True))
         await jobs.plan_today()
         await jobs.dial_due()
         self.restart = {
-            "at_local": plan.to_local(self.settings, self.clock).isoformat(timespec="minutes"),
+            "at_local": plan.to_local(self.settings, self.now()).isoformat(timespec="minutes"),
             "jobs_in_store_before": jobs_before,
-            "jobs_in_store_after": sorted(j.id for j in stored),
+            "jobs_in_store_after": jobs_after,
             "call_attempts_before": attempts_before,
             "lost_in_flight": list(self.lost_calls),
         }
-        now_aware = self.clock.replace(tzinfo=dt.timezone.utc)
-        next_fire = {j.id: j.trigger.get_next_fire_time(None, now_aware + dt.timedelta(microseconds=1)) for j in stored}
-        return (scheduler, stored, {j.id: j.func for j in stored}, {j.id: j.trigger for j in stored}, next_fire,
-                {j.id: i for i, j in enumerate(stored)})
 
     def _count_attempts(self) -> int:
         from data.models import CallAttempt
@@ -438,7 +347,6 @@ class MonthSimulation:
             tasks = list(s.scalars(select(Task)))
             outbox = list(s.scalars(select(OutboxMessage)))
             urgent_turns = list(s.scalars(select(VisitTurn).where(VisitTurn.speaker == "elder", VisitTurn.risk == "urgent")))
-            visit_of = {v.id: v.elder_id for v in s.scalars(select(Visit))}
             ok = 0
             for turn in urgent_turns:
                 limit = turn.at + dt.timedelta(seconds=60)
