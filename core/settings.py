@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -125,7 +125,7 @@ class SmsSettings(_Section):
     """Text messages. ``twilio`` sends free text (outside mainland China); ``aliyun`` sends the
     pre-approved templates of ``templates`` (kind -> template code) under ``sign_name``."""
 
-    provider: str = "twilio"
+    provider: Literal["twilio", "aliyun"] = "twilio"
     endpoint: str = ""  # empty = the provider's; tests and the demo point it at a local stand-in
     sign_name: str = ""
     templates: dict[str, str] = Field(default_factory=dict)

@@ -100,6 +100,17 @@ class WeComApiStandIn:
     def to(self, recipient: str) -> list[Delivered]:
         return [m for m in self.inbox if m.to == recipient]
 
+    def click(self, user: str, label: str, token: str, aes_key: str, *, now: int | None = None) -> tuple[str, str]:
+        """What WeCom posts when ``user`` taps the button ``label`` on the newest card that has one:
+        (query, body) for the callback URL (see :func:`callback_post`)."""
+        for card in reversed(self.to(user)):
+            for button in (card.card or {}).get("button_list") or []:
+                if button.get("text") == label:
+                    xml = click_xml(self.corp_id, user, self.agent_id, button["key"], card.card["task_id"],
+                                    now or int(self.clock()), card.response_code or "")
+                    return callback_post(token, aes_key, self.corp_id, self.agent_id, xml, timestamp=now)
+        raise LookupError(f"{user} has no card with a {label!r} button")
+
     # -- the API ----------------------------------------------------------------------------------
     async def gettoken(self, request: Request) -> JSONResponse:
         self.token_requests += 1

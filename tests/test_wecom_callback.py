@@ -107,10 +107,10 @@ async def test_wecom_click_accepts_the_p1_card_it_was_sent(db, settings):
         _configure(settings, api=api)
         assert await OutboxDispatcher(db, settings, {"wecom": WeComChannel(settings)}).deliver_due(NOW) == 1
     [card] = peer.to("MaLi")
-    accept = next(b for b in card.card["button_list"] if b["text"] == "接单")
-    click = click_xml(CORP, "MaLi", AGENT, accept["key"], card.card["task_id"], int(time.time()))
+    assert [b["text"] for b in card.card["button_list"]] == ["接单", "完成"]
+    query, body = peer.click("MaLi", "接单", TOKEN, AES)
     async with local_server(_app(db, settings)) as url, httpx.AsyncClient() as client:
-        resp = await _post(client, url, click)
+        resp = await client.post(f"{url}/wecom/callback?{query}", content=body)
     assert resp.status_code == 200
     assert _reply(resp)["MsgType"] == "update_button" and _reply(resp)["Button"]["ReplaceName"] == "已接单"
     with db.session() as s:
