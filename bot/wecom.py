@@ -11,7 +11,7 @@ in ``WeChatClient.fetch_access_token``; :class:`WeComClient` overrides that one 
 and the demo point the real SDK at the loopback stand-in (``sim/wecom_api.py``).
 
 Access tokens are cached by the SDK's session storage until 60 s before ``expires_in``. A token the
-server calls invalid or expired (40014, 42001, 42007) is refreshed once and the call repeated; the
+server calls invalid or expired (40014, 42001) is refreshed once and the call repeated; the
 SDK's own endless refresh loop (``auto_retry``) is switched off. Other errors: a rate limit or a
 busy server raises :class:`WeComRetry` (the outbox backs off); an unknown user, a refused card or
 personal data for a group raise :class:`core.ports.PermanentDeliveryError` (failed at once).

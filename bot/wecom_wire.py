@@ -44,7 +44,7 @@ LEGACY_ACTIONS = {"ack": "accept", "visited": "arrived", "done": "close", "hando
 KEY_PREFIX = "tf"
 
 # errcode -> how to treat it (全局错误码 90313)
-TOKEN_ERRORS = {40014: "不合法的access_token", 42001: "access_token已过期", 42007: "access_token已失效"}
+TOKEN_ERRORS = {40014: "不合法的access_token", 42001: "access_token已过期"}
 RETRY_ERRORS = {-1: "系统繁忙", 45009: "接口调用超过限制", 45033: "接口并发调用超过限制", 45011: "API调用太频繁",
                 40001: "不合法的secret参数（检查 TANFANG_WECOM_SECRET）", 40013: "不合法的CorpID（检查 wecom.corp_id）"}
 PERMANENT_ERRORS = {40003: "无效的UserID", 81013: "UserID、部门ID、标签ID全部非法或无权限", 60111: "UserID不存在",
