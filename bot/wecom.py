@@ -23,6 +23,7 @@ import asyncio
 import logging
 from typing import Any
 
+import requests
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.work import WeChatClient
 
@@ -51,12 +52,26 @@ def missing_settings(settings: Settings) -> list[str]:
                                   ("TANFANG_WECOM_SECRET", secrets.wecom_secret)) if not ok]
 
 
+class _TimeoutSession(requests.Session):
+    """wechatpy's gettoken request passes no timeout: every request gets one here."""
+
+    def __init__(self, timeout: float):
+        super().__init__()
+        self.default_timeout = timeout
+
+    def request(self, *args, **kwargs):
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().request(*args, **kwargs)
+
+
 class WeComClient(WeChatClient):
     """wechatpy's WeCom client with the API base taken from the settings for every call."""
 
     def __init__(self, corp_id: str, secret: str, api_base_url: str, timeout: float = 15):
         super().__init__(corp_id, secret, timeout=timeout, auto_retry=False)
         self.API_BASE_URL = api_base_url.rstrip("/") + "/cgi-bin/"
+        self._http = _TimeoutSession(timeout)
 
     def fetch_access_token(self):
         # gettoken: https://developer.work.weixin.qq.com/document/path/91039
