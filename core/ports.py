@@ -122,7 +122,14 @@ class MessageChannel(Protocol):
     name: str
 
     async def send(self, recipient: str, text: str, payload: dict[str, Any] | None = None) -> str:
-        """Deliver; return a provider message id. Raise on failure (the outbox retries)."""
+        """Deliver; return a provider message id. Raise on failure (the outbox retries), or raise
+        :class:`PermanentDeliveryError` when retrying cannot help (the outbox fails it at once)."""
+
+
+class PermanentDeliveryError(Exception):
+    """A message that no retry can deliver: an unknown or unreachable recipient, a template the
+    provider refuses, personal data addressed to a group chat. The outbox marks the message
+    ``failed`` at once with this reason (any other exception is retried with backoff)."""
 
 
 # -- phone lines (Twilio, SIP): carriers are interchangeable behind these -------------------------

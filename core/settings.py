@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -32,9 +32,16 @@ SECRET_ENV: dict[str, str] = {
     "TANFANG_TELEGRAM_BOT_TOKEN": "telegram_bot_token",
     "TANFANG_TELEGRAM_WEBHOOK_SECRET": "telegram_webhook_secret",
     "TANFANG_DASHBOARD_SECRET_KEY": "dashboard_secret_key",
+    "TANFANG_WECOM_SECRET": "wecom_secret",
+    "TANFANG_WECOM_CALLBACK_TOKEN": "wecom_callback_token",
+    "TANFANG_WECOM_CALLBACK_AES_KEY": "wecom_callback_aes_key",
+    "TANFANG_ALIYUN_ACCESS_KEY_ID": "aliyun_access_key_id",
+    "TANFANG_ALIYUN_ACCESS_KEY_SECRET": "aliyun_access_key_secret",
 }
 _SECRET_KEYS_IN_FILE = {
     "account_sid", "auth_token", "bot_token", "token", "webhook_secret", "secret_key", "password",
+    "secret", "corp_secret", "callback_token", "aes_key", "encoding_aes_key", "access_key_id",
+    "access_key_secret",
 }
 
 
@@ -104,6 +111,27 @@ class TelegramSettings(_Section):
     checkin_reply_minutes: int = 120
 
 
+class WeComSettings(_Section):
+    """企业微信 (WeCom) self-built app: messages to visitors and staff, button clicks back."""
+
+    corp_id: str = ""
+    agent_id: int = 0
+    api_base_url: str = "https://qyapi.weixin.qq.com"
+    callback_path: str = "/wecom/callback"
+    callback_max_age_seconds: int = 300  # a callback whose timestamp is older (or newer) is refused
+
+
+class SmsSettings(_Section):
+    """Text messages. ``twilio`` sends free text (outside mainland China); ``aliyun`` sends the
+    pre-approved templates of ``templates`` (kind -> template code) under ``sign_name``."""
+
+    provider: Literal["twilio", "aliyun"] = "twilio"
+    endpoint: str = ""  # empty = the provider's; tests and the demo point it at a local stand-in
+    sign_name: str = ""
+    templates: dict[str, str] = Field(default_factory=dict)
+    param_max_chars: int = 35
+
+
 class RasaSettings(_Section):
     url: str = ""
     python: str = "python3.10"
@@ -156,6 +184,11 @@ class Secrets(BaseModel):
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
     dashboard_secret_key: SecretStr | None = None
+    wecom_secret: SecretStr | None = None
+    wecom_callback_token: SecretStr | None = None
+    wecom_callback_aes_key: SecretStr | None = None
+    aliyun_access_key_id: SecretStr | None = None
+    aliyun_access_key_secret: SecretStr | None = None
 
 
 class Settings(_Section):
@@ -166,6 +199,8 @@ class Settings(_Section):
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    wecom: WeComSettings = Field(default_factory=WeComSettings)
+    sms: SmsSettings = Field(default_factory=SmsSettings)
     rasa: RasaSettings = Field(default_factory=RasaSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
@@ -253,7 +288,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
             keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__")]
         else:
             continue  # other TANFANG_* variables belong to tests and tools
-        coerced: Any = value if keys[-1] in {"url", "from_number"} else _coerce_env(value)
+        coerced: Any = value if keys[-1] in {"url", "from_number", "corp_id", "sign_name"} else _coerce_env(value)
         if tuple(keys) in _PATH_FIELDS:
             coerced = str(Path(value).expanduser().resolve())
         _set_path(raw, keys, coerced)

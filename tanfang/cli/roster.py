@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tanfang.cli.common import UserError, echo_json, pass_app
 from core.privacy import audit, mask_id, mask_phone
 from data import idcard, repo, roster
-from data.models import ASSISTING_UNITS, CHANNELS, SEXES, VISITOR_ROLES
+from data.models import ASSISTING_UNITS, CHANNELS, PERSON_CHANNELS, SEXES, VISITOR_ROLES
 
 
 
@@ -254,9 +254,11 @@ def _role(value: str) -> str:
 @click.option("--county")
 @click.option("--township")
 @click.option("--village")
+@click.option("--channel", default="", help="联系渠道：Telegram、企业微信或短信，默认 Telegram (channel)")
+@click.option("--wecom-user", default="", help="企业微信账号，选企业微信时必填 (WeCom UserID)")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def visitors_add(app, name, role, phone, county, township, village, as_json) -> None:
+def visitors_add(app, name, role, phone, county, township, village, channel, wecom_user, as_json) -> None:
     """添加一名探访人员。"""
     try:
         role_key = _role(role)
@@ -267,10 +269,14 @@ def visitors_add(app, name, role, phone, county, township, village, as_json) -> 
         if reason:
             raise UserError(f"电话: {reason}")
         phone = idcard.normalize_phone(phone)
+    try:
+        channel_key, wecom_user_id = roster.parse_person_channel(channel, wecom_user, phone, "telegram")
+    except ValueError as exc:
+        raise UserError(f"联系渠道: {exc}") from exc
     db = app.ready_db()
     with db.session() as session:
         v = repo.add_visitor(session, name=name, role=role_key, phone=phone, county=county, township=township,
-                             village=village)
+                             village=village, channel=channel_key, wecom_user_id=wecom_user_id)
         audit(session, app.actor, "create", "visitor", v.id, role_key)
         vid = v.id
     if as_json:
@@ -283,7 +289,7 @@ def visitors_add(app, name, role, phone, county, township, village, as_json) -> 
 @click.argument("file", type=click.Path(dir_okay=False))
 @pass_app
 def visitors_import(app, file: str) -> None:
-    """导入探访人员 CSV/XLSX（表头: 姓名, 角色, 电话, 县(市、区), 乡镇(街道), 村(居)）；同名同角色则更新。"""
+    """导入探访人员 CSV/XLSX（表头: 姓名, 角色, 电话, 县(市、区), 乡镇(街道), 村(居), 联系渠道, 企业微信账号）；同名同角色则更新。"""
     try:
         good, errors = roster.parse_visitors(file)
     except roster.RosterError as exc:
@@ -312,7 +318,8 @@ def visitors_list(app, county, township, village, role, as_json) -> None:
     _, mph = _masker(app)
     with db.session() as session:
         rows = [{"id": v.id, "name": v.name, "role": v.role, "role_label": VISITOR_ROLES[v.role],
-                 "phone": mph(v.phone), "county": v.county, "township": v.township, "village": v.village}
+                 "phone": mph(v.phone), "county": v.county, "township": v.township, "village": v.village,
+                 "channel": v.channel, "wecom_user_id": v.wecom_user_id}
                 for v in repo.list_visitors(session, county=county, township=township, village=village, role=role)]
         _audit(app, session, "read", "visitors", None, f"list {len(rows)}")
     if as_json:
@@ -320,7 +327,8 @@ def visitors_list(app, county, township, village, role, as_json) -> None:
         return
     for r in rows:
         area = " ".join(x for x in (r["county"], r["township"], r["village"]) if x) or "(全部)"
-        click.echo(f"{r['id']:>4}  {r['name']:<4}  {r['role_label']:<8}  {r['phone'] or '(无电话)':<13}  {area}")
+        click.echo(f"{r['id']:>4}  {r['name']:<4}  {r['role_label']:<8}  {r['phone'] or '(无电话)':<13}  "
+                   f"{PERSON_CHANNELS.get(r['channel'], r['channel']):<6}  {area}")
     click.echo(f"共{len(rows)}人")
 
 
