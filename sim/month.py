@@ -329,7 +329,9 @@ class MonthSimulation:
             return s.query(CallAttempt).count()
 
     # -- the report -------------------------------------------------------------------------------
-    def report(self, wall_seconds: float) -> dict:
+    def call_figures(self) -> dict:
+        """Calls per elder, duplicates (a slot dialed twice, a call after that day's success) and
+        calls in quiet hours."""
         settings = self.settings
         quiet = plan.parse_window(settings.scheduler.quiet_hours)
         seen_slots: Counter = Counter(c.slot_key for c in self.calls)
@@ -339,68 +341,72 @@ class MonthSimulation:
                 completed_day.setdefault((c.elder_id, plan.local_today(settings, c.at)), c.at)
         after_success = sum(1 for c in self.calls
                             if (k := completed_day.get((c.elder_id, plan.local_today(settings, c.at)))) and c.at > k)
-        duplicate_calls = sum(n - 1 for n in seen_slots.values()) + after_success
-        quiet_calls = sum(1 for c in self.calls if plan.in_window(plan.to_local(settings, c.at).time(), quiet))
         per_elder = Counter(c.elder_id for c in self.calls)
-        with self.app.db.session() as s:
-            cov = coverage_report(s, settings, month=self.month)
-            tasks = list(s.scalars(select(Task)))
-            outbox = list(s.scalars(select(OutboxMessage)))
-            urgent_turns = list(s.scalars(select(VisitTurn).where(VisitTurn.speaker == "elder", VisitTurn.risk == "urgent")))
-            ok = 0
-            for turn in urgent_turns:
-                limit = turn.at + dt.timedelta(seconds=60)
-                p1 = [t for t in tasks if t.kind == "urgent" and t.priority == 1 and t.visit_id == turn.visit_id
-                      and t.created_at <= limit]
-                notified = [m for m in outbox if p1 and m.task_id == p1[0].id and m.recipient_kind == "emergency_contact"
-                            and m.state == "sent" and m.sent_at is not None and m.sent_at <= limit]
-                ok += bool(p1 and notified)
-            persona_counts = Counter(p.key for p in self.personas.values())
-            campaign_calls = sum(1 for c in self.calls if c.safety_messages)
-            open_in_person = sum(1 for t in tasks if t.kind in ("visit", "coverage") and t.state in OPEN_TASK_STATES)
-        elders = cov["total"]["elders"]
-        result = {
-            "month": cov["month"],
-            "seed": self.seed,
-            "elders": elders,
-            "visited": cov["total"]["visited"],
-            "with_open_visit_task": cov["total"]["pending_tasks"],
-            "uncovered": cov["total"]["uncovered"],
-            "coverage_by_area": [{k: v for k, v in a.items() if k != "uncovered_ids"} for a in cov["areas"]],
+        return {
             "calls": len(self.calls),
             "calls_answered": sum(c.answered for c in self.calls),
             "calls_per_elder": {"min": min((per_elder.get(e, 0) for e in self.personas), default=0),
                                 "max": max(per_elder.values(), default=0),
                                 "mean": round(len(self.calls) / max(1, len(self.personas)), 2)},
-            "calls_with_safety_message": campaign_calls,
-            "duplicate_calls": duplicate_calls,
-            "quiet_hour_calls": quiet_calls,
-            "urgent_events": len(urgent_turns),
-            "urgent_notified_within_1min": ok,
+            "calls_with_safety_message": sum(1 for c in self.calls if c.safety_messages),
+            "duplicate_calls": sum(n - 1 for n in seen_slots.values()) + after_success,
+            "quiet_hour_calls": sum(1 for c in self.calls if plan.in_window(plan.to_local(settings, c.at).time(), quiet)),
+        }
+
+    @staticmethod
+    def urgent_figures(tasks: list, outbox: list, urgent_turns: list) -> dict:
+        """Every urgent answer: a P1 task and a contact notified within one simulated minute?"""
+        ok = 0
+        for turn in urgent_turns:
+            limit = turn.at + dt.timedelta(seconds=60)
+            p1 = [t for t in tasks if t.kind == "urgent" and t.priority == 1 and t.visit_id == turn.visit_id
+                  and t.created_at <= limit]
+            notified = [m for m in outbox if p1 and m.task_id == p1[0].id and m.recipient_kind == "emergency_contact"
+                        and m.state == "sent" and m.sent_at is not None and m.sent_at <= limit]
+            ok += bool(p1 and notified)
+        return {"urgent_events": len(urgent_turns), "urgent_notified_within_1min": ok}
+
+    def outbox_figures(self, outbox: list) -> dict:
+        return {
+            "total": len(outbox),
+            "sent": sum(m.state == "sent" for m in outbox),
+            "pending": sum(m.state == "pending" for m in outbox),
+            "failed": sum(m.state == "failed" for m in outbox),
+            "retried": sum(m.attempts > 1 for m in outbox),
+            "by_recipient": dict(sorted(Counter(m.recipient_kind or "?" for m in outbox).items())),
+            "by_channel": dict(sorted(Counter(m.channel for m in outbox).items())),
+            "delivered_by_fakes": {k: len(ch.sent) for k, ch in self.channels.items()},
+        }
+
+    @staticmethod
+    def task_figures(tasks: list) -> dict:
+        return {
             "tasks_by_priority": {f"P{p}": n for p, n in sorted(Counter(t.priority for t in tasks).items())},
             "tasks_by_kind": dict(sorted(Counter(t.kind for t in tasks).items())),
             "tasks_by_state": dict(sorted(Counter(t.state for t in tasks).items())),
-            "open_in_person_tasks": open_in_person,
+            "open_in_person_tasks": sum(1 for t in tasks if t.kind in ("visit", "coverage") and t.state in OPEN_TASK_STATES),
             "escalated_p1_tasks": sum(1 for t in tasks if t.escalation_level > 0),
-            "notifications": {
-                "total": len(outbox),
-                "sent": sum(m.state == "sent" for m in outbox),
-                "pending": sum(m.state == "pending" for m in outbox),
-                "failed": sum(m.state == "failed" for m in outbox),
-                "retried": sum(m.attempts > 1 for m in outbox),
-                "by_recipient": dict(sorted(Counter(m.recipient_kind or "?" for m in outbox).items())),
-                "by_channel": dict(sorted(Counter(m.channel for m in outbox).items())),
-                "delivered_by_fakes": {k: len(ch.sent) for k, ch in self.channels.items()},
-            },
-            "restart": self.restart,
-            "personas": dict(sorted(persona_counts.items())),
-            "grader": self.grader_name,
-            "tick_seconds": self.tick_seconds,
-            "wall_seconds": round(wall_seconds, 1),
         }
+
+    def report(self, wall_seconds: float) -> dict:
+        with self.app.db.session() as s:
+            cov = coverage_report(s, self.settings, month=self.month)
+            tasks = list(s.scalars(select(Task)))
+            outbox = list(s.scalars(select(OutboxMessage)))
+            urgent_turns = list(s.scalars(select(VisitTurn).where(VisitTurn.speaker == "elder", VisitTurn.risk == "urgent")))
+            result = {
+                "month": cov["month"], "seed": self.seed, "elders": cov["total"]["elders"],
+                "visited": cov["total"]["visited"], "with_open_visit_task": cov["total"]["pending_tasks"],
+                "uncovered": cov["total"]["uncovered"],
+                "coverage_by_area": [{k: v for k, v in a.items() if k != "uncovered_ids"} for a in cov["areas"]],
+                **self.call_figures(), **self.urgent_figures(tasks, outbox, urgent_turns), **self.task_figures(tasks),
+                "notifications": self.outbox_figures(outbox),
+            }
+        result.update(restart=self.restart, personas=dict(sorted(Counter(p.key for p in self.personas.values()).items())),
+                      grader=self.grader_name, tick_seconds=self.tick_seconds, wall_seconds=round(wall_seconds, 1))
         result["ok"] = (result["uncovered"] == 0 and result["duplicate_calls"] == 0 and result["quiet_hour_calls"] == 0
                         and result["urgent_events"] == result["urgent_notified_within_1min"]
-                        and result["visited"] + result["with_open_visit_task"] == elders
+                        and result["visited"] + result["with_open_visit_task"] == result["elders"]
                         and result["restart"].get("jobs_in_store_before") == result["restart"].get("jobs_in_store_after"))
         return result
 

