@@ -7,7 +7,6 @@ nothing else. Webhook mode (production) feeds updates through bot.webhook; polli
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 
 from telegram import Update
@@ -93,36 +92,11 @@ async def text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text(HELP[w.role])
 
 
-def default_checkin_factory(app: App, rasa_url: str | None = None):
-    """CheckInService over the Rasa dialog engine (dialogs/engine.py) at ``rasa_url`` (default: the
-    settings' rasa.url or host:port), built on first use."""
-    from core.checkin import CheckInService
-    from dialogs.engine import RasaDialogEngine
-
-    cache = {}
-
-    def factory():
-        if "svc" not in cache:
-            cache["svc"] = CheckInService(app, RasaDialogEngine.from_settings(app.settings, rasa_url))
-        return cache["svc"]
-    return factory
-
-
-def default_recognizer_factory(app: App):
-    if importlib.util.find_spec("voice.vosk_recognizer") is None:
-        return None
-    cache = {}
-
-    def factory():
-        if "rec" not in cache:
-            from voice.vosk_recognizer import VoskRecognizer
-            cache["rec"] = VoskRecognizer(app.settings)
-        return cache["rec"]
-    return factory
-
-
-def build_application(app: App, *, token: str | None = None, checkin_factory=None, recognizer_factory=None,
+def build_application(app: App, *, checkin_factory, recognizer_factory=None, token: str | None = None,
                       updater: bool = True) -> Application:
+    """The bot. ``checkin_factory()`` gives the elders' chat check-in service (a
+    ``core.checkin.CheckInService``), ``recognizer_factory()`` the recognizer of voice notes (None:
+    voice notes are answered with a request to type); the wiring root builds both."""
     settings = app.settings
     token = token or (settings.secrets.telegram_bot_token.get_secret_value()
                       if settings.secrets.telegram_bot_token else None)
@@ -140,9 +114,8 @@ def build_application(app: App, *, token: str | None = None, checkin_factory=Non
         builder = builder.get_updates_connection_pool_size(2)
     application = builder.build()
     application.bot_data["tanfang_app"] = app
-    application.bot_data["tanfang_checkin"] = checkin_factory or default_checkin_factory(app)
-    application.bot_data["tanfang_recognizer"] = (recognizer_factory if recognizer_factory is not None
-                                                  else default_recognizer_factory(app))
+    application.bot_data["tanfang_checkin"] = checkin_factory
+    application.bot_data["tanfang_recognizer"] = recognizer_factory
     application.add_handler(CommandHandler("start", start))
     application.add_handler(CommandHandler("help", start))
     application.add_handler(CommandHandler("tasks", role("visitor")(handlers_visitor.tasks_command)))

@@ -20,14 +20,10 @@ from core.app import App
 log = logging.getLogger(__name__)
 
 
-def routes(app: App, application=None) -> list:
-    state = {"application": application}
+def routes(app: App, application) -> list:
+    """The webhook route feeding ``application`` (the PTB Application the wiring root built)."""
 
     async def get_application():
-        if state["application"] is None:
-            from bot.application import build_application
-            state["application"] = build_application(app, updater=False)
-        application = state["application"]
         if not application._initialized:  # noqa: SLF001 — PTB exposes no public flag
             await application.initialize()
         return application

@@ -1,11 +1,17 @@
-"""The composition root: settings in, adapters and services out. Built once per process."""
+"""The application context every service is given: the settings, the database, who acts.
+
+Built once per process by the wiring root (``tanfang.wiring.build_app``) and passed down; the
+adapters a process needs (lines, channels, the dialog) are built there too and handed to the
+services that use them, never hung on this object.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Callable
 
-from core.settings import Settings, load_settings
+from core.settings import Settings
 from data.db import Database
 
 
@@ -13,7 +19,7 @@ from data.db import Database
 class App:
     settings: Settings
     actor: str = "cli"
-    _closers: list = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     @cached_property
     def db(self) -> Database:
@@ -27,11 +33,7 @@ class App:
         return db
 
     def close(self) -> None:
-        for closer in reversed(self._closers):
+        for closer in reversed(self.closers):
             closer()
         if "db" in self.__dict__:
             self.db.dispose()
-
-
-def build_app(settings: Settings | None = None, actor: str = "cli") -> App:
-    return App(settings=settings or load_settings(), actor=actor)

@@ -9,7 +9,6 @@ turn. Section 五 answers are written by the Rasa custom actions as the slots fi
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -19,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from core import plan
 from core.app import App
+from core.escalation import escalate_grade, request_callback
+from core.grading import grade_turn
 from core.ports import RISK_ORDER, DialogEngine, DialogReply, Grade
 from data.catalogue import load_catalogue
 from data.models import Elder, Visit, VisitTurn, utcnow
@@ -27,14 +28,6 @@ log = logging.getLogger(__name__)
 
 # escalate(session, settings, *, elder, visit, grade, text, now) -> list[Task]
 Escalator = Callable[..., list]
-
-
-def default_escalator() -> Escalator | None:
-    if importlib.util.find_spec("core.escalation") is None:
-        return None
-    from core.escalation import escalate_grade
-
-    return escalate_grade
 
 
 # the urgent safety rules (core.grading) -> the dialog's urgent intent that answers them
@@ -66,7 +59,7 @@ class CheckInService:
                  grader: Callable[..., Grade] | None = None, clock: Callable[[], dt.datetime] = utcnow):
         self.app = app
         self.dialog = dialog
-        self.escalate = escalate if escalate is not None else default_escalator()
+        self.escalate = escalate if escalate is not None else escalate_grade
         self.grader = grader
         self.clock = clock
         self._safety: dict[int, list[str]] = {}  # visit id -> campaign safety messages, said at the goodbye
@@ -172,8 +165,6 @@ class CheckInService:
 
     def _hand_over(self, visit_id: int, reply: DialogReply) -> int:
         """The dialog handed the elder to a person: a call-back task for their visitor, now."""
-        from core.escalation import request_callback
-
         unclear = any("听不" in m or "一直没听明白" in m for m in reply.messages)
         reason = "听不清，未能问完" if unclear else "要求工作人员联系"
         with self.app.db.session() as s:
@@ -206,11 +197,7 @@ class CheckInService:
                 s.add(VisitTurn(visit_id=visit_id, seq=seq + i, at=self.clock(), speaker="bot", text=text))
 
     def _rule_grade(self, text: str, reply: DialogReply | None = None) -> Grade:
-        grader = self.grader
-        if grader is None and importlib.util.find_spec("core.grading") is not None:
-            from core.grading import grade_turn as grader
-        if grader is None:
-            return Grade()
+        grader = self.grader or grade_turn
         return grader(text, reply.parse if reply else None, reply.expects if reply else None)
 
     def _apply_grade(self, visit_id: int, turn_id: int, text: str, grade: Grade,

@@ -84,10 +84,11 @@ def coverage_report(session: Session, settings, *, month: dt.date, area: str | N
     return {"month": f"{first:%Y-%m}", "areas": rows, "total": total}
 
 
-def coverage_guard(session: Session, settings, *, now: dt.datetime) -> list[Task]:
-    """From the guard day on: an in-person task for every elder not visited this month."""
+def coverage_guard(session: Session, settings, *, now: dt.datetime, guard_day: int | None = None) -> list[Task]:
+    """From the guard day on (``scheduler.coverage_guard_day``, or ``guard_day``): an in-person task
+    for every elder not visited this month."""
     today = plan.local_today(settings, now)
-    if today.day < settings.scheduler.coverage_guard_day:
+    if today.day < (guard_day or settings.scheduler.coverage_guard_day):
         return []
     first = today.replace(day=1)
     last = month_end(first)

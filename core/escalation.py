@@ -452,3 +452,17 @@ def _callback_task(session: Session, settings, *, elder: Elder, visitor: Visitor
         f"【{settings.app.name}】{said.replace('{id}', str(task.id))}"
         f"老人电话：{elder.phone or '无'}。地址：{_full_address(elder)}。"))
     return task
+
+
+def report_call_outcome(db, settings, *, attempt_id: int, status: str, now: dt.datetime | None = None,
+                        reason: str | None = None) -> dict:
+    """For dialers and webhooks: record a call's outcome in its own unit of work."""
+    with db.session() as s:
+        attempt = s.get(CallAttempt, attempt_id)
+        if attempt is None:
+            raise LookupError(f"没有编号为 {attempt_id} 的通话记录 (no call attempt {attempt_id})")
+        if status in call_status.REACHED and attempt.answered_at is None:
+            attempt.answered_at = now or utcnow()
+        result = record_call_outcome(s, settings, attempt=attempt, status=status, now=now, reason=reason)
+        return {"retry": result["retry"].id if result["retry"] is not None else None,
+                "tasks": [t.id for t in result["tasks"]], "notified": result["notified"]}

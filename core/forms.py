@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from data.catalogue import load_catalogue
-from data.models import ASSISTING_UNITS, SATISFACTION, SEXES, VISIT_METHODS, CareService, Elder, Visit
+from data.models import ASSISTING_UNITS, SATISFACTION, SEXES, CareService, Elder, Visit
 
 TITLE = "特殊困难老年人探访关爱服务记录表"
 COPIES_NOTE = "此表一式两份，县级民政部门、乡镇（街道）各存档一份"

@@ -6,7 +6,9 @@ adapters, with retries and backoff from ``settings.outbox``. Each message is *cl
 atomic conditional UPDATE (attempt counter + lease), so two dispatchers running at the same time
 never both send it; a delivered message is marked ``sent`` and is never sent again. A Telegram or
 Twilio outage only delays messages: they stay ``pending`` until delivered or ``max_attempts`` is
-used up (then ``failed``, visible in ``tanfang outbox`` views and the logs).
+used up (then ``failed``, visible in ``tanfang outbox`` views and the logs). A channel that raises
+:class:`core.ports.PermanentDeliveryError` (unknown user, refused template) fails the message at
+once, with the reason in ``last_error``: retrying it would only repeat the refusal.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.ports import MessageChannel
+from core.ports import MessageChannel, PermanentDeliveryError
 from data.models import OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ class OutboxDispatcher:
             return msg
 
     def _finish(self, msg: OutboxMessage, *, sent: bool, now: dt.datetime, error: str | None = None,
-                provider_id: str | None = None) -> None:
+                provider_id: str | None = None, permanent: bool = False) -> None:
         with self.db.session() as s:
             row = s.get(OutboxMessage, msg.id, with_for_update=False)
             if sent:
@@ -116,7 +118,7 @@ class OutboxDispatcher:
                     row.payload = {**(row.payload or {}), "provider_message_id": str(provider_id)}
             else:
                 row.last_error = (error or "unknown error")[:2000]
-                if row.attempts >= self.settings.outbox.max_attempts:
+                if permanent or row.attempts >= self.settings.outbox.max_attempts:
                     row.state = "failed"
                     log.error("outbox message %s to %s failed for good: %s", row.id, row.recipient, error)
                 else:
@@ -133,6 +135,9 @@ class OutboxDispatcher:
             channel = self.channels[msg.channel]
             try:
                 provider_id = await channel.send(msg.recipient, msg.body, msg.payload)
+            except PermanentDeliveryError as exc:
+                self._finish(msg, sent=False, now=now, error=f"permanent: {exc}", permanent=True)
+                continue
             except Exception as exc:  # noqa: BLE001 — any failure of the channel is retried
                 self._finish(msg, sent=False, now=now, error=f"{type(exc).__name__}: {exc}")
                 continue

@@ -53,6 +53,34 @@ class DialogReply:
     slots: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CallRequest:
+    """One check-in to start: the scheduler's attempt row and what the dialer needs."""
+
+    attempt_id: int
+    elder_id: int
+    channel: str  # phone | telegram
+    phone: str | None
+    telegram_chat_id: int | None
+    slot_key: str
+    attempt_no: int
+    safety_messages: tuple[str, ...] = ()
+
+
+class DialError(RuntimeError):
+    """A check-in could not be started (the message says why, Chinese first)."""
+
+
+class Dialer(Protocol):
+    """Starts a check-in for an attempt row (a phone call, a Telegram chat).
+
+    It returns once the call is *placed*; the outcome arrives later (the line reports statuses,
+    or the dialer calls ``core.escalation.report_call_outcome``). Raise if it cannot place.
+    """
+
+    async def dial(self, request: CallRequest) -> None: ...
+
+
 @runtime_checkable
 class DialogEngine(Protocol):
     async def start(self, conversation_id: str, metadata: dict[str, Any]) -> DialogReply: ...
@@ -94,7 +122,14 @@ class MessageChannel(Protocol):
     name: str
 
     async def send(self, recipient: str, text: str, payload: dict[str, Any] | None = None) -> str:
-        """Deliver; return a provider message id. Raise on failure (the outbox retries)."""
+        """Deliver; return a provider message id. Raise on failure (the outbox retries), or raise
+        :class:`PermanentDeliveryError` when retrying cannot help (the outbox fails it at once)."""
+
+
+class PermanentDeliveryError(Exception):
+    """A message that no retry can deliver: an unknown or unreachable recipient, a template the
+    provider refuses, personal data addressed to a group chat. The outbox marks the message
+    ``failed`` at once with this reason (any other exception is retried with backoff)."""
 
 
 # -- phone lines (Twilio, SIP): carriers are interchangeable behind these -------------------------

@@ -33,9 +33,16 @@ SECRET_ENV: dict[str, str] = {
     "TANFANG_TELEGRAM_WEBHOOK_SECRET": "telegram_webhook_secret",
     "TANFANG_DASHBOARD_SECRET_KEY": "dashboard_secret_key",
     "TANFANG_SIP_PASSWORD": "sip_password",
+    "TANFANG_WECOM_SECRET": "wecom_secret",
+    "TANFANG_WECOM_CALLBACK_TOKEN": "wecom_callback_token",
+    "TANFANG_WECOM_CALLBACK_AES_KEY": "wecom_callback_aes_key",
+    "TANFANG_ALIYUN_ACCESS_KEY_ID": "aliyun_access_key_id",
+    "TANFANG_ALIYUN_ACCESS_KEY_SECRET": "aliyun_access_key_secret",
 }
 _SECRET_KEYS_IN_FILE = {
     "account_sid", "auth_token", "bot_token", "token", "webhook_secret", "secret_key", "password",
+    "secret", "corp_secret", "callback_token", "aes_key", "encoding_aes_key", "access_key_id",
+    "access_key_secret",
 }
 
 
@@ -144,6 +151,27 @@ class TelegramSettings(_Section):
     checkin_reply_minutes: int = 120
 
 
+class WeComSettings(_Section):
+    """企业微信 (WeCom) self-built app: messages to visitors and staff, button clicks back."""
+
+    corp_id: str = ""
+    agent_id: int = 0
+    api_base_url: str = "https://qyapi.weixin.qq.com"
+    callback_path: str = "/wecom/callback"
+    callback_max_age_seconds: int = 300  # a callback whose timestamp is older (or newer) is refused
+
+
+class SmsSettings(_Section):
+    """Text messages. ``twilio`` sends free text (outside mainland China); ``aliyun`` sends the
+    pre-approved templates of ``templates`` (kind -> template code) under ``sign_name``."""
+
+    provider: Literal["twilio", "aliyun"] = "twilio"
+    endpoint: str = ""  # empty = the provider's; tests and the demo point it at a local stand-in
+    sign_name: str = ""
+    templates: dict[str, str] = Field(default_factory=dict)
+    param_max_chars: int = 35
+
+
 class RasaSettings(_Section):
     url: str = ""
     python: str = "python3.10"
@@ -197,6 +225,11 @@ class Secrets(BaseModel):
     telegram_webhook_secret: SecretStr | None = None
     dashboard_secret_key: SecretStr | None = None
     sip_password: SecretStr | None = None
+    wecom_secret: SecretStr | None = None
+    wecom_callback_token: SecretStr | None = None
+    wecom_callback_aes_key: SecretStr | None = None
+    aliyun_access_key_id: SecretStr | None = None
+    aliyun_access_key_secret: SecretStr | None = None
 
 
 class Settings(_Section):
@@ -209,6 +242,8 @@ class Settings(_Section):
     phone: PhoneSettings = Field(default_factory=PhoneSettings)
     sip: SipSettings = Field(default_factory=SipSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    wecom: WeComSettings = Field(default_factory=WeComSettings)
+    sms: SmsSettings = Field(default_factory=SmsSettings)
     rasa: RasaSettings = Field(default_factory=RasaSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
@@ -260,8 +295,8 @@ def _set_path(tree: dict, keys: list[str], value: Any) -> None:
 
 
 # environment values taken as text, never as YAML (phone numbers like 0371..., host:port)
-_TEXT_KEYS = {"url", "from_number", "username", "auth_username", "caller_id", "registrar", "proxy", "domain",
-              "bind_address", "public_address"}
+_TEXT_KEYS = {"url", "from_number", "corp_id", "sign_name", "username", "auth_username", "caller_id", "registrar",
+              "proxy", "domain", "bind_address", "public_address"}
 _PATH_FIELDS = [("app", "data_dir"), ("app", "output_dir"), ("voice", "vosk_model"), ("rasa", "cache_dir")]
 
 

@@ -61,6 +61,9 @@ VISIT_METHODS = {"phone": "电话问候", "in_person": "上门探访", "internet
                  "chat": "聊天消息", "other": "其他"}
 VISIT_STATUSES = ("in_progress", "complete", "incomplete", "cancelled")
 CHANNELS = {"phone": "电话", "telegram": "Telegram", "in_person": "上门"}
+# how a visitor, family member or emergency contact is reached (each chooses one; urgent alerts
+# fall back to SMS): core/routing.py
+PERSON_CHANNELS = {"telegram": "Telegram", "wecom": "企业微信", "sms": "短信"}
 VISITOR_ROLES = {
     "grid_worker": "网格员",
     "social_worker": "社会工作者",
@@ -191,6 +194,7 @@ class Elder(TimestampMixin, Base):
 
 class EmergencyContact(Base):
     __tablename__ = "emergency_contacts"
+    __table_args__ = (_in("channel", PERSON_CHANNELS),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), index=True)
@@ -199,6 +203,8 @@ class EmergencyContact(Base):
     relation: Mapped[str | None] = mapped_column(String(32))
     phone: Mapped[str] = mapped_column(String(20))
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    channel: Mapped[str] = mapped_column(String(16), default="sms", server_default="sms")
+    wecom_user_id: Mapped[str | None] = mapped_column(String(64))  # 企业微信账号 (UserID)
 
     elder: Mapped[Elder] = relationship(back_populates="emergency_contacts")
 
@@ -255,7 +261,7 @@ class Assistance(Base):
 # ---- people who visit, and families -----------------------------------------------------------
 class Visitor(TimestampMixin, Base):
     __tablename__ = "visitors"
-    __table_args__ = (_in("role", VISITOR_ROLES),)
+    __table_args__ = (_in("role", VISITOR_ROLES), _in("channel", PERSON_CHANNELS))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
@@ -269,12 +275,15 @@ class Visitor(TimestampMixin, Base):
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
     invite_code: Mapped[str | None] = mapped_column(String(32), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    channel: Mapped[str] = mapped_column(String(16), default="telegram", server_default="telegram")
+    wecom_user_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # 企业微信账号 (UserID)
 
     supervisor: Mapped[Visitor | None] = relationship(remote_side=[id])
 
 
 class FamilyMember(TimestampMixin, Base):
     __tablename__ = "family_members"
+    __table_args__ = (_in("channel", PERSON_CHANNELS),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), index=True)
@@ -286,6 +295,8 @@ class FamilyMember(TimestampMixin, Base):
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
     invite_code: Mapped[str | None] = mapped_column(String(32), unique=True)
     last_contact_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # last call/visit to the parent
+    channel: Mapped[str] = mapped_column(String(16), default="telegram", server_default="telegram")
+    wecom_user_id: Mapped[str | None] = mapped_column(String(64))  # 企业微信账号 (UserID)
 
     elder: Mapped[Elder] = relationship(back_populates="family_members")
 
@@ -495,6 +506,33 @@ class OutboxMessage(Base):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class CallbackReceipt(Base):
+    """A signed callback already accepted (a WeCom MsgId, or its nonce): the same one again is a
+    replay and is refused. Kept in the database so that a restart does not reopen the window."""
+
+    __tablename__ = "callback_receipts"
+    __table_args__ = (UniqueConstraint("channel", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))  # wecom
+    key: Mapped[str] = mapped_column(String(128))  # msg:<MsgId> | nonce:<timestamp>:<nonce>
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class ChatState(Base):
+    """Where a multi-step chat exchange stands for one user of a channel (e.g. closing a task in
+    WeCom: the description typed, the satisfaction still to pick). One row per user."""
+
+    __tablename__ = "chat_states"
+    __table_args__ = (UniqueConstraint("channel", "user_ref"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    user_ref: Mapped[str] = mapped_column(String(64))  # the channel's user id (WeCom UserID)
+    state: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class AuditLog(Base):

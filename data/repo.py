@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from data.models import VISITOR_ROLES, Elder, Visitor
+from data.models import PERSON_CHANNELS, VISITOR_ROLES, Elder, Visitor
 
 
 def _full(stmt):
@@ -52,11 +52,14 @@ def count_elders(session: Session) -> int:
 
 
 def add_visitor(session: Session, *, name: str, role: str, phone: str | None = None, county: str | None = None,
-                township: str | None = None, village: str | None = None) -> Visitor:
+                township: str | None = None, village: str | None = None, channel: str = "telegram",
+                wecom_user_id: str | None = None) -> Visitor:
     if role not in VISITOR_ROLES:
         raise ValueError(f"unknown role {role}")
+    if channel not in PERSON_CHANNELS:
+        raise ValueError(f"unknown channel {channel}")
     visitor = Visitor(name=name, role=role, phone=phone, county=county or None, township=township or None,
-                      village=village or None)
+                      village=village or None, channel=channel, wecom_user_id=wecom_user_id or None)
     session.add(visitor)
     session.flush()
     return visitor
@@ -103,7 +106,8 @@ def upsert_visitors(session: Session, records: list[dict]) -> tuple[int, int]:
             add_visitor(session, **rec)
             created += 1
         else:
-            for k in ("phone", "county", "township", "village"):
-                setattr(v, k, rec[k] or None)
+            for k in ("phone", "county", "township", "village", "wecom_user_id"):
+                setattr(v, k, rec.get(k) or None)
+            v.channel = rec.get("channel") or v.channel
             updated += 1
     return created, updated

@@ -22,6 +22,7 @@ from data import idcard
 from data.models import (
     ASSISTING_UNITS,
     CHANNELS,
+    PERSON_CHANNELS,
     Assistance,
     Elder,
     EmergencyContact,
@@ -56,12 +57,13 @@ TAIL_HEADERS = [
     "帮扶单位", "帮扶单位名称", "帮扶责任人", "帮扶措施", "备注",
 ]
 HOUSEHOLD_FIELDS = ["姓名", "性别", "公民身份号码", "与户主关系", "健康状况", "是否低保", "是否特困"]
-FAMILY_FIELDS = ["姓名", "关系", "电话", "城市"]
+FAMILY_FIELDS = ["姓名", "关系", "电话", "城市", "联系渠道", "企业微信账号"]
+CONTACT_FIELDS = ["关系", "电话", "联系渠道", "企业微信账号"]
 
 
 def contact_headers(n: int) -> list[str]:
     p = "紧急联系人" if n == 1 else f"紧急联系人{n}"
-    return [p, f"{p}关系", f"{p}电话"]
+    return [p] + [f"{p}{f}" for f in CONTACT_FIELDS]
 
 
 def household_headers(n: int) -> list[str]:
@@ -87,7 +89,7 @@ def headers(max_household: int = 6, max_family: int = FAMILY_SLOTS, max_contacts
 
 _HOUSEHOLD_RE = re.compile(r"^家庭成员(\d+)(" + "|".join(HOUSEHOLD_FIELDS) + r")$")
 _FAMILY_RE = re.compile(r"^子女(\d+)(" + "|".join(FAMILY_FIELDS) + r")$")
-_CONTACT_RE = re.compile(r"^紧急联系人(\d*)(关系|电话)?$")
+_CONTACT_RE = re.compile(r"^紧急联系人(\d*)(" + "|".join(CONTACT_FIELDS) + r")?$")
 
 
 def _known(header: str) -> bool:
@@ -268,6 +270,24 @@ UNIT_BY_LABEL = {label: key for key, label in ASSISTING_UNITS.items()} | {
     "群团组织": "party_government", "社工": "social_worker",
 }
 SEX_BY_LABEL = {"男": "M", "女": "F", "m": "M", "f": "F"}
+PERSON_CHANNEL_BY_LABEL = {label.lower(): key for key, label in PERSON_CHANNELS.items()} | {
+    key: key for key in PERSON_CHANNELS} | {"企微": "wecom", "政务微信": "wecom", "tg": "telegram", "手机短信": "sms"}
+
+
+def parse_person_channel(channel: str, wecom_user: str, phone: str | None, default: str) -> tuple[str, str | None]:
+    """(channel, WeCom UserID) of a person from the 联系渠道 and 企业微信账号 cells; ValueError (in
+    Chinese) names what is wrong: an unknown channel, WeCom without its UserID, SMS without a phone."""
+    key = PERSON_CHANNEL_BY_LABEL.get(channel.strip().lower()) if channel.strip() else default
+    if key is None:
+        raise ValueError(f"应为 {'/'.join(PERSON_CHANNELS.values())}（实为“{channel}”）")
+    user = wecom_user.strip() or None
+    if user is not None and not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", user):
+        raise ValueError(f"企业微信账号只能由字母、数字和 _.@- 组成，最长64位（实为“{wecom_user}”）")
+    if key == "wecom" and user is None:
+        raise ValueError("选择企业微信时须填写企业微信账号（UserID）")
+    if key == "sms" and not phone:
+        raise ValueError("选择短信时须填写电话")
+    return key, user
 
 
 def _id_reason(value: str) -> str | None:
@@ -359,6 +379,13 @@ def _validate_row(i, v, hh_slots, fam_slots, contact_slots, default_consent_visi
             err(col, f"与公民身份号码不符（号码显示为{SEXES[from_id]}）")
         return s
 
+    def channel(col, wecom_col, number, default):
+        try:
+            return parse_person_channel(v.get(col, ""), v.get(wecom_col, ""), number, default)
+        except ValueError as exc:
+            err(col if "企业微信账号" not in str(exc) else wecom_col, str(exc))
+            return default, None
+
     e: dict = {}
     e["county"] = text("县(市、区)", True)
     e["township"] = text("乡镇(街道)", True)
@@ -405,7 +432,7 @@ def _validate_row(i, v, hh_slots, fam_slots, contact_slots, default_consent_visi
 
     contacts = []
     for n in contact_slots:
-        name_col, rel_col, phone_col = contact_headers(n)
+        name_col, rel_col, phone_col, ch_col, wecom_col = contact_headers(n)
         name = v.get(name_col, "")
         ph = v.get(phone_col, "")
         if not name and not ph and not v.get(rel_col, ""):
@@ -415,7 +442,9 @@ def _validate_row(i, v, hh_slots, fam_slots, contact_slots, default_consent_visi
         if not name:
             err(name_col, "不能为空（已填写电话或关系）")
         number = phone(phone_col, required=True)
-        contacts.append({"priority": n, "name": name, "relation": text(rel_col, maxlen=32), "phone": number})
+        contact = {"priority": n, "name": name, "relation": text(rel_col, maxlen=32), "phone": number}
+        contact["channel"], contact["wecom_user_id"] = channel(ch_col, wecom_col, number or ph, "sms")
+        contacts.append(contact)
 
     household = []
     for n in hh_slots:
@@ -480,11 +509,14 @@ def _validate_row(i, v, hh_slots, fam_slots, contact_slots, default_consent_visi
         cols = family_headers(n)
         if not any(v.get(c, "") for c in cols):
             continue
-        name_col, rel_col, phone_col, city_col = cols
+        name_col, rel_col, phone_col, city_col, ch_col, wecom_col = cols
         if not v.get(name_col, ""):
             err(name_col, "不能为空（该子女已填写其他信息）")
-        family.append({"name": v.get(name_col, ""), "relation": text(rel_col, maxlen=32),
-                       "phone": phone(phone_col), "city": text(city_col)})
+        number = phone(phone_col)
+        member = {"name": v.get(name_col, ""), "relation": text(rel_col, maxlen=32), "phone": number,
+                  "city": text(city_col)}
+        member["channel"], member["wecom_user_id"] = channel(ch_col, wecom_col, number or v.get(phone_col), "telegram")
+        family.append(member)
 
     if errs:
         return (ElderRecord(i, e) if id_number else None), errs
@@ -583,9 +615,8 @@ def elder_row(elder: Elder) -> dict[str, str]:
     for attr, col in CATEGORY_HEADERS.items():
         row[col] = _flag(getattr(elder, attr))
     for c in elder.emergency_contacts:
-        n = c.priority
-        name_col, rel_col, phone_col = contact_headers(n)
-        row.update({name_col: c.name, rel_col: c.relation or "", phone_col: c.phone})
+        row.update(dict(zip(contact_headers(c.priority), [c.name, c.relation or "", c.phone,
+                                                         PERSON_CHANNELS.get(c.channel, ""), c.wecom_user_id or ""])))
     lc = elder.living_conditions
     if lc is not None:
         row.update({"饮水安全": _flag(lc.drinking_water_safe), "用电安全": _flag(lc.electricity_safe),
@@ -601,7 +632,8 @@ def elder_row(elder: Elder) -> dict[str, str]:
         row.update(dict(zip(cols, [m.name, SEXES.get(m.sex or "", ""), m.id_number or "", m.relation_to_head or "",
                                    m.health or "", _flag(m.on_dibao), _flag(m.on_tekun)])))
     for n, f in enumerate(sorted(elder.family_members, key=lambda f: f.id or 0), start=1):
-        row.update(dict(zip(family_headers(n), [f.name, f.relation or "", f.phone or "", f.city or ""])))
+        row.update(dict(zip(family_headers(n), [f.name, f.relation or "", f.phone or "", f.city or "",
+                                                PERSON_CHANNELS.get(f.channel, ""), f.wecom_user_id or ""])))
     return row
 
 
@@ -686,19 +718,15 @@ def records_from_db(session: Session) -> list[ElderRecord]:
     return result.records
 
 
-# ---- visitors ----------------------------------------------------------------------------------
-VISITOR_HEADERS = ["姓名", "角色", "电话", "县(市、区)", "乡镇(街道)", "村(居)"]
-
-
 # ---- visitors --------------------------------------------------------------------------------------
-VISITOR_COLUMNS = ("姓名", "角色", "电话", "县(市、区)", "乡镇(街道)", "村(居)")
+VISITOR_COLUMNS = ("姓名", "角色", "电话", "县(市、区)", "乡镇(街道)", "村(居)", "联系渠道", "企业微信账号")
+VISITOR_HEADERS = list(VISITOR_COLUMNS)
 
 
 def parse_visitors(path: Path | str) -> tuple[list[dict], list[RowError]]:
-    """A visitors file (header ``VISITOR_COLUMNS``): records for ``repo.upsert_visitors`` and every
-    row's errors (row number, column, reason). Blank rows are skipped."""
-    from data.repo import visitor_role
-
+    """A visitors file (header ``VISITOR_COLUMNS``; 联系渠道 and 企业微信账号 optional): records for
+    ``repo.upsert_visitors`` and every row's errors (row number, column, reason). Blank rows are
+    skipped. A visitor's channel defaults to Telegram (SMS when not linked)."""
     header, rows, _enc = read_table(Path(path))
     errors = [RowError(1, c, "缺少必填列") for c in ("姓名", "角色") if c not in header]
     if errors:
@@ -708,18 +736,32 @@ def parse_visitors(path: Path | str) -> tuple[list[dict], list[RowError]]:
         vals = {h: (raw[j].strip() if j < len(raw) else "") for j, h in enumerate(header)}
         if not any(vals.values()):
             continue
-        rec = {"name": vals.get("姓名", ""), "phone": vals.get("电话") or None, "county": vals.get("县(市、区)"),
-               "township": vals.get("乡镇(街道)"), "village": vals.get("村(居)")}
-        if not rec["name"]:
-            errors.append(RowError(i, "姓名", "不能为空"))
-        try:
-            rec["role"] = visitor_role(vals.get("角色", ""))
-        except ValueError as exc:
-            errors.append(RowError(i, "角色", str(exc)))
-        if rec["phone"]:
-            reason = idcard.check_phone(rec["phone"])
-            if reason:
-                errors.append(RowError(i, "电话", reason))
-            rec["phone"] = idcard.normalize_phone(rec["phone"])
+        rec, row_errors = _visitor_record(i, vals)
+        errors.extend(row_errors)
         records.append(rec)
     return records, errors
+
+
+def _visitor_record(i: int, vals: dict[str, str]) -> tuple[dict, list[RowError]]:
+    from data.repo import visitor_role
+
+    errors = []
+    rec = {"name": vals.get("姓名", ""), "phone": vals.get("电话") or None, "county": vals.get("县(市、区)"),
+           "township": vals.get("乡镇(街道)"), "village": vals.get("村(居)")}
+    if not rec["name"]:
+        errors.append(RowError(i, "姓名", "不能为空"))
+    try:
+        rec["role"] = visitor_role(vals.get("角色", ""))
+    except ValueError as exc:
+        errors.append(RowError(i, "角色", str(exc)))
+    if rec["phone"]:
+        reason = idcard.check_phone(rec["phone"])
+        if reason:
+            errors.append(RowError(i, "电话", reason))
+        rec["phone"] = idcard.normalize_phone(rec["phone"])
+    try:
+        rec["channel"], rec["wecom_user_id"] = parse_person_channel(
+            vals.get("联系渠道", ""), vals.get("企业微信账号", ""), rec["phone"], "telegram")
+    except ValueError as exc:
+        errors.append(RowError(i, "企业微信账号" if "企业微信账号" in str(exc) else "联系渠道", str(exc)))
+    return rec, errors

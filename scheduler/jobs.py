@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
@@ -30,37 +30,13 @@ from core.coverage import coverage_guard as _coverage_guard
 from core.escalation import escalate_overdue as _escalate_overdue
 from core.escalation import record_call_outcome
 from core.outbox import OutboxDispatcher
-from core.ports import MessageChannel
+from core.ports import CallRequest, Dialer, MessageChannel
 from data import call_status
 from data.models import CallAttempt, Elder, OutboxMessage, Visit, utcnow
 
 log = logging.getLogger(__name__)
 
 STALE_CALL_MINUTES = 10  # queued/ringing longer than this: the call was lost (restart, provider fault)
-
-
-@dataclass(frozen=True)
-class CallRequest:
-    """One check-in to start: the scheduler's attempt row and what the dialer needs."""
-
-    attempt_id: int
-    elder_id: int
-    channel: str  # phone | telegram
-    phone: str | None
-    telegram_chat_id: int | None
-    slot_key: str
-    attempt_no: int
-    safety_messages: tuple[str, ...] = ()
-
-
-class Dialer(Protocol):
-    """Starts a check-in for an attempt row (a phone call, a Telegram chat).
-
-    It returns once the call is *placed*; the outcome arrives later (phone webhooks set the
-    attempt's status, or the dialer calls :func:`report_call_outcome`). Raise if it cannot place.
-    """
-
-    async def dial(self, request: CallRequest) -> None: ...
 
 
 @dataclass
@@ -237,20 +213,6 @@ async def run_dial_due(ctx: JobContext, now: dt.datetime | None = None) -> int:
                 record_call_outcome(s, settings, attempt=attempt, status="failed", now=ctx.clock(),
                                     reason=f"外呼失败：{exc}"[:200])
     return placed
-
-
-def report_call_outcome(db, settings, *, attempt_id: int, status: str, now: dt.datetime | None = None,
-                        reason: str | None = None) -> dict:
-    """For dialers and webhooks: record a call's outcome in its own unit of work."""
-    with db.session() as s:
-        attempt = s.get(CallAttempt, attempt_id)
-        if attempt is None:
-            raise LookupError(f"没有编号为 {attempt_id} 的通话记录 (no call attempt {attempt_id})")
-        if status in call_status.REACHED and attempt.answered_at is None:
-            attempt.answered_at = now or utcnow()
-        result = record_call_outcome(s, settings, attempt=attempt, status=status, now=now, reason=reason)
-        return {"retry": result["retry"].id if result["retry"] is not None else None,
-                "tasks": [t.id for t in result["tasks"]], "notified": result["notified"]}
 
 
 async def run_deliver_outbox(ctx: JobContext, now: dt.datetime | None = None) -> int:

@@ -8,17 +8,10 @@ so a developer's own running Rasa is never touched.
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from core.settings import load_settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from sim.net import free_port  # noqa: F401 — the tests take it from here too
 
 
 def rasa_test_env(tmp_dir, port: int, action_port: int) -> dict[str, str]:

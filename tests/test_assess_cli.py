@@ -7,16 +7,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from core.cli import cli
+from tanfang.cli import cli
 from dialogs.runtime import action_server_up, rasa_status
+from sim.net import free_port
 
 pytest_plugins = ["tests.rasa_fixtures"]
 
 
-def free_port() -> int:
-    from tests.rasa_fixtures import free_port as _free_port  # the plugin module, imported once
-
-    return _free_port()
 
 KEYS = {"text", "intent", "confidence", "entities", "risk", "dimension", "reasons"}
 

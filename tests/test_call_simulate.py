@@ -8,7 +8,6 @@ end runs the same path against the real Rasa dialog through ``tanfang call simul
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -18,9 +17,10 @@ from sqlalchemy import select
 from core.ports import DialogReply, Grade
 from data.models import CallAttempt, OutboxMessage, Task, Visit
 from tests.helpers import make_elder
-from tests.phone_support import ScriptedDialog, no_grade, recognizer, synthesizer
-from voice.phone import PhoneCheckIn
-from voice.simulator import Step, call_report, parse_script, parse_step, simulate_check_in
+from sim.dialog import ScriptedDialog
+from tests.phone_support import no_grade, recognizer, synthesizer
+from tanfang.wiring import build_phone
+from sim.twilio_peer import Step, call_report, parse_script, parse_step, simulate_check_in
 
 pytestmark = pytest.mark.speech
 
@@ -32,7 +32,7 @@ def speech():
 
 def _phone(app, dialog, speech, **kw):
     recog, synth = speech
-    return PhoneCheckIn(app, dialog, recog, synth, grammars={}, **kw)
+    return build_phone(app, dialog, recognizer=recog, synthesizer=synth, grammars={}, **kw)
 
 
 @pytest.mark.parametrize("line, step", [
@@ -111,7 +111,7 @@ async def test_a_long_answer_to_a_yes_no_question_is_heard_whole(sqlite_app, spe
                              DialogReply(messages=["请问是王秀英吗？"], expects="family_children")],
                             opening_expects="family_children")
     recog, synth = speech
-    phone = PhoneCheckIn(app, dialog, recog, synth, grader=no_grade)  # the default grammars
+    phone = build_phone(app, dialog, recognizer=recog, synthesizer=synth, grader=no_grade)  # the default grammars
     assert phone.grammars, "the recognizer's yes/no grammar is in use"
     script = parse_script(["是的。", "孩子们一年到头也不来个电话，没人管俺。", "喂，是我，是我。"])
     report = call_report(app, await simulate_check_in(app, phone, elder_id, script, synth))
@@ -141,9 +141,7 @@ async def test_unanswered_calls_are_recorded_per_attempt(sqlite_app, speech, ans
 @pytest.mark.rasa
 @pytest.mark.slow
 def test_tanfang_call_simulate_with_rasa(tmp_path, monkeypatch):
-    if importlib.util.find_spec("dialogs.runtime") is None or importlib.util.find_spec("dialogs.engine") is None:
-        pytest.skip("dialogs.engine / dialogs.runtime (EmbeddedRasa) not in this tree yet")
-    from core.cli import cli
+    from tanfang.cli import cli
     from core.settings import load_settings
     from data.db import Database
 

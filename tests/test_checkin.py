@@ -6,29 +6,8 @@ from sqlalchemy import func, select
 from core.checkin import CheckInService, DialogFailed
 from core.ports import DialogReply, Grade, ParseResult
 from data.models import Visit, VisitAnswer, VisitTurn
+from sim.dialog import ScriptedDialog
 from tests.helpers import make_elder
-
-
-class ScriptedDialog:
-    """Our own DialogEngine port, scripted: replies in order; can be told to fail."""
-
-    def __init__(self, replies, fail_on=None):
-        self.replies = list(replies)
-        self.fail_on = fail_on
-        self.seen = []
-
-    async def start(self, conversation_id, metadata):
-        self.metadata = metadata
-        return DialogReply(messages=["王大爷您好，我是探访员。现在方便说几句吗？"])
-
-    async def send(self, conversation_id, text, metadata=None):
-        self.seen.append((conversation_id, text))
-        if text == self.fail_on:
-            raise ConnectionError("rasa down")
-        return self.replies.pop(0)
-
-    async def parse(self, text):
-        return ParseResult(text=text, intent=None, confidence=0.0)
 
 
 def escalations(calls):
@@ -148,7 +127,7 @@ async def test_an_emergency_only_the_rules_caught_steers_the_dialog_to_its_urgen
     svc = CheckInService(app, dialog, escalate=escalations(calls), grader=lambda *a: Grade())
     visit_id, _ = await svc.start(elder_id)
     result = await svc.hear(visit_id, "屋里有没气味")
-    assert [t for _, t in dialog.seen] == ["屋里有没气味", "/urgent_gas_leak"]
+    assert dialog.seen == ["屋里有没气味", "/urgent_gas_leak"]
     assert result.reply.ended and "119" in result.reply.messages[-1]
     assert result.grade.risk == "urgent" and calls == [(elder_id, visit_id, "urgent", "屋里有没气味")]
     with app.db.session() as s:

@@ -78,7 +78,7 @@ def test_coverage_cli(tmp_path):
 
     from click.testing import CliRunner
 
-    from core.cli import cli
+    from tanfang.cli import cli
     from data.db import Database
 
     env = {"TANFANG_DATA_DIR": str(tmp_path / "var"), "TANFANG_OUTPUT_DIR": str(tmp_path / "out")}

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from starlette.applications import Starlette
 
 from core import auth, dashboard
-from core.web import build_web_app
+from tanfang.web import build_web_app
 from data.models import AuditLog, StaffUser
 from tests import records_fixture as rf
 
@@ -151,7 +151,7 @@ def test_session_tokens_expire_and_bind_the_key():
 def test_staff_add_cli_then_login(app, tmp_path):
     from click.testing import CliRunner
 
-    from core.cli import cli
+    from tanfang.cli import cli
 
     env = {"TANFANG_DATA_DIR": str(tmp_path / "var"), "TANFANG_DATABASE_URL": app.db.url,
            "TANFANG_STAFF_PASSWORD": PW}

@@ -10,12 +10,12 @@ from difflib import SequenceMatcher
 import pytest
 from sqlalchemy import select
 
-from core.app import build_app
+from tanfang.wiring import build_app
 from core.settings import load_settings
 from data.catalogue import load_catalogue
 from data.models import CallAttempt, Elder, OutboxMessage, Task, Visit
-from demo.day import DemoDay, DemoOptions
-from demo.personas import load_personas
+from sim.demo_day import DemoDay, DemoOptions
+from sim.personas import load_personas
 
 pytestmark = [pytest.mark.rasa, pytest.mark.speech, pytest.mark.slow]
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import getpass
+
 import json
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from core.cli import cli
+from tanfang.cli import cli
 from data import roster
 from data.models import AuditLog, Elder, Visitor
 from tests.test_roster import SAMPLE, SAMPLES, sample_rows, table_counts, write_rows
@@ -73,7 +75,8 @@ def test_show_masks_unless_reveal_and_audits(run, db):
     with db.session() as s:
         rows = [(a.action, a.entity, a.entity_id, a.actor)
                 for a in s.scalars(select(AuditLog).where(AuditLog.entity == "elder").order_by(AuditLog.id))]
-    assert rows == [("read", "elder", str(eid), "cli"), ("read_sensitive", "elder", str(eid), "cli")]
+    actor = f"cli:{getpass.getuser()}"  # who ran the command, as the operating system knows them
+    assert rows == [("read", "elder", str(eid), actor), ("read_sensitive", "elder", str(eid), actor)]
     missing = run("elders", "show", "99999")
     assert missing.exit_code == 1 and "找不到老年人" in missing.output and "Traceback" not in missing.output
 

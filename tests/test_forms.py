@@ -11,7 +11,7 @@ from openpyxl import load_workbook
 from pypdf import PdfReader
 
 from core import forms
-from core.cli import cli
+from tanfang.cli import cli
 from tests import records_fixture as rf
 
 

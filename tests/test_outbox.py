@@ -114,3 +114,27 @@ def test_enqueue_refuses_bad_input(db):
             enqueue(s, channel="sms", recipient="", body="x", dedupe_key="k")
         with pytest.raises(ValueError, match="dedupe_key"):
             enqueue(s, channel="sms", recipient="1", body="x", dedupe_key="")
+
+
+class RefusingChannel(RecordingChannel):
+    """A provider that knows the recipient does not exist: retrying cannot help."""
+
+    async def send(self, recipient, text, payload=None):
+        from core.ports import PermanentDeliveryError
+
+        raise PermanentDeliveryError(f"81013 unknown user {recipient}")
+
+
+async def test_permanent_failure_is_failed_at_once_and_never_retried(db, settings):
+    with db.session() as s:
+        enqueue(s, channel="wecom", recipient="nobody", body="P1", dedupe_key="perm", now=NOW)
+    ch = RefusingChannel(name="wecom")
+    d = OutboxDispatcher(db, settings, {"wecom": ch})
+    assert await d.deliver_due(NOW) == 0
+    with db.session() as s:
+        m = s.query(OutboxMessage).one()
+        assert m.state == "failed" and m.attempts == 1
+        assert m.last_error.startswith("permanent: 81013")
+    assert await d.deliver_due(NOW + dt.timedelta(days=1)) == 0
+    with db.session() as s:
+        assert s.query(OutboxMessage).one().attempts == 1  # not picked up again

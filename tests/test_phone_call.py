@@ -8,32 +8,34 @@ hangs up; the service decodes with real Vosk and keeps the record.
 from __future__ import annotations
 
 import functools
+import time
 import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
 
-from core.web import build_web_app
+from tanfang.web import build_web_app
 from core.ports import DialogReply
-from data.models import CallAttempt, Visit, VisitTurn
+from data.models import CallAttempt, Visit
 from tests.helpers import make_elder
-from tests.phone_support import ScriptedDialog, no_grade, recognizer, synthesizer
-from voice.phone import (NO, YES, REPEAT, Endpointer, PhoneCheckIn, dtmf_answer, is_repeat_request, key_hint,
-                         pcm16_to_ulaw, ulaw_to_pcm16)
-from voice.signature import sign
-from voice.simulator import local_server
+from sim.dialog import ScriptedDialog
+from tests.phone_support import no_grade, recognizer, stream_parameters, synthesizer
+from voice.endpointing import SPEECH_START, Endpointer
+from voice.keypad import NO, REPEAT, YES, dtmf_answer, is_repeat_request, key_hint
+from voice.session import CallPipeline
+from voice.signature import check_stream_token, sign
+from voice.twilio_line import TwilioLine
+from sim.net import local_server
 
 TOKEN = "phone-test-token"
 
 
 def _phone(app, dialog=None, *, recog=None, synth=None):
     app.settings.secrets.twilio_auth_token = SecretStr(TOKEN)
-    phone = PhoneCheckIn(app, dialog or ScriptedDialog([]), recog, synth, escalate=None, grader=no_grade,
+    phone = CallPipeline(app, dialog or ScriptedDialog([]), recog, synth, escalate=None, grader=no_grade,
                          grammars={})
-    app.phone_checkin = phone
+    phone.add_line(TwilioLine(app.settings, phone))
     return phone
 
 
@@ -59,16 +61,7 @@ def test_repeat_requests(text, repeat):
     assert is_repeat_request(text) is repeat
 
 
-# -- audio -----------------------------------------------------------------------------------------
-def test_mulaw_round_trip_is_close():
-    t = np.arange(8000) / 8000
-    pcm = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
-    back = np.frombuffer(ulaw_to_pcm16(pcm16_to_ulaw(pcm)), dtype="<i2").astype(float)
-    orig = np.frombuffer(pcm, dtype="<i2").astype(float)
-    assert len(pcm16_to_ulaw(pcm)) == 8000
-    assert np.max(np.abs(back - orig)) < 300  # mu-law step at 8000 is 256
-
-
+# -- end of utterance (voice.endpointing, as the session uses it) ------------------------------------
 def _tone(seconds, amp=6000):
     t = np.arange(int(8000 * seconds)) / 8000
     return (amp * np.sin(2 * np.pi * 300 * t)).astype("<i2").tobytes()
@@ -82,7 +75,7 @@ def _feed(ep, pcm):
     verdicts = []
     for off in range(0, len(pcm), 320):
         v = ep.push(pcm[off:off + 320])
-        if v:
+        if v and v != SPEECH_START:
             verdicts.append((round(ep.elapsed, 2), v))
             ep.reset()
     return verdicts
@@ -97,7 +90,7 @@ def test_endpointer_waits_for_a_slow_speakers_pause():
 
 def test_endpointer_reports_no_speech_and_cuts_long_answers():
     assert _feed(Endpointer(no_speech_s=8), _quiet(8.1)) == [(8.0, "no_speech")]
-    assert _feed(Endpointer(max_s=3), _tone(3.5))[0][1] == "max"
+    assert _feed(Endpointer(max_s=3), _tone(3.5))[0][1] == "max_length"
     assert _feed(Endpointer(), _quiet(1) + _tone(0.04) + _quiet(2)) == []  # a click is not an answer
 
 
@@ -121,7 +114,7 @@ def test_attempt_status_lifecycle(app, sequence, final):
     phone = _phone(app)
     attempt_id = _attempt(app, phone)
     for status in sequence:
-        phone.on_status(attempt_id, {"CallSid": "CA1", "CallStatus": status, "CallDuration": "12"})
+        phone.lines["twilio"].on_status(attempt_id, {"CallSid": "CA1", "CallStatus": status, "CallDuration": "12"})
     with app.db.session() as s:
         attempt = s.get(CallAttempt, attempt_id)
         assert attempt.status == final and attempt.provider_sid == "CA1"
@@ -132,9 +125,10 @@ def test_attempt_status_lifecycle(app, sequence, final):
 def test_answering_machine_gets_a_message_and_is_recorded(app):
     phone = _phone(app)
     attempt_id = _attempt(app, phone)
-    xml = phone.on_answer(attempt_id, {"CallSid": "CA2", "AnsweredBy": "machine_start"})
+    line = phone.lines["twilio"]
+    xml = line.answer_twiml(attempt_id, {"CallSid": "CA2", "AnsweredBy": "machine_start"})
     assert "<Say" in xml and "<Connect" not in xml and "<Hangup" in xml
-    phone.on_status(attempt_id, {"CallSid": "CA2", "CallStatus": "completed", "AnsweredBy": "machine_start"})
+    line.on_status(attempt_id, {"CallSid": "CA2", "CallStatus": "completed", "AnsweredBy": "machine_start"})
     with app.db.session() as s:
         attempt = s.get(CallAttempt, attempt_id)
         assert attempt.status == "machine" and attempt.answered_by == "machine_start"
@@ -144,12 +138,16 @@ def test_human_gets_the_stream_and_unknown_calls_do_not(app):
     phone = _phone(app)
     app.settings.twilio.public_base_url = "https://tanfang.example.org"
     attempt_id = _attempt(app, phone)
-    xml = phone.on_answer(str(attempt_id), {"CallSid": "CA3", "AnsweredBy": "human"})
+    line = phone.lines["twilio"]
+    xml = line.answer_twiml(str(attempt_id), {"CallSid": "CA3", "AnsweredBy": "human"})
     assert 'url="wss://tanfang.example.org/twilio/stream"' in xml and f'value="{attempt_id}"' in xml
-    assert "<Connect" not in phone.on_answer("999", {"CallSid": "CA9"})
+    params = stream_parameters(xml)
+    assert check_stream_token(TOKEN, params["attempt"], "CA3", params["expires"], params["token"], time.time()) is None
+    assert check_stream_token(TOKEN, params["attempt"], "CA-other", params["expires"], params["token"], time.time())
+    assert "<Connect" not in line.answer_twiml("999", {"CallSid": "CA9"})
     # a webhook naming our attempt but another call's SID is not ours
-    assert "<Connect" not in phone.on_answer(str(attempt_id), {"CallSid": "CA-other"})
-    assert phone.on_status(None, {"CallSid": "CA-nobody", "CallStatus": "ringing"}) is None
+    assert "<Connect" not in line.answer_twiml(str(attempt_id), {"CallSid": "CA-other"})
+    assert line.on_status(None, {"CallSid": "CA-nobody", "CallStatus": "ringing"}) is None
 
 
 # -- a call through streamdouble -------------------------------------------------------------------
@@ -166,6 +164,7 @@ def answer_wav(tmp_path_factory):
 
 @pytest.mark.speech
 async def test_streamdouble_call_keeps_answers_when_the_elder_hangs_up(sqlite_app, answer_wav, monkeypatch):
+    import streamdouble.protocol as sd_protocol
     import streamdouble.session as sd_session
     from streamdouble import api as sd
     from streamdouble.scenario import Dtmf, Hangup, Say, Scenario, Wait, WaitFor
@@ -180,9 +179,13 @@ async def test_streamdouble_call_keeps_answers_when_the_elder_hangs_up(sqlite_ap
     with app.db.session() as s:
         elder_id = make_elder(s).id
     attempt_id = phone.create_attempt(elder_id)
+    call_sid = "CA" + "5" * 32  # the call streamdouble plays is the one our voice webhook answered
+    real_sid = sd_protocol._sid
+    monkeypatch.setattr(sd_protocol, "_sid", lambda prefix: call_sid if prefix == "CA" else real_sid(prefix))
 
-    async with local_server(build_web_app(app)) as base:
+    async with local_server(build_web_app(app, phone=phone)) as base:
         app.settings.twilio.public_base_url = base
+        xml = phone.lines["twilio"].answer_twiml(str(attempt_id), {"CallSid": call_sid, "AnsweredBy": "human"})
         url = base.replace("http://", "ws://") + "/twilio/stream"
         # streamdouble plays Twilio, which signs the upgrade: give its websocket the header Twilio sends.
         monkeypatch.setattr(sd_session.websockets, "connect", functools.partial(
@@ -197,7 +200,7 @@ async def test_streamdouble_call_keeps_answers_when_the_elder_hangs_up(sqlite_ap
             Wait(4),
             Hangup(),                                          # before answering the third question
         ])
-        config = sd_session.SessionConfig(custom_parameters={"attempt": str(attempt_id)}, response_timeout_s=60,
+        config = sd_session.SessionConfig(custom_parameters=stream_parameters(xml), response_timeout_s=60,
                                           quiet_period_s=0.5, max_call_s=180)
         report = await sd.run_scenario(url, scenario, config=config)
 
@@ -223,8 +226,8 @@ async def test_streamdouble_call_keeps_answers_when_the_elder_hangs_up(sqlite_ap
 async def test_forged_and_unsigned_stream_upgrades_are_refused(sqlite_app, caplog):
     import websockets
     app = sqlite_app
-    _phone(app)
-    async with local_server(build_web_app(app)) as base:
+    phone = _phone(app)
+    async with local_server(build_web_app(app, phone=phone)) as base:
         app.settings.twilio.public_base_url = base
         url = base.replace("http://", "ws://") + "/twilio/stream"
         for headers in ({}, {"X-Twilio-Signature": sign("not-the-token", url)}):

@@ -16,14 +16,11 @@ import yaml
 from core.ports import DialogEngine, DialogReply, Grade, ParseResult
 from dialogs.engine import DialogUnavailable, RasaDialogEngine
 from dialogs.runtime import DIALOGS_DIR, EmbeddedRasa, action_server_up, rasa_status
+from sim.net import free_port
 
 pytest_plugins = ["tests.rasa_fixtures"]
 
 
-def free_port() -> int:
-    from tests.rasa_fixtures import free_port as _free_port  # the plugin module, imported once
-
-    return _free_port()
 
 
 def training_examples() -> dict[str, list[str]]:

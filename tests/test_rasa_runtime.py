@@ -20,12 +20,9 @@ from dialogs.runtime import (
     find_python,
     trained_files,
 )
+from sim.net import free_port
 
 
-def free_port() -> int:
-    from tests.rasa_fixtures import free_port as _free_port  # the plugin module, imported once
-
-    return _free_port()
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -108,7 +108,7 @@ def test_bad_month_and_level_are_clear_errors(month):
 
 
 def test_cli_json_and_xlsx(app, tmp_path):
-    from core.cli import cli
+    from tanfang.cli import cli
 
     with app.db.session() as s:
         rf.build(s)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from core import plan
 from core.channels import RecordingChannel
+from core.escalation import report_call_outcome
 from data.models import CallAttempt, OutboxMessage, Task
 from scheduler import jobs
 from scheduler.runner import build_scheduler, job_specs
@@ -34,7 +35,7 @@ class RecordingDialer:
         await asyncio.sleep(self.delay)
         self.calls.append((request.slot_key, self.clock()))
         if self.outcome:
-            jobs.report_call_outcome(self.db, self.settings, attempt_id=request.attempt_id, status=self.outcome,
+            report_call_outcome(self.db, self.settings, attempt_id=request.attempt_id, status=self.outcome,
                                      now=self.clock())
 
 
@@ -191,7 +192,7 @@ async def test_twilio_dialer_places_the_scheduled_attempt_with_the_real_client(a
     from urllib.parse import parse_qs
 
     from core.settings import load_settings
-    from scheduler.dialers import ChannelDialer, DialError, TwilioDialer
+    from scheduler.dialers import ChannelDialer, DialError, LineDialer
     from voice.twilio_client import TwilioCallPlacer
 
     seen = []
@@ -224,7 +225,7 @@ async def test_twilio_dialer_places_the_scheduled_attempt_with_the_real_client(a
                               scheduled_for=local(app.settings, 9, 0)))
             s.add(CallAttempt(elder_id=2, slot_key=plan.slot_key(2, DAY, 1), status="scheduled", channel="telegram",
                               scheduled_for=local(app.settings, 9, 0)))
-        dialer = ChannelDialer({"phone": TwilioDialer(app, TwilioCallPlacer(settings))})
+        dialer = ChannelDialer({"phone": LineDialer(app, TwilioCallPlacer(settings))})
         ctx = jobs.JobContext(app=app, dialer=dialer, clock=Clock(local(app.settings, 9, 1)))
         assert await jobs.run_dial_due(ctx) == 1
     finally:
@@ -246,7 +247,7 @@ def test_scheduler_run_and_jobs_cli(tmp_path):
 
     from click.testing import CliRunner
 
-    from core.cli import cli
+    from tanfang.cli import cli
 
     env = {"TANFANG_DATA_DIR": str(tmp_path / "var"), "TANFANG_OUTPUT_DIR": str(tmp_path / "out")}
     run = lambda *args, extra=None: CliRunner().invoke(cli, list(args), env={**env, **(extra or {})})

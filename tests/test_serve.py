@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +15,8 @@ from pathlib import Path
 import httpx
 from click.testing import CliRunner
 
-from core.cli import cli
+from tanfang.cli import cli
+from sim.net import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TWILIO = {"TANFANG_TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TANFANG_TWILIO_AUTH_TOKEN": "t0ken",
@@ -76,24 +76,18 @@ def test_check_fails_when_the_database_cannot_be_reached(tmp_path):
     assert "pw" not in plan["parts"]["database"]["url"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ServeProcess:
     """``tanfang serve`` in a subprocess on a free port (the environment: no developer TANFANG_* leaks)."""
 
     def __init__(self, tmp_path: Path, env: dict[str, str]):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.logfile = tmp_path / "serve.log"
         self.db = tmp_path / "var" / "tanfang.db"
         full = {k: v for k, v in os.environ.items() if not k.startswith("TANFANG_") or k.startswith("TANFANG_TEST_")}
         full.update(env, TANFANG_DATA_DIR=str(tmp_path / "var"), PYTHONUNBUFFERED="1")
         self._out = open(self.logfile, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-c", "from core.cli import main; main()", "serve",
+        self.proc = subprocess.Popen([sys.executable, "-c", "from tanfang.cli import main; main()", "serve",
                                       "--port", str(self.port)], cwd=REPO, env=full, stdout=self._out,
                                      stderr=subprocess.STDOUT)
         self.deadline = time.monotonic() + 60
@@ -132,8 +126,8 @@ class ServeProcess:
 
 
 def test_serve_boots_refuses_unsigned_webhooks_registers_jobs_and_stops_cleanly(tmp_path):
-    serve = ServeProcess(tmp_path, {**TWILIO, "TANFANG_RASA__URL": f"http://127.0.0.1:{_free_port()}",
-                                    "TANFANG_TWILIO__API_BASE_URL": f"http://127.0.0.1:{_free_port()}"})
+    serve = ServeProcess(tmp_path, {**TWILIO, "TANFANG_RASA__URL": f"http://127.0.0.1:{free_port()}",
+                                    "TANFANG_TWILIO__API_BASE_URL": f"http://127.0.0.1:{free_port()}"})
     try:
         serve.wait_healthy()
         r = httpx.post(f"{serve.url}/twilio/status?attempt=1", data={"CallStatus": "completed"})

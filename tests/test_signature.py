@@ -7,13 +7,15 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from core.web import build_web_app
+from tanfang.web import build_web_app
 from data.models import CallAttempt
 from tests.helpers import make_elder
-from tests.phone_support import ScriptedDialog, no_grade
-from voice.phone import PhoneCheckIn
+from sim.dialog import ScriptedDialog
+from tests.phone_support import no_grade
+from voice.session import CallPipeline
+from voice.twilio_line import TwilioLine
 from voice.signature import public_url, sign
-from voice.simulator import local_server
+from sim.net import local_server
 
 TOKEN = "signature-test-token"
 
@@ -21,8 +23,9 @@ TOKEN = "signature-test-token"
 @pytest.fixture
 def phone(sqlite_app):
     sqlite_app.settings.secrets.twilio_auth_token = SecretStr(TOKEN)
-    sqlite_app.phone_checkin = PhoneCheckIn(sqlite_app, ScriptedDialog([]), None, None, grader=no_grade, grammars={})
-    return sqlite_app.phone_checkin
+    pipeline = CallPipeline(sqlite_app, ScriptedDialog([]), None, None, grader=no_grade, grammars={})
+    pipeline.add_line(TwilioLine(sqlite_app.settings, pipeline))
+    return pipeline
 
 
 def _attempt(app, phone) -> int:
@@ -44,7 +47,7 @@ def test_public_url(base, path, query, ws, expected):
 async def test_signed_webhooks_pass_and_others_get_403(sqlite_app, phone, caplog):
     app = sqlite_app
     attempt_id = _attempt(app, phone)
-    async with local_server(build_web_app(app)) as base, httpx.AsyncClient() as http:
+    async with local_server(build_web_app(app, phone=phone)) as base, httpx.AsyncClient() as http:
         app.settings.twilio.public_base_url = base
         url = f"{base}/twilio/status?attempt={attempt_id}"
         form = {"CallSid": "CA" + "7" * 32, "CallStatus": "ringing", "AccountSid": "AC1"}
@@ -79,7 +82,7 @@ async def test_behind_a_proxy_the_public_url_is_what_is_signed(sqlite_app, phone
     attempt_id = _attempt(app, phone)
     app.settings.twilio.public_base_url = "https://tanfang.example.org"
     form = {"CallSid": "CA" + "8" * 32, "CallStatus": "ringing"}
-    async with local_server(build_web_app(app)) as base, httpx.AsyncClient() as http:
+    async with local_server(build_web_app(app, phone=phone)) as base, httpx.AsyncClient() as http:
         local = f"{base}/twilio/status?attempt={attempt_id}"
         public = f"https://tanfang.example.org/twilio/status?attempt={attempt_id}"
         r_local = await http.post(local, data=form, headers={"X-Twilio-Signature": sign(TOKEN, local, form)})
@@ -90,7 +93,7 @@ async def test_behind_a_proxy_the_public_url_is_what_is_signed(sqlite_app, phone
 async def test_without_an_auth_token_everything_is_refused(sqlite_app, phone):
     app = sqlite_app
     app.settings.secrets.twilio_auth_token = None
-    async with local_server(build_web_app(app)) as base, httpx.AsyncClient() as http:
+    async with local_server(build_web_app(app, phone=phone)) as base, httpx.AsyncClient() as http:
         app.settings.twilio.public_base_url = base
         url = f"{base}/twilio/status"
         form = {"CallSid": "CA1", "CallStatus": "ringing"}

@@ -8,8 +8,8 @@ import json
 
 from click.testing import CliRunner
 
-from core.cli import cli
-from scheduler.simulate import simulate_month_async
+from tanfang.cli import cli
+from sim.month import simulate_month_async
 
 MONTH = dt.date(2026, 12, 1)
 

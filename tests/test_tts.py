@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 
 from tests.voice_fixtures import cer, model_dir, on_line, recognizer  # noqa: F401

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pydantic import SecretStr
 from twilio.base.exceptions import TwilioRestException
 
 from voice.twilio_client import STATUS_EVENTS, TwilioCallPlacer, TwilioNotConfigured
+from sim.net import free_port
 
 PEERS = Path(os.environ.get("TANFANG_TEST_TWILIO_PEERS")
              or Path.home() / ".cache/tanfang/npm/twilio-peers-prism5.14.2-clicore9.0.0")
@@ -48,12 +48,6 @@ def patch_spec(spec: dict) -> int:
     return patched
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def prism(tmp_path_factory):
     if not (PRISM.exists() and SPEC.exists()):
@@ -64,7 +58,7 @@ def prism(tmp_path_factory):
     assert patch_spec(spec) >= 2
     spec_file = tmp_path_factory.mktemp("prism") / "twilio_api_v2010.patched.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
-    port = _free_port()
+    port = free_port()
     log = open(spec_file.parent / "prism.log", "w")
     proc = subprocess.Popen([str(PRISM), "mock", "-h", "127.0.0.1", "-p", str(port), str(spec_file)],
                             stdout=log, stderr=subprocess.STDOUT)
@@ -115,7 +109,7 @@ class RecordingHttp:
 def test_calls_create_is_valid_against_twilios_spec(placer_settings):
     http = RecordingHttp()
     placer = TwilioCallPlacer(placer_settings, http_client=http)
-    call = placer.place("+8613800001111", attempt_id=42)
+    call = placer.create_call("+8613800001111", attempt_id=42)
     assert call.sid.startswith("CA") and call.status
     method, url, data = http.sent[0]
     assert method == "POST" and url == f"{placer_settings.twilio.api_base_url}/2010-04-01/Accounts/{ACCOUNT}/Calls.json"
@@ -146,7 +140,7 @@ def test_unpatched_spec_rejects_repeated_status_events(placer_settings, tmp_path
     spec = json.loads(SPEC.read_text(encoding="utf-8"))
     spec_file = tmp_path / "unpatched.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(PRISM), "mock", "-h", "127.0.0.1", "-p", str(port), str(spec_file)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -159,7 +153,7 @@ def test_unpatched_spec_rejects_repeated_status_events(placer_settings, tmp_path
                 time.sleep(0.5)
         placer_settings.twilio.api_base_url = url
         with pytest.raises(TwilioRestException) as err:
-            TwilioCallPlacer(placer_settings).place("+8613800001111", attempt_id=1)
+            TwilioCallPlacer(placer_settings).create_call("+8613800001111", attempt_id=1)
         assert err.value.status == 422
     finally:
         proc.terminate()

@@ -10,7 +10,8 @@ from twilio.base.exceptions import TwilioRestException
 from core.outbox import OutboxDispatcher, enqueue
 from core.settings import Secrets
 from data.models import OutboxMessage
-from voice.simulator import SimulatedTwilio, local_server
+from sim.net import local_server
+from sim.twilio_peer import SimulatedTwilio
 from voice.twilio_client import TwilioNotConfigured
 from voice.twilio_sms import TwilioSmsChannel
 

@@ -9,6 +9,8 @@ unsigned, forged, or arriving while no auth token is configured.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from urllib.parse import urlsplit, urlunsplit
 
@@ -85,3 +87,33 @@ class TwilioSignature:
 def sign(auth_token: str, url: str, params: dict | None = None) -> str:
     """The signature Twilio would send (used by the simulator and tests)."""
     return RequestValidator(auth_token).compute_signature(url, params or {})
+
+
+# -- the per-call media-stream token -----------------------------------------------------------------
+# The upgrade's signature covers a fixed URL, the same for every call: on its own it could be replayed
+# for ever. The voice webhook therefore gives each call's <Stream> a token, an HMAC over the attempt,
+# the CallSid and an expiry, keyed with the auth token; the stream's ``start`` must carry it.
+STREAM_TOKEN_SECONDS = 300
+
+
+def stream_token(secret: str, attempt_id: int | str, call_sid: str, expires: int) -> str:
+    msg = f"{attempt_id}:{call_sid}:{int(expires)}".encode()
+    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
+
+
+def check_stream_token(secret: str, attempt_id: int | str | None, call_sid: str | None,
+                       expires: int | str | None, token: str | None, now: float) -> str | None:
+    """Why the stream's ``start`` is refused, or None when its token is good."""
+    if not secret:
+        return "no Twilio auth token configured"
+    if not call_sid or attempt_id in (None, "") or not token or expires in (None, ""):
+        return "start without callSid, attempt, token or expiry"
+    try:
+        expires = int(expires)
+    except (TypeError, ValueError):
+        return f"bad expiry {expires!r}"
+    if expires < now:
+        return "stream token expired"
+    if not hmac.compare_digest(stream_token(secret, attempt_id, call_sid, expires), str(token)):
+        return "stream token does not match this call"
+    return None

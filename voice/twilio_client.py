@@ -60,7 +60,7 @@ class TwilioCallPlacer:
         base = self.settings.twilio.public_base_url.rstrip("/")
         return f"{base}{path}" + (f"?{urlencode(query)}" if query else "")
 
-    def place(self, to: str, attempt_id: int) -> PlacedCall:
+    def create_call(self, to: str, attempt_id: int) -> PlacedCall:
         """Ring ``to``; the webhooks carry ``attempt=<id>`` so the service finds its row."""
         tw = self.settings.twilio
         call = self.client.calls.create(
@@ -85,5 +85,6 @@ class TwilioCallPlacer:
         call = self.client.calls(sid).update(status="completed")
         return PlacedCall(sid=call.sid, status=call.status)
 
-    async def place_async(self, to: str, attempt_id: int) -> PlacedCall:
-        return await asyncio.to_thread(self.place, to, attempt_id)
+    async def place(self, to: str, attempt_id: int) -> str:
+        """``core.ports.PhoneLine.place``: ring ``to`` off the event loop; the CallSid."""
+        return (await asyncio.to_thread(self.create_call, to, attempt_id)).sid

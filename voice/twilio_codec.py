@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from data import call_status
 from voice.audio import pcm16_to_ulaw, ulaw_to_pcm16
 
 RATE = 8000
@@ -175,3 +176,31 @@ def stop_message(stream_sid: str, call_sid: str, sequence: int, account_sid: str
 
 def encode(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"))
+
+
+# -- call status callbacks ---------------------------------------------------------------------------
+# Twilio's CallStatus -> the project's call statuses (data/call_status.py)
+TWILIO_STATUS = {
+    "queued": call_status.QUEUED, "initiated": call_status.QUEUED, "ringing": call_status.RINGING,
+    "in-progress": call_status.ANSWERED, "answered": call_status.ANSWERED, "completed": call_status.COMPLETED,
+    "busy": call_status.BUSY, "no-answer": call_status.NO_ANSWER, "failed": call_status.FAILED,
+    "canceled": call_status.CANCELED,
+}
+MACHINE_ANSWERS = {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
+
+
+def attempt_status(twilio_status: str | None, answered_by: str | None = None) -> str | None:
+    """A status callback's ``CallStatus`` (+ ``AnsweredBy``) as a call status; None if unknown."""
+    status = TWILIO_STATUS.get(twilio_status or "")
+    if status is not None and answered_by in MACHINE_ANSWERS:
+        return call_status.MACHINE
+    return status
+
+
+def status_reason(status: str | None, form) -> str | None:
+    """What the attempt should say about how the call ended, from the callback's form."""
+    if status == call_status.COMPLETED:
+        return f"通话时长 {form.get('CallDuration', '?')} 秒"
+    if status in (call_status.FAILED, call_status.BUSY, call_status.NO_ANSWER, call_status.CANCELED):
+        return form.get("ErrorMessage") or (f"SIP {form['SipResponseCode']}" if form.get("SipResponseCode") else None)
+    return None

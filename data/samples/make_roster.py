@@ -74,10 +74,11 @@ def build(rng: random.Random) -> list[dict[str, str]]:
         # emergency contacts (children or neighbours), a second one for about half
         cs = surname + rng.choice(CHILD)
         r.update({"紧急联系人": cs, "紧急联系人关系": rng.choice(["儿子", "女儿", "侄子", "邻居", "村干部"]),
-                  "紧急联系人电话": phone(rng)})
+                  "紧急联系人电话": phone(rng), "紧急联系人联系渠道": "短信"})
         if i % 2 == 0:
             r.update({"紧急联系人2": SURNAMES[(i + 5) % len(SURNAMES)] + rng.choice(CHILD),
-                      "紧急联系人2关系": rng.choice(["邻居", "村网格员", "外甥女"]), "紧急联系人2电话": phone(rng)})
+                      "紧急联系人2关系": rng.choice(["邻居", "村网格员", "外甥女"]), "紧急联系人2电话": phone(rng),
+                      "紧急联系人2联系渠道": "短信"})
         # household: the elder is head (户主); spouse for non-living-alone elders
         members = [(name, r["性别"], idn, "户主", rng.choice(HEALTH))]
         if "living_alone" not in cats and i % 3 != 1:
@@ -99,7 +100,7 @@ def build(rng: random.Random) -> list[dict[str, str]]:
             for n in range(1, nkids + 1):
                 r.update(dict(zip(roster.family_headers(n),
                                   [surname + rng.choice(CHILD) + ("" if n == 1 else "二"), rng.choice(["儿子", "女儿"]),
-                                   phone(rng), rng.choice(CITIES)])))
+                                   phone(rng), rng.choice(CITIES), "Telegram" if n == 1 else "短信"])))
         if i % 2 == 1 or "severely_disabled" in cats:
             units = ["乡镇(街道)、村(居)民委员会"]
             names = ["幸福村村委会"]
@@ -116,14 +117,14 @@ def build(rng: random.Random) -> list[dict[str, str]]:
     return rows
 
 
-VISITORS = [
-    ("马丽", "网格员", "13837800101", COUNTY, TOWNSHIP, VILLAGE),
-    ("周敏", "社会工作者", "13937800102", COUNTY, TOWNSHIP, ""),
-    ("赵小雨", "志愿者", "15137800103", COUNTY, TOWNSHIP, VILLAGE),
-    ("孙医生", "家庭医生", "18737800104", COUNTY, TOWNSHIP, VILLAGE),
-    ("胡建国", "民政工作人员", "0371-26500105", COUNTY, TOWNSHIP, ""),
-    ("林主任", "主管", "13637800106", COUNTY, "", ""),
-    ("高大娘", "老年协会老伙伴", "", COUNTY, TOWNSHIP, VILLAGE),
+VISITORS = [  # channels mixed: village and civil-affairs staff on 企业微信, the others on Telegram
+    ("马丽", "网格员", "13837800101", COUNTY, TOWNSHIP, VILLAGE, "企业微信", "MaLi"),
+    ("周敏", "社会工作者", "13937800102", COUNTY, TOWNSHIP, "", "Telegram", ""),
+    ("赵小雨", "志愿者", "15137800103", COUNTY, TOWNSHIP, VILLAGE, "Telegram", ""),
+    ("孙医生", "家庭医生", "18737800104", COUNTY, TOWNSHIP, VILLAGE, "Telegram", ""),
+    ("胡建国", "民政工作人员", "0371-26500105", COUNTY, TOWNSHIP, "", "企业微信", "HuJianGuo"),
+    ("林主任", "主管", "13637800106", COUNTY, "", "", "企业微信", "LinZhuRen"),
+    ("高大娘", "老年协会老伙伴", "", COUNTY, TOWNSHIP, VILLAGE, "Telegram", ""),
 ]
 
 

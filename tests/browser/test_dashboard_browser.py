@@ -5,7 +5,6 @@ pages go to test-artifacts/ (gitignored)."""
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from starlette.applications import Starlette
 
 from core import auth, dashboard
 from tests import records_fixture as rf
+from sim.net import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -26,19 +26,13 @@ sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium not installed (.ci/setup.d/60-browser.sh)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(sqlite_app):
     with sqlite_app.db.session() as s:
         ids = {k: v.id for k, v in rf.build(s).items()}
         auth.add_user(s, "xingfu", PW, "village", "兰考县/城关镇/幸福村", "幸福村专干")
         auth.add_user(s, "lankao", PW, "county", "兰考县", "兰考县民政局", can_see_sensitive=True)
-    port = _free_port()
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(Starlette(routes=dashboard.routes(sqlite_app, clock=lambda: rf.AS_OF)), host="127.0.0.1", port=port, log_level="warning",
                                         lifespan="off"))
     thread = threading.Thread(target=srv.run, daemon=True)

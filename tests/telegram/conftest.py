@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from bot.emulator import TelegramEmulator, unavailable_reason
+from sim.telegram_emulator import TelegramEmulator, unavailable_reason
 
 
 class Emulator(TelegramEmulator):

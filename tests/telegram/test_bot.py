@@ -239,10 +239,12 @@ async def test_voice_note_is_transcribed_by_vosk_and_heard(sqlite_app, emulator,
 async def test_webhook_checks_the_secret_token(sqlite_app, emulator, monkeypatch):
     from bot.webhook import routes
     from core.settings import Secrets
+    from tanfang.wiring import build_telegram
     from starlette.applications import Starlette
     sqlite_app.settings.secrets = Secrets(telegram_webhook_secret="s3cret", telegram_bot_token=emulator.token())
     sqlite_app.settings.telegram.api_base_url = emulator.url
-    web = Starlette(routes=routes(sqlite_app))
+    application = build_telegram(sqlite_app, updater=False, checkin_factory=lambda: None)
+    web = Starlette(routes=routes(sqlite_app, application))
     body = {"update_id": 1, "message": {"message_id": 1, "date": 1795886703, "chat": {"id": 42, "type": "private"},
                                         "from": {"id": 42, "is_bot": False, "first_name": "U"}, "text": "你好"}}
     with TestClient(web) as client:

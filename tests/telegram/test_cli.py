@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from core.cli import cli
+from tanfang.cli import cli
 from data.models import Elder
 
 
@@ -16,7 +16,7 @@ def test_invites_from_the_command_line(tmp_path, monkeypatch):
     assert len(__import__("json").loads(r.output)["invite_code"]) == 8
     r = runner.invoke(cli, ["visitors", "invite", "--role", "boss", "--name", "X"])
     assert r.exit_code == 1 and "未知角色" in r.output
-    from core.app import build_app
+    from tanfang.wiring import build_app
     from core.settings import load_settings
     app = build_app(load_settings())
     with app.ready_db().session() as s:

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import select
 
 from bot import notify
-from bot.application import build_application
+from tanfang.wiring import build_telegram
 from core.tasks import create_task
 from data.models import AuditLog, Elder, FamilyMember, OutboxMessage, Task, Visitor
 
@@ -66,7 +66,7 @@ async def test_family_confirms_a_false_alarm_and_the_visitor_is_told(sqlite_app,
         theirs = create_task(s, elder_id=other.id, kind="urgent", priority=1, title="紧急", assignee_id=v.id).id
     sqlite_app.settings.telegram.api_base_url = emulator.url
     token = emulator.token()
-    application = build_application(sqlite_app, token=token, updater=False)
+    application = build_telegram(sqlite_app, token=token, updater=False)
     await application.initialize()
     await application.process_update(_press(application, 81, f"fa:{theirs}"))
     await application.process_update(_press(application, 71, f"fa:{mine}"))  # a visitor is not family

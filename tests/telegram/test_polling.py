@@ -5,13 +5,12 @@ Runs on SQLite and PostgreSQL (``app`` fixture)."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 
 import httpx
 from sqlalchemy import select
 
-from bot.application import build_application
+from tanfang.wiring import build_telegram
 from bot.channel import TelegramChannel
 from bot.invites import invite_visitor
 from core.escalation import escalate_grade
@@ -58,7 +57,7 @@ async def test_urgent_task_pushed_accepted_and_closed_over_polling(app, emulator
         v, code = invite_visitor(s, name="张网格", role="grid_worker", area="兰考县/城关镇/东街村", actor="cli")
         s.flush()
         e.responsible_visitor_id = v.id
-    application = build_application(app, token=token)
+    application = build_telegram(app, token=token)
     await application.initialize()
     await application.start()
     await application.updater.start_polling(poll_interval=0.05, timeout=0)

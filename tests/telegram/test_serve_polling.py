@@ -6,14 +6,15 @@ from __future__ import annotations
 import time
 
 from bot.access import UNKNOWN_TEXT
-from tests.test_serve import ServeProcess, _free_port
+from sim.net import free_port
+from tests.test_serve import ServeProcess
 
 
 def test_serve_runs_the_bot_by_polling(tmp_path, emulator):
     token = emulator.token()
     serve = ServeProcess(tmp_path, {"TANFANG_TELEGRAM_BOT_TOKEN": token, "TANFANG_TELEGRAM__MODE": "polling",
                                     "TANFANG_TELEGRAM__API_BASE_URL": emulator.url,
-                                    "TANFANG_RASA__URL": f"http://127.0.0.1:{_free_port()}"})
+                                    "TANFANG_RASA__URL": f"http://127.0.0.1:{free_port()}"})
     try:
         serve.wait_healthy()
         serve.wait_ready()

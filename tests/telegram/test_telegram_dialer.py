@@ -16,10 +16,11 @@ from core.checkin import CheckInService
 from core.ports import DialogReply
 from data.models import CallAttempt, Campaign, OutboxMessage, Task, Visit
 from scheduler import jobs
-from scheduler.dialers import ChannelDialer, TelegramDialer
+from scheduler.dialers import ChannelDialer
+from bot.dialer import TelegramDialer
 from telegram import Update
 from tests.helpers import make_elder
-from tests.phone_support import OPENING, ScriptedDialog
+from sim.dialog import OPENING, ScriptedDialog
 
 NOW = dt.datetime(2026, 11, 3, 2, 0)  # 10:00 in Asia/Shanghai, a Tuesday
 _ids = itertools.count(5000)

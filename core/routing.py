@@ -1,0 +1,68 @@
+"""Which channel reaches a person, and where to fall back (pure; table-tested).
+
+Visitors, family members and emergency contacts each choose a channel (``telegram``, ``wecom`` or
+``sms``, ``data.models.PERSON_CHANNELS``). A chat channel needs its address: a linked Telegram chat
+or a WeCom UserID; SMS needs a mobile number (a landline cannot receive one). The rule:
+
+* the chosen channel first, when it has an address and is running (``available``);
+* then SMS, for an urgent message (its chat channel may fail: the alert must still arrive), and
+  for any message whose chosen channel cannot be used at all (unknown, unlinked, not running).
+
+The outbox sends to the first route; when it fails for good (``PermanentDeliveryError``, or the
+attempts are used up) ``next_route`` names the fallback, and the record shows which one delivered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from data import idcard
+
+CHAT_CHANNELS = ("telegram", "wecom")
+
+
+@dataclass(frozen=True)
+class Route:
+    channel: str  # telegram | wecom | sms
+    address: str  # Telegram chat id | WeCom UserID | mobile number
+
+
+def address_of(person: Any, channel: str) -> str | None:
+    """Where ``person`` (a Visitor, FamilyMember or EmergencyContact) is reached on ``channel``."""
+    if channel == "telegram":
+        chat = getattr(person, "telegram_chat_id", None)
+        return str(chat) if chat else None
+    if channel == "wecom":
+        return getattr(person, "wecom_user_id", None) or None
+    if channel == "sms":
+        phone = idcard.normalize_phone(getattr(person, "phone", None))
+        return phone if phone and idcard.MOBILE_RE.match(phone) else None
+    return None
+
+
+def routes(person: Any, *, urgent: bool = False, available: Iterable[str] | None = None) -> list[Route]:
+    """The routes to try in order (empty: the person cannot be reached by any running channel)."""
+    running = set(available) if available is not None else {"telegram", "wecom", "sms"}
+    chosen = getattr(person, "channel", None)
+    out: list[Route] = []
+    if chosen in running:
+        where = address_of(person, chosen)
+        if where:
+            out.append(Route(chosen, where))
+    if "sms" in running and (urgent or not out) and not any(r.channel == "sms" for r in out):
+        phone = address_of(person, "sms")
+        if phone:
+            out.append(Route("sms", phone))
+    return out
+
+
+def next_route(person: Any, failed: str, *, urgent: bool = False,
+               available: Iterable[str] | None = None) -> Route | None:
+    """The route after the one on channel ``failed`` (None: nothing left to try)."""
+    found = routes(person, urgent=urgent, available=available)
+    channels = [r.channel for r in found]
+    if failed not in channels:
+        return found[0] if found else None
+    after = channels.index(failed) + 1
+    return found[after] if after < len(found) else None

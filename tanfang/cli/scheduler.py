@@ -1,0 +1,462 @@
+"""``tanfang tasks | campaign | coverage | plan | simulate`` — scheduling and escalation commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from core import plan
+from tanfang import wiring
+from tanfang.cli.common import UserError, echo_json, pass_app
+from core.coverage import coverage_guard, coverage_report, parse_month
+from core.privacy import audit
+from core.tasks import PRIORITY_LABELS, TaskStateError, close_task, task_dict, transition
+from data.models import OPEN_TASK_STATES, Campaign, Elder, Task, utcnow
+
+
+def _date(value: str, what: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise UserError(f"{what} 日期格式应为 YYYY-MM-DD (bad date {value!r})") from exc
+
+
+# ---- tasks ------------------------------------------------------------------------------------
+@click.group("tasks")
+def tasks_group() -> None:
+    """任务 — follow-up tasks raised by check-ins, the no-answer ladder and the coverage guard."""
+
+
+@tasks_group.command("list")
+@click.option("--open", "only_open", is_flag=True, help="只看未完成的任务 (open, acknowledged, in progress)")
+@click.option("--elder", "elder_id", type=int, default=None, help="只看这位老人的任务 (elder id)")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def tasks_list(app, only_open: bool, elder_id: int | None, as_json: bool) -> None:
+    """List tasks, most urgent first."""
+    db = app.ready_db()
+    with db.session() as s:
+        stmt = select(Task)
+        if only_open:
+            stmt = stmt.where(Task.state.in_(OPEN_TASK_STATES))
+        if elder_id is not None:
+            stmt = stmt.where(Task.elder_id == elder_id)
+        tasks = list(s.scalars(stmt.order_by(Task.priority, Task.deadline, Task.id)))
+        rows = []
+        for t in tasks:
+            d = task_dict(t)
+            d["elder_name"] = t.elder.name
+            d["assignee_name"] = t.assignee.name if t.assignee else None
+            rows.append(d)
+        audit(s, app.actor, "read", "task", None, f"tasks list: {len(rows)} rows")
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("没有任务 (no tasks)")
+        return
+    for d in rows:
+        deadline = d["deadline"][:16].replace("T", " ") if d["deadline"] else "-"
+        click.echo(f"#{d['id']:<5} {PRIORITY_LABELS[d['priority']]:<6} {d['state_label']:<4} {d['kind_label']:<6} "
+                   f"{d['elder_name']:<6} → {d['assignee_name'] or '未指派'}  截止(UTC) {deadline}  {d['title']}")
+
+
+@tasks_group.command("show")
+@click.argument("task_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def tasks_show(app, task_id: int, as_json: bool) -> None:
+    """One task with its full history."""
+    db = app.ready_db()
+    with db.session() as s:
+        t = s.get(Task, task_id)
+        if t is None:
+            raise UserError(f"没有编号为 {task_id} 的任务 (no task {task_id})")
+        d = task_dict(t, with_events=True)
+        d["elder_name"] = t.elder.name
+        d["assignee_name"] = t.assignee.name if t.assignee else None
+        audit(s, app.actor, "read", "task", str(task_id))
+    if as_json:
+        echo_json(d)
+        return
+    click.echo(f"任务 #{d['id']}  {PRIORITY_LABELS[d['priority']]}  {d['kind_label']}  状态：{d['state_label']}")
+    click.echo(f"老人：{d['elder_name']} (id {d['elder_id']})  负责人：{d['assignee_name'] or '未指派'}")
+    click.echo(f"标题：{d['title']}")
+    if d["detail"]:
+        click.echo(f"详情：{d['detail']}")
+    click.echo(f"截止(UTC)：{d['deadline'] or '-'}  确认时限(UTC)：{d['ack_deadline'] or '-'}  "
+               f"上报级别：{d['escalation_level']}  合并次数：{d['merged_count']}")
+    if d["outcome"]:
+        click.echo(f"处理结果：{d['outcome']}")
+    click.echo("历史：")
+    for e in d["events"]:
+        move = f" {e['from_state'] or ''}→{e['to_state']}" if e["to_state"] else ""
+        click.echo(f"  {e['at'][:19]}  {e['actor']:<14} {e['action']}{move}  {e['note'] or ''}")
+
+
+@tasks_group.command("ack")
+@click.argument("task_id", type=int)
+@click.option("--by", "actor", default="staff:cli", show_default=True, help="谁确认 (visitor:<id> | staff:<name>)")
+@pass_app
+def tasks_ack(app, task_id: int, actor: str) -> None:
+    """Acknowledge a task (stops the P1 escalation clock)."""
+    db = app.ready_db()
+    with db.session() as s:
+        t = s.get(Task, task_id)
+        if t is None:
+            raise UserError(f"没有编号为 {task_id} 的任务 (no task {task_id})")
+        try:
+            transition(s, t, "acknowledged", actor=actor)
+        except TaskStateError as exc:
+            raise UserError(str(exc)) from exc
+    click.echo(f"任务 #{task_id} 已确认")
+
+
+@tasks_group.command("done")
+@click.argument("task_id", type=int)
+@click.option("--outcome", required=True, help="处理结果")
+@click.option("--care", "description", default=None, help="关爱服务情况 (form section 六; default: the outcome)")
+@click.option("--in-person", is_flag=True, help="上门服务")
+@click.option("--satisfaction", type=click.Choice(["satisfied", "fairly_satisfied", "dissatisfied"]), default=None)
+@click.option("--provider", "provider_id", type=int, default=None, help="服务人员 (visitor id)")
+@click.option("--no-care-record", is_flag=True, help="不写关爱服务记录")
+@click.option("--by", "actor", default="staff:cli", show_default=True)
+@pass_app
+def tasks_done(app, task_id, outcome, description, in_person, satisfaction, provider_id, no_care_record, actor) -> None:
+    """Close a task with its outcome (and the care record of form section 六)."""
+    db = app.ready_db()
+    with db.session() as s:
+        t = s.get(Task, task_id)
+        if t is None:
+            raise UserError(f"没有编号为 {task_id} 的任务 (no task {task_id})")
+        try:
+            _, care = close_task(s, t, actor=actor, outcome=outcome, description=description, in_person=in_person,
+                                 satisfaction=satisfaction, provider_id=provider_id, record_care=not no_care_record)
+        except (TaskStateError, ValueError) as exc:
+            raise UserError(str(exc)) from exc
+        seq = care.seq if care else None
+    click.echo(f"任务 #{task_id} 已完成" + (f"，关爱服务记录第 {seq} 次" if seq else ""))
+
+
+# ---- campaigns --------------------------------------------------------------------------------
+@click.group("campaign")
+def campaign_group() -> None:
+    """专项关爱行动 — raise call frequency in an area and read a safety message in each check-in."""
+
+
+@campaign_group.command("start")
+@click.option("--area", required=True, help="县/乡镇/村 前缀，例如 兰考县 或 兰考县/城关镇")
+@click.option("--reason", required=True, help="高温 | 寒潮 | 暴雨 | 大风 | 大雪 | 节日 | 疫情 | ...")
+@click.option("--until", "until", required=True, help="结束日期 YYYY-MM-DD (inclusive)")
+@click.option("--from", "starts", default=None, help="开始日期 YYYY-MM-DD (default: today)")
+@click.option("--every", "frequency_days", type=click.IntRange(1, 30), default=1, show_default=True,
+              help="每几天打一次电话")
+@click.option("--message", default=None, help="每次问候时播报的安全提示 (default: by reason)")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def campaign_start(app, area, reason, until, starts, frequency_days, message, as_json) -> None:
+    """Start a campaign."""
+    today = plan.local_today(app.settings, utcnow())
+    start_day = _date(starts, "--from") if starts else today
+    end_day = _date(until, "--until")
+    if end_day < start_day:
+        raise UserError(f"结束日期 {end_day} 早于开始日期 {start_day} (--until is before --from)")
+    area = area.strip().strip("/")
+    if not area:
+        raise UserError("请给出地区 --area，例如 兰考县/城关镇")
+    db = app.ready_db()
+    with db.session() as s:
+        n = s.query(Elder).filter(*_area_filter(area)).count()
+        if n == 0:
+            raise UserError(f"地区「{area}」没有登记的老人 (no elders in this area; use 县/乡镇/村 as registered)")
+        text = message or plan.CAMPAIGN_MESSAGES.get(reason, plan.DEFAULT_CAMPAIGN_MESSAGE)
+        c = Campaign(area=area, reason=reason, message=text, frequency_days=frequency_days, starts_on=start_day,
+                     until=end_day)
+        s.add(c)
+        s.flush()
+        info = _campaign_dict(c, today) | {"elders": n}
+    if as_json:
+        echo_json(info)
+    else:
+        click.echo(f"专项行动 #{info['id']} 已开始：{area} {reason} {start_day} 至 {end_day}，"
+                   f"{n} 位老人每 {frequency_days} 天问候一次。提示语：{text}")
+
+
+def _area_filter(area: str):
+    parts = [p for p in area.split("/") if p]
+    cols = [Elder.county, Elder.township, Elder.village]
+    return [c == p for c, p in zip(cols, parts)]
+
+
+def _campaign_dict(c: Campaign, today: dt.date) -> dict:
+    active = c.stopped_at is None and c.starts_on <= today <= c.until
+    return {"id": c.id, "area": c.area, "reason": c.reason, "message": c.message, "frequency_days": c.frequency_days,
+            "starts_on": c.starts_on.isoformat(), "until": c.until.isoformat(),
+            "stopped_at": c.stopped_at.isoformat() if c.stopped_at else None, "active": active}
+
+
+@campaign_group.command("list")
+@click.option("--all", "show_all", is_flag=True, help="包括已结束和已停止的")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def campaign_list(app, show_all: bool, as_json: bool) -> None:
+    """List campaigns (active and upcoming by default)."""
+    today = plan.local_today(app.settings, utcnow())
+    db = app.ready_db()
+    with db.session() as s:
+        rows = [_campaign_dict(c, today) for c in s.scalars(select(Campaign).order_by(Campaign.id))]
+    if not show_all:
+        rows = [r for r in rows if r["stopped_at"] is None and r["until"] >= today.isoformat()]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("没有进行中的专项行动 (no campaigns)")
+    for r in rows:
+        state = "进行中" if r["active"] else ("已停止" if r["stopped_at"] else ("未开始" if r["starts_on"] > today.isoformat() else "已结束"))
+        click.echo(f"#{r['id']} {state} {r['area']} {r['reason']} {r['starts_on']}~{r['until']} 每{r['frequency_days']}天  {r['message']}")
+
+
+@campaign_group.command("stop")
+@click.argument("campaign_id", type=int)
+@pass_app
+def campaign_stop(app, campaign_id: int) -> None:
+    """Stop a campaign now."""
+    db = app.ready_db()
+    with db.session() as s:
+        c = s.get(Campaign, campaign_id)
+        if c is None:
+            raise UserError(f"没有编号为 {campaign_id} 的专项行动 (no campaign {campaign_id})")
+        if c.stopped_at is not None:
+            raise UserError(f"专项行动 #{campaign_id} 已于 {c.stopped_at:%Y-%m-%d %H:%M} 停止 (already stopped)")
+        c.stopped_at = utcnow()
+    click.echo(f"专项行动 #{campaign_id} 已停止")
+
+
+# ---- coverage and plan -------------------------------------------------------------------------
+@click.command("coverage")
+@click.option("--month", default=None, help="YYYY-MM (default: this month)")
+@click.option("--area", default=None, help="县/乡镇/村 前缀")
+@click.option("--guard", is_flag=True, help="现在运行覆盖检查：给本月未探访的老人派上门任务")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def coverage_cmd(app, month, area, guard, as_json) -> None:
+    """Monthly coverage per area: elders, visited, pending in-person tasks, uncovered."""
+    now = utcnow()
+    try:
+        first = parse_month(month) if month else plan.local_today(app.settings, now).replace(day=1)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    db = app.ready_db()
+    created = 0
+    with db.session() as s:
+        if guard:
+            created = len(coverage_guard(s, app.settings, now=now))
+        report = coverage_report(s, app.settings, month=first, area=area)
+        audit(s, app.actor, "read", "coverage", report["month"])
+    if guard:
+        report["guard_tasks_created"] = created
+    if as_json:
+        echo_json(report)
+        return
+    click.echo(f"{report['month']} 月度覆盖 (coverage)")
+    click.echo(f"{'地区':<24} {'老人':>4} {'已探访':>6} {'待上门':>6} {'未覆盖':>6}")
+    for r in report["areas"]:
+        click.echo(f"{r['area']:<24} {r['elders']:>4} {r['visited']:>6} {r['pending_tasks']:>6} {r['uncovered']:>6}")
+    t = report["total"]
+    click.echo(f"{'合计':<24} {t['elders']:>4} {t['visited']:>6} {t['pending_tasks']:>6} {t['uncovered']:>6}")
+    if guard:
+        click.echo(f"新派上门任务 {created} 个")
+
+
+@click.command("plan")
+@click.option("--date", "day", default=None, help="YYYY-MM-DD (default: today)")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def plan_cmd(app, day, as_json) -> None:
+    """The visit plan for a day: who is called, when and why (or why not). Changes nothing."""
+    target = _date(day, "--date") if day else plan.local_today(app.settings, utcnow())
+    db = app.ready_db()
+    rows = []
+    with db.session() as s:
+        campaigns = plan.active_campaigns(s, target)
+        for elder in s.scalars(select(Elder).order_by(Elder.id)):
+            p = plan.plan_day(s, app.settings, elder, target, campaigns)
+            rows.append({"elder_id": elder.id, "name": elder.name, "due": p.due, "reason": p.reason,
+                         "first_call_local": p.first_call_local.isoformat(timespec="minutes") if p.first_call_local else None,
+                         "channel": p.channel, "frequency_days": p.frequency_days, "safety_messages": list(p.messages)})
+    if as_json:
+        echo_json({"date": target.isoformat(), "elders": rows})
+        return
+    due = [r for r in rows if r["due"]]
+    click.echo(f"{target} 计划问候 {len(due)} / {len(rows)} 位老人")
+    for r in rows:
+        when = r["first_call_local"][11:] if r["first_call_local"] else "  -  "
+        click.echo(f"  {r['elder_id']:>5} {r['name']:<6} {'拨打' if r['due'] else '不打'} {when}  {r['reason']}")
+
+
+# ---- simulate -----------------------------------------------------------------------------------
+@click.group("simulate")
+def simulate_group() -> None:
+    """模拟 — run the real scheduling code on a simulated clock."""
+
+
+@simulate_group.command("month")
+@click.option("--elders", type=click.IntRange(1, 5000), default=200, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--month", default=None, help="YYYY-MM (default: this month)")
+@click.option("--tick", "tick_seconds", type=click.IntRange(60, 3600), default=600, show_default=True,
+              help="simulated seconds between ticks of the interval jobs")
+@click.option("--database-url", default=None,
+              help="an EMPTY database for the simulation (default: a new SQLite file in a temporary folder)")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def simulate_month_cmd(app, elders, seed, month, tick_seconds, database_url, as_json) -> None:
+    """A month for N synthetic elders: coverage, calls, duplicates, quiet-hour calls, tasks, notifications."""
+    from core.app import App
+    from sim.month import simulate_month
+
+    try:
+        first = parse_month(month) if month else plan.local_today(app.settings, utcnow()).replace(day=1)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    settings = app.settings.model_copy(deep=True)
+    tmp = None
+    if database_url:
+        settings.database.url = database_url
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="tanfang-sim-")
+        settings.database.url = f"sqlite:///{Path(tmp.name) / 'simulation.db'}"
+    sim_app = App(settings=settings, actor="simulator")
+    try:
+        if sim_app.db.is_initialised():
+            with sim_app.db.session() as s:
+                if s.scalar(select(Elder.id).limit(1)) is not None:
+                    raise UserError("模拟需要一个空数据库 (the simulation database already has elders)")
+        progress = None if as_json else (lambda d: click.echo(f"\r模拟中 simulating {d}", nl=False, err=True))
+        result = simulate_month(sim_app, elders=elders, seed=seed, month=first, tick_seconds=tick_seconds,
+                                progress=progress)
+    finally:
+        sim_app.close()
+        if tmp is not None:
+            tmp.cleanup()
+    if as_json:
+        echo_json(result)
+        return
+    click.echo("", err=True)
+    _print_simulation(result)
+
+
+def _print_simulation(r: dict) -> None:
+    click.echo(f"模拟月份 {r['month']}  老人 {r['elders']} 位  (seed {r['seed']}, 用时 {r['wall_seconds']} 秒)")
+    click.echo(f"覆盖：已探访 {r['visited']}，有待办上门任务 {r['with_open_visit_task']}，未覆盖 {r['uncovered']}")
+    for a in r["coverage_by_area"]:
+        click.echo(f"  {a['area']:<20} 老人 {a['elders']:>4} 已探访 {a['visited']:>4} 待上门 {a['pending_tasks']:>3} 未覆盖 {a['uncovered']:>3}")
+    c = r["calls_per_elder"]
+    click.echo(f"电话：{r['calls']} 次，接通 {r['calls_answered']} 次；每位老人 最少 {c['min']} / 平均 {c['mean']} / 最多 {c['max']}；"
+               f"带安全提示 {r['calls_with_safety_message']} 次")
+    click.echo(f"重复拨打 {r['duplicate_calls']} 次；静默时段拨打 {r['quiet_hour_calls']} 次")
+    click.echo(f"紧急回答 {r['urgent_events']} 句，其中 1 分钟内已通知紧急联系人并建立 P1 任务的 {r['urgent_notified_within_1min']} 句；"
+               f"超时上报的 P1 任务 {r['escalated_p1_tasks']} 个")
+    click.echo(f"任务（按优先级）：{r['tasks_by_priority']}  （按类型）：{r['tasks_by_kind']}  （按状态）：{r['tasks_by_state']}")
+    n = r["notifications"]
+    click.echo(f"通知：共 {n['total']} 条，已发送 {n['sent']}，待发送 {n['pending']}，失败 {n['failed']}，重试后送达 {n['retried']}；"
+               f"按对象 {n['by_recipient']}；按渠道 {n['by_channel']}")
+    rs = r["restart"]
+    if rs:
+        click.echo(f"服务重启：{rs['at_local']}，任务库中的作业前后一致 {rs['jobs_in_store_before'] == rs['jobs_in_store_after']}，"
+                   f"重启时中断的通话 {len(rs['lost_in_flight'])} 个")
+    click.echo("结论：" + ("通过 ✓" if r["ok"] else "未通过 ✗"))
+
+
+# ---- the scheduler process ----------------------------------------------------------------------
+@click.group("scheduler")
+def scheduler_group() -> None:
+    """排程服务 — the APScheduler process (one per deployment)."""
+
+
+@scheduler_group.command("run")
+@click.option("--console", "console", is_flag=True,
+              help="通知打印到屏幕而不是发送 (print SMS/Telegram notifications instead of sending them)")
+@click.option("--for", "seconds", type=float, default=None, help="运行若干秒后退出 (default: until Ctrl-C)")
+@click.option("--tick", "tick_seconds", type=click.IntRange(5, 3600), default=60, show_default=True)
+@pass_app
+def scheduler_run(app, console: bool, seconds: float | None, tick_seconds: int) -> None:
+    """Run the scheduler: plan, dial through Twilio, deliver notifications, escalate, guard coverage."""
+    import asyncio
+
+    from core.channels import ConsoleChannel
+    from scheduler.jobs import JobContext
+    from scheduler.runner import SchedulerService
+    from voice.twilio_client import TwilioNotConfigured
+
+    try:
+        placer = wiring.build_placer(app.settings)
+    except TwilioNotConfigured as exc:
+        raise UserError(str(exc)) from exc
+    channels = {}
+    if console:
+        channels = {"sms": ConsoleChannel("sms", printer=click.echo),
+                    "telegram": ConsoleChannel("telegram", printer=click.echo)}
+    app.ready_db()
+    ctx = JobContext(app=app, dialer=wiring.build_dialer(app, line=placer), channels=channels)
+    service = SchedulerService(ctx, tick_seconds=tick_seconds)
+
+    async def main() -> list[str]:
+        scheduler = await service.start()
+        ids = [j.id for j in scheduler.get_jobs()]
+        click.echo(f"排程服务已启动 scheduler running: {', '.join(ids)}" + ("" if channels else
+                   "（本进程不发送通知：没有配置通知渠道 no notification channels in this process）"))
+        try:
+            if seconds is None:
+                await asyncio.Event().wait()
+            else:
+                await asyncio.sleep(seconds)
+        finally:
+            service.stop()
+        return ids
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        service.stop()
+    click.echo("排程服务已停止 scheduler stopped")
+
+
+@scheduler_group.command("jobs")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def scheduler_jobs(app, as_json: bool) -> None:
+    """The jobs in the job store (what a running scheduler will do, and when)."""
+    from sqlalchemy import inspect, text
+
+    from scheduler.runner import JOB_TABLE
+
+    db = app.ready_db()
+    if JOB_TABLE not in inspect(db.engine).get_table_names():
+        rows = []
+    else:
+        with db.engine.connect() as conn:
+            rows = [{"id": r[0], "next_run_time": dt.datetime.fromtimestamp(r[1], dt.timezone.utc).isoformat()
+                     if r[1] is not None else None}
+                    for r in conn.execute(text(f"SELECT id, next_run_time FROM {JOB_TABLE} ORDER BY id"))]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("任务库为空：排程服务还没有运行过 (no jobs stored yet)")
+    for r in rows:
+        click.echo(f"{r['id']:<18} 下次运行(UTC) {r['next_run_time'] or '暂停'}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(scheduler_group)
+    cli.add_command(tasks_group)
+    cli.add_command(campaign_group)
+    cli.add_command(coverage_cmd)
+    cli.add_command(plan_cmd)
+    cli.add_command(simulate_group)

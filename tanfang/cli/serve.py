@@ -1,0 +1,60 @@
+"""``tanfang serve`` — the real service (see ``tanfang/serve.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import click
+
+from tanfang.cli.common import UserError, echo_json, pass_app
+from tanfang.serve import Service, notices, service_plan
+
+
+# ---- the command --------------------------------------------------------------------------------
+def _print_plan(plan: dict[str, Any]) -> None:
+    parts = plan["parts"]
+    click.echo("会运行 would run:")
+    for name in plan["would_run"]:
+        p = parts[name]
+        detail = {"web": lambda: p["url"], "database": lambda: p["url"],
+                  "telegram": lambda: p["mode"] + (f" {p['webhook_url']}" if p.get("webhook_url") else ""),
+                  "rasa": lambda: f"{p['mode']} {p['url']}",
+                  "scheduler": lambda: f"dialers {','.join(p['dialers']) or '-'}; channels {','.join(p['channels']) or '-'}",
+                  }.get(name, lambda: "")()
+        click.echo(f"  {name:<10}{detail}")
+    lines = notices(plan)
+    if lines:
+        click.echo("未启用 left out:")
+        for line in lines:
+            click.echo(f"  {line}")
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("serve")
+    @click.option("--host", default=None, help="监听地址 (default: web.host)")
+    @click.option("--port", type=int, default=None, help="端口 (default: web.port)")
+    @click.option("--check", is_flag=True, help="只显示会运行什么、缺少哪些设置，然后退出 (print the plan, do not serve)")
+    @click.option("--json", "as_json", is_flag=True, help="--check 的 JSON 输出")
+    @pass_app
+    def serve(app, host: str | None, port: int | None, check: bool, as_json: bool) -> None:
+        """运行服务：网页、电话、Telegram、对话、调度 (the real service, in one process)."""
+        host = host or app.settings.web.host
+        port = port or app.settings.web.port
+        plan = service_plan(app, host, port)
+        if check:
+            echo_json(plan) if as_json else _print_plan(plan)
+            if not plan["ok"]:
+                raise click.exceptions.Exit(1)
+            return
+        if not plan["ok"]:
+            raise UserError(notices(plan)[0])
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            for noisy in ("alembic", "apscheduler", "httpx"):  # migrations, every job run, every poll
+                logging.getLogger(noisy).setLevel(logging.WARNING)
+        for line in notices(plan):
+            click.echo(f"注意 notice: {line}")
+        app.ready_db()
+        asyncio.run(Service(app, host, port, plan).run())

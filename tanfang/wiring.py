@@ -1,0 +1,136 @@
+"""The composition root: settings in, adapters and services out.
+
+This is the one place that knows every concrete adapter. ``serve``, the command line, the web
+app, the bot, the demo and the simulators build what they need through these functions, each
+written once; everything below the root receives its ports (a ``DialogEngine``, a ``Recognizer``,
+``PhoneLine``s, ``MessageChannel``s) as arguments.
+"""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any, Callable
+
+from core.app import App
+from core.checkin import CheckInService
+from core.ports import DialogEngine, MessageChannel, Recognizer, Synthesizer
+from core.settings import Settings, load_settings
+
+
+# ---- the context ---------------------------------------------------------------------------------
+def cli_actor() -> str:
+    """Who acts from the command line, for the audit log: the operating-system user."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 — no passwd entry (containers): still an actor
+        return "cli"
+
+
+def build_app(settings: Settings | None = None, actor: str | None = None) -> App:
+    return App(settings=settings or load_settings(), actor=actor or cli_actor())
+
+
+# ---- dialog, speech -----------------------------------------------------------------------------
+def rasa_url(settings: Settings) -> str:
+    """The Rasa server the dialog talks to: ``rasa.url``, else the embedded one's address."""
+    if settings.rasa.url:
+        return settings.rasa.url.rstrip("/")
+    return f"http://{settings.rasa.host}:{settings.rasa.port}"
+
+
+def build_dialog(settings: Settings, url: str | None = None) -> DialogEngine:
+    from dialogs.engine import RasaDialogEngine
+
+    return RasaDialogEngine(url or rasa_url(settings), timeout=settings.rasa.parse_timeout)
+
+
+def build_recognizer(settings: Settings) -> Recognizer:
+    from voice.vosk_recognizer import VoskRecognizer
+
+    return VoskRecognizer(settings)
+
+
+def build_synthesizer(settings: Settings, engine: str | None = None) -> Synthesizer:
+    from voice.tts import synthesizer_for
+
+    return synthesizer_for(settings, engine) if engine else synthesizer_for(settings)
+
+
+def once(build: Callable[[], Any]) -> Callable[[], Any]:
+    """A factory that builds on first use and then returns the same object."""
+    cache: dict[str, Any] = {}
+
+    def factory():
+        if "it" not in cache:
+            cache["it"] = build()
+        return cache["it"]
+    return factory
+
+
+def chat_checkin_factory(app: App, url: str | None = None, dialog: DialogEngine | None = None):
+    """The check-in service of chat channels (Telegram), built on first use."""
+    return once(lambda: CheckInService(app, dialog or build_dialog(app.settings, url)))
+
+
+def recognizer_factory(settings: Settings):
+    return once(lambda: build_recognizer(settings))
+
+
+# ---- phone ----------------------------------------------------------------------------------------
+def build_placer(settings: Settings):
+    from voice.twilio_client import TwilioCallPlacer
+
+    return TwilioCallPlacer(settings)
+
+
+def build_phone(app: App, dialog: DialogEngine, *, recognizer: Recognizer | None = None,
+                synthesizer: Synthesizer | None = None, placer=None, **kwargs):
+    """The phone check-in pipeline over the configured recognizer and synthesizer, with its
+    lines: Twilio (placing calls when ``placer`` is given; its webhooks always)."""
+    from voice.session import CallPipeline
+    from voice.twilio_line import TwilioLine
+
+    pipeline = CallPipeline(app, dialog, recognizer or build_recognizer(app.settings),
+                            synthesizer or build_synthesizer(app.settings), **kwargs)
+    pipeline.add_line(TwilioLine(app.settings, pipeline, placer))
+    return pipeline
+
+
+# ---- chat, messages -------------------------------------------------------------------------------
+def build_telegram(app: App, *, checkin_factory=None, url: str | None = None, token: str | None = None,
+                   updater: bool = True, recognizer=None):
+    """The PTB Application with the bot's handlers, its check-ins on the dialog at ``url``."""
+    from bot.application import build_application
+
+    return build_application(app, token=token, updater=updater,
+                             checkin_factory=checkin_factory or chat_checkin_factory(app, url),
+                             recognizer_factory=recognizer if recognizer is not None else recognizer_factory(app.settings))
+
+
+def build_channels(app: App, *, application=None, sms: bool = True) -> dict[str, MessageChannel]:
+    """The outbox's channels: SMS through Twilio when configured, Telegram through ``application``."""
+    channels: dict[str, MessageChannel] = {}
+    if sms:
+        from voice.twilio_sms import TwilioSmsChannel
+
+        channels["sms"] = TwilioSmsChannel(app.settings)
+    if application is not None:
+        from bot.channel import TelegramChannel
+
+        channels["telegram"] = TelegramChannel(application.bot)
+    return channels
+
+
+def build_dialer(app: App, *, line=None, application=None, checkin_factory=None, extra: dict | None = None):
+    """The scheduler's dialer: phone attempts through ``line`` (a ``PhoneLine``), Telegram ones
+    through the bot."""
+    from scheduler.dialers import ChannelDialer, LineDialer
+
+    dialers: dict[str, Any] = dict(extra or {})
+    if line is not None:
+        dialers.setdefault("phone", LineDialer(app, line))
+    if application is not None:
+        from bot.dialer import TelegramDialer
+
+        dialers.setdefault("telegram", TelegramDialer(app, application, checkin_factory))
+    return ChannelDialer(dialers)

@@ -1,0 +1,467 @@
+"""The phone check-in, whatever line carries the call: one call attempt = one conversation.
+
+``CallPipeline`` is what every line talks to (``core.ports.LineEvents``): lines report status
+changes (ringing, answered, busy, ...) with ``line_status`` and hand an answered call's audio to
+``answered``, which opens a ``CallSession`` (``core.ports.LiveCall``). Nothing here knows Twilio
+or SIP: a line turns its wire format into 8 kHz PCM16 frames, keypad digits, playback marks and
+hang-ups, and plays the PCM16 prompts it is given (``core.ports.CallAudio``).
+
+* **Call attempts.** Each outbound call has a ``CallAttempt`` row whose status follows the call
+  through ``data.call_status`` (forward only; a final status is never overwritten).
+* **The conversation.** When the call is answered ``core.checkin.CheckInService`` opens the visit;
+  the dialog's prompts are synthesized (once per text, cached) and played, each followed by a mark.
+  The line is half-duplex: the elder is listened to once the mark comes back.
+* **Listening.** Frames go to the call's recognizer stream (decoded in a worker thread, off the
+  event loop) and to the end-of-utterance detector (``voice.endpointing``), which waits for
+  ``voice.end_of_utterance_silence`` seconds of silence (slow speakers). Where the dialog expects
+  a yes/no or scale answer the stream is grammar-restricted, and checked against a free decode so
+  that "我摔倒了" is never forced into "是".
+* **Keys.** ``voice.keypad``: 1 = 是, 2 = 不是, scale digits, ``*`` repeats.
+* **Hang-up.** Every answer given so far is already stored (the check-in stores each utterance
+  before the dialog sees it); the visit is closed and marked incomplete unless every item was
+  answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from sqlalchemy import select
+
+from core.app import App
+from core.checkin import CheckInService, DialogFailed
+from core.ports import CallAudio, DialogEngine, DialogReply, LineError, PhoneLine, Recognizer, Synthesizer
+from data import call_status
+from data.models import CallAttempt, Elder, Visit, utcnow
+from voice.endpointing import END, MAX_LENGTH, NO_SPEECH, EndpointConfig, Endpointer
+from voice.keypad import REPEAT, dtmf_answer, is_repeat_request, scale_values
+
+log = logging.getLogger("tanfang.voice.session")
+
+RATE = 8000            # telephone audio: 8 kHz mono PCM16 between lines and the session
+FRAME_BYTES = 320      # 20 ms of PCM16
+FEED_BYTES = 10 * FRAME_BYTES  # the recognizer is fed 200 ms at a time
+
+# What the bot says when it must end the call itself.
+NO_SPEECH_PROMPT = "您好，您能听到吗？请说话，或者按1表示是，按2表示不是。"
+GOODBYE_NO_SPEECH = "一直听不到您的声音。我们稍后再给您打电话。再见。"
+GOODBYE_FAULT = "对不起，系统出了点问题。工作人员会给您回电话。再见。"
+MAX_NO_SPEECH_REPEATS = 2
+SHORT_ANSWER_CHARS = 3  # a free transcript this short is a short answer: the grammar may correct it
+PAUSE_BETWEEN_MESSAGES_S = 0.4
+PROMPT_CACHE = 256
+
+
+@dataclass
+class HeardTurn:
+    """One exchange on the line, for logs and the simulators' reports."""
+
+    prompt: str
+    heard: str
+    via: str  # speech | dtmf
+    risk: str = "none"
+    asr_confidence: float | None = None
+    task_ids: list[int] = field(default_factory=list)
+
+
+def default_grammars() -> dict[str, list[str]]:
+    """The recognizer's short-answer grammars, with ``[unk]`` so out-of-grammar speech
+    ("我摔倒了") comes out as unknown and is decoded again freely."""
+    from voice.vosk_recognizer import GRAMMARS
+
+    return {name: list(phrases) + ["[unk]"] for name, phrases in GRAMMARS.items()}
+
+
+class CallPipeline:
+    """Call attempts and live sessions of phone check-ins, over any number of lines."""
+
+    def __init__(self, app: App, dialog: DialogEngine, recognizer: Recognizer | None,
+                 synthesizer: Synthesizer | None, *, escalate=None, grader=None,
+                 clock: Callable[[], dt.datetime] = utcnow, grammars: Mapping[str, list[str]] | None = None):
+        self.app = app
+        self.settings = app.settings
+        self.checkin = CheckInService(app, dialog, escalate=escalate, grader=grader, clock=clock)
+        self.recognizer = recognizer
+        self.synthesizer = synthesizer
+        self.clock = clock
+        self.grammars = dict(grammars) if grammars is not None else default_grammars()
+        self.lines: dict[str, PhoneLine] = {}
+        self.sessions: dict[int, CallSession] = {}  # attempt id -> live session
+        self._prompts: OrderedDict[str, bytes] = OrderedDict()
+
+    def add_line(self, line: PhoneLine) -> PhoneLine:
+        self.lines[line.name] = line
+        return line
+
+    # -- attempts ------------------------------------------------------------------------------
+    def create_attempt(self, elder_id: int, *, slot_key: str | None = None, attempt_no: int = 1,
+                       scheduled_for: dt.datetime | None = None) -> int:
+        now = self.clock()
+        with self.app.db.session() as s:
+            if s.get(Elder, elder_id) is None:
+                raise LookupError(f"没有编号为 {elder_id} 的老人 (no elder with id {elder_id})")
+            attempt = CallAttempt(elder_id=elder_id, channel="phone", attempt_no=attempt_no,
+                                  status=call_status.QUEUED,
+                                  slot_key=slot_key or f"elder:{elder_id}:{now:%Y-%m-%dT%H:%M:%S.%f}",
+                                  scheduled_for=scheduled_for or now, started_at=now)
+            s.add(attempt)
+            s.flush()
+            return attempt.id
+
+    async def place_call(self, elder_id: int, *, line: str | None = None, slot_key: str | None = None,
+                         attempt_no: int = 1) -> int:
+        """Create the attempt row, then ask the line to ring the elder. A refused request is
+        recorded on the attempt (failed, or the status the line gave) and raised."""
+        if not self.lines:
+            raise RuntimeError("没有配置电话线路 (no phone line configured)")
+        chosen = self.lines[line] if line else next(iter(self.lines.values()))
+        with self.app.db.session() as s:
+            elder = s.get(Elder, elder_id)
+            if elder is None:
+                raise LookupError(f"没有编号为 {elder_id} 的老人 (no elder with id {elder_id})")
+            phone = elder.phone
+        if not phone:
+            raise ValueError(f"老人 {elder_id} 没有电话号码 (no phone number)")
+        attempt_id = self.create_attempt(elder_id, slot_key=slot_key, attempt_no=attempt_no)
+        try:
+            call_id = await chosen.place(phone, attempt_id)
+        except Exception as exc:
+            status = exc.status if isinstance(exc, LineError) else call_status.FAILED
+            self.line_status(attempt_id, status, reason=f"外呼请求失败: {exc}")
+            raise
+        self.line_status(attempt_id, call_status.QUEUED, call_id=call_id)
+        return attempt_id
+
+    def find_attempt(self, s, attempt_id: int | str | None, call_id: str | None) -> CallAttempt | None:
+        """The attempt a line event is about: by id (its call id must match when both are
+        known), else by the provider's call id."""
+        if attempt_id in (None, ""):
+            if not call_id:
+                return None
+            return s.scalars(select(CallAttempt).where(CallAttempt.provider_sid == call_id)).first()
+        try:
+            attempt = s.get(CallAttempt, int(attempt_id))
+        except (TypeError, ValueError):
+            return None
+        if attempt is not None and call_id and attempt.provider_sid and attempt.provider_sid != call_id:
+            log.warning("attempt %s belongs to call %s, not %s", attempt_id, attempt.provider_sid, call_id)
+            return None
+        return attempt
+
+    def _move(self, attempt: CallAttempt, status: str, *, reason: str | None = None,
+              answered_by: str | None = None) -> str:
+        now = self.clock()
+        if answered_by and not attempt.answered_by:
+            attempt.answered_by = answered_by
+        new = call_status.next_status(attempt.status, status)
+        if new == attempt.status:
+            return new
+        attempt.status = new
+        if new == call_status.ANSWERED and attempt.answered_at is None:
+            attempt.answered_at = now
+        if new in call_status.FINAL:
+            attempt.ended_at = attempt.ended_at or now
+        if reason:
+            attempt.reason = reason[:200]
+        return new
+
+    # -- what lines report (core.ports.LineEvents) ----------------------------------------------
+    def line_status(self, attempt_id: int | str | None, status: str, *, call_id: str | None = None,
+                    reason: str | None = None, answered_by: str | None = None) -> str | None:
+        with self.app.db.session() as s:
+            attempt = self.find_attempt(s, attempt_id, call_id)
+            if attempt is None:
+                log.warning("status %s for unknown call %s (attempt %s)", status, call_id, attempt_id)
+                return None
+            if attempt.provider_sid is None and call_id:
+                attempt.provider_sid = call_id
+            if status == call_status.COMPLETED and attempt.reason:
+                reason = None  # why the call ended is already written (hang-up, fault)
+            result = self._move(attempt, status, reason=reason, answered_by=answered_by)
+            attempt_key, visit_id = attempt.id, attempt.visit_id
+        if result in call_status.FINAL and visit_id is not None and attempt_key not in self.sessions:
+            self.finish_visit(visit_id, "通话结束，探访未完成")  # no session is left to close it
+        return result
+
+    async def answered(self, attempt_id: int | str | None, call_id: str, audio: CallAudio) -> "CallSession | None":
+        """The callee picked up: a session for the call (its check-in starts at once)."""
+        with self.app.db.session() as s:
+            attempt = self.find_attempt(s, attempt_id, call_id)
+            if attempt is None or attempt.status in call_status.FINAL:
+                log.warning("answered: unknown or finished call %s (attempt %s)", call_id, attempt_id)
+                return None
+            if attempt.provider_sid is None and call_id:
+                attempt.provider_sid = call_id
+            self._move(attempt, call_status.ANSWERED)
+            found = (attempt.id, attempt.elder_id)
+        session = CallSession(self, found[0], found[1], call_id, audio)
+        self.sessions[found[0]] = session
+        session.begin()
+        return session
+
+    # -- what sessions need --------------------------------------------------------------------
+    async def prompt_audio(self, text: str) -> bytes:
+        """A prompt as 8 kHz PCM16, synthesized once (off the event loop) and cached."""
+        cached = self._prompts.get(text)
+        if cached is not None:
+            self._prompts.move_to_end(text)
+            return cached
+        audio = await asyncio.to_thread(self.synthesizer.synthesize, text, RATE)
+        self._prompts[text] = audio
+        while len(self._prompts) > PROMPT_CACHE:
+            self._prompts.popitem(last=False)
+        return audio
+
+    def finish_visit(self, visit_id: int, reason: str) -> None:
+        with self.app.db.session() as s:
+            visit = s.get(Visit, visit_id)
+            if visit is None or visit.status != "in_progress":
+                return
+        self.checkin.finish(visit_id, reason=reason)
+
+    def link_visit(self, attempt_id: int, visit_id: int) -> None:
+        with self.app.db.session() as s:
+            s.get(CallAttempt, attempt_id).visit_id = visit_id
+
+    def note(self, attempt_id: int, reason: str) -> None:
+        """Why the call went as it did, kept on the attempt (the first reason wins)."""
+        with self.app.db.session() as s:
+            attempt = s.get(CallAttempt, attempt_id)
+            if attempt is not None and not attempt.reason:
+                attempt.reason = reason[:200]
+
+
+class CallSession:
+    """One answered call: audio, keys and marks in; prompts out (``core.ports.LiveCall``)."""
+
+    def __init__(self, pipeline: CallPipeline, attempt_id: int, elder_id: int, call_id: str, audio: CallAudio):
+        self.pipeline = pipeline
+        self.line = audio
+        self.attempt_id = attempt_id
+        self.elder_id = elder_id
+        self.call_id = call_id
+        self.endpointer = Endpointer(EndpointConfig.from_settings(pipeline.settings.voice, RATE))
+        self.visit_id: int | None = None
+        self.expects: str | None = None
+        self.listening = False
+        self.ended = False          # the bot ended the conversation (goodbye played or playing)
+        self.hung_up = False        # the line is gone
+        self.last_prompt: list[str] = []
+        self.turns: list[HeardTurn] = []
+        self.partials: list[str] = []
+        self._awaiting_mark: str | None = None
+        self._marks = 0
+        self._no_speech_repeats = 0
+        self._stream = None
+        self._stream_grammar: list[str] | None = None
+        self._utterance = bytearray()
+        self._pending = bytearray()
+        self._busy: asyncio.Task | None = None
+        self._decode_lock = asyncio.Lock()
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def begin(self) -> None:
+        """Open the visit and play the opening (in the background: the line keeps feeding frames)."""
+        self._start_busy(self._open())
+
+    async def _open(self) -> None:
+        try:
+            self.visit_id, reply = await self.pipeline.checkin.start(
+                self.elder_id, "phone", extra_metadata={"channel": "phone", "attempt_id": self.attempt_id})
+        except Exception:
+            log.exception("check-in could not start on attempt %s", self.attempt_id)
+            self.pipeline.note(self.attempt_id, "探访无法开始（对话服务故障）")
+            await self._end_with([GOODBYE_FAULT])
+            return
+        self.pipeline.link_visit(self.attempt_id, self.visit_id)
+        await self._reply(reply)
+
+    # -- what the line feeds (core.ports.LiveCall) ---------------------------------------------------
+    async def audio(self, pcm16: bytes) -> None:
+        # listening starts when our prompt's mark comes back; the task that sent the mark may not
+        # have finished yet — dropping frames then clipped the elder's first word
+        if not self.listening:
+            return
+        self._utterance.extend(pcm16)
+        self._pending.extend(pcm16)
+        if len(self._pending) >= FEED_BYTES:
+            await self._feed()
+        verdict = self.endpointer.push(pcm16)
+        if verdict == NO_SPEECH:
+            self._start_busy(self._no_speech())
+        elif verdict in (END, MAX_LENGTH):
+            self._start_busy(self._end_of_utterance())
+
+    async def dtmf(self, digit: str) -> None:
+        if self._is_busy() or self.ended or self.visit_id is None:
+            return
+        text = dtmf_answer(digit, self.expects)
+        if text is None:
+            log.info("key %r ignored (expects %s)", digit, self.expects)
+            return
+        self._start_busy(self._answer(text, None, via="dtmf"))
+
+    async def played(self, mark: str) -> None:
+        if not mark or mark != self._awaiting_mark:
+            return
+        self._awaiting_mark = None
+        if self.ended:
+            await self._hang_up_from_our_side()
+        else:
+            self._start_listening()
+
+    async def closed(self) -> None:
+        """Either side hung up, or the line failed. Answers so far are kept; an unfinished visit
+        is closed as incomplete."""
+        if self._closed:
+            return
+        self._closed = True
+        self.hung_up = True
+        self.listening = False
+        if self._busy is not None and not self._busy.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._busy), timeout=60)
+            except Exception:
+                log.exception("turn in progress when the line closed")
+        if self.visit_id is not None:
+            if not self.ended:
+                self.pipeline.note(self.attempt_id, "老人中途挂断")
+            self.pipeline.finish_visit(self.visit_id, "中途挂断" if not self.ended else "通话结束")
+        self._forget()
+
+    # -- turn taking -----------------------------------------------------------------------------
+    def _is_busy(self) -> bool:
+        return self._busy is not None and not self._busy.done()
+
+    def _start_busy(self, coro) -> None:
+        self.listening = False
+        self._busy = asyncio.create_task(coro)
+        self._busy.add_done_callback(_log_task_error)
+
+    def _start_listening(self) -> None:
+        grammar = self._grammar()
+        self._stream = self.pipeline.recognizer.stream(RATE, grammar=grammar)
+        self._stream_grammar = grammar
+        self.endpointer.reset()
+        self._utterance = bytearray()
+        self._pending = bytearray()
+        self.partials = []
+        self.listening = True
+
+    def _grammar(self) -> list[str] | None:
+        grammars = self.pipeline.grammars
+        if not grammars or self.expects is None:
+            return None
+        return grammars.get("yesno") if scale_values(self.expects) is None else grammars.get("scale")
+
+    async def _feed(self) -> None:
+        chunk, self._pending = bytes(self._pending), bytearray()
+        if not chunk or self._stream is None:
+            return
+        async with self._decode_lock:
+            partial = await asyncio.to_thread(self._stream.accept, chunk)
+        if partial and (not self.partials or self.partials[-1] != partial):
+            self.partials.append(partial)
+
+    async def _end_of_utterance(self) -> None:
+        await self._feed()
+        async with self._decode_lock:
+            transcript = await asyncio.to_thread(self._stream.finish)
+        text, confidence = transcript.text.strip(), transcript.confidence
+        if self._stream_grammar:
+            text, confidence = await self._prefer_free_decode(text, confidence)
+        text = text.replace("[unk]", "").strip()
+        if not text:
+            await self._no_speech()
+            return
+        await self._answer(text, confidence, via="speech")
+
+    async def _prefer_free_decode(self, text: str, confidence: float) -> tuple[str, float]:
+        """The grammar only sharpens short answers ("是的", "不中"). The same audio is decoded again
+        freely: when the elder said more than a grammar phrase ("孩子们一年到头也不来个电话" must not
+        shrink to "没"), the free transcript is what they said."""
+        free = await asyncio.to_thread(self.pipeline.recognizer.transcribe, bytes(self._utterance), RATE, None)
+        short = text.replace("[unk]", "").strip()
+        said = free.text.replace("[unk]", "").strip()
+        if not short or short in said or len(said) > SHORT_ANSWER_CHARS:
+            # nothing in the grammar, or the grammar's words plus more, or a sentence the grammar
+            # would force onto a phrase ("喂，是我，是我" came out as "不对是不"): the free decode
+            return said, free.confidence
+        return text, confidence  # a short answer misheard freely ("四的"): the grammar's phrase
+
+    async def _no_speech(self) -> None:
+        self._no_speech_repeats += 1
+        if self._no_speech_repeats > MAX_NO_SPEECH_REPEATS:
+            self.pipeline.note(self.attempt_id, "接通后无应答")
+            await self._end_with([GOODBYE_NO_SPEECH], finish_reason="接通后听不到老人回答")
+            return
+        await self._speak([NO_SPEECH_PROMPT] + self.last_prompt[-1:], remember=False)
+
+    async def _answer(self, text: str, confidence: float | None, *, via: str) -> None:
+        if text == REPEAT or is_repeat_request(text):
+            await self._speak(self.last_prompt, remember=False)
+            return
+        self._no_speech_repeats = 0
+        prompt = self.last_prompt[-1] if self.last_prompt else ""
+        try:
+            result = await self.pipeline.checkin.hear(self.visit_id, text, asr_confidence=confidence,
+                                                      metadata={"channel": "phone", "via": via})
+        except DialogFailed as failed:
+            self.turns.append(HeardTurn(prompt, text, via, failed.grade.risk, confidence, failed.task_ids))
+            self.pipeline.note(self.attempt_id, "对话服务故障，通话结束")
+            await self._end_with([GOODBYE_FAULT], finish_reason="对话服务故障")
+            return
+        self.turns.append(HeardTurn(prompt, text, via, result.grade.risk, confidence, result.task_ids))
+        await self._reply(result.reply)
+
+    async def _reply(self, reply: DialogReply) -> None:
+        self.expects = reply.expects
+        if reply.ended:
+            self.ended = True
+        await self._speak(list(reply.messages), remember=True)
+
+    async def _end_with(self, messages: list[str], finish_reason: str | None = None) -> None:
+        self.ended = True
+        if self.visit_id is not None and finish_reason:
+            self.pipeline.finish_visit(self.visit_id, finish_reason)
+        await self._speak(messages, remember=False)
+
+    async def _speak(self, messages: list[str], *, remember: bool) -> None:
+        """Play messages (slowly: a pause between them), then a mark; listen when it comes back."""
+        self.listening = False
+        if remember and messages:
+            self.last_prompt = messages
+        if self.hung_up:
+            return
+        pause = b"\x00\x00" * int(PAUSE_BETWEEN_MESSAGES_S * RATE)
+        try:
+            parts = [await self.pipeline.prompt_audio(text) for text in messages]
+            self._marks += 1
+            self._awaiting_mark = f"prompt-{self._marks}"
+            await self.line.play(pause.join(parts), self._awaiting_mark)
+        except Exception as exc:  # the line is gone: the hang-up path records it
+            log.info("could not play prompt on %s: %s", self.call_id, exc)
+
+    async def _hang_up_from_our_side(self) -> None:
+        """The goodbye has played: end the call."""
+        self.hung_up = True
+        self._forget()
+        try:
+            await self.line.hang_up()
+        except Exception as exc:  # noqa: BLE001 — already gone
+            log.info("hang-up on %s: %s", self.call_id, exc)
+
+    def _forget(self) -> None:
+        if self.pipeline.sessions.get(self.attempt_id) is self:
+            del self.pipeline.sessions[self.attempt_id]
+
+
+def _log_task_error(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("call turn failed", exc_info=task.exception())
