@@ -128,3 +128,27 @@ def test_sip_missing_settings_are_named():
     assert missing_settings(ready) == []
     ip_trunk = load_settings(env={"TANFANG_SIP__PROXY": "10.0.0.1", "TANFANG_SIP__CALLER_ID": "037100001"})
     assert missing_settings(ip_trunk) == []  # IP-authenticated: no registration, no password
+
+
+async def test_sip_call_pump_runs_what_follows_the_end_after_closed():
+    order = []
+
+    class Live:
+        async def closed(self):
+            await asyncio.sleep(0.02)
+            order.append("session closed")
+
+    pump = _CallPump(asyncio.get_running_loop())
+    pump.post("closed", lambda: order.append("final status"))
+    pump.attach(Live())
+    for _ in range(100):
+        if len(order) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert order == ["session closed", "final status"]
+
+    refused = _CallPump(asyncio.get_running_loop())  # no session: the status still follows
+    refused.post("closed", lambda: order.append("refused status"))
+    refused.attach(None)
+    await asyncio.sleep(0.05)
+    assert order[-1] == "refused status"

@@ -23,6 +23,7 @@ PJSIP has no answering-machine detection: calls are never reported as ``machine`
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import threading
@@ -108,7 +109,8 @@ class Pacer:
 
 class _CallPump:
     """Hands one call's events (audio, dtmf, played, closed) to its LiveCall in order, on the
-    event loop. Events wait until the LiveCall is known; with none, they are dropped."""
+    event loop. Events wait until the LiveCall is known; with none, they are dropped. ``closed``
+    may carry a callable run after ``LiveCall.closed()`` returns (the attempt's final status)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
@@ -155,6 +157,8 @@ class _CallPump:
                 except Exception:  # noqa: BLE001 - one bad turn must not stop the call's audio
                     log.exception("LiveCall.%s failed", kind)
             if kind == "closed":
+                if value is not None:
+                    value()  # what follows the end (the attempt's final status)
                 return
 
 
@@ -529,8 +533,13 @@ class SipLine:
             status = cs.COMPLETED
             reason = "我方挂断 (we hung up)" if call.by_us else "对方挂断 (the callee hung up)"
         log.info("SIP call %s ended: %s, %s", call.sip_call_id, status, reason)
-        self._report(call, status, reason)
-        call.pump.post("closed")
+        if call.answered_at is not None or call.inbound:
+            # the session hears of the end first (it notes why), then the attempt gets its final status
+            report = None if call.inbound or call.attempt_id is None else functools.partial(
+                self._line_status, call.attempt_id, status, call.sip_call_id, reason)
+            call.pump.post("closed", report)
+        else:
+            self._report(call, status, reason)  # never answered: no session to tell
         if call.slot:
             call.slot = False
             self._give_slot()
