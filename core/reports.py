@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from data import call_status
 from data.catalogue import load_catalogue
+from data.sheets import text_cell
 from data.models import OPEN_TASK_STATES, VISIT_METHODS, CallAttempt, Elder, Task, Visit, VisitAnswer, utcnow
 
 LEVELS = ("county", "township", "village")
@@ -278,13 +279,14 @@ def write_xlsx(report: dict, path) -> None:
     wb = Workbook()
     ws = wb.active
     ws.title = f"探访统计{report['month']}"
-    ws.append([f"特殊困难老年人探访关爱月报 {report['month']}（按{LEVEL_LABELS[report['by']]}，范围：{report['scope']}）"])
+    ws.append([text_cell(ws, f"特殊困难老年人探访关爱月报 {report['month']}（按{LEVEL_LABELS[report['by']]}，"
+                             f"范围：{report['scope']}）")])
     ws["A1"].font = Font(bold=True, size=13)
     ws.append([label for _k, label in COLUMNS])
     for c in ws[2]:
         c.font = Font(bold=True)
     for row in report["rows"] + [report["total"]]:
-        ws.append(cells(row))
+        ws.append([text_cell(ws, v) for v in cells(row)])  # area names come from the roster: never formulas
     ws.column_dimensions["A"].width = 26
     tmp = path.with_name(path.name + ".part")
     wb.save(tmp)
