@@ -234,89 +234,86 @@ def _para_text(text: str) -> str:
     return out
 
 
-def _story(view: FormView):
-    from reportlab.lib import colors
-    from reportlab.lib.styles import ParagraphStyle
-    from reportlab.lib.units import mm
-    from reportlab.platypus import Paragraph, Spacer, Table, TableStyle
+class _PdfKit:
+    """The paragraph styles and ruled tables of the printed form (reportlab platypus)."""
 
-    cjk, _sym = _register_fonts()
-    base = ParagraphStyle("base", fontName=cjk, fontSize=8, leading=10)
-    head = ParagraphStyle("head", parent=base, fontSize=10, leading=13)
-    title = ParagraphStyle("title", parent=base, fontSize=15, leading=20, alignment=1)
+    def __init__(self):
+        from reportlab.lib import colors
+        from reportlab.lib.styles import ParagraphStyle
+        from reportlab.lib.units import mm
+        from reportlab.platypus import TableStyle
 
-    def P(text, style=base):
-        return Paragraph(_para_text(text), style)
+        cjk, _sym = _register_fonts()
+        self.mm, self.colors = mm, colors
+        self.base = ParagraphStyle("base", fontName=cjk, fontSize=8, leading=10)
+        self.head = ParagraphStyle("head", parent=self.base, fontSize=10, leading=13)
+        self.title = ParagraphStyle("title", parent=self.base, fontSize=15, leading=20, alignment=1)
+        self.width = 180 * mm
+        self.grid = TableStyle([("GRID", (0, 0), (-1, -1), 0.6, colors.black),
+                                ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+                                ("TOPPADDING", (0, 0), (-1, -1), 1.5), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5)])
 
-    width = 180 * mm
-    grid = TableStyle([("GRID", (0, 0), (-1, -1), 0.6, colors.black),
-                       ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
-                       ("TOPPADDING", (0, 0), (-1, -1), 1.5), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5)])
+    def P(self, text, style=None):
+        from reportlab.platypus import Paragraph
 
-    def section_title(text):
-        t = Table([[P(text, head)]], colWidths=[width])
-        t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.6, colors.black),
-                               ("BACKGROUND", (0, 0), (-1, -1), colors.Color(0.92, 0.92, 0.92))]))
+        return Paragraph(_para_text(text), style or self.base)
+
+    def table(self, rows, widths_mm):
+        from reportlab.platypus import Table
+
+        t = Table([[c if not isinstance(c, str) else self.P(c) for c in r] for r in rows],
+                  colWidths=[w * self.mm for w in widths_mm])
+        t.setStyle(self.grid)
         return t
 
-    def pairs(rows, cols=2):
+    def section_title(self, text):
+        from reportlab.platypus import Table, TableStyle
+
+        t = Table([[self.P(text, self.head)]], colWidths=[self.width])
+        t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.6, self.colors.black),
+                               ("BACKGROUND", (0, 0), (-1, -1), self.colors.Color(0.92, 0.92, 0.92))]))
+        return t
+
+    def pairs(self, rows, cols=2):
         """label/value pairs, ``cols`` pairs per table row."""
         data, row = [], []
         for k, v in rows:
-            row += [P(k), P(v)]
+            row += [k, v]
             if len(row) == 2 * cols:
                 data.append(row)
                 row = []
         if row:
-            row += [P("")] * (2 * cols - len(row))
-            data.append(row)
-        lw = 38 * mm
-        vw = width / cols - lw
-        t = Table(data, colWidths=[lw, vw] * cols)
-        t.setStyle(grid)
-        return t
+            data.append(row + [""] * (2 * cols - len(row)))
+        value_mm = self.width / self.mm / cols - 38
+        return self.table(data, [38, value_mm] * cols)
 
-    story = [P(TITLE, title), Spacer(1, 2 * mm), P(f"日期：{view.date}", base), Spacer(1, 2 * mm)]
-    story.append(section_title("一、探访对象基本情况"))
-    address, rest = view.section1[0], view.section1[1:]
-    story.append(pairs([address], cols=1))
-    story.append(pairs(rest))
-    story.append(section_title("二、家庭基本情况"))
-    rows = [[P(h) for h in view.household_header]]
-    rows += [[P(c) for c in r] for r in (view.household or [[""] * 7])]
-    t = Table(rows, colWidths=[10 * mm, 20 * mm, 10 * mm, 38 * mm, 22 * mm, 30 * mm, 50 * mm])
-    t.setStyle(grid)
-    story.append(t)
-    story.append(section_title("三、家庭生活条件"))
-    story.append(pairs(view.section3))
-    story.append(section_title("四、已享受帮扶情况"))
-    rows = [[P("帮扶单位"), P("帮扶单位及责任人"), P("帮扶措施")]]
-    first = True
-    for units, who, measures in view.assistance:
-        rows.append([P(units if first else ""), P(who), P(measures)])
-        first = False
-    t = Table(rows, colWidths=[70 * mm, 55 * mm, 55 * mm])
-    t.setStyle(grid)
-    story.append(t)
-    story.append(section_title("五、探访情况"))
-    rows = [[P("探访方式"), P(view.method_line)],
-            [P("探访次数"), P(f"{view.visit_no}　探访日期：{view.visit_date}")]]
-    rows += [[P(label), P(boxes)] for label, boxes in view.section5]
-    rows += [[P("老年人服务需求"), P(view.needs)], [P("实施关爱服务建议"), P(view.suggested_care)]]
-    sig = "　　".join(f"{k}：{v or '________'}" for k, v in view.signatures)
-    rows.append([P("签字"), P(sig)])
-    t = Table(rows, colWidths=[45 * mm, 135 * mm])
-    t.setStyle(grid)
-    story.append(t)
-    story.append(section_title("六、关爱服务情况"))
-    rows = [[P("第 次开展关爱"), P("日期"), P("关爱服务情况"), P("服务人员签字(盖章)"), P("老年人服务满意度评价")]]
+
+def _story(view: FormView):
+    from reportlab.platypus import Spacer
+
+    k = _PdfKit()
+    mm = k.mm
+    story = [k.P(TITLE, k.title), Spacer(1, 2 * mm), k.P(f"日期：{view.date}"), Spacer(1, 2 * mm),
+             k.section_title("一、探访对象基本情况"), k.pairs(view.section1[:1], cols=1), k.pairs(view.section1[1:]),
+             k.section_title("二、家庭基本情况"),
+             k.table([view.household_header] + (view.household or [[""] * 7]), [10, 20, 10, 38, 22, 30, 50]),
+             k.section_title("三、家庭生活条件"), k.pairs(view.section3),
+             k.section_title("四、已享受帮扶情况"),
+             k.table([["帮扶单位", "帮扶单位及责任人", "帮扶措施"]]
+                     + [[units if i == 0 else "", who, measures]
+                        for i, (units, who, measures) in enumerate(view.assistance)], [70, 55, 55]),
+             k.section_title("五、探访情况")]
+    sig = "　　".join(f"{label}：{v or '________'}" for label, v in view.signatures)
+    story.append(k.table([["探访方式", view.method_line],
+                          ["探访次数", f"{view.visit_no}　探访日期：{view.visit_date}"]]
+                         + [list(pair) for pair in view.section5]
+                         + [["老年人服务需求", view.needs], ["实施关爱服务建议", view.suggested_care], ["签字", sig]],
+                         [45, 135]))
     empty_sat = " ".join(f"{UNCHECKED}{label}" for label in SATISFACTION.values())
-    rows += [[P(c) for c in r] for r in (view.care or [["第 次", "", "", "", empty_sat]])]
-    t = Table(rows, colWidths=[22 * mm, 25 * mm, 63 * mm, 30 * mm, 40 * mm])
-    t.setStyle(grid)
-    story.append(t)
-    story.append(Spacer(1, 3 * mm))
-    story.append(P(f"注：{COPIES_NOTE}。", base))
+    story += [k.section_title("六、关爱服务情况"),
+              k.table([["第 次开展关爱", "日期", "关爱服务情况", "服务人员签字(盖章)", "老年人服务满意度评价"]]
+                      + (view.care or [["第 次", "", "", "", empty_sat]]), [22, 25, 63, 30, 40]),
+              Spacer(1, 3 * mm), k.P(f"注：{COPIES_NOTE}。")]
     return story
 
 
