@@ -21,7 +21,7 @@ from core.labels import plain
 from core.privacy import mask_id, mask_phone
 from data.catalogue import load_catalogue
 from data.sheets import put
-from data.models import ASSISTING_UNITS, SATISFACTION, SEXES, VISIT_METHODS, CareService, Elder, Visit
+from data.models import ASSISTING_UNITS, SATISFACTION, SEXES, CareService, Elder, Visit
 
 TITLE = "特殊困难老年人探访关爱服务记录表"
 COPIES_NOTE = "此表一式两份，县级民政部门、乡镇（街道）各存档一份"

@@ -18,7 +18,6 @@ Rates are ``None`` when their denominator is 0 (shown as "—").
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from sqlalchemy import select

@@ -276,3 +276,17 @@ def test_templates_need_no_inline_script_or_style():
         assert " style=" not in text and "<style" not in text, t.name
         assert all("nonce=" in tag for tag in re.findall(r"<script[^>]*>", text)), t.name
         assert not re.search(r"<[^>]*\son[a-z]+\s*=", text), t.name  # no inline event handlers
+
+
+def test_names_from_the_roster_cannot_inject_markup(dash):
+    app, ids = dash
+    from tests.helpers import make_elder
+
+    with app.db.session() as s:
+        evil = make_elder(s, id_number="410225194503150039", name="<img src=x onerror=alert(1)>",
+                          village="幸福村", notes="</script><script>alert(2)</script>")
+        evil_id = evil.id
+    c = logged_in(app, "xingfu")
+    for path in ("/dashboard/elders", f"/dashboard/elders/{evil_id}", "/dashboard/?month=2026-11"):
+        html = c.get(path).text
+        assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html, path
