@@ -459,7 +459,9 @@ def scheduler_jobs(app, as_json: bool) -> None:
     if not rows:
         click.echo("任务库为空：排程服务还没有运行过 (no jobs stored yet)")
     for r in rows:
-        click.echo(f"{r['id']:<18} 下次运行(UTC) {r['next_run_time'] or '暂停'}")
+        when = r["next_run_time"] and labels.local_text(
+            app.settings, dt.datetime.fromisoformat(r["next_run_time"]).replace(tzinfo=None), "%Y-%m-%d %H:%M:%S")
+        click.echo(f"{r['id']:<18} 下次运行 {when or '暂停'}")
 
 
 def register(cli: click.Group) -> None:
