@@ -124,6 +124,11 @@ def staff_group() -> None:
     """工作人员账号 — dashboard users."""
 
 
+def _password_from_env_or_prompt() -> str:
+    password = os.environ.get("TANFANG_STAFF_PASSWORD")  # one-off input, not configuration
+    return password or click.prompt("密码", hide_input=True, confirmation_prompt=True)
+
+
 @staff_group.command("add")
 @click.argument("username")
 @click.option("--role", required=True, type=click.Choice(["province", "county", "township", "village"]))
@@ -132,7 +137,7 @@ def staff_group() -> None:
 @click.option("--sensitive", is_flag=True, help="可查看身份证号和通话文字记录")
 @pass_app
 def staff_add(app, username, role, area, display_name, sensitive) -> None:
-    """Add a staff user. Password from TANFANG_STAFF_PASSWORD or a prompt."""
+    """添加工作人员 (add a staff user; password from TANFANG_STAFF_PASSWORD or a prompt)."""
     password = _password_from_env_or_prompt()
     db = app.ready_db()
     try:
@@ -142,11 +147,6 @@ def staff_add(app, username, role, area, display_name, sensitive) -> None:
     except AuthError as exc:
         raise UserError(str(exc)) from exc
     click.echo(f"已添加工作人员 {username}（{role} {area or '全省'}）")
-
-
-def _password_from_env_or_prompt() -> str:
-    password = os.environ.get("TANFANG_STAFF_PASSWORD")  # one-off input, not configuration
-    return password or click.prompt("密码", hide_input=True, confirmation_prompt=True)
 
 
 @staff_group.command("passwd")
