@@ -174,6 +174,14 @@ class OutboxSettings(_Section):
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8080
+    # the dashboard's web security (docs/security.md)
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    cookie_secure: Literal["auto", "always"] = "auto"
+    session_hours: float = Field(default=12, gt=0)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_window_minutes: int = Field(default=15, ge=1)
+    login_lockout_minutes: int = Field(default=15, ge=1)
 
 
 class Secrets(BaseModel):

@@ -568,3 +568,31 @@ class StaffUser(TimestampMixin, Base):
     can_see_sensitive: Mapped[bool] = mapped_column(Boolean, default=False)  # ID numbers, transcripts
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class StaffSession(Base):
+    """A dashboard login (web/security, issue #14.20): the cookie holds a random token, the table only
+    its SHA-256. A session is valid while not revoked and not expired; logout revokes it, a
+    password change revokes every session of the user."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie token
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    address: Mapped[str | None] = mapped_column(String(64))  # client address at login (audit)
+
+
+class LoginThrottle(Base):
+    """Failed dashboard logins per key (``user:<name>`` or ``addr:<client address>``) in the current
+    window, and the lockout they caused (issue #14.18). Kept in the database so that a restart or a
+    second worker does not reset it."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[dt.datetime] = mapped_column(DateTime)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
