@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.ports import MessageChannel
+from core.ports import DeliveryRefused, MessageChannel
 from data.models import OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class OutboxDispatcher:
             return msg
 
     def _finish(self, msg: OutboxMessage, *, sent: bool, now: dt.datetime, error: str | None = None,
-                provider_id: str | None = None) -> None:
+                provider_id: str | None = None, refused: bool = False) -> None:
         with self.db.session() as s:
             row = s.get(OutboxMessage, msg.id, with_for_update=False)
             if sent:
@@ -116,7 +116,10 @@ class OutboxDispatcher:
                     row.payload = {**(row.payload or {}), "provider_message_id": str(provider_id)}
             else:
                 row.last_error = (error or "unknown error")[:2000]
-                if row.attempts >= self.settings.outbox.max_attempts:
+                if refused:
+                    row.state = "failed"
+                    log.error("outbox message %s to %s refused by its channel: %s", row.id, row.recipient, error)
+                elif row.attempts >= self.settings.outbox.max_attempts:
                     row.state = "failed"
                     log.error("outbox message %s to %s failed for good: %s", row.id, row.recipient, error)
                 else:
@@ -133,6 +136,9 @@ class OutboxDispatcher:
             channel = self.channels[msg.channel]
             try:
                 provider_id = await channel.send(msg.recipient, msg.body, msg.payload)
+            except DeliveryRefused as exc:  # never to this recipient: recorded, not retried
+                self._finish(msg, sent=False, now=now, error=f"refused: {exc}", refused=True)
+                continue
             except Exception as exc:  # noqa: BLE001 — any failure of the channel is retried
                 self._finish(msg, sent=False, now=now, error=f"{type(exc).__name__}: {exc}")
                 continue

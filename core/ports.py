@@ -122,7 +122,13 @@ class MessageChannel(Protocol):
     name: str
 
     async def send(self, recipient: str, text: str, payload: dict[str, Any] | None = None) -> str:
-        """Deliver; return a provider message id. Raise on failure (the outbox retries)."""
+        """Deliver; return a provider message id. Raise on failure (the outbox retries), or
+        :class:`DeliveryRefused` when this message must never go to this recipient."""
+
+
+class DeliveryRefused(RuntimeError):
+    """A channel will not deliver this message to this recipient, now or later (e.g. personal data
+    to a Telegram group): the outbox records why and does not retry."""
 
 
 # -- phone lines (Twilio, SIP): carriers are interchangeable behind these -------------------------
