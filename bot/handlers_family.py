@@ -72,11 +72,12 @@ def pause_calls(app, who: Who, days: int, reason: str, now: dt.datetime | None =
         elder.paused_until, elder.pause_reason = until, f"{reason}（{by}）"[:200]
         audit(s, who.actor, "update", "elder", elder.id, f"telegram: calls paused {today}..{until}: {reason}")
         visitor = responsible_visitor(s, elder) or supervisor_of(s, None, elder)
-        told = notify_visitor(
+        notify_visitor(  # (a second /pause with the same dates the same day: told once)
             s, visitor, elder=elder, task=None, now=now, dedupe_key=f"pause:elder{elder.id}:fm{fm.id}:{today}:{until}",
             body=(f"【{settings.app.name}】{elder.name}的家属（{by}）暂停了问候电话："
                   f"{today:%m月%d日}—{until:%m月%d日}（{days} 天），原因：{reason}。"
                   "暂停期间系统不打问候电话；如有疑问请联系家属，需要时请上门看看。"))
+        told = visitor is not None and bool(visitor.telegram_chat_id or visitor.phone)
         if not told:
             log.warning("elder %s paused by family %s: no visitor to tell", elder.id, fm.id)
         return (f"好的，{today:%m月%d日}到{until:%m月%d日}（{days} 天）不给{elder.name}打问候电话，"

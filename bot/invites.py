@@ -192,9 +192,10 @@ def _window(settings) -> dt.timedelta:
 
 def _refuse_if_blocked(db, settings, chat_id: int, now: dt.datetime) -> None:
     cfg = settings.telegram
-    with db.session() as s:
-        times = list(s.scalars(select(TelegramJoinFailure.at).where(
-            TelegramJoinFailure.chat_id == chat_id, TelegramJoinFailure.at > now - _window(settings))))
+    with db.session() as s:  # failures that left the window are forgotten (the table stays small)
+        s.execute(delete(TelegramJoinFailure).where(TelegramJoinFailure.chat_id == chat_id,
+                                                    TelegramJoinFailure.at <= now - _window(settings)))
+        times = list(s.scalars(select(TelegramJoinFailure.at).where(TelegramJoinFailure.chat_id == chat_id)))
     until = blocked_until(times, now, max_failures=cfg.join_max_failures, window=_window(settings))
     if until is not None:
         at = plan.to_local(settings, until).strftime("%H:%M")
@@ -204,8 +205,6 @@ def _refuse_if_blocked(db, settings, chat_id: int, now: dt.datetime) -> None:
 
 def _record_failure(db, settings, chat_id: int, reason: str, now: dt.datetime) -> None:
     with db.session() as s:
-        s.execute(delete(TelegramJoinFailure).where(TelegramJoinFailure.chat_id == chat_id,
-                                                    TelegramJoinFailure.at <= now - _window(settings)))
         s.add(TelegramJoinFailure(chat_id=chat_id, at=now, reason=reason))
     log.warning("telegram join refused for chat %s: %s", chat_id, reason)
 
