@@ -109,6 +109,14 @@ class TelegramSettings(_Section):
     family_digest_weekday: int = 6
     notify_interval_seconds: int = 60
     checkin_reply_minutes: int = 120
+    checkin_idle_hours: float = 3
+    invite_ttl_days: int = 7
+    join_max_failures: int = 5
+    join_window_minutes: int = 60
+    max_pause_days: int = 14
+    max_voice_seconds: int = 120
+    max_voice_bytes: int = 1_000_000
+    update_dedupe_hours: int = 48
 
 
 class WeComSettings(_Section):
