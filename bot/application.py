@@ -1,20 +1,27 @@
 """The PTB Application: one bot, three roles (visitor, family, elder), decided per chat user.
 
-Handlers first find out *who* wrote (bot.access.who); an unknown user gets one clear message and
-nothing else. Webhook mode (production) feeds updates through bot.webhook; polling for local use.
+Every update is handled once (bot.updates: a repeated ``update_id`` is dropped) and only from a
+private chat (bot.privacy: the first handler stops anything from a group; the bot itself refuses to
+put content into one). Handlers then find out *who* wrote (bot.access.who); an unknown user gets one
+clear message and nothing else. Webhook mode (production) feeds updates through bot.webhook;
+polling for local use.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 
 from telegram import Update
 from telegram.ext import (Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler,
-                          ContextTypes, MessageHandler, filters)
+                          ContextTypes, MessageHandler, TypeHandler, filters)
+from telegram.request import HTTPXRequest
 
-from bot import handlers_elder, handlers_family, handlers_visitor, visit_form
-from bot.access import UNKNOWN_TEXT, JoinError, Who, join, who
+from bot import handlers_elder, handlers_family, handlers_visitor, updates, visit_form
+from bot.access import UNKNOWN_TEXT, Who, who
+from bot.invites import JoinError, attempt_join
+from bot.privacy import PrivateOnlyBot, private_only
 from core.app import App
 
 log = logging.getLogger(__name__)
@@ -24,6 +31,9 @@ HELP = {
     "family": "家属：/status 老人近况；/pause 天数 原因 暂停问候电话（如住院）；/called 我今天给老人打过电话。",
     "elder": "您好！发送 /checkin 开始今天的问候，可以打字，也可以发语音。",
 }
+
+
+PRIVACY_GROUP = -10  # before every other handler (bot.dialer's observers run in -1 and 1)
 
 
 def _who(update: Update, context) -> Who:
@@ -64,8 +74,8 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     app: App = context.bot_data["tanfang_app"]
     if context.args:
         try:
-            with app.db.session() as s:
-                w = join(s, context.args[0], user_id=update.effective_user.id, chat_id=update.effective_chat.id)
+            w = await asyncio.to_thread(attempt_join, app.db, app.settings, context.args[0],
+                                        user_id=update.effective_user.id, chat_id=update.effective_chat.id)
         except JoinError as exc:
             await update.effective_message.reply_text(str(exc))
             return
@@ -92,6 +102,36 @@ async def text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text(HELP[w.role])
 
 
+class TanfangApplication(Application):
+    """PTB's Application, handling each update once (bot.updates), however often it is delivered."""
+
+    async def process_update(self, update: object) -> None:
+        if not isinstance(update, Update):
+            await super().process_update(update)
+            return
+        app: App = self.bot_data["tanfang_app"]
+        bot_id = updates.bot_id_of(self.bot.token)
+        if not await asyncio.to_thread(updates.claim, app.db, bot_id, update.update_id):
+            log.info("telegram update %s delivered again: dropped", update.update_id)
+            return
+        try:
+            await super().process_update(update)
+        finally:
+            await asyncio.to_thread(updates.finish, app.db, bot_id, update.update_id,
+                                    app.settings.telegram.update_dedupe_hours)
+
+
+def _bot(settings, token: str) -> PrivateOnlyBot:
+    urls = {}
+    if settings.telegram.api_base_url:
+        base = settings.telegram.api_base_url.rstrip("/")
+        urls = {"base_url": f"{base}/bot", "base_file_url": f"{base}/file/bot"}
+    # at shutdown the Updater calls get_updates once more while the long poll may still hold the
+    # pool's only connection: a second one keeps that from timing out (an ERROR in the log)
+    return PrivateOnlyBot(token, request=HTTPXRequest(connection_pool_size=256),
+                          get_updates_request=HTTPXRequest(connection_pool_size=2), **urls)
+
+
 def build_application(app: App, *, checkin_factory, recognizer_factory=None, token: str | None = None,
                       updater: bool = True) -> Application:
     """The bot. ``checkin_factory()`` gives the elders' chat check-in service (a
@@ -102,20 +142,14 @@ def build_application(app: App, *, checkin_factory, recognizer_factory=None, tok
                       if settings.secrets.telegram_bot_token else None)
     if not token:
         raise RuntimeError("没有 Telegram 机器人令牌：请设置环境变量 TANFANG_TELEGRAM_BOT_TOKEN")
-    builder = ApplicationBuilder().token(token)
-    if settings.telegram.api_base_url:
-        base = settings.telegram.api_base_url.rstrip("/")
-        builder = builder.base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
+    builder = ApplicationBuilder().application_class(TanfangApplication).bot(_bot(settings, token))
     if not updater:
         builder = builder.updater(None)
-    else:
-        # at shutdown the Updater calls get_updates once more while the long poll may still hold
-        # the pool's only connection: a second one keeps that from timing out (an ERROR in the log)
-        builder = builder.get_updates_connection_pool_size(2)
     application = builder.build()
     application.bot_data["tanfang_app"] = app
     application.bot_data["tanfang_checkin"] = checkin_factory
     application.bot_data["tanfang_recognizer"] = recognizer_factory
+    application.add_handler(TypeHandler(Update, private_only), group=PRIVACY_GROUP)
     application.add_handler(CommandHandler("start", start))
     application.add_handler(CommandHandler("help", start))
     application.add_handler(CommandHandler("tasks", role("visitor")(handlers_visitor.tasks_command)))

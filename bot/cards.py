@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from core import plan
+from core import labels, plan
 from core.tasks import PRIORITY_LABELS, STATE_LABELS
 from data.models import SATISFACTION, TASK_KINDS, Elder, Task
 
@@ -36,14 +36,14 @@ def task_card(settings, task: Task) -> tuple[str, list[list[tuple[str, str]]]]:
     lines = [
         f"#{task.id} {PRIORITY_LABELS.get(task.priority, task.priority)} · {TASK_KINDS.get(task.kind, task.kind)}"
         f" · {STATE_LABELS.get(task.state, task.state)}",
-        task.title,
+        labels.plain(task.title),
         f"老人：{e.name}　电话：{e.phone or '无'}",
         f"地址：{address(e)}",
         f"紧急联系人：{contact}",
         f"期限：{_local(settings, task.deadline)}",
     ]
     if task.detail:
-        lines.append(f"情况：{task.detail}")
+        lines.append(f"情况：{labels.plain(task.detail)}")
     buttons = [(label, f"task:{task.id}:{action}") for action, label in TASK_ACTIONS.items()
                if not (action == "ack" and task.state != "open")]
     return "\n".join(lines), [buttons[:3], buttons[3:]]

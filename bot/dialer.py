@@ -16,6 +16,7 @@ from telegram import Update
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from bot.access import who
+from bot.privacy import is_private_chat_id
 from core.escalation import report_call_outcome
 from core.ports import CallRequest, DialError
 from data.models import CallAttempt, Visit
@@ -45,6 +46,8 @@ class TelegramDialer:
         chat_id = request.telegram_chat_id
         if not chat_id:
             raise DialError(f"老人 {request.elder_id} 没有绑定 Telegram (no telegram_chat_id)")
+        if not is_private_chat_id(chat_id):  # the check-in asks about health: never in a group
+            raise DialError(f"老人 {request.elder_id} 的 Telegram {chat_id} 不是私聊，不在群里问候 (not a private chat)")
         chat_id = int(chat_id)
         checkin = self.checkin_factory()
         chat = self.application.chat_data[chat_id]  # PTB's per-chat dict (created on first access)

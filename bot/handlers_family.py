@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 
 from sqlalchemy import select
 from telegram import Update
@@ -11,9 +13,12 @@ from telegram.ext import ContextTypes
 from bot.access import Who, audit_read
 from bot.cards import status_text
 from core import plan
-from core.privacy import audit
+from core.escalation import notify_visitor, responsible_visitor, supervisor_of
 from core.outbox import enqueue
+from core.privacy import audit
 from data.models import OPEN_TASK_STATES, FamilyMember, Task, TaskEvent, Visit, VisitTurn, utcnow
+
+log = logging.getLogger(__name__)
 
 NO_CONSENT = "老人没有同意向家属共享信息，暂时不能查看。如有疑问请联系当地探访工作人员。"
 
@@ -41,24 +46,50 @@ async def status_command(update: Update, context: ContextTypes.DEFAULT_TYPE, who
     await update.effective_message.reply_text(text)
 
 
-async def pause_command(update: Update, context: ContextTypes.DEFAULT_TYPE, who: Who) -> None:
-    """/pause 天数 [原因] — no calls while the elder is away (hospital stay)."""
-    app = context.bot_data["tanfang_app"]
-    args = context.args or []
-    if not args or not args[0].isdigit() or not 1 <= int(args[0]) <= 60:
-        await update.effective_message.reply_text("用法：/pause 天数 原因，例如：/pause 7 住院。天数 1 到 60。")
-        return
-    days, reason = int(args[0]), " ".join(args[1:]) or "家属申请"
+def pause_usage(args: list[str], max_days: int) -> tuple[int | None, str]:
+    """``/pause 天数 原因`` → (days, reason), or (None, the message saying what is wrong)."""
+    if not args or not args[0].isdigit() or int(args[0]) < 1:
+        return None, f"用法：/pause 天数 原因，例如：/pause 7 住院。天数 1 到 {max_days}。"
+    if int(args[0]) > max_days:
+        return None, (f"最长只能暂停 {max_days} 天。老人需要更久不接问候电话（例如长期住院）时，"
+                      "请联系负责的探访员安排。")
+    return int(args[0]), " ".join(args[1:]).strip() or "家属申请"
+
+
+def pause_calls(app, who: Who, days: int, reason: str, now: dt.datetime | None = None) -> str:
+    """Pause the elder's check-ins for ``days`` days from today, and tell the responsible visitor
+    (outbox) who paused, why, and from when to when. Returns the reply to the family member."""
+    now = now or utcnow()
+    settings = app.settings
     with app.db.session() as s:
         fm = s.get(FamilyMember, who.id)
         elder = fm.elder
         if not elder.consent_share_family:
-            text = NO_CONSENT
-        else:
-            until = plan.local_today(app.settings, utcnow()) + dt.timedelta(days=days)
-            elder.paused_until, elder.pause_reason = until, f"{reason}（{fm.relation or '家属'}{fm.name}）"
-            audit(s, who.actor, "update", "elder", elder.id, f"telegram: calls paused until {until}")
-            text = f"好的，到 {until:%m月%d日} 之前不给{elder.name}打问候电话。紧急情况仍会通知您。"
+            return NO_CONSENT
+        today = plan.local_today(settings, now)
+        until = today + dt.timedelta(days=days - 1)  # paused through ``until`` (scheduler: today <= paused_until)
+        by = f"{fm.relation or '家属'}{fm.name}"
+        elder.paused_until, elder.pause_reason = until, f"{reason}（{by}）"[:200]
+        audit(s, who.actor, "update", "elder", elder.id, f"telegram: calls paused {today}..{until}: {reason}")
+        visitor = responsible_visitor(s, elder) or supervisor_of(s, None, elder)
+        notify_visitor(  # (a second /pause with the same dates the same day: told once)
+            s, visitor, elder=elder, task=None, now=now, dedupe_key=f"pause:elder{elder.id}:fm{fm.id}:{today}:{until}",
+            body=(f"【{settings.app.name}】{elder.name}的家属（{by}）暂停了问候电话："
+                  f"{today:%m月%d日}—{until:%m月%d日}（{days} 天），原因：{reason}。"
+                  "暂停期间系统不打问候电话；如有疑问请联系家属，需要时请上门看看。"))
+        told = visitor is not None and bool(visitor.telegram_chat_id or visitor.phone)
+        if not told:
+            log.warning("elder %s paused by family %s: no visitor to tell", elder.id, fm.id)
+        return (f"好的，{today:%m月%d日}到{until:%m月%d日}（{days} 天）不给{elder.name}打问候电话，"
+                f"{'已告诉负责的探访员。' if told else ''}紧急情况仍会通知您。")
+
+
+async def pause_command(update: Update, context: ContextTypes.DEFAULT_TYPE, who: Who) -> None:
+    """/pause 天数 [原因] — no calls while the elder is away (hospital stay), at most
+    ``telegram.max_pause_days``; the responsible visitor is told."""
+    app = context.bot_data["tanfang_app"]
+    days, reason = pause_usage(context.args or [], app.settings.telegram.max_pause_days)
+    text = reason if days is None else await asyncio.to_thread(pause_calls, app, who, days, reason)
     await update.effective_message.reply_text(text)
 
 

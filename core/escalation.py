@@ -21,7 +21,7 @@ import logging
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from core import plan
+from core import labels, plan
 from core.outbox import enqueue
 from core.ports import Grade
 from core.tasks import create_task, open_task_of, transition
@@ -194,7 +194,7 @@ def escalate_grade(session: Session, settings, *, elder: Elder, visit: Visit | N
 def _urgent(session, settings, *, elder, visit, grade, text, now) -> Task:
     visitor = responsible_visitor(session, elder)
     said = _quote(text)
-    reasons = "、".join(grade.reasons) if grade.reasons else "紧急情况"
+    reasons = labels.reasons(grade.reasons) or "紧急情况"  # in words: never 意图:urgent_fall(1.00)
     existing = open_task_of(session, elder_id=elder.id, kinds=("urgent",))
     visit_id = visit.id if visit is not None else None
     if existing is not None and existing.visit_id == visit_id:
@@ -267,7 +267,7 @@ def escalate_overdue(session: Session, settings, *, now: dt.datetime | None = No
         task.escalation_level += 1
         task.ack_deadline = now + dt.timedelta(minutes=settings.escalation.ack_deadline_minutes)
         task.updated_at = now
-        who = f"visitor:{person.id}" if person is not None and person.id != task.assignee_id else "无上级"
+        who = person.name if person is not None and person.id != task.assignee_id else "无上级"
         task.events.append(TaskEvent(at=now, actor="system", action="escalated",
                                      note=f"超过确认时限未确认，第 {task.escalation_level} 级上报 -> {who}"))
         if person is not None and person.id != task.assignee_id:

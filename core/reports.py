@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from data import call_status
 from data.catalogue import load_catalogue
+from data.sheets import text_cell
 from data.models import OPEN_TASK_STATES, VISIT_METHODS, CallAttempt, Elder, Task, Visit, VisitAnswer, utcnow
 
 LEVELS = ("county", "township", "village")
@@ -112,6 +113,21 @@ class Row:
         }
 
 
+class _Tally:
+    """The rows of one report: each fact about an elder counts in the elder's area row and the total."""
+
+    def __init__(self, elders, depth: int):
+        self.area_of = {e.id: (e.county, e.township, e.village)[:depth] for e in elders}
+        self.rows: dict[tuple, Row] = {}
+        self.total = Row(area=())
+
+    def targets(self, elder_id) -> tuple[Row, Row]:
+        key = self.area_of[elder_id]
+        if key not in self.rows:
+            self.rows[key] = Row(area=key)
+        return (self.rows[key], self.total)
+
+
 def visit_report(session: Session, month: str, by: str = "village", scope: Scope = Scope(),
                  as_of: dt.datetime | None = None) -> dict:
     """Figures per area at level ``by`` plus a total row, for elders inside ``scope``."""
@@ -119,34 +135,37 @@ def visit_report(session: Session, month: str, by: str = "village", scope: Scope
         raise ReportError(f"--by 应为 county、township 或 village（收到 {by!r}）")
     start, end = parse_month(month)
     as_of = as_of or utcnow()
-    depth = LEVELS.index(by) + 1
-    cat = load_catalogue()
-    dim_of_item = {i.key: i.dimension for i in cat.items}
-
     elders = session.scalars(scope.where(select(Elder))).all()
-    area_of = {e.id: (e.county, e.township, e.village)[:depth] for e in elders}
-    rows: dict[tuple, Row] = {}
-    total = Row(area=())
-
-    def targets(elder_id):
-        key = area_of[elder_id]
-        if key not in rows:
-            rows[key] = Row(area=key)
-        return (rows[key], total)
-
+    tally = _Tally(elders, LEVELS.index(by) + 1)
     for e in elders:
-        for r in targets(e.id):
+        for r in tally.targets(e.id):
             r.elders += 1
             r.disabled_elders += int(e.disabled_care)
-    ids = list(area_of)
+    ids = list(tally.area_of)
+    visits = session.scalars(select(Visit).where(Visit.elder_id.in_(ids), Visit.visit_date >= start,
+                                                 Visit.visit_date < end)).all() if ids else []
+    _count_visits(tally, visits, {e.id: e for e in elders})
+    _count_answers(session, tally, visits)
     if ids:
-        visits = session.scalars(select(Visit).where(Visit.elder_id.in_(ids), Visit.visit_date >= start,
-                                                     Visit.visit_date < end)).all()
-    else:
-        visits = []
+        start_dt, end_dt = dt.datetime.combine(start, dt.time()), dt.datetime.combine(end, dt.time())
+        _count_calls(session, tally, ids, start_dt, end_dt)
+        _count_tasks(session, tally, ids, start_dt, end_dt, as_of)
+    ordered = [tally.rows[k] for k in sorted(tally.rows)]
+    return {
+        "month": month,
+        "by": by,
+        "scope": "/".join(scope.parts) or "全部",
+        "as_of": as_of.isoformat(timespec="minutes"),
+        "rows": [r.as_dict() for r in ordered],
+        "total": tally.total.as_dict(),
+        "_not_reached": {r.name: r.not_reached for r in ordered} | {"合计": tally.total.not_reached},
+    }
+
+
+def _count_visits(tally: _Tally, visits, by_id: dict) -> None:
     visited, visited_in_person = set(), set()
     for v in visits:
-        for r in targets(v.elder_id):
+        for r in tally.targets(v.elder_id):
             if v.status == "complete":
                 r.complete_visits += 1
                 r.visits_by_method[v.method] = r.visits_by_method.get(v.method, 0) + 1
@@ -156,54 +175,50 @@ def visit_report(session: Session, month: str, by: str = "village", scope: Scope
             visited.add(v.elder_id)
             if v.method == "in_person":
                 visited_in_person.add(v.elder_id)
-    by_id = {e.id: e for e in elders}
-    for eid in area_of:
-        for r in targets(eid):
+    for eid in tally.area_of:
+        for r in tally.targets(eid):
             if eid in visited:
                 r.visited += 1
             else:
                 r.not_reached.append(eid)
             if eid in visited_in_person and by_id[eid].disabled_care:
                 r.disabled_visited_in_person += 1
+
+
+def _count_answers(session: Session, tally: _Tally, visits) -> None:
     visit_ids = [v.id for v in visits if v.status != "cancelled"]
+    if not visit_ids:
+        return
+    dim_of_item = {i.key: i.dimension for i in load_catalogue().items}
     elder_of_visit = {v.id: v.elder_id for v in visits}
-    if visit_ids:
-        for a in session.scalars(select(VisitAnswer).where(VisitAnswer.visit_id.in_(visit_ids),
-                                                           VisitAnswer.risk.in_(("concern", "urgent")))):
-            dim = dim_of_item.get(a.item_key, "other")
-            for r in targets(elder_of_visit[a.visit_id]):
-                bucket = r.concerns_by_dimension if a.risk == "concern" else r.urgent_by_dimension
-                bucket[dim] = bucket.get(dim, 0) + 1
-    if ids:
-        start_dt = dt.datetime.combine(start, dt.time())
-        end_dt = dt.datetime.combine(end, dt.time())
-        calls = session.scalars(select(CallAttempt).where(
-            CallAttempt.elder_id.in_(ids), CallAttempt.scheduled_for >= start_dt,
-            CallAttempt.scheduled_for < end_dt)).all()
-        for c in calls:
-            if c.status not in call_status.REACHED + call_status.NOT_REACHED:
-                continue
-            for r in targets(c.elder_id):
-                r.calls_finished += 1
-                r.calls_connected += int(c.status in call_status.REACHED)
-        for t in session.scalars(select(Task).where(Task.elder_id.in_(ids))):
-            for r in targets(t.elder_id):
-                if t.kind == "urgent" and start_dt <= t.created_at < end_dt:
-                    r.urgent_events += 1
-                if t.state in OPEN_TASK_STATES and t.created_at < as_of:
-                    r.open_tasks += 1
-                    if t.deadline is not None and t.deadline < as_of:
-                        r.overdue_tasks += 1
-    ordered = [rows[k] for k in sorted(rows)]
-    return {
-        "month": month,
-        "by": by,
-        "scope": "/".join(scope.parts) or "全部",
-        "as_of": as_of.isoformat(timespec="minutes"),
-        "rows": [r.as_dict() for r in ordered],
-        "total": total.as_dict(),
-        "_not_reached": {r.name: r.not_reached for r in ordered} | {"合计": total.not_reached},
-    }
+    for a in session.scalars(select(VisitAnswer).where(VisitAnswer.visit_id.in_(visit_ids),
+                                                       VisitAnswer.risk.in_(("concern", "urgent")))):
+        dim = dim_of_item.get(a.item_key, "other")
+        for r in tally.targets(elder_of_visit[a.visit_id]):
+            bucket = r.concerns_by_dimension if a.risk == "concern" else r.urgent_by_dimension
+            bucket[dim] = bucket.get(dim, 0) + 1
+
+
+def _count_calls(session: Session, tally: _Tally, ids, start_dt, end_dt) -> None:
+    calls = session.scalars(select(CallAttempt).where(
+        CallAttempt.elder_id.in_(ids), CallAttempt.scheduled_for >= start_dt, CallAttempt.scheduled_for < end_dt))
+    for c in calls:
+        if c.status not in call_status.REACHED + call_status.NOT_REACHED:
+            continue
+        for r in tally.targets(c.elder_id):
+            r.calls_finished += 1
+            r.calls_connected += int(c.status in call_status.REACHED)
+
+
+def _count_tasks(session: Session, tally: _Tally, ids, start_dt, end_dt, as_of) -> None:
+    for t in session.scalars(select(Task).where(Task.elder_id.in_(ids))):
+        for r in tally.targets(t.elder_id):
+            if t.kind == "urgent" and start_dt <= t.created_at < end_dt:
+                r.urgent_events += 1
+            if t.state in OPEN_TASK_STATES and t.created_at < as_of:
+                r.open_tasks += 1
+                if t.deadline is not None and t.deadline < as_of:
+                    r.overdue_tasks += 1
 
 
 def visit_rate_trend(session: Session, months: list[str], scope: Scope = Scope()) -> list[tuple[str, float | None]]:
@@ -277,13 +292,14 @@ def write_xlsx(report: dict, path) -> None:
     wb = Workbook()
     ws = wb.active
     ws.title = f"探访统计{report['month']}"
-    ws.append([f"特殊困难老年人探访关爱月报 {report['month']}（按{LEVEL_LABELS[report['by']]}，范围：{report['scope']}）"])
+    ws.append([text_cell(ws, f"特殊困难老年人探访关爱月报 {report['month']}（按{LEVEL_LABELS[report['by']]}，"
+                             f"范围：{report['scope']}）")])
     ws["A1"].font = Font(bold=True, size=13)
     ws.append([label for _k, label in COLUMNS])
     for c in ws[2]:
         c.font = Font(bold=True)
     for row in report["rows"] + [report["total"]]:
-        ws.append(cells(row))
+        ws.append([text_cell(ws, v) for v in cells(row)])  # area names come from the roster: never formulas
     ws.column_dimensions["A"].width = 26
     tmp = path.with_name(path.name + ".part")
     wb.save(tmp)

@@ -149,6 +149,14 @@ class TelegramSettings(_Section):
     family_digest_weekday: int = 6
     notify_interval_seconds: int = 60
     checkin_reply_minutes: int = 120
+    checkin_idle_hours: float = 3
+    invite_ttl_days: int = 7
+    join_max_failures: int = 5
+    join_window_minutes: int = 60
+    max_pause_days: int = 14
+    max_voice_seconds: int = 120
+    max_voice_bytes: int = 1_000_000
+    update_dedupe_hours: int = 48
 
 
 class WeComSettings(_Section):
@@ -214,6 +222,14 @@ class OutboxSettings(_Section):
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8080
+    # the dashboard's web security (docs/security.md)
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    cookie_secure: Literal["auto", "always"] = "auto"
+    session_hours: float = Field(default=12, gt=0)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_window_minutes: int = Field(default=15, ge=1)
+    login_lockout_minutes: int = Field(default=15, ge=1)
 
 
 class Secrets(BaseModel):

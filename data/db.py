@@ -53,9 +53,25 @@ class Database:
         from alembic import command
 
         cfg = alembic_config(self.url)
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+        sqlite = self.engine.dialect.name == "sqlite"
+        with self.engine.connect() as conn:
+            if sqlite:
+                # SQLite alters a table by copying it and dropping the old one; with foreign keys on,
+                # that drop cascade-deletes (or refuses) the rows pointing at the table. The documented
+                # procedure (sqlite.org/lang_altertable.html#otheralter): keys off outside the
+                # transaction, migrate, check every key, commit, keys on again.
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()
+            try:
+                with conn.begin():
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, revision)
+                    if sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").all()):
+                        raise RuntimeError(f"migration left dangling foreign keys: {broken[:5]}")
+            finally:
+                if sqlite:
+                    conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    conn.commit()
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext

@@ -273,7 +273,6 @@ class Visitor(TimestampMixin, Base):
     supervisor_id: Mapped[int | None] = mapped_column(ForeignKey("visitors.id"))
     telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
-    invite_code: Mapped[str | None] = mapped_column(String(32), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     channel: Mapped[str] = mapped_column(String(16), default="telegram", server_default="telegram")
     wecom_user_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # 企业微信账号 (UserID)
@@ -293,12 +292,56 @@ class FamilyMember(TimestampMixin, Base):
     city: Mapped[str | None] = mapped_column(String(64))
     telegram_user_id: Mapped[int | None] = mapped_column(BigInteger)
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
-    invite_code: Mapped[str | None] = mapped_column(String(32), unique=True)
     last_contact_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # last call/visit to the parent
     channel: Mapped[str] = mapped_column(String(16), default="telegram", server_default="telegram")
     wecom_user_id: Mapped[str | None] = mapped_column(String(64))  # 企业微信账号 (UserID)
 
     elder: Mapped[Elder] = relationship(back_populates="family_members")
+
+
+# ---- Telegram: invite codes, join failures, processed updates (bot/invites.py, bot/updates.py) ------
+class TelegramInvite(Base):
+    """An invite code for one visitor or one family member: only its hash is kept; it expires and is
+    used once (``used_at``); issuing a new code for the same person revokes the old one."""
+
+    __tablename__ = "telegram_invites"
+    __table_args__ = (CheckConstraint("(visitor_id IS NULL) <> (family_member_id IS NULL)", name="one_holder"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    visitor_id: Mapped[int | None] = mapped_column(ForeignKey("visitors.id", ondelete="CASCADE"), index=True)
+    family_member_id: Mapped[int | None] = mapped_column(ForeignKey("family_members.id", ondelete="CASCADE"),
+                                                         index=True)
+    issued_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    used_by_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class TelegramJoinFailure(Base):
+    """A /start with a code that did not work, per chat: what the join rate limit counts."""
+
+    __tablename__ = "telegram_join_failures"
+    __table_args__ = (Index("ix_telegram_join_failures_chat_at", "chat_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    reason: Mapped[str] = mapped_column(String(16))  # unknown | expired | used | revoked | inactive | consent
+
+
+class TelegramUpdate(Base):
+    """A Telegram update this bot took (``claimed_at``) and finished (``done_at``): a repeated
+    delivery of the same ``update_id`` is dropped. Kept ``telegram.update_dedupe_hours``."""
+
+    __tablename__ = "telegram_updates"
+
+    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    claimed_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    done_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 # ---- section 五: visits -------------------------------------------------------------------------
@@ -568,3 +611,31 @@ class StaffUser(TimestampMixin, Base):
     can_see_sensitive: Mapped[bool] = mapped_column(Boolean, default=False)  # ID numbers, transcripts
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class StaffSession(Base):
+    """A dashboard login (web/security, issue #14.20): the cookie holds a random token, the table only
+    its SHA-256. A session is valid while not revoked and not expired; logout revokes it, a
+    password change revokes every session of the user."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie token
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    address: Mapped[str | None] = mapped_column(String(64))  # client address at login (audit)
+
+
+class LoginThrottle(Base):
+    """Failed dashboard logins per key (``user:<name>`` or ``addr:<client address>``) in the current
+    window, and the lockout they caused (issue #14.18). Kept in the database so that a restart or a
+    second worker does not reset it."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[dt.datetime] = mapped_column(DateTime)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)

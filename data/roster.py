@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from data import idcard
+from data import idcard, sheets
 from data.models import (
     ASSISTING_UNITS,
     CHANNELS,
@@ -199,7 +199,7 @@ def read_table(path: Path) -> tuple[list[str], list[list[str]], str | None]:
         encoding = None
     elif suffix in (".csv", ".txt"):
         text, encoding = decode_bytes(path.read_bytes())
-        rows = [[c.strip() for c in r] for r in csv.reader(io.StringIO(text))]
+        rows = [[sheets.restore(c.strip()) for c in r] for r in csv.reader(io.StringIO(text))]
     elif suffix == ".xls":
         raise RosterError("不支持旧版 .xls 文件，请另存为 .xlsx 或 CSV")
     else:
@@ -666,7 +666,6 @@ def write_table(path: Path | str, header: list[str], rows: list[dict[str, str]],
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
         import openpyxl
-        from openpyxl.cell import WriteOnlyCell
         from openpyxl.utils import get_column_letter
 
         wb = openpyxl.Workbook(write_only=True)
@@ -679,10 +678,9 @@ def write_table(path: Path | str, header: list[str], rows: list[dict[str, str]],
         ws.append(header)
 
         def cell(j, value):
-            if j not in text_cols:
-                return value
-            c = WriteOnlyCell(ws, value=value)
-            c.number_format = "@"
+            c = sheets.text_cell(ws, value)  # never a formula (data/sheets.py)
+            if j in text_cols:
+                c.number_format = "@"
             return c
 
         for r in rows:
@@ -695,7 +693,7 @@ def write_table(path: Path | str, header: list[str], rows: list[dict[str, str]],
             w = csv.writer(fh)
             w.writerow(header)
             for r in rows:
-                w.writerow([r.get(h, "") for h in header])
+                w.writerow([sheets.sheet_value(r.get(h, "")) for h in header])  # '=… for formula-like text
     else:
         raise RosterError(f"不支持的导出类型 {suffix or '(无扩展名)'}：请用 .csv 或 .xlsx")
     return path

@@ -10,8 +10,9 @@ run twice and safe after a restart, because the database, not the scheduler, hol
   before dialing: one attempt row = at most one call. Ended calls are *settled* once
   (``settled_at``) by the no-answer ladder; attempts stuck in ``queued``/``ringing`` (the process
   died mid-call) are settled as failed, Telegram check-ins nobody answered within
-  ``telegram.checkin_reply_minutes`` as no answer; due attempts that now fall into quiet hours or on a past
-  day are cancelled, never dialed.
+  ``telegram.checkin_reply_minutes`` as no answer, and chat check-ins the elder left half answered
+  for ``telegram.checkin_idle_hours`` closed as incomplete and settled as no answer; due attempts
+  that now fall into quiet hours or on a past day are cancelled, never dialed.
 * ``deliver_outbox``, ``escalate_overdue`` and ``coverage_guard`` are idempotent by design.
 """
 
@@ -22,7 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from core import plan
@@ -32,7 +33,7 @@ from core.escalation import record_call_outcome
 from core.outbox import OutboxDispatcher
 from core.ports import CallRequest, Dialer, MessageChannel
 from data import call_status
-from data.models import CallAttempt, Elder, OutboxMessage, Visit, utcnow
+from data.models import CallAttempt, Elder, OutboxMessage, Visit, VisitTurn, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def settle_ended(session: Session, settings, now: dt.datetime) -> int:
         record_call_outcome(session, settings, attempt=attempt, status="failed", now=now,
                             reason="未收到通话结果（服务重启或外呼中断）")
         n += 1
-    return n + settle_silent_chats(session, settings, now)
+    return n + settle_silent_chats(session, settings, now) + settle_idle_chats(session, settings, now)
 
 
 def _waiting_chat():
@@ -145,6 +146,42 @@ def settle_silent_chats(session: Session, settings, now: dt.datetime) -> int:
             visit.suggested_care = "结束：老人未回复 Telegram 问候"
         record_call_outcome(session, settings, attempt=attempt, status="no_answer", now=now,
                             reason=f"{settings.telegram.checkin_reply_minutes} 分钟内未回复 Telegram 问候")
+        n += 1
+    return n
+
+
+def chat_went_idle(last_activity: dt.datetime | None, now: dt.datetime, idle_hours: float) -> bool:
+    """Has a chat check-in had no new message for ``idle_hours``? (None: nothing was said at all.)"""
+    return last_activity is not None and now - last_activity >= dt.timedelta(hours=idle_hours)
+
+
+def settle_idle_chats(session: Session, settings, now: dt.datetime) -> int:
+    """Chat check-ins the elder started answering and then left: no message for
+    ``telegram.checkin_idle_hours``. The visit is closed as incomplete (what was said is kept) and
+    its attempt settled as ``no_answer``, so the no-answer ladder takes over (a retry today, then
+    the family, then a visitor). Check-ins never answered at all are ``settle_silent_chats``'."""
+    hours = settings.telegram.checkin_idle_hours
+    elder_said = func.sum(case((VisitTurn.speaker == "elder", 1), else_=0))
+    last_turn = (select(VisitTurn.visit_id, func.max(VisitTurn.at).label("last"), elder_said.label("said"))
+                 .group_by(VisitTurn.visit_id).subquery())
+    rows = session.execute(select(Visit, last_turn.c.last, last_turn.c.said)
+                           .join(last_turn, last_turn.c.visit_id == Visit.id)
+                           .where(Visit.method == "chat", Visit.status == "in_progress",
+                                  last_turn.c.last <= now - dt.timedelta(hours=hours))
+                           .order_by(Visit.id)).all()
+    n = 0
+    for visit, last, said in rows:
+        if not chat_went_idle(last, now, hours):
+            continue
+        # the elder's words are kept: incomplete; a check-in they opened and never answered: cancelled
+        visit.status, visit.ended_at = ("incomplete" if said else "cancelled"), last
+        note = f"结束：老人 {hours:g} 小时未回复，问候未完成"
+        visit.suggested_care = f"{visit.suggested_care}；{note}" if visit.suggested_care else note
+        attempt = session.scalar(select(CallAttempt).where(CallAttempt.visit_id == visit.id,
+                                                           CallAttempt.settled_at.is_(None)))
+        if attempt is not None:
+            record_call_outcome(session, settings, attempt=attempt, status="no_answer", now=now,
+                                reason=f"老人开始回答后 {hours:g} 小时未再回复 Telegram 问候")
         n += 1
     return n
 

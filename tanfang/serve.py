@@ -289,7 +289,8 @@ class Service:
 
         web = self.build()
         config = uvicorn.Config(web, host=self.host, port=self.port, lifespan="on", ws="websockets-sansio",
-                                ws_max_size=2**20, timeout_graceful_shutdown=30, log_level="info")
+                                ws_max_size=2**20, timeout_graceful_shutdown=30, log_level="info",
+                                proxy_headers=False)  # the app applies web.trusted_proxies itself
         self._server = _uvicorn_server(config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

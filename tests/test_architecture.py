@@ -16,8 +16,7 @@ MAX_LINES = 60
 # Functions still over the limit, each being split in its own piece of work; the list only shrinks:
 # a function that is fixed must leave it, and nothing may join it.
 PENDING = {
-    "core/dashboard/__init__.py:routes", "core/escalation.py:record_call_outcome", "core/forms.py:build_view",
-    "core/forms.py:_story", "core/forms.py:write_xlsx", "core/reports.py:visit_report", "data/roster.py:_validate_row",
+    "core/escalation.py:record_call_outcome", "data/roster.py:_validate_row",
     "data/samples/make_roster.py:build", "tests/records_fixture.py:build",
     "tests/telegram/test_bot.py:test_visitor_accepts_and_closes_an_urgent_task_end_to_end",
 }

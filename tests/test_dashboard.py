@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 
 import pytest
@@ -10,34 +11,23 @@ from pypdf import PdfReader
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from starlette.applications import Starlette
-
-from core import auth, dashboard
+from core import auth
 from tanfang.web import build_web_app
-from data.models import AuditLog, StaffUser
+from data.models import AuditLog, StaffSession, StaffUser
 from tests import records_fixture as rf
-
-PW = "测试密码-2026"
+from tests.dashboard_support import PW, build_users, csrf_of, logged_in, login, web_client
 
 
 @pytest.fixture
 def dash(app):
     with app.db.session() as s:
-        rows = rf.build(s)
-        auth.add_user(s, "xingfu", PW, "village", "兰考县/城关镇/幸福村", "幸福村专干")
-        auth.add_user(s, "lankao", PW, "county", "兰考县", "兰考县民政局", can_see_sensitive=True)
-        auth.add_user(s, "henan", PW, "province", None, "省民政厅")
-        ids = {k: v.id for k, v in rows.items()}
+        ids = build_users(s)
     return app, ids
 
 
 def client(app, user=None):
-    """The dashboard's routes with "now" fixed at the fixture's 2026-11-28 12:00."""
-    c = TestClient(Starlette(routes=dashboard.routes(app, clock=lambda: rf.AS_OF)))
-    if user:
-        r = c.post("/dashboard/login", data={"username": user, "password": PW}, follow_redirects=False)
-        assert r.status_code == 303, r.text
-    return c
+    """The dashboard with "now" fixed at the fixture's 2026-11-28 12:00."""
+    return logged_in(app, user) if user else web_client(app)
 
 
 def test_login_required_and_wrong_password(dash):
@@ -45,7 +35,7 @@ def test_login_required_and_wrong_password(dash):
     c = client(app)
     r = c.get("/dashboard/", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/dashboard/login")
-    r = c.post("/dashboard/login", data={"username": "xingfu", "password": "wrong-password"})
+    r = login(c, "xingfu", "wrong-password")
     assert r.status_code == 401 and "用户名或密码错误" in r.text
     # a forged cookie is refused
     c.cookies.set("tanfang_session", "eyJ1aWQiOjJ9.forged", path="/dashboard")
@@ -133,15 +123,21 @@ def test_logout_clears_the_session(dash):
     app, _ = dash
     c = client(app, "henan")
     assert c.get("/dashboard/", follow_redirects=False).status_code == 200
-    c.post("/dashboard/logout", follow_redirects=False)
+    c.post("/dashboard/logout", data={"csrf": csrf_of(c, "/dashboard/")}, follow_redirects=False)
     assert c.get("/dashboard/", follow_redirects=False).status_code == 303
 
 
-def test_session_tokens_expire_and_bind_the_key():
-    tok = auth.sign_session(b"k1", 7, now=1000)
-    assert auth.read_session(b"k1", tok, now=1000 + 60) == 7
-    assert auth.read_session(b"k2", tok, now=1060) is None
-    assert auth.read_session(b"k1", tok, now=1000 + auth.SESSION_MAX_AGE + 1) is None
+def test_session_tokens_expire_and_are_kept_only_hashed(dash):
+    app, _ = dash
+    t0 = rf.AS_OF
+    with app.db.session() as s:
+        uid = s.scalar(select(StaffUser.id).where(StaffUser.username == "henan"))
+        tok = auth.start_session(s, uid, now=t0)
+    with app.db.session() as s:
+        assert auth.session_user(s, tok, now=t0 + dt.timedelta(seconds=60)).id == uid
+        assert auth.session_user(s, tok[:-1] + ("A" if tok[-1] != "A" else "B"), now=t0) is None
+        assert auth.session_user(s, tok, now=t0 + dt.timedelta(seconds=auth.SESSION_MAX_AGE + 1)) is None
+        assert tok not in {row.id for row in s.scalars(select(StaffSession))}  # only its SHA-256
     with pytest.raises(auth.AuthError):
         auth.parse_area("village", "兰考县/城关镇")
     with pytest.raises(auth.AuthError):

@@ -9,7 +9,7 @@ import click
 from sqlalchemy import select
 
 from core import forms, reports
-from core.auth import AuthError, add_user
+from core.auth import AuthError, add_user, set_password, unlock
 from tanfang.cli.common import UserError, echo_json, pass_app
 from core.privacy import audit
 from data.models import Elder, StaffUser, Visit
@@ -37,10 +37,10 @@ def form_print(app, visit_id, pdf, xlsx, township, month) -> None:
             if township or month:
                 raise UserError("VISIT_ID 与 --township/--month 不能同时使用")
             try:
-                view = forms.build_view(s, visit_id)
+                view = forms.build_view(s, visit_id, full=True)  # the filing copy: full numbers
             except forms.FormError as exc:
                 raise UserError(str(exc)) from exc
-            audit(s, app.actor, "export", "visit", visit_id, "record form")
+            audit(s, app.actor, "read_sensitive", "visit", visit_id, "record form export (full numbers)")
             outputs = []
             try:
                 if pdf:
@@ -69,9 +69,10 @@ def form_print(app, visit_id, pdf, xlsx, township, month) -> None:
         visits = s.scalars(stmt).all()
         if not visits:
             raise UserError(f"{township} 在 {month} 没有已完成的探访记录")
-        views = [forms.build_view(s, v.id) for v in visits]
+        views = [forms.build_view(s, v.id, full=True) for v in visits]
         for v in visits:
-            audit(s, app.actor, "export", "visit", v.id, f"record form batch {township} {month}")
+            audit(s, app.actor, "read_sensitive", "visit", v.id,
+                  f"record form batch export (full numbers) {township} {month}")
         name = f"探访记录表_{township.replace('/', '_')}_{month}"
         for target, writer, ext in ((pdf, forms.write_pdf, "pdf"), (xlsx, forms.write_xlsx, "xlsx")):
             if target:
@@ -123,6 +124,11 @@ def staff_group() -> None:
     """工作人员账号 — dashboard users."""
 
 
+def _password_from_env_or_prompt() -> str:
+    password = os.environ.get("TANFANG_STAFF_PASSWORD")  # one-off input, not configuration
+    return password or click.prompt("密码", hide_input=True, confirmation_prompt=True)
+
+
 @staff_group.command("add")
 @click.argument("username")
 @click.option("--role", required=True, type=click.Choice(["province", "county", "township", "village"]))
@@ -131,10 +137,8 @@ def staff_group() -> None:
 @click.option("--sensitive", is_flag=True, help="可查看身份证号和通话文字记录")
 @pass_app
 def staff_add(app, username, role, area, display_name, sensitive) -> None:
-    """Add a staff user. Password from TANFANG_STAFF_PASSWORD or a prompt."""
-    password = os.environ.get("TANFANG_STAFF_PASSWORD")  # one-off input, not configuration
-    if not password:
-        password = click.prompt("密码", hide_input=True, confirmation_prompt=True)
+    """添加工作人员 (add a staff user; password from TANFANG_STAFF_PASSWORD or a prompt)."""
+    password = _password_from_env_or_prompt()
     db = app.ready_db()
     try:
         with db.session() as s:
@@ -143,6 +147,35 @@ def staff_add(app, username, role, area, display_name, sensitive) -> None:
     except AuthError as exc:
         raise UserError(str(exc)) from exc
     click.echo(f"已添加工作人员 {username}（{role} {area or '全省'}）")
+
+
+@staff_group.command("passwd")
+@click.argument("username")
+@pass_app
+def staff_passwd(app, username) -> None:
+    """修改密码：该用户的所有登录立即失效 (set a new password; every session of the user ends)."""
+    password = _password_from_env_or_prompt()
+    with app.ready_db().session() as s:
+        user = s.scalar(select(StaffUser).where(StaffUser.username == username))
+        if user is None:
+            raise UserError(f"没有用户 {username} (no such staff user)")
+        try:
+            revoked = set_password(s, user, password)
+        except AuthError as exc:
+            raise UserError(str(exc)) from exc
+        audit(s, app.actor, "password_changed", "staff_user", user.id, f"{revoked} sessions revoked")
+    click.echo(f"已修改 {username} 的密码，{revoked} 个登录已失效")
+
+
+@staff_group.command("unlock")
+@click.argument("username")
+@pass_app
+def staff_unlock(app, username) -> None:
+    """解除登录锁定 (lift the lockout after too many failed logins of this user name)."""
+    with app.ready_db().session() as s:
+        lifted = unlock(s, username)
+        audit(s, app.actor, "unlock", "staff_user", None, username)
+    click.echo(f"已解除 {username} 的登录锁定" if lifted else f"{username} 没有被锁定")
 
 
 @staff_group.command("list")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
-from core import plan
+from core import labels, plan
 from tanfang import wiring
 from tanfang.cli.common import UserError, echo_json, pass_app
 from core.coverage import coverage_guard, coverage_report, parse_month
@@ -46,23 +46,20 @@ def tasks_list(app, only_open: bool, elder_id: int | None, as_json: bool) -> Non
         if elder_id is not None:
             stmt = stmt.where(Task.elder_id == elder_id)
         tasks = list(s.scalars(stmt.order_by(Task.priority, Task.deadline, Task.id)))
-        rows = []
+        rows, lines = [], []
         for t in tasks:
             d = task_dict(t)
             d["elder_name"] = t.elder.name
             d["assignee_name"] = t.assignee.name if t.assignee else None
             rows.append(d)
+            lines.append(f"#{t.id:<5} {PRIORITY_LABELS[t.priority]:<6} {d['state_label']:<4} {d['kind_label']:<6} "
+                         f"{d['elder_name']:<6} → {d['assignee_name'] or '未指派'}  "
+                         f"截止 {labels.local_text(app.settings, t.deadline) or '-'}  {labels.plain(t.title)}")
         audit(s, app.actor, "read", "task", None, f"tasks list: {len(rows)} rows")
     if as_json:
         echo_json(rows)
         return
-    if not rows:
-        click.echo("没有任务 (no tasks)")
-        return
-    for d in rows:
-        deadline = d["deadline"][:16].replace("T", " ") if d["deadline"] else "-"
-        click.echo(f"#{d['id']:<5} {PRIORITY_LABELS[d['priority']]:<6} {d['state_label']:<4} {d['kind_label']:<6} "
-                   f"{d['elder_name']:<6} → {d['assignee_name'] or '未指派'}  截止(UTC) {deadline}  {d['title']}")
+    click.echo("\n".join(lines) if lines else "没有任务 (no tasks)")
 
 
 @tasks_group.command("show")
@@ -70,7 +67,7 @@ def tasks_list(app, only_open: bool, elder_id: int | None, as_json: bool) -> Non
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def tasks_show(app, task_id: int, as_json: bool) -> None:
-    """One task with its full history."""
+    """One task with its full history (times in app.timezone)."""
     db = app.ready_db()
     with db.session() as s:
         t = s.get(Task, task_id)
@@ -79,23 +76,35 @@ def tasks_show(app, task_id: int, as_json: bool) -> None:
         d = task_dict(t, with_events=True)
         d["elder_name"] = t.elder.name
         d["assignee_name"] = t.assignee.name if t.assignee else None
+        text = _task_text(app.settings, t, d)
         audit(s, app.actor, "read", "task", str(task_id))
     if as_json:
         echo_json(d)
         return
-    click.echo(f"任务 #{d['id']}  {PRIORITY_LABELS[d['priority']]}  {d['kind_label']}  状态：{d['state_label']}")
-    click.echo(f"老人：{d['elder_name']} (id {d['elder_id']})  负责人：{d['assignee_name'] or '未指派'}")
-    click.echo(f"标题：{d['title']}")
-    if d["detail"]:
-        click.echo(f"详情：{d['detail']}")
-    click.echo(f"截止(UTC)：{d['deadline'] or '-'}  确认时限(UTC)：{d['ack_deadline'] or '-'}  "
-               f"上报级别：{d['escalation_level']}  合并次数：{d['merged_count']}")
-    if d["outcome"]:
-        click.echo(f"处理结果：{d['outcome']}")
-    click.echo("历史：")
-    for e in d["events"]:
-        move = f" {e['from_state'] or ''}→{e['to_state']}" if e["to_state"] else ""
-        click.echo(f"  {e['at'][:19]}  {e['actor']:<14} {e['action']}{move}  {e['note'] or ''}")
+    click.echo(text)
+
+
+def _task_text(settings, t: Task, d: dict) -> str:
+    """A task as people read it: labels in Chinese, times in the configured zone."""
+    def when(at) -> str:
+        return labels.local_text(settings, at) or "-"
+
+    lines = [f"任务 #{t.id}  {PRIORITY_LABELS[t.priority]}  {d['kind_label']}  状态：{d['state_label']}",
+             f"老人：{d['elder_name']} (id {t.elder_id})  负责人：{d['assignee_name'] or '未指派'}",
+             f"标题：{labels.plain(t.title)}"]
+    if t.detail:
+        lines.append(f"详情：{labels.plain(t.detail)}")
+    lines.append(f"截止：{when(t.deadline)}  确认时限：{when(t.ack_deadline)}  "
+                 f"上报级别：{t.escalation_level}  合并次数：{t.merged_count}")
+    if t.outcome:
+        lines.append(f"处理结果：{labels.plain(t.outcome)}")
+    lines.append("历史：")
+    for e in t.events:
+        move = (f" {labels.label('task_state', e.from_state) or '新建'}→{labels.label('task_state', e.to_state)}"
+                if e.to_state else "")
+        lines.append(f"  {when(e.at)}  {labels.actor(e.actor):<14} {labels.label('task_event', e.action)}{move}  "
+                     f"{labels.plain(e.note)}")
+    return "\n".join(lines)
 
 
 @tasks_group.command("ack")
@@ -450,7 +459,9 @@ def scheduler_jobs(app, as_json: bool) -> None:
     if not rows:
         click.echo("任务库为空：排程服务还没有运行过 (no jobs stored yet)")
     for r in rows:
-        click.echo(f"{r['id']:<18} 下次运行(UTC) {r['next_run_time'] or '暂停'}")
+        when = r["next_run_time"] and labels.local_text(
+            app.settings, dt.datetime.fromisoformat(r["next_run_time"]).replace(tzinfo=None), "%Y-%m-%d %H:%M:%S")
+        click.echo(f"{r['id']:<18} 下次运行 {when or '暂停'}")
 
 
 def register(cli: click.Group) -> None:

@@ -17,16 +17,17 @@ from tanfang.telegram_loop import start_reminder_loop
 @click.option("--json", "as_json", is_flag=True, help="JSON 输出 (JSON output)")
 @pass_app
 def visitors_invite(app, role, area, name, as_json):
-    """发邀请码给探访人员，没有则新建 (invite a visitor to the bot; created if new)."""
+    """发邀请码给探访人员，没有则新建，旧码作废 (invite a visitor to the bot; created if new)."""
     from bot.invites import invite_visitor
+    ttl = app.settings.telegram.invite_ttl_days
     try:
         with app.ready_db().session() as s:
-            v, code = invite_visitor(s, name=name, role=role, area=area, actor=app.actor)
-            out = {"visitor_id": v.id, "name": v.name, "invite_code": code}
+            v, code = invite_visitor(s, name=name, role=role, area=area, actor=app.actor, ttl_days=ttl)
+            out = {"visitor_id": v.id, "name": v.name, "invite_code": code, "valid_days": ttl}
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    echo_json(out) if as_json else click.echo(f"{name}（编号 {out['visitor_id']}）的邀请码：{code}\n"
-                                                f"请在 Telegram 里给机器人发送：/start {code}")
+    echo_json(out) if as_json else click.echo(f"{name}（编号 {out['visitor_id']}）的邀请码：{code}（{ttl} 天内有效，只能用一次）\n"
+                                                f"请在与机器人的私聊里发送：/start {code}")
 
 
 @click.group("family")
@@ -41,15 +42,18 @@ def family_group():
 @click.option("--json", "as_json", is_flag=True, help="JSON 输出 (JSON output)")
 @pass_app
 def family_invite(app, elder_id, name, relation, as_json):
-    """发邀请码给家属，只在老人同意向家属共享时 (invite a family member; needs the elder's consent)."""
+    """发邀请码给家属，只在老人同意向家属共享时，旧码作废 (invite a family member; needs the elder's consent)."""
     from bot.invites import invite_family
+    ttl = app.settings.telegram.invite_ttl_days
     try:
         with app.ready_db().session() as s:
-            fm, code = invite_family(s, elder_id=elder_id, name=name, relation=relation, actor=app.actor)
-            out = {"family_member_id": fm.id, "elder_id": elder_id, "invite_code": code}
+            fm, code = invite_family(s, elder_id=elder_id, name=name, relation=relation, actor=app.actor,
+                                     ttl_days=ttl)
+            out = {"family_member_id": fm.id, "elder_id": elder_id, "invite_code": code, "valid_days": ttl}
     except (LookupError, PermissionError) as exc:
         raise UserError(str(exc)) from exc
-    echo_json(out) if as_json else click.echo(f"{name}的邀请码：{code}\n请在 Telegram 里给机器人发送：/start {code}")
+    echo_json(out) if as_json else click.echo(f"{name}的邀请码：{code}（{ttl} 天内有效，只能用一次）\n"
+                                                f"请在与机器人的私聊里发送：/start {code}")
 
 
 @click.group("telegram")

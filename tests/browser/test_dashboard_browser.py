@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from starlette.applications import Starlette
-
-from core import auth, dashboard
+from core import auth
+from tanfang.web import build_web_app
 from tests import records_fixture as rf
 from sim.net import free_port
 
@@ -33,7 +32,7 @@ def server(sqlite_app):
         auth.add_user(s, "xingfu", PW, "village", "兰考县/城关镇/幸福村", "幸福村专干")
         auth.add_user(s, "lankao", PW, "county", "兰考县", "兰考县民政局", can_see_sensitive=True)
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(Starlette(routes=dashboard.routes(sqlite_app, clock=lambda: rf.AS_OF)), host="127.0.0.1", port=port, log_level="warning",
+    srv = uvicorn.Server(uvicorn.Config(build_web_app(sqlite_app, clock=lambda: rf.AS_OF), host="127.0.0.1", port=port, log_level="warning",
                                         lifespan="off"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -57,6 +56,8 @@ def browser():
 def _login(browser, base, user):
     ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1, locale="zh-CN")
     page = ctx.new_page()
+    page.csp_violations = []  # Chromium logs every Content-Security-Policy refusal to the console
+    page.on("console", lambda m: "Content Security Policy" in m.text and page.csp_violations.append(m.text))
     page.goto(f"{base}/dashboard/?month=2026-11")
     assert "/dashboard/login" in page.url
     page.fill("input[name=username]", user)
@@ -92,6 +93,11 @@ def test_village_user_morning_view_elder_page_and_scope(server, browser):
         page.click("text=下载 XLSX")
     assert dl.value.suggested_filename == "探访月报_2026-11.xlsx"
     page.screenshot(path=str(ARTIFACTS / "dashboard-report-phone.png"), full_page=True)
+    assert page.csp_violations == []  # the pages need no inline script or style
+    # logout is a form with its CSRF token: the session ends
+    page.click("nav >> text=退出")
+    page.wait_for_url("**/dashboard/login")
+    assert "/dashboard/login" in page.goto(f"{base}/dashboard/").url
 
 
 def test_county_user_sees_transcripts_and_urgent_tasks(server, browser):

@@ -54,9 +54,9 @@ async def _app(sqlite_app, emulator, **kw):
     return application, token
 
 
-def _msg(application, user_id, text=None, chat_id=None, **extra):
+def _msg(application, user_id, text=None, chat_id=None, chat_type="private", **extra):
     data = {"update_id": next(_ids), "message": {
-        "message_id": next(_ids), "date": 1795886703, "chat": {"id": chat_id or user_id, "type": "private"},
+        "message_id": next(_ids), "date": 1795886703, "chat": {"id": chat_id or user_id, "type": chat_type},
         "from": {"id": user_id, "is_bot": False, "first_name": "U"}, **extra}}
     if text is not None:
         data["message"]["text"] = text
@@ -65,11 +65,12 @@ def _msg(application, user_id, text=None, chat_id=None, **extra):
     return Update.de_json(data, application.bot)
 
 
-def _press(application, user_id, data):
+def _press(application, user_id, data, chat_id=None, chat_type="private"):
     return Update.de_json({"update_id": next(_ids), "callback_query": {
         "id": str(next(_ids)), "chat_instance": "1", "data": data,
         "from": {"id": user_id, "is_bot": False, "first_name": "U"},
-        "message": {"message_id": 1, "date": 1795886703, "chat": {"id": user_id, "type": "private"}, "text": "card"}}},
+        "message": {"message_id": 1, "date": 1795886703, "chat": {"id": chat_id or user_id, "type": chat_type},
+                    "text": "card"}}},
         application.bot)
 
 

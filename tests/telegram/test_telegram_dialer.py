@@ -22,6 +22,8 @@ from telegram import Update
 from tests.helpers import make_elder
 from sim.dialog import OPENING, ScriptedDialog
 
+from test_bot import _msg  # noqa: E402 — same folder (rootdir-relative import)
+
 NOW = dt.datetime(2026, 11, 3, 2, 0)  # 10:00 in Asia/Shanghai, a Tuesday
 _ids = itertools.count(5000)
 
@@ -160,4 +162,79 @@ async def test_no_reply_is_no_answer_and_climbs_the_ladder(sqlite_app, emulator)
     # a late reply to a closed check-in does not continue it: the elder is told how to start one
     await application.process_update(_update(application, 7403, "我在"))
     assert emulator.bot_messages(token, 7403)[-1]["text"] == "您好！要开始今天的问候，请发送 /checkin 。"
+    await application.shutdown()
+
+
+def test_only_a_long_silence_after_the_last_message_is_idle():
+    hours = 3
+    assert not jobs.chat_went_idle(None, NOW, hours)  # nothing said at all: settle_silent_chats' case
+    assert not jobs.chat_went_idle(NOW - dt.timedelta(hours=hours, seconds=-1), NOW, hours)
+    assert jobs.chat_went_idle(NOW - dt.timedelta(hours=hours), NOW, hours)
+
+
+async def test_a_check_in_left_half_answered_is_closed_and_the_ladder_takes_over(sqlite_app, emulator):
+    app = sqlite_app
+    app.settings.telegram.api_base_url = emulator.url
+    idle = dt.timedelta(hours=app.settings.telegram.checkin_idle_hours)
+    token = emulator.token()
+    elder_id = _setup(app, 7404)
+    clock = [NOW]
+    checkin = CheckInService(app, ScriptedDialog([DialogReply(messages=["最近吃饭怎么样？"])]), clock=lambda: clock[0])
+    application = build_application(app, token=token, updater=False, checkin_factory=lambda: checkin)
+    await application.initialize()
+    ctx = jobs.JobContext(app=app, dialer=TelegramDialer(app, application), clock=lambda: clock[0])
+    assert await jobs.run_dial_due(ctx, now=NOW) == 1
+    clock[0] = answered = NOW + dt.timedelta(minutes=5)
+    await application.process_update(_update(application, 7404, "我挺好的"))  # answers, then goes quiet
+    [(_, status, visit_id, _)] = _attempts(app)
+    assert status == "answered"
+
+    await jobs.run_dial_due(ctx, now=answered + idle - dt.timedelta(minutes=1))  # not yet
+    assert _attempts(app) == [(1, "answered", visit_id, False)]
+    with app.db.session() as s:
+        assert s.get(Visit, visit_id).status == "in_progress"
+
+    await jobs.run_dial_due(ctx, now=answered + idle)
+    with app.db.session() as s:
+        visit = s.get(Visit, visit_id)
+        assert (visit.status, visit.ended_at) == ("incomplete", answered)
+        assert "小时未回复" in visit.suggested_care
+        assert [t.text for t in visit.turns if t.speaker == "elder"] == ["我挺好的"]  # kept
+        first, retry = s.scalars(select(CallAttempt).order_by(CallAttempt.id)).all()
+        assert (first.status, first.settled_at is not None) == ("no_answer", True)
+        assert "小时未再回复" in first.reason
+        # the no-answer ladder: another check-in later today
+        assert (retry.attempt_no, retry.status, retry.channel) == (2, "scheduled", "telegram")
+        assert retry.scheduled_for > answered + idle
+
+    # a late reply does not go into the closed visit; the elder is told how to start one
+    clock[0] = answered + idle + dt.timedelta(minutes=2)
+    await application.process_update(_update(application, 7404, "我刚才去做饭了"))
+    assert emulator.bot_messages(token, 7404)[-1]["text"] == "您好！要开始今天的问候，请发送 /checkin 。"
+    with app.db.session() as s:
+        assert len(s.get(Visit, visit_id).turns) == 3
+        assert s.scalars(select(Visit).where(Visit.elder_id == elder_id)).all()[-1].id == visit_id
+    await application.shutdown()
+
+
+async def test_a_check_in_the_elder_started_and_left_is_closed_too(sqlite_app, emulator):
+    """/checkin by the elder (no scheduled attempt), one answer, then silence."""
+    app = sqlite_app
+    app.settings.telegram.api_base_url = emulator.url
+    token = emulator.token()
+    with app.db.session() as s:
+        elder_id = make_elder(s, telegram_chat_id=7405, preferred_channel="telegram").id
+    clock = [NOW]
+    checkin = CheckInService(app, ScriptedDialog([DialogReply(messages=["最近吃饭怎么样？"])]), clock=lambda: clock[0])
+    application = build_application(app, token=token, updater=False, checkin_factory=lambda: checkin)
+    await application.initialize()
+    await application.process_update(_msg(application, 7405, "/checkin"))
+    await application.process_update(_update(application, 7405, "还行"))
+    with app.db.session() as s:
+        assert jobs.settle_idle_chats(s, app.settings, NOW + dt.timedelta(hours=2)) == 0
+        assert jobs.settle_idle_chats(s, app.settings, NOW + dt.timedelta(hours=3)) == 1
+        assert jobs.settle_idle_chats(s, app.settings, NOW + dt.timedelta(hours=9)) == 0  # once
+        visit = s.scalars(select(Visit).where(Visit.elder_id == elder_id)).one()
+        assert visit.status == "incomplete"
+        assert s.scalars(select(CallAttempt)).all() == []
     await application.shutdown()

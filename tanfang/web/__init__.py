@@ -1,5 +1,9 @@
 """The one ASGI web app of the service: the staff dashboard, ``/healthz``, and the webhooks of
 whichever adapters this process runs (Twilio voice and media stream, Telegram).
+
+Every response goes through :mod:`tanfang.web.security` (headers, no-store, the proxy's
+``X-Forwarded-*`` only from ``web.trusted_proxies``); the dashboard lives in
+:mod:`tanfang.web.dashboard` (Jinja2 templates).
 """
 
 from __future__ import annotations
@@ -8,20 +12,25 @@ import contextlib
 import inspect
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from core import dashboard
 from core.app import App
+from data.models import utcnow
+from tanfang.web import dashboard
+from tanfang.web.security import SecurityHeaders
 
 
 async def _health(_request):
     return JSONResponse({"ok": True, "service": "tanfang"})
 
 
-def build_web_app(app: App, *, phone=None, telegram=None, on_startup=(), on_shutdown=()) -> Starlette:
+def build_web_app(app: App, *, phone=None, telegram=None, on_startup=(), on_shutdown=(), clock=utcnow) -> Starlette:
     """``phone``: the call pipeline whose lines' webhooks to serve (Twilio); ``telegram``: the PTB
-    Application fed by the Telegram webhook. Without them those routes are not served."""
+    Application fed by the Telegram webhook. Without them those routes are not served. ``clock``
+    gives the dashboard's "now" (tests fix it)."""
     routes = [Route("/healthz", _health)]
     for line in (phone.lines.values() if phone is not None else ()):
         routes.extend(line.routes() if hasattr(line, "routes") else ())
@@ -29,7 +38,7 @@ def build_web_app(app: App, *, phone=None, telegram=None, on_startup=(), on_shut
         from bot import webhook
 
         routes.extend(webhook.routes(app, telegram))
-    routes.extend(dashboard.routes(app))
+    routes.extend(dashboard.routes(app, clock=clock))
 
     @contextlib.asynccontextmanager
     async def lifespan(_web):  # Starlette >= 1.0 has no on_startup/on_shutdown arguments
@@ -45,6 +54,8 @@ def build_web_app(app: App, *, phone=None, telegram=None, on_startup=(), on_shut
                 if inspect.isawaitable(result):
                     await result
 
-    web = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(ProxyHeadersMiddleware, trusted_hosts=list(app.settings.web.trusted_proxies)),
+                  Middleware(SecurityHeaders)]
+    web = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     web.state.app = app
     return web
