@@ -142,6 +142,15 @@ class LineError(RuntimeError):
         self.status = status
 
 
+class LineUnavailable(LineError):
+    """The line cannot place calls just now (the trunk refused or has not answered registration,
+    the line is not started, every channel is busy). Nothing was dialed: the attempt waits and is
+    dialed again later, and it does not count as a call the elder missed."""
+
+    def __init__(self, message: str):
+        super().__init__(message, status="scheduled")
+
+
 class PhoneLine(Protocol):
     """A carrier line that places outbound calls (``TwilioLine``, ``SipLine``).
 

@@ -66,3 +66,15 @@ def next_route(person: Any, failed: str, *, urgent: bool = False,
         return found[0] if found else None
     after = channels.index(failed) + 1
     return found[after] if after < len(found) else None
+
+
+# ---- phone lines -------------------------------------------------------------------------------
+def line_for(settings, *, county: str | None, township: str | None, village: str | None) -> str:
+    """The phone line (``twilio`` | ``sip``) that reaches an elder of this area: the most specific
+    key of ``phone.line_by_area`` that matches (县, 县/乡镇 or 县/乡镇/村), else ``phone.line``."""
+    parts = [p for p in (county, township, village) if p]
+    for depth in range(len(parts), 0, -1):
+        line = settings.phone.line_by_area.get("/".join(parts[:depth]))
+        if line:
+            return line
+    return settings.phone.line

@@ -10,25 +10,39 @@ pipeline, which moves the row, and the scheduler's ``dial_due`` job settles the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from core.ports import CallRequest, DialError, Dialer, PhoneLine
-from data.models import CallAttempt
+from core.routing import line_for
+from data.models import CallAttempt, Elder
 
 log = logging.getLogger(__name__)
 
 
 class LineDialer:
-    """Phone attempts through a carrier line (``core.ports.PhoneLine``: Twilio, SIP)."""
+    """Phone attempts through carrier lines (``core.ports.PhoneLine``: Twilio, SIP), the line of
+    each elder chosen by area (``core.routing.line_for``: ``phone.line_by_area``, else ``phone.line``)."""
 
-    def __init__(self, app, line: PhoneLine):
+    def __init__(self, app, lines: dict[str, PhoneLine]):
         self.app = app
-        self.line = line
+        self.lines = dict(lines)
+
+    def line_of(self, elder_id: int) -> PhoneLine:
+        with self.app.db.session() as s:
+            elder = s.get(Elder, elder_id)
+            name = line_for(self.app.settings, county=elder.county, township=elder.township, village=elder.village)
+        line = self.lines.get(name)
+        if line is None:
+            raise DialError(f"老人 {elder_id} 所在地区用 {name} 线路，但本进程没有这条线路 "
+                            f"(phone line {name!r} is not running here; running: {', '.join(self.lines) or '-'})")
+        return line
 
     async def dial(self, request: CallRequest) -> None:
         if not request.phone:
             raise DialError(f"老人 {request.elder_id} 没有电话号码 (no phone number)")
-        call_id = await self.line.place(request.phone, request.attempt_id)
+        line = await asyncio.to_thread(self.line_of, request.elder_id)
+        call_id = await line.place(request.phone, request.attempt_id)
         with self.app.db.session() as s:
             attempt = s.get(CallAttempt, request.attempt_id)
             if attempt.provider_sid is None:

@@ -31,7 +31,7 @@ from core.coverage import coverage_guard as _coverage_guard
 from core.escalation import escalate_overdue as _escalate_overdue
 from core.escalation import record_call_outcome
 from core.outbox import OutboxDispatcher
-from core.ports import CallRequest, Dialer, MessageChannel
+from core.ports import CallRequest, Dialer, LineError, LineUnavailable, MessageChannel
 from data import call_status
 from data.models import CallAttempt, Elder, OutboxMessage, Visit, VisitTurn, utcnow
 
@@ -243,13 +243,31 @@ async def run_dial_due(ctx: JobContext, now: dt.datetime | None = None) -> int:
             await ctx.dialer.dial(request)
             placed += 1
             ctx.count("dialed")
+        except LineUnavailable as exc:  # nothing was dialed: the attempt waits, it is not a missed call
+            log.warning("line unavailable for attempt %s: %s", attempt_id, exc)
+            _requeue(ctx, attempt_id, str(exc))
         except Exception as exc:  # noqa: BLE001 — the provider refused: the ladder retries
             log.warning("dialing attempt %s failed: %s", attempt_id, exc)
+            status = exc.status if isinstance(exc, LineError) else call_status.FAILED
             with ctx.db.session() as s:
                 attempt = s.get(CallAttempt, attempt_id)
-                record_call_outcome(s, settings, attempt=attempt, status="failed", now=ctx.clock(),
+                record_call_outcome(s, settings, attempt=attempt, status=status, now=ctx.clock(),
                                     reason=f"外呼失败：{exc}"[:200])
     return placed
+
+
+LINE_WAIT_MINUTES = 5  # an attempt the line could not take is dialed again this much later
+
+
+def _requeue(ctx: JobContext, attempt_id: int, why: str) -> None:
+    """Undo the claim of an attempt the line could not place: scheduled again a little later."""
+    now = ctx.clock()
+    with ctx.db.session() as s:
+        attempt = s.get(CallAttempt, attempt_id)
+        attempt.status, attempt.started_at = call_status.SCHEDULED, None
+        attempt.scheduled_for = now + dt.timedelta(minutes=LINE_WAIT_MINUTES)
+        attempt.reason = f"线路暂不可用，稍后再拨：{why}"[:200]
+    ctx.count("line_unavailable")
 
 
 async def run_deliver_outbox(ctx: JobContext, now: dt.datetime | None = None) -> int:

@@ -50,7 +50,8 @@ from sim.clock import JobDriver, SimClock
 from sim.net import free_port, local_server
 from sim.personas import PERSONAS_FILE, Persona, load_personas
 from sim.telegram_emulator import TelegramEmulator, unavailable_reason
-from sim.twilio_peer import SimulatedTwilio, Step, simulated_credentials
+from sim.calls import Step
+from sim.twilio_peer import SimulatedTwilio, simulated_credentials
 from tanfang import wiring
 from tanfang.web import build_web_app
 from voice.metrics import cer as speech_cer

@@ -410,23 +410,25 @@ class SipHandset:
         self.proc.stdin.write(json.dumps({"cmd": cmd, **fields}, ensure_ascii=False) + "\n")
         self.proc.stdin.flush()
 
-    def wait(self, event: str, timeout: float = 10) -> dict:
+    def wait(self, event: str | tuple[str, ...], timeout: float = 10) -> dict:
+        """The next event of that name (or of any of those names) not returned before."""
+        names = (event,) if isinstance(event, str) else tuple(event)
         end = time.monotonic() + timeout
         with self._cond:
             while True:
                 for i, e in enumerate(self.events):
-                    if i not in self._taken and e.get("event") in (event, "exited"):
+                    if i not in self._taken and e.get("event") in (*names, "exited"):
                         self._taken.add(i)
-                        if e["event"] == "exited" and event != "exited":
+                        if e["event"] == "exited" and "exited" not in names:
                             raise RuntimeError(f"the handset exited: {self.stderr_tail()}")
                         return e
                 left = end - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"handset {self.user}: no {event!r} in {timeout} s; "
+                    raise TimeoutError(f"handset {self.user}: no {names!r} in {timeout} s; "
                                        f"events: {[e.get('event') for e in self.events][-15:]}")
                 self._cond.wait(left)
 
-    async def aw(self, event: str, timeout: float = 10) -> dict:
+    async def aw(self, event: str | tuple[str, ...], timeout: float = 10) -> dict:
         import asyncio
 
         return await asyncio.to_thread(self.wait, event, timeout)

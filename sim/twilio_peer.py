@@ -24,7 +24,6 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import httpx
@@ -37,6 +36,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from core.ports import Synthesizer
+from sim.calls import Step
 from sim.net import local_server
 from tanfang.web import build_web_app
 from tanfang.wiring import build_placer
@@ -52,50 +52,6 @@ TRAILING_FAST_S = 2.0            # silence after an answer sent at full speed (>
 BOT_TIMEOUT_S = 180.0            # wall-clock wait for the bot's next prompt (first Rasa/TTS calls are slow)
 
 
-# -- the elder's script --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Step:
-    kind: str   # say | dtmf | hangup | wait
-    value: str = ""
-
-
-def parse_step(line: str) -> Step | None:
-    """One script line: plain text is said; ``#1`` / ``dtmf:1`` presses keys; ``hangup`` / ``挂断``
-    hangs up; ``wait:3`` stays silent 3 s; empty lines and ``//`` comments are skipped."""
-    text = line.strip()
-    if not text or text.startswith("//"):
-        return None
-    lower = text.lower()
-    if lower in {"hangup", "挂断"}:
-        return Step("hangup")
-    if lower.startswith("dtmf:") or (text.startswith("#") and len(text) > 1):
-        digits = text.split(":", 1)[1].strip() if lower.startswith("dtmf:") else text[1:].strip()
-        if not digits or any(d not in "0123456789*#" for d in digits):
-            raise ValueError(f"按键只能是 0-9 * # (keys must be 0-9 * #): {line!r}")
-        return Step("dtmf", digits)
-    if lower.startswith("wait:"):
-        seconds = float(text.split(":", 1)[1])
-        if not 0 < seconds <= 60:
-            raise ValueError(f"wait 必须在 0-60 秒 (wait must be 0-60 s): {line!r}")
-        return Step("wait", str(seconds))
-    return Step("say", text)
-
-
-def parse_script(lines) -> list[Step]:
-    steps = [s for s in (parse_step(line) for line in lines) if s is not None]
-    if not steps:
-        raise ValueError("脚本是空的 (the script has no steps)")
-    return steps
-
-
-def load_script(path: str | Path) -> list[Step]:
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"找不到脚本文件 (no such script file): {p}")
-    return parse_script(p.read_text(encoding="utf-8").splitlines())
-
-
-# -- what a call produced ---------------------------------------------------------------------------
 @dataclass
 class HeardPrompt:
     """One prompt the line played to the elder (between two marks)."""
@@ -314,6 +270,16 @@ def _stream_of(xml: str) -> tuple[str, dict[str, str]] | None:
 class SimulationResult:
     attempt_id: int
     call: CallLog
+    line: str = "twilio"
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """What the simulated Twilio network saw of the call (``call_report``'s ``call``)."""
+        call = self.call
+        return {"status_callbacks": [list(p) for p in call.status_posts], "voice_webhook": call.voice_status,
+                "prompts_heard": len(call.prompts), "prompt_seconds": round(sum(p.seconds for p in call.prompts), 1),
+                "elder_audio_seconds": round(call.audio_seconds_sent, 1), "wall_seconds": round(call.wall_seconds, 1),
+                "closed_by": call.closed_by, "error": call.error}
 
 
 def simulated_credentials(settings) -> None:
@@ -349,56 +315,6 @@ async def simulate_check_in(app, phone, elder_id: int, script: list[Step], synth
         # the status callback "completed" was posted before done; give the app a moment to settle
         await asyncio.sleep(0.05)
     return SimulationResult(attempt_id=attempt_id, call=call)
-
-
-# -- the report of one simulated check-in --------------------------------------------------------------
-def call_report(app, result: SimulationResult) -> dict[str, Any]:
-    """What the call left in the database, as the CLI prints it (``--json``)."""
-    from sqlalchemy import select
-
-    from data.models import CallAttempt, OutboxMessage, Task, Visit
-
-    call = result.call
-    with app.db.session() as s:
-        attempt = s.get(CallAttempt, result.attempt_id)
-        report: dict[str, Any] = {
-            "attempt_id": attempt.id, "call_sid": attempt.provider_sid, "call_status": attempt.status,
-            "answered_by": attempt.answered_by, "attempt_reason": attempt.reason,
-            "visit_id": attempt.visit_id, "outcome": None, "visit_status": None, "risk": None,
-            "turns": [], "escalations": [], "answers": {},
-            "line": {"status_callbacks": [list(p) for p in call.status_posts], "voice_webhook": call.voice_status,
-                     "prompts_heard": len(call.prompts),
-                     "prompt_seconds": round(sum(p.seconds for p in call.prompts), 1),
-                     "elder_audio_seconds": round(call.audio_seconds_sent, 1),
-                     "wall_seconds": round(call.wall_seconds, 1), "closed_by": call.closed_by,
-                     "error": call.error},
-        }
-        visit = s.get(Visit, attempt.visit_id) if attempt.visit_id else None
-        if visit is None:
-            report["outcome"] = attempt.status
-            return report
-        report.update(outcome=visit.status, visit_status=visit.status, risk=visit.risk, visit_seq=visit.seq,
-                      suggested_care=visit.suggested_care)
-        prompt: list[str] = []
-        for turn in visit.turns:
-            if turn.speaker == "bot":
-                prompt.append(turn.text)
-                continue
-            report["turns"].append({"prompt": "".join(prompt), "heard": turn.text, "risk": turn.risk or "none",
-                                    "intent": turn.intent, "asr_confidence": turn.asr_confidence})
-            prompt = []
-        if prompt:
-            report["closing"] = "".join(prompt)
-        report["answers"] = {a.item_key: a.value for a in visit.answers}
-        tasks = s.scalars(select(Task).where(Task.visit_id == visit.id).order_by(Task.id)).all()
-        for task in tasks:
-            messages = s.scalars(select(OutboxMessage).where(OutboxMessage.task_id == task.id)).all()
-            report["escalations"].append({
-                "task_id": task.id, "risk": {1: "urgent", 2: "concern"}.get(task.priority, "routine"),
-                "kind": task.kind, "title": task.title, "notified": bool(messages),
-                "notifications": [{"channel": m.channel, "recipient_kind": m.recipient_kind, "state": m.state}
-                                  for m in messages]})
-    return report
 
 
 class _StreamPeer:

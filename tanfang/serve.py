@@ -33,6 +33,7 @@ import click
 from scheduler import jobs
 from scheduler.runner import SchedulerService
 from tanfang import wiring
+from voice.sip_line import missing_settings as sip_missing_settings
 from tanfang.cli.common import UserError
 from tanfang.telegram_loop import start_reminder_loop
 from tanfang.web import build_web_app
@@ -98,9 +99,15 @@ def service_plan(app, host: str, port: int) -> dict[str, Any]:
                     "/twilio/voice", "/twilio/status", "/twilio/stream", s.telegram.webhook_path]}
     db = _database(app)
     parts["database"] = {"enabled": db["ok"], **db, "missing": [] if db["ok"] else ["database.url"]}
-    phone_missing = _twilio_missing(s, public=True) + _speech_missing(s)
-    parts["phone"] = {"enabled": not phone_missing, "missing": phone_missing,
+    lines = sorted(wiring.line_names(s))
+    sip_missing = sip_missing_settings(s) if "sip" in lines else []
+    line_missing = (_twilio_missing(s, public=True) if "twilio" in lines else []) + sip_missing
+    phone_missing = line_missing + _speech_missing(s)
+    parts["phone"] = {"enabled": not phone_missing, "lines": lines, "missing": phone_missing,
                       "notice": "不打问候电话 (no phone check-ins; phone attempts go to visitors as tasks)"}
+    parts["sip"] = {"enabled": "sip" in lines and not sip_missing, "registrar": s.sip.registrar or s.sip.proxy,
+                    "missing": sip_missing if "sip" in lines else ["phone.line: sip (或 phone.line_by_area)"],
+                    "notice": "没有 SIP 中继 (no SIP trunk: elders' calls go through the other line)"}
     sms_missing = _twilio_missing(s, public=False)
     parts["sms"] = {"enabled": not sms_missing, "missing": sms_missing,
                     "notice": "不发短信 (SMS waits in the outbox)"}
@@ -189,8 +196,8 @@ class Service:
         if self._on("phone"):
             self.dialog = wiring.build_dialog(s, url)
             self.recognizer = wiring.build_recognizer(s)
-            self.phone = wiring.build_phone(self.app, self.dialog, recognizer=self.recognizer,
-                                            placer=wiring.build_placer(s))
+            placer = wiring.build_placer(s) if "twilio" in wiring.line_names(s) else None
+            self.phone = wiring.build_phone(self.app, self.dialog, recognizer=self.recognizer, placer=placer)
         return build_web_app(self.app, phone=self.phone, telegram=self.application)
 
     async def start_telegram(self) -> None:
@@ -230,8 +237,9 @@ class Service:
             self.echo(f"注意 notice: Rasa 启动失败 could not start ({exc}); set rasa.url to an external server")
 
     async def start_scheduler(self) -> None:
-        dialer = wiring.build_dialer(self.app, line=self.phone.lines["twilio"] if self.phone is not None else None,
-                                     application=self.application)
+        lines = ({n: line for n, line in self.phone.lines.items() if n in wiring.line_names(self.settings)}
+                 if self.phone is not None else None)
+        dialer = wiring.build_dialer(self.app, lines=lines, application=self.application)
         channels = wiring.build_channels(self.app, application=self.application, sms=self._on("sms"))
         self.scheduler = SchedulerService(jobs.JobContext(self.app, dialer, channels))
         await self.scheduler.start()
@@ -258,6 +266,11 @@ class Service:
             await self.start_rasa()
         if self.recognizer is not None:
             await asyncio.to_thread(lambda: self.recognizer.model)  # load Vosk before the first call
+        if self.phone is not None:
+            await wiring.start_lines(self.phone)
+            sip = self.phone.lines.get("sip")
+            if sip is not None:
+                self.echo(f"SIP: {sip.registration.describe()}")
         await self.start_scheduler()
         self.echo("服务已就绪 ready")
 
@@ -321,6 +334,8 @@ class Service:
             await self.stop_telegram()
             if self.rasa is not None:
                 await asyncio.to_thread(self.rasa.stop)
+            if self.phone is not None:
+                await wiring.stop_lines(self.phone)
             if self.dialog is not None:
                 await self.dialog.aclose()
             self.echo("已停止 stopped")

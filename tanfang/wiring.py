@@ -83,17 +83,41 @@ def build_placer(settings: Settings):
     return TwilioCallPlacer(settings)
 
 
+def line_names(settings: Settings) -> set[str]:
+    """The phone lines the settings route elders to (``phone.line`` and ``phone.line_by_area``)."""
+    return {settings.phone.line, *settings.phone.line_by_area.values()}
+
+
 def build_phone(app: App, dialog: DialogEngine, *, recognizer: Recognizer | None = None,
-                synthesizer: Synthesizer | None = None, placer=None, **kwargs):
+                synthesizer: Synthesizer | None = None, placer=None, sip: bool | None = None, **kwargs):
     """The phone check-in pipeline over the configured recognizer and synthesizer, with its
-    lines: Twilio (placing calls when ``placer`` is given; its webhooks always)."""
+    lines: Twilio (placing calls when ``placer`` is given; its webhooks always) and, when the
+    settings route elders to it (or ``sip``), the SIP trunk — started by ``start_lines``."""
     from voice.session import CallPipeline
     from voice.twilio_line import TwilioLine
 
     pipeline = CallPipeline(app, dialog, recognizer or build_recognizer(app.settings),
                             synthesizer or build_synthesizer(app.settings), **kwargs)
     pipeline.add_line(TwilioLine(app.settings, pipeline, placer))
+    if sip if sip is not None else "sip" in line_names(app.settings):
+        from voice.sip_line import SipLine
+
+        pipeline.add_line(SipLine(app.settings, pipeline))
     return pipeline
+
+
+async def start_lines(pipeline) -> None:
+    """Start the lines that need it (SIP registers with its trunk; a refusal is logged and kept
+    in ``line.registration``: the service runs on, and calls wait)."""
+    for line in pipeline.lines.values():
+        if hasattr(line, "start"):
+            await line.start()
+
+
+async def stop_lines(pipeline) -> None:
+    for line in pipeline.lines.values():
+        if hasattr(line, "stop"):
+            await line.stop()
 
 
 # ---- chat, messages -------------------------------------------------------------------------------
@@ -121,14 +145,15 @@ def build_channels(app: App, *, application=None, sms: bool = True) -> dict[str,
     return channels
 
 
-def build_dialer(app: App, *, line=None, application=None, checkin_factory=None, extra: dict | None = None):
-    """The scheduler's dialer: phone attempts through ``line`` (a ``PhoneLine``), Telegram ones
-    through the bot."""
+def build_dialer(app: App, *, lines: dict | None = None, application=None, checkin_factory=None,
+                 extra: dict | None = None):
+    """The scheduler's dialer: phone attempts through ``lines`` (``PhoneLine``s by name, each
+    elder's chosen by area), Telegram ones through the bot."""
     from scheduler.dialers import ChannelDialer, LineDialer
 
     dialers: dict[str, Any] = dict(extra or {})
-    if line is not None:
-        dialers.setdefault("phone", LineDialer(app, line))
+    if lines:
+        dialers.setdefault("phone", LineDialer(app, lines))
     if application is not None:
         from bot.dialer import TelegramDialer
 

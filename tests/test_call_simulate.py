@@ -20,7 +20,8 @@ from tests.helpers import make_elder
 from sim.dialog import ScriptedDialog
 from tests.phone_support import no_grade, recognizer, synthesizer
 from tanfang.wiring import build_phone
-from sim.twilio_peer import Step, call_report, parse_script, parse_step, simulate_check_in
+from sim.calls import Step, call_report, parse_script, parse_step
+from sim.twilio_peer import simulate_check_in
 
 pytestmark = pytest.mark.speech
 
@@ -67,15 +68,15 @@ async def test_a_full_simulated_check_in_escalates_a_fall(sqlite_app, speech):
     result = await simulate_check_in(app, phone, elder_id, script, speech[1])
     report = call_report(app, result)
 
-    assert report["line"]["error"] is None and report["line"]["closed_by"] == "bot"
+    assert report["call"]["error"] is None and report["call"]["closed_by"] == "bot"
     assert [t["heard"] for t in report["turns"]][2] == "是"  # the key press
     assert "还行" in report["turns"][0]["heard"] and "摔" in report["turns"][1]["heard"]
     assert report["turns"][1]["risk"] == "urgent" and report["turns"][1]["prompt"] == "好。最近有没有摔倒过？"
     assert report["closing"] == "好的，谢谢您，再见。"
     assert report["call_status"] == "completed" and report["answered_by"] == "human"
-    assert [s for s, _ in report["line"]["status_callbacks"]] == ["initiated", "ringing", "in-progress", "completed"]
-    assert all(code == 200 for _, code in report["line"]["status_callbacks"])
-    assert report["line"]["prompts_heard"] == 4 and report["line"]["prompt_seconds"] > 3
+    assert [s for s, _ in report["call"]["status_callbacks"]] == ["initiated", "ringing", "in-progress", "completed"]
+    assert all(code == 200 for _, code in report["call"]["status_callbacks"])
+    assert report["call"]["prompts_heard"] == 4 and report["call"]["prompt_seconds"] > 3
     [esc] = report["escalations"]
     assert esc["risk"] == "urgent" and esc["notified"]
     with app.db.session() as s:
@@ -94,7 +95,7 @@ async def test_hang_up_mid_call_keeps_the_answer_and_marks_incomplete(sqlite_app
     phone = _phone(app, dialog, speech, grader=no_grade)
     result = await simulate_check_in(app, phone, elder_id, parse_script(["我挺好的，身体还行。", "hangup"]), speech[1])
     report = call_report(app, result)
-    assert report["line"]["closed_by"] == "elder"
+    assert report["call"]["closed_by"] == "elder"
     assert report["outcome"] == "incomplete" and len(report["turns"]) == 1
     assert "身体" in report["turns"][0]["heard"]
     assert report["attempt_reason"] == "老人中途挂断" and report["call_status"] == "completed"

@@ -225,7 +225,7 @@ async def test_twilio_dialer_places_the_scheduled_attempt_with_the_real_client(a
                               scheduled_for=local(app.settings, 9, 0)))
             s.add(CallAttempt(elder_id=2, slot_key=plan.slot_key(2, DAY, 1), status="scheduled", channel="telegram",
                               scheduled_for=local(app.settings, 9, 0)))
-        dialer = ChannelDialer({"phone": LineDialer(app, TwilioCallPlacer(settings))})
+        dialer = ChannelDialer({"phone": LineDialer(app, {"twilio": TwilioCallPlacer(settings)})})
         ctx = jobs.JobContext(app=app, dialer=dialer, clock=Clock(local(app.settings, 9, 1)))
         assert await jobs.run_dial_due(ctx) == 1
     finally:

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from core.ports import LineError
+from core.ports import LineError, LineUnavailable
 from data import call_status as cs
 from tests.sip_peers import FakeEvents, RecordingCall
 from voice.endpointing import frame_dbfs
@@ -55,9 +55,9 @@ async def test_sip_registration_ok_then_refused_with_a_clear_error(sip_line, sip
     reg = bad.registration
     assert reg.state == "refused" and reg.code == 403
     assert sip_trunk.address in reg.describe() and "403" in reg.describe()
-    with pytest.raises(LineError) as err:
+    with pytest.raises(LineUnavailable) as err:  # the attempt waits: nothing was dialed
         await bad.place(h.user, 7)
-    assert err.value.status == cs.FAILED
+    assert err.value.status == cs.SCHEDULED
     assert sip_trunk.address in str(err.value) and "403" in str(err.value)
     await asyncio.sleep(0.5)
     assert h.seen("incoming") == []  # no INVITE was sent
@@ -70,7 +70,7 @@ async def test_sip_unreachable_registrar_is_named_and_no_call_is_attempted(sip_l
     line = await sip_line(wait_registered=False, registrar=nobody, transport="tcp")  # refused at once
     reg = line.registration
     assert reg.state == "failed" and reg.code >= 400
-    with pytest.raises(LineError, match=nobody.replace(".", r"\.")):
+    with pytest.raises(LineUnavailable, match=nobody.replace(".", r"\.")):
         await line.place("13800000000", 1)
 
 
@@ -331,9 +331,9 @@ async def test_sip_max_concurrent_calls_refuses_the_next_call(sip_line, handset)
     line = await sip_line(events, max_concurrent_calls=1)
     call_id = await line.place(h.user, 1)
     await events.wait_status(1, cs.RINGING)
-    with pytest.raises(LineError, match="max_concurrent_calls") as err:
+    with pytest.raises(LineUnavailable, match="max_concurrent_calls") as err:
         await line.place(h.user, 2)
-    assert err.value.status == cs.FAILED
+    assert err.value.status == cs.SCHEDULED  # over the cap the attempt waits for a free channel
     await line.hang_up(call_id)
     await events.wait_status(1, cs.CANCELED)
     assert line.calls_in_progress == 0

@@ -7,8 +7,9 @@ goes to the call pipeline (``core.ports.LineEvents``): statuses from ``voice.sip
 far end's audio, keypad digits, playback marks and the end of the call to the ``LiveCall``.
 
 * registers with digest authentication (``sip.registrar``; none = an IP-authenticated trunk); a
-  refused registration is kept in ``registration`` and every ``place`` raises ``LineError`` naming
-  the registrar and the SIP code until a registration succeeds;
+  refused registration is kept in ``registration`` and every ``place`` raises ``LineUnavailable``
+  naming the registrar and the SIP code until a registration succeeds (nothing is dialed; the
+  scheduler puts the attempt back to wait);
 * outbound INVITEs carry the trunk's caller ID (From user, P-Asserted-Identity or both), G.711
   only (PCMA first), RFC 4028 session timers; keypad digits by RFC 4733 and SIP INFO;
 * rings at most ``sip.ring_timeout`` (then CANCEL: no_answer), ends a call whose far end sends no
@@ -33,7 +34,7 @@ from typing import Any, Awaitable, Callable
 
 import pjsua2 as pj
 
-from core.ports import CallAudio, LineError, LineEvents, LiveCall
+from core.ports import CallAudio, LineError, LineEvents, LineUnavailable, LiveCall
 from core.settings import Settings
 from data import call_status as cs
 from voice.pjsip_runtime import (EndpointOptions, FramePort, PjsipThread, PlayQueue, error_text, guarded,
@@ -423,15 +424,15 @@ class SipLine:
 
     def _check_ready(self) -> None:
         if self._thread.endpoint is None or self._call_account is None:
-            raise LineError("SIP 线路未启动 (the SIP line is not started)")
+            raise LineUnavailable("SIP 线路未启动 (the SIP line is not started)")
         if self.sip.registrar and not self.registration.ok:
-            raise LineError(self.registration.describe())
+            raise LineUnavailable(self.registration.describe())
 
     # -- placing calls --------------------------------------------------------------------------
     async def place(self, number: str, attempt_id: int) -> str:
         """Ring ``number`` for the attempt; returns the SIP Call-ID. Waits for a calls-per-second
-        slot; raises ``LineError`` (status failed) over the concurrency cap, when not registered,
-        for an undialable number or when PJSIP refuses the INVITE."""
+        slot; raises ``LineUnavailable`` (the attempt waits) over the concurrency cap or when not
+        registered, ``LineError`` (failed) for an undialable number or when PJSIP refuses the INVITE."""
         self._check_ready()
         try:
             user = dial_user(number, self.sip.dial_format)
@@ -449,7 +450,7 @@ class SipLine:
     def _take_slot(self) -> None:
         with self._lock:
             if self._busy_slots >= self.sip.max_concurrent_calls:
-                raise LineError(f"SIP 线路已满：已有 {self._busy_slots} 路通话 (sip.max_concurrent_calls = "
+                raise LineUnavailable(f"SIP 线路已满：已有 {self._busy_slots} 路通话 (sip.max_concurrent_calls = "
                                 f"{self.sip.max_concurrent_calls}; the line is at its concurrent-call limit)")
             self._busy_slots += 1
 

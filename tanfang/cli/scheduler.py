@@ -412,7 +412,7 @@ def scheduler_run(app, console: bool, seconds: float | None, tick_seconds: int) 
         channels = {"sms": ConsoleChannel("sms", printer=click.echo),
                     "telegram": ConsoleChannel("telegram", printer=click.echo)}
     app.ready_db()
-    ctx = JobContext(app=app, dialer=wiring.build_dialer(app, line=placer), channels=channels)
+    ctx = JobContext(app=app, dialer=wiring.build_dialer(app, lines={"twilio": placer}), channels=channels)
     service = SchedulerService(ctx, tick_seconds=tick_seconds)
 
     async def main() -> list[str]:

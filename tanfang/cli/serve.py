@@ -21,6 +21,8 @@ def _print_plan(plan: dict[str, Any]) -> None:
         detail = {"web": lambda: p["url"], "database": lambda: p["url"],
                   "telegram": lambda: p["mode"] + (f" {p['webhook_url']}" if p.get("webhook_url") else ""),
                   "rasa": lambda: f"{p['mode']} {p['url']}",
+                  "phone": lambda: "lines " + ",".join(p["lines"]),
+                  "sip": lambda: p["registrar"],
                   "scheduler": lambda: f"dialers {','.join(p['dialers']) or '-'}; channels {','.join(p['channels']) or '-'}",
                   }.get(name, lambda: "")()
         click.echo(f"  {name:<10}{detail}")
