@@ -17,6 +17,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import emergency, referrals
+from core.settings import Settings
 from data.catalogue import load_catalogue
 from data.models import ASSISTING_UNITS, SATISFACTION, SEXES, CareService, Elder, Visit
 
@@ -75,6 +77,8 @@ class FormView:
     signatures: list[tuple[str, str]]
     care: list[list[str]] = field(default_factory=list)
     elder_area: tuple[str, str, str] = ("", "", "")
+    emergency: list[str] = field(default_factory=list)  # 紧急事件及处置 (core/emergency.py)
+    referrals: list[str] = field(default_factory=list)  # 需求转介 (core/referrals.py)
 
     def text(self) -> str:
         """A plain-text rendering (used by tests and for quick looks)."""
@@ -85,13 +89,14 @@ class FormView:
         lines += [" ".join(a) for a in self.assistance]
         lines += [self.method_line, self.visit_no]
         lines += [f"{k}：{v}" for k, v in self.section5]
-        lines += [self.needs, self.suggested_care]
+        lines += [self.needs, self.suggested_care] + self.emergency + self.referrals
         lines += [" ".join(r) for r in self.care]
         lines.append(COPIES_NOTE)
         return "\n".join(lines)
 
 
-def build_view(session: Session, visit_id: int) -> FormView:
+def build_view(session: Session, visit_id: int, settings=None) -> FormView:
+    """``settings``: for local times and the referral types (default: the built-in defaults)."""
     visit = session.get(Visit, visit_id)
     if visit is None:
         raise FormError(f"探访记录 {visit_id} 不存在 (no visit with id {visit_id})")
@@ -168,7 +173,8 @@ def build_view(session: Session, visit_id: int) -> FormView:
         assistance=assistance, method_line=method_line, visit_no=f"第 {visit.seq} 次开展探访",
         visit_date=_date(visit.visit_date), section5=section5, needs=visit.needs or "",
         suggested_care=visit.suggested_care or "", signatures=signatures, care=care,
-        elder_area=elder.area,
+        elder_area=elder.area, emergency=emergency.form_lines(session, settings or Settings(), visit),
+        referrals=referrals.form_lines(session, settings or Settings(), visit),
     )
 
 
@@ -274,6 +280,8 @@ def _story(view: FormView):
             [P("探访次数"), P(f"{view.visit_no}　探访日期：{view.visit_date}")]]
     rows += [[P(label), P(boxes)] for label, boxes in view.section5]
     rows += [[P("老年人服务需求"), P(view.needs)], [P("实施关爱服务建议"), P(view.suggested_care)]]
+    rows += [[P(label), P("\n".join(lines))] for label, lines in (("紧急事件及处置", view.emergency),
+                                                                ("需求转介", view.referrals)) if lines]
     sig = "　　".join(f"{k}：{v or '________'}" for k, v in view.signatures)
     rows.append([P("签字"), P(sig)])
     t = Table(rows, colWidths=[45 * mm, 135 * mm])
@@ -383,6 +391,9 @@ def write_xlsx(views: list[FormView], path: str | Path) -> Path:
             line([k, v])
         line(["老年人服务需求", view.needs])
         line(["实施关爱服务建议", view.suggested_care])
+        for label, lines in (("紧急事件及处置", view.emergency), ("需求转介", view.referrals)):
+            if lines:
+                line([label, "\n".join(lines)])
         for k, v in view.signatures:
             line([k, v])
         line(["六、关爱服务情况"], section=True)

@@ -179,8 +179,8 @@ async def run_dial_due(ctx: JobContext, now: dt.datetime | None = None) -> int:
             skip = None
             if day != today:
                 skip = "已过当天，未拨打"
-            elif plan.is_quiet(settings, now):
-                skip = "静默时段，不打电话"
+            elif plan.is_quiet(settings, now) and not (attempt.meta or {}).get("urgent"):
+                skip = "静默时段，不打电话"  # a device's urgent alarm is checked on at any hour
             if skip:
                 if _claim(s, attempt_id, now):
                     s.refresh(attempt)
@@ -199,7 +199,8 @@ async def run_dial_due(ctx: JobContext, now: dt.datetime | None = None) -> int:
             request = CallRequest(attempt_id=attempt_id, elder_id=elder_id, channel=attempt.channel,
                                   phone=elder.phone, telegram_chat_id=elder.telegram_chat_id, slot_key=key,
                                   attempt_no=attempt.attempt_no,
-                                  safety_messages=tuple(plan.safety_messages(campaigns, elder)))
+                                  safety_messages=tuple(plan.safety_messages(campaigns, elder)),
+                                  reason=(attempt.meta or {}).get("reason"), opening=(attempt.meta or {}).get("opening"))
         # the claim is committed before the call is placed: a crash now leaves a 'queued' row that is
         # settled as failed later, never a second call for this slot
         try:

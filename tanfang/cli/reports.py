@@ -37,7 +37,7 @@ def form_print(app, visit_id, pdf, xlsx, township, month) -> None:
             if township or month:
                 raise UserError("VISIT_ID 与 --township/--month 不能同时使用")
             try:
-                view = forms.build_view(s, visit_id)
+                view = forms.build_view(s, visit_id, app.settings)
             except forms.FormError as exc:
                 raise UserError(str(exc)) from exc
             audit(s, app.actor, "export", "visit", visit_id, "record form")
@@ -69,7 +69,7 @@ def form_print(app, visit_id, pdf, xlsx, township, month) -> None:
         visits = s.scalars(stmt).all()
         if not visits:
             raise UserError(f"{township} 在 {month} 没有已完成的探访记录")
-        views = [forms.build_view(s, v.id) for v in visits]
+        views = [forms.build_view(s, v.id, app.settings) for v in visits]
         for v in visits:
             audit(s, app.actor, "export", "visit", v.id, f"record form batch {township} {month}")
         name = f"探访记录表_{township.replace('/', '_')}_{month}"
@@ -100,7 +100,7 @@ def report_visits(app, month, by, area, xlsx, as_json) -> None:
     db = app.ready_db()
     with db.session() as s:
         try:
-            rep = reports.public(reports.visit_report(s, month, by=by, scope=scope))
+            rep = reports.public(reports.visit_report(s, month, by=by, scope=scope, settings=app.settings))
         except reports.ReportError as exc:
             raise UserError(str(exc)) from exc
     if xlsx:
