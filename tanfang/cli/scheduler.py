@@ -138,11 +138,10 @@ def tasks_done(app, task_id, outcome, description, in_person, satisfaction, prov
         t = s.get(Task, task_id)
         if t is None:
             raise UserError(f"没有编号为 {task_id} 的任务 (no task {task_id})")
-        try:
-            handling = _handling(app.settings, t, handled, f"{outcome} {description or ''}")
-            workforce.check_minutes(minutes)
+        try:  # any error below rolls the whole close back
             _, care = close_task(s, t, actor=actor, outcome=outcome, description=description, in_person=in_person,
                                  satisfaction=satisfaction, provider_id=provider_id, record_care=not no_care_record)
+            handling = _handling(app.settings, t, handled, f"{outcome} {description or ''}")
             workforce.record_service(t, minutes)
             if handling:
                 emergency.record(s, t, actions=handling, note=outcome, recorded_by=actor, handled_at=t.closed_at,
@@ -159,7 +158,8 @@ def _handling(settings, task: Task, handled: tuple[str, ...], text: str) -> list
     if not emergency.required(task):
         return None
     if handled:
-        return emergency.parse_actions(handled, settings, plan.local_today(settings, utcnow()))
+        # a bare HH:MM is on the local day of the emergency (the task's creation)
+        return emergency.parse_actions(handled, settings, plan.local_today(settings, task.created_at or utcnow()))
     return emergency.actions_for_close(None, text)
 
 
