@@ -17,22 +17,13 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from data.models import DEVICE_KINDS
+from data.roster import RowError  # row number, column, reason: the roster import's own
 
 COLUMNS = ("elder_id", "device_id", "device", "event", "at", "value", "vendor")
 EVENT_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 REF_MAX = 64
 LEVEL_RANK = {"info": 0, "concern": 1, "urgent": 2}
 PRIORITY_OF_LEVEL = {"urgent": 1, "concern": 2}
-
-
-@dataclass(frozen=True)
-class RowError:
-    row: int
-    field: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"第{self.row}条 {self.field}：{self.reason}"
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from core.alert_rules import (
     is_flapping,
     parse_row,
 )
+from core.labels import choices
 from core.tasks import create_task
 from data import call_status
 from data.models import (
@@ -126,7 +127,7 @@ def register_device(session: Session, *, elder: Elder, kind: str, vendor: str, d
                     rules: Any = None, installed_on: dt.date | None = None, note: str | None = None) -> Device:
     """Add a device to an elder's home. ``vendor`` is also the name of its signed alert route."""
     if kind not in DEVICE_KINDS:
-        raise AlertError(f"设备类型应为 {'/'.join(f'{k}({v})' for k, v in DEVICE_KINDS.items())}（实为 {kind!r}）")
+        raise AlertError(f"设备类型应为 {choices(DEVICE_KINDS)}（实为 {kind!r}）")
     vendor = (vendor or "").strip().lower()
     if not VENDOR_RE.match(vendor):
         raise AlertError(f"厂商名只能用小写字母、数字和下划线（它也是报警地址 /alerts/<厂商> 的一部分），实为 {vendor!r}")
@@ -193,13 +194,14 @@ def _resolve(session: Session, ev: EventIn, *, vendor: str | None, registered_on
 
 def check_batch(session: Session, settings, rows: Iterable[Any], *, vendor: str | None = None,
                 registered_only: bool = False, now: dt.datetime | None = None,
-                max_age: dt.timedelta | None = None) -> list[Resolved]:
-    """Every row checked; :class:`BatchError` with all the reasons when any row is bad."""
+                max_age: dt.timedelta | None = None, first_row: int = 1) -> list[Resolved]:
+    """Every row checked; :class:`BatchError` with all the reasons when any row is bad. Rows are
+    numbered from ``first_row`` (2 for a table under its header line)."""
     now = now or utcnow()
     zone = plan.tz(settings)
     errors: list[RowError] = []
     good: list[Resolved] = []
-    for i, raw in enumerate(rows, start=1):
+    for i, raw in enumerate(rows, start=first_row):
         ev, row_errors = parse_row(i, raw, zone)
         if ev is not None:
             resolved, error = _resolve(session, ev, vendor=vendor, registered_only=registered_only, now=now,
@@ -218,11 +220,11 @@ def check_batch(session: Session, settings, rows: Iterable[Any], *, vendor: str 
 # ---- acting on events ---------------------------------------------------------------------------
 def ingest(session: Session, settings, rows: Iterable[Any], *, source: str, vendor: str | None = None,
            registered_only: bool = False, now: dt.datetime | None = None,
-           max_age: dt.timedelta | None = None) -> IngestResult:
+           max_age: dt.timedelta | None = None, first_row: int = 1) -> IngestResult:
     """Check a batch, then keep and act on each event, oldest first (one unit of work)."""
     now = now or utcnow()
     checked = check_batch(session, settings, list(rows), vendor=vendor, registered_only=registered_only,
-                          now=now, max_age=max_age)
+                          now=now, max_age=max_age, first_row=first_row)
     result = IngestResult()
     for item in sorted(checked, key=lambda r: (r.ev.at, r.ev.row)):
         result.add(handle(session, settings, item, source=source, now=now))

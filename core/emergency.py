@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import plan
+from core.labels import choices, key_for
 from core.tasks import PRIORITY_LABELS, STATE_LABELS
 from data.models import (
     DEVICE_KINDS,
@@ -34,8 +35,8 @@ from data.models import (
     OutboxMessage,
     Task,
     Visit,
-    VisitTurn,
     Visitor,
+    VisitTurn,
 )
 
 # words in a typed closing note -> the structured action (order = HANDLING_ACTIONS order)
@@ -72,13 +73,10 @@ def from_text(text: str | None) -> list[str]:
 
 def action_key(what: str) -> str:
     """A handling action from its key (``called_120``) or its Chinese name (拨打120急救)."""
-    what = what.strip()
-    if what in HANDLING_ACTIONS:
-        return what
-    by_label = {label: key for key, label in HANDLING_ACTIONS.items()}
-    if what in by_label:
-        return by_label[what]
-    raise ValueError(f"未知的处置 {what!r}，应为 {'/'.join(f'{k}({v})' for k, v in HANDLING_ACTIONS.items())}")
+    key = key_for(HANDLING_ACTIONS, what)
+    if key is None:
+        raise ValueError(f"未知的处置 {what.strip()!r}，应为 {choices(HANDLING_ACTIONS)}")
+    return key
 
 
 def parse_actions(items: Iterable[str], settings, day: dt.date) -> list[dict]:

@@ -94,9 +94,21 @@ class FormView:
         lines.append(COPIES_NOTE)
         return "\n".join(lines)
 
+    def plan_rows(self) -> list[tuple[str, str]]:
+        """The rows section 五 gains when there is something to say: 紧急事件及处置, 需求转介."""
+        return [(label, "\n".join(lines)) for label, lines in (("紧急事件及处置", self.emergency),
+                                                               ("需求转介", self.referrals)) if lines]
+
+
+def plan_lines(session: Session, settings, visit: Visit) -> dict[str, list[str]]:
+    """An emergency of the visit and its record, and its referrals (``settings``: local times and
+    referral types; default: the built-in ones)."""
+    settings = settings or Settings()
+    return {"emergency": emergency.form_lines(session, settings, visit),
+            "referrals": referrals.form_lines(session, settings, visit)}
+
 
 def build_view(session: Session, visit_id: int, settings=None) -> FormView:
-    """``settings``: for local times and the referral types (default: the built-in defaults)."""
     visit = session.get(Visit, visit_id)
     if visit is None:
         raise FormError(f"探访记录 {visit_id} 不存在 (no visit with id {visit_id})")
@@ -173,8 +185,7 @@ def build_view(session: Session, visit_id: int, settings=None) -> FormView:
         assistance=assistance, method_line=method_line, visit_no=f"第 {visit.seq} 次开展探访",
         visit_date=_date(visit.visit_date), section5=section5, needs=visit.needs or "",
         suggested_care=visit.suggested_care or "", signatures=signatures, care=care,
-        elder_area=elder.area, emergency=emergency.form_lines(session, settings or Settings(), visit),
-        referrals=referrals.form_lines(session, settings or Settings(), visit),
+        elder_area=elder.area, **plan_lines(session, settings, visit),
     )
 
 
@@ -280,8 +291,7 @@ def _story(view: FormView):
             [P("探访次数"), P(f"{view.visit_no}　探访日期：{view.visit_date}")]]
     rows += [[P(label), P(boxes)] for label, boxes in view.section5]
     rows += [[P("老年人服务需求"), P(view.needs)], [P("实施关爱服务建议"), P(view.suggested_care)]]
-    rows += [[P(label), P("\n".join(lines))] for label, lines in (("紧急事件及处置", view.emergency),
-                                                                ("需求转介", view.referrals)) if lines]
+    rows += [[P(label), P(text)] for label, text in view.plan_rows()]
     sig = "　　".join(f"{k}：{v or '________'}" for k, v in view.signatures)
     rows.append([P("签字"), P(sig)])
     t = Table(rows, colWidths=[45 * mm, 135 * mm])
@@ -391,9 +401,8 @@ def write_xlsx(views: list[FormView], path: str | Path) -> Path:
             line([k, v])
         line(["老年人服务需求", view.needs])
         line(["实施关爱服务建议", view.suggested_care])
-        for label, lines in (("紧急事件及处置", view.emergency), ("需求转介", view.referrals)):
-            if lines:
-                line([label, "\n".join(lines)])
+        for label, text in view.plan_rows():
+            line([label, text])
         for k, v in view.signatures:
             line([k, v])
         line(["六、关爱服务情况"], section=True)

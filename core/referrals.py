@@ -17,7 +17,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import plan
-from data.models import REFERRAL_STATUSES, Elder, Referral, Task, TaskEvent, Visit, Visitor, utcnow
+from core.labels import choices, key_for
+from data.models import (
+    REFERRAL_STATUSES,
+    Elder,
+    Referral,
+    Task,
+    TaskEvent,
+    Visit,
+    Visitor,
+    utcnow,
+)
 
 ORDER = tuple(REFERRAL_STATUSES)
 OPEN = ("submitted", "accepted", "served")
@@ -29,14 +39,10 @@ class ReferralError(ValueError):
 
 def type_key(settings, value: str) -> str:
     """A configured type from its key or its name."""
-    types = settings.referrals.types
-    value = (value or "").strip()
-    if value in types:
-        return value
-    by_label = {label: key for key, label in types.items()}
-    if value in by_label:
-        return by_label[value]
-    raise ReferralError(f"转介类型应为 {'/'.join(f'{k}({v})' for k, v in types.items())}（实为 {value!r}）")
+    key = key_for(settings.referrals.types, value)
+    if key is None:
+        raise ReferralError(f"转介类型应为 {choices(settings.referrals.types)}（实为 {value!r}）")
+    return key
 
 
 def check_provider(settings, kind: str, provider: str) -> str:
@@ -76,11 +82,10 @@ def update(session: Session, ref: Referral, *, status: str, by: str, note: str |
            now: dt.datetime | None = None) -> Referral:
     """Move a referral forward to ``status`` (its date and who are kept)."""
     now = now or utcnow()
-    if status not in REFERRAL_STATUSES:
-        by_label = {label: key for key, label in REFERRAL_STATUSES.items()}
-        if status not in by_label:
-            raise ReferralError(f"状态应为 {'/'.join(f'{k}({v})' for k, v in REFERRAL_STATUSES.items())}（实为 {status!r}）")
-        status = by_label[status]
+    wanted = key_for(REFERRAL_STATUSES, status)
+    if wanted is None:
+        raise ReferralError(f"状态应为 {choices(REFERRAL_STATUSES)}（实为 {status!r}）")
+    status = wanted
     if ORDER.index(status) <= ORDER.index(ref.status):
         raise ReferralError(f"转介 #{ref.id} 已是「{REFERRAL_STATUSES[ref.status]}」，不能改为「{REFERRAL_STATUSES[status]}」")
     ref.status = status

@@ -23,7 +23,15 @@ from sqlalchemy.orm import Session
 
 from core import plan
 from core.reports import parse_month
-from data.models import OPEN_TASK_STATES, VISITOR_ROLES, WORKFORCE_ROLES, CareService, Task, Visitor, utcnow
+from data.models import (
+    OPEN_TASK_STATES,
+    VISITOR_ROLES,
+    WORKFORCE_ROLES,
+    CareService,
+    Task,
+    Visitor,
+    utcnow,
+)
 
 MAX_MINUTES = 12 * 60  # a longer arrival -> done span is a task left open, not service given
 ARRIVAL_NOTES = ("已到达", "已上门")

@@ -39,8 +39,8 @@ def test_times_become_naive_utc(text, expected):
 ])
 def test_bad_rows_say_which_field_and_why(raw, field, reason):
     ev, errors = parse_row(4, raw, SH)
-    assert ev is None and any(e.field == field and reason in e.reason and e.row == 4 for e in errors)
-    assert str(errors[0]).startswith("第4条")
+    assert ev is None and any(e.column == field and reason in e.reason and e.row == 4 for e in errors)
+    assert str(errors[0]).startswith("第4行")
 
 
 def test_a_good_row_keeps_what_came():

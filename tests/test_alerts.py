@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from core import alerts, plan
 from core.channels import RecordingChannel
-from data.models import CallAttempt, DeviceEvent, Device, OutboxMessage, Task, TaskEvent
+from data.models import CallAttempt, Device, DeviceEvent, OutboxMessage, Task
 from scheduler import jobs
 from tanfang.cli import cli
 from tests.helpers import make_elder, make_visitor
@@ -211,7 +211,7 @@ def test_cli_ingest_json_and_csv_and_show_the_elders_record(db, tmp_path):
                      f"{ids['elder']},water_meter,no_flow,{iso(9)},30\n"
                      f"{ids['elder']},health_band,heart_rate_high,{iso(9)},abc\n", encoding="utf-8")
     bad = run("alerts", "ingest", table)
-    assert bad.exit_code == 1 and "第2条 value" in bad.output and "未导入任何事件" in bad.output
+    assert bad.exit_code == 1 and "第3行 value" in bad.output and "未导入任何事件" in bad.output
     table.write_text("elder_id,device,event,at,value\n" f"{ids['elder']},water_meter,no_flow,{iso(9)},30\n",
                      encoding="utf-8")
     good = run("alerts", "ingest", table, "--now", iso(9, 30))

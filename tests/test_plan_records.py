@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from core import emergency, forms, referrals, workforce
+from core import forms, referrals, workforce
 from core.escalation import escalate_grade
 from core.ports import Grade
 from core.reports import visit_report

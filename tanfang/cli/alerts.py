@@ -12,16 +12,16 @@ from sqlalchemy import select
 from core import alerts, plan
 from core.alert_rules import COLUMNS, parse_time
 from core.alerts_web import sign
+from core.labels import choices, key_for
 from core.privacy import audit
 from data import repo, roster
 from data.models import DEVICE_KINDS, Device
-from tanfang.cli.common import UserError, echo_json, pass_app
-
-DEVICE_COLUMNS = ("公民身份号码", "老人编号", "设备类型", "厂商", "设备编号", "规则", "安装日期", "备注")
+from tanfang.cli.common import UserError, echo_json, import_table, pass_app
 
 
-def read_events(path: Path) -> list:
-    """A JSON file (a list of events, or ``{"events": [...]}``) or a CSV/XLSX table of the same columns."""
+def read_events(path: Path) -> tuple[list, int]:
+    """A JSON file (a list of events, or ``{"events": [...]}``) or a CSV/XLSX table of the same
+    columns; and the number of the first row (a table's rows are numbered as lines of the file)."""
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8-sig"))
@@ -30,7 +30,7 @@ def read_events(path: Path) -> list:
         rows = data.get("events") if isinstance(data, dict) else data
         if not isinstance(rows, list):
             raise UserError("JSON 文件应为事件列表，或 {\"events\": [...]}")
-        return rows
+        return rows, 1
     try:
         header, rows, _enc = roster.read_table(path)
     except roster.RosterError as exc:
@@ -38,7 +38,7 @@ def read_events(path: Path) -> list:
     unknown = [h for h in header if h and h not in COLUMNS]
     if unknown:
         raise UserError(f"未知的列 {'、'.join(unknown)}；列应为 {', '.join(COLUMNS)}")
-    return [dict(zip(header, r)) for r in rows if any(c.strip() for c in r)]
+    return [dict(zip(header, r)) for r in rows if any(c.strip() for c in r)], 2
 
 
 def _now(settings, value: str | None) -> dt.datetime | None:
@@ -63,11 +63,11 @@ def alerts_group() -> None:
 def alerts_ingest(app, file: str, now_text: str | None, as_json: bool) -> None:
     """导入一批设备事件（JSON 或 CSV/XLSX）；有错误时列出全部错误，什么都不写入 (import a batch of device events)."""
     path = Path(file)
-    rows = read_events(path)
+    rows, first_row = read_events(path)
     now = _now(app.settings, now_text)
     try:
         with app.ready_db().session() as s:
-            result = alerts.ingest(s, app.settings, rows, source=f"file:{path.name}", now=now)
+            result = alerts.ingest(s, app.settings, rows, source=f"file:{path.name}", now=now, first_row=first_row)
             audit(s, app.actor, "import", "device_events", None, f"{path.name}: {result.events}")
     except alerts.BatchError as exc:
         for e in exc.errors:
@@ -98,8 +98,7 @@ def devices_group() -> None:
 
 
 def _kind(value: str) -> str:
-    by_label = {label: key for key, label in DEVICE_KINDS.items()}
-    return by_label.get(value.strip(), value.strip())
+    return key_for(DEVICE_KINDS, value) or value.strip()
 
 
 def _rules(text: str | None):
@@ -120,7 +119,7 @@ def _date(text: str | None) -> dt.date | None:
 
 @devices_group.command("add")
 @click.option("--elder", "elder_ref", required=True, help="老人编号或公民身份号码")
-@click.option("--device", "kind", required=True, help="/".join(f"{k}({v})" for k, v in DEVICE_KINDS.items()))
+@click.option("--device", "kind", required=True, help=choices(DEVICE_KINDS))
 @click.option("--vendor", required=True, help="厂商名（小写英文，即报警地址 /alerts/<厂商>）")
 @click.option("--device-id", required=True, help="厂商的设备编号")
 @click.option("--rules", default=None, help='本设备的规则（JSON），如 {"no_flow": {"at_least": 36}}')
@@ -167,14 +166,15 @@ def devices_list(app, elder_ref, as_json) -> None:
     click.echo(f"共{len(rows)}台设备")
 
 
-def _device_row(s, i: int, vals: dict) -> dict:
+def _add_device(s, vals: dict) -> None:
+    """One row of a devices table (公民身份号码 or 老人编号, 设备类型, 厂商, 设备编号, 规则, 安装日期, 备注)."""
     ref = vals.get("公民身份号码") or vals.get("老人编号") or ""
     elder = repo.find_elder(s, ref=ref) if ref else None
     if elder is None:
         raise alerts.AlertError(f"找不到老年人“{ref}”")
-    return {"elder": elder, "kind": _kind(vals.get("设备类型", "")), "vendor": vals.get("厂商", ""),
-            "device_id": vals.get("设备编号", ""), "rules": _rules(vals.get("规则")),
-            "installed_on": _date(vals.get("安装日期")), "note": vals.get("备注") or None}
+    alerts.register_device(s, elder=elder, kind=_kind(vals.get("设备类型", "")), vendor=vals.get("厂商", ""),
+                           device_id=vals.get("设备编号", ""), rules=_rules(vals.get("规则")),
+                           installed_on=_date(vals.get("安装日期")), note=vals.get("备注") or None)
 
 
 @devices_group.command("import")
@@ -182,27 +182,7 @@ def _device_row(s, i: int, vals: dict) -> dict:
 @pass_app
 def devices_import(app, file: str) -> None:
     """导入设备登记表 CSV/XLSX（表头：公民身份号码或老人编号, 设备类型, 厂商, 设备编号, 规则, 安装日期, 备注）；有错误时什么都不导入。"""
-    try:
-        header, rows, _enc = roster.read_table(Path(file))
-    except roster.RosterError as exc:
-        raise UserError(str(exc)) from exc
-    errors = []
-    with app.ready_db().session() as s:
-        n = 0
-        for i, raw in enumerate(rows, start=2):
-            vals = {h: (raw[j].strip() if j < len(raw) else "") for j, h in enumerate(header)}
-            if not any(vals.values()):
-                continue
-            try:
-                alerts.register_device(s, **_device_row(s, i, vals))
-                n += 1
-            except alerts.AlertError as exc:
-                errors.append(f"第{i}行：{exc}")
-        if errors:
-            for e in errors:
-                click.echo(e, err=True)
-            raise UserError(f"导入失败：{len(errors)}处错误，未导入任何设备")
-        audit(s, app.actor, "import", "devices", None, f"{Path(file).name}: {n}")
+    n = import_table(app, file, _add_device, errors=(alerts.AlertError,), what="设备", entity="devices")
     click.echo(f"导入完成：登记{n}台设备")
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import click
 
 from core import plan, referrals
+from core.labels import choices
 from core.privacy import audit
-from data import repo, roster
+from data import repo
 from data.models import REFERRAL_STATUSES, Referral, Task
-from tanfang.cli.common import UserError, echo_json, pass_app
+from tanfang.cli.common import UserError, echo_json, import_table, pass_app
 
 
 @click.group("referrals")
@@ -78,7 +78,7 @@ def referrals_list(app, elder_ref, status, only_open, open_over, as_json) -> Non
 
 @referrals_group.command("update")
 @click.argument("referral_id", type=int)
-@click.option("--status", required=True, help="/".join(f"{k}({v})" for k, v in REFERRAL_STATUSES.items()))
+@click.option("--status", required=True, help=choices(REFERRAL_STATUSES))
 @click.option("--by", "by", default=None, help="经办人（默认当前用户）")
 @click.option("--note", default=None, help="说明")
 @pass_app
@@ -121,26 +121,8 @@ def _import_row(s, app, vals: dict) -> Referral:
 @pass_app
 def referrals_import(app, file: str) -> None:
     """导入转介表 CSV/XLSX（表头：公民身份号码, 类型, 机构, 需求, 状态, 提交日期, 经办人）；有错误时什么都不导入。"""
-    try:
-        header, rows, _enc = roster.read_table(Path(file))
-    except roster.RosterError as exc:
-        raise UserError(str(exc)) from exc
-    errors, n = [], 0
-    with app.ready_db().session() as s:
-        for i, raw in enumerate(rows, start=2):
-            vals = {h: (raw[j].strip() if j < len(raw) else "") for j, h in enumerate(header)}
-            if not any(vals.values()):
-                continue
-            try:
-                _import_row(s, app, vals)
-                n += 1
-            except referrals.ReferralError as exc:
-                errors.append(f"第{i}行：{exc}")
-        if errors:
-            for e in errors:
-                click.echo(e, err=True)
-            raise UserError(f"导入失败：{len(errors)}处错误，未导入任何转介")
-        audit(s, app.actor, "import", "referrals", None, f"{Path(file).name}: {n}")
+    n = import_table(app, file, lambda s, vals: _import_row(s, app, vals), errors=(referrals.ReferralError,),
+                     what="转介", entity="referrals")
     click.echo(f"导入完成：{n}条转介")
 
 
