@@ -362,8 +362,8 @@ def concern_task(session: Session, settings, item: Resolved, verdict: Verdict, n
                        title=f"关注：{elder.name} — {_device(item)}：{verdict.label}",
                        detail=detail or f"{_what(settings, item, verdict, now)}。请联系老人了解情况。",
                        assignee_id=visitor.id if visitor else None, deadline=deadline, now=now)
-    escalation.notify_visitor(session, visitor, task=task, now=now, elder=elder, dedupe_key=f"alert:task{task.id}:visitor",
-                              payload=escalation.task_buttons(task), body=(
+    escalation.notify_visitor(session, visitor, task=task, now=now, elder=elder,
+                              dedupe_key=f"alert:task{task.id}:visitor", payload=escalation.task_buttons(task), body=(
         f"【{settings.app.name}】P2 关注任务 #{task.id}：{elder.name}家的{_device(item)}提示「{verdict.label}」"
         f"（{_when(settings, item.ev.at, now)}）。地址：{escalation.full_address(elder)}。"
         f"请在 {plan.to_local(settings, deadline):%m-%d %H:%M} 前处理。"))
@@ -438,7 +438,8 @@ def elder_devices(session: Session, settings, elder_id: int, *, limit: int | Non
         "devices": [{"id": d.id, "kind": DEVICE_KINDS[d.kind], "vendor": d.vendor, "device_id": d.device_id,
                      "rules": d.rules, "active": d.active} for d in devices],
         "device_events_total": total,
-        "device_events": [{"at": f"{plan.to_local(settings, e.at):%Y-%m-%d %H:%M}", "device": DEVICE_KINDS[e.device_kind],
+        "device_events": [{"at": f"{plan.to_local(settings, e.at):%Y-%m-%d %H:%M}",
+                           "device": DEVICE_KINDS[e.device_kind],
                            "device_id": e.device_ref, "what": e.label or e.event, "level": ALERT_LEVELS[e.level],
                            "outcome": ALERT_OUTCOMES[e.outcome], "task_id": e.task_id, "call_id": e.attempt_id,
                            "note": e.note} for e in events],

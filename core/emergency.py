@@ -165,7 +165,8 @@ def _recipient_name(session: Session, elder: Elder, msg: OutboxMessage) -> str:
     elif kind == "visitor":
         people = list(session.scalars(select(Visitor)))
     for p in people:
-        if msg.recipient in {str(p.phone or ""), str(p.telegram_chat_id or ""), str(getattr(p, "wecom_user_id", "") or "")}:
+        addresses = {str(p.phone or ""), str(p.telegram_chat_id or ""), str(getattr(p, "wecom_user_id", "") or "")}
+        if msg.recipient in addresses:
             relation = getattr(p, "relation", None)
             return f"{RECIPIENTS.get(kind, '')}{p.name}" + (f"（{relation}）" if relation else "")
     return RECIPIENTS.get(kind, "相关人员")

@@ -124,8 +124,8 @@ def workload(session: Session, settings, *, as_of: dt.datetime | None = None, mo
     for col, value in zip((Visitor.county, Visitor.township, Visitor.village), area):
         stmt = stmt.where(col == value)
     rows = {v.id: {"visitor_id": v.id, "name": v.name, "role": VISITOR_ROLES[v.role],
-                   "workforce": WORKFORCE_ROLES.get(v.role, VISITOR_ROLES[v.role]), "area": _area(v), "open_p1": 0, "open_p2": 0,
-                   "open_p3": 0, "overdue": 0, "closed_this_month": 0, "minutes_this_month": 0}
+                   "workforce": WORKFORCE_ROLES.get(v.role, VISITOR_ROLES[v.role]), "area": _area(v),
+                   "open_p1": 0, "open_p2": 0, "open_p3": 0, "overdue": 0, "closed_this_month": 0, "minutes_this_month": 0}
             for v in session.scalars(stmt)}
     for t in session.scalars(select(Task).where(Task.state.in_(OPEN_TASK_STATES), Task.assignee_id.in_(rows))):
         row = rows[t.assignee_id]

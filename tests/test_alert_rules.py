@@ -46,7 +46,8 @@ def test_bad_rows_say_which_field_and_why(raw, field, reason):
 def test_a_good_row_keeps_what_came():
     ev, errors = parse_row(1, {"device_id": "LK-W-1", "event": "no_flow", "at": "2026-11-03T10:05+08:00",
                                "value": "30", "elder_id": ""}, SH)
-    assert errors == [] and (ev.device_ref, ev.elder_id, ev.event, ev.value, ev.at) == ("LK-W-1", None, "no_flow", 30.0, T0)
+    assert errors == []
+    assert (ev.device_ref, ev.elder_id, ev.event, ev.value, ev.at) == ("LK-W-1", None, "no_flow", 30.0, T0)
     assert "elder_id" not in ev.raw  # empty cells are not kept
 
 
