@@ -108,3 +108,19 @@ def test_each_source_secret_comes_from_its_own_environment_variable():
     assert {k: v.get_secret_value() for k, v in settings.secrets.alert_secrets.items()} == {
         "anju": "s3cr3t-a", "shuiwu": "s3cr3t-b"}
     assert "s3cr3t" not in repr(settings.secrets) and "s3cr3t" not in settings.model_dump_json()
+
+
+def test_the_sign_command_prints_a_header_the_route_accepts(tmp_path):
+    from click.testing import CliRunner
+
+    from tanfang.cli import cli
+
+    body = tmp_path / "body.json"
+    body.write_bytes(_body())
+    env = {"TANFANG_DATA_DIR": str(tmp_path / "var"), "TANFANG_ALERT_SECRET_ANJU": SECRET}
+    r = CliRunner().invoke(cli, ["alerts", "sign", "--source", "anju", str(body)], env=env)
+    assert r.exit_code == 0, r.output
+    header = r.output.strip().removeprefix(f"{alerts_web.HEADER}: ")
+    assert alerts_web.check(SECRET, header, body.read_bytes(), time.time(), 300) is None
+    missing = CliRunner().invoke(cli, ["alerts", "sign", "--source", "shuiwu", str(body)], env=env)
+    assert missing.exit_code == 1 and "TANFANG_ALERT_SECRET_SHUIWU" in missing.output
