@@ -179,6 +179,14 @@ def _merge(task: Task, *, note: str, now: dt.datetime, actor: str = "system") ->
     return task
 
 
+# public names for the other core services that raise tasks (core/alerts.py); the split
+# package core/escalation/ exports the same (notify.task_buttons, wording.full_address, ...)
+task_buttons = _task_buttons
+full_address = _full_address
+contact_line = _contact_line
+merge_task = _merge
+
+
 # ---- graded answers ------------------------------------------------------------------------
 def escalate_grade(session: Session, settings, *, elder: Elder, visit: Visit | None, grade: Grade, text: str,
                    now: dt.datetime | None = None) -> list[Task]:

@@ -17,8 +17,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import emergency, referrals
 from core.labels import plain
 from core.privacy import mask_id, mask_phone
+from core.settings import Settings
 from data.catalogue import load_catalogue
 from data.sheets import put
 from data.models import ASSISTING_UNITS, SATISFACTION, SEXES, CareService, Elder, Visit
@@ -82,6 +84,8 @@ class FormView:
     signatures: list[tuple[str, str]]
     care: list[list[str]] = field(default_factory=list)
     elder_area: tuple[str, str, str] = ("", "", "")
+    emergency: list[str] = field(default_factory=list)  # 紧急事件及处置 (core/emergency.py)
+    referrals: list[str] = field(default_factory=list)  # 需求转介 (core/referrals.py)
 
     def text(self) -> str:
         """A plain-text rendering (used by tests and for quick looks)."""
@@ -92,17 +96,30 @@ class FormView:
         lines += [" ".join(a) for a in self.assistance]
         lines += [self.method_line, self.visit_no]
         lines += [f"{k}：{v}" for k, v in self.section5]
-        lines += [self.needs, self.suggested_care]
+        lines += [self.needs, self.suggested_care] + self.emergency + self.referrals
         lines += [" ".join(r) for r in self.care]
         lines.append(COPIES_NOTE)
         return "\n".join(lines)
+
+    def plan_rows(self) -> list[tuple[str, str]]:
+        """The rows section 五 gains when there is something to say: 紧急事件及处置, 需求转介."""
+        return [(label, "\n".join(lines)) for label, lines in (("紧急事件及处置", self.emergency),
+                                                               ("需求转介", self.referrals)) if lines]
 
 
 HOUSEHOLD_HEADER = ["序号", "姓名", "性别", "公民身份号码", "与户主关系", "健康状况", "是否为低保对象/特困人员"]
 
 
-def build_view(session: Session, visit_id: int, *, full: bool = False) -> FormView:
-    """The form of one visit. ID, certificate and phone numbers (the elder's, the emergency
+def plan_lines(session: Session, settings, visit: Visit) -> dict[str, list[str]]:
+    """An emergency of the visit and its record, and its referrals (``settings``: local times and
+    referral types; default: the built-in ones)."""
+    settings = settings or Settings()
+    return {"emergency": emergency.form_lines(session, settings, visit),
+            "referrals": referrals.form_lines(session, settings, visit)}
+
+
+def build_view(session: Session, visit_id: int, settings=None, *, full: bool = False) -> FormView:
+    """The form of one visit (``settings``: local times and referral types). ID, certificate and phone numbers (the elder's, the emergency
     contact's, the household's) are masked unless ``full`` — only for a reader allowed to see
     them (``can_see_sensitive``, the filing copy printed from the command line); the caller
     audits a full view as ``read_sensitive``."""
@@ -128,7 +145,7 @@ def build_view(session: Session, visit_id: int, *, full: bool = False) -> FormVi
         assistance=_assistance(elder), method_line=method_line, visit_no=f"第 {visit.seq} 次开展探访",
         visit_date=_date(visit.visit_date), section5=_section5(visit), needs=plain(visit.needs),
         suggested_care=plain(visit.suggested_care), signatures=signatures, care=_care(session, visit),
-        elder_area=elder.area,
+        elder_area=elder.area, **plan_lines(session, settings, visit),
     )
 
 
@@ -307,7 +324,8 @@ def _story(view: FormView):
     story.append(k.table([["探访方式", view.method_line],
                           ["探访次数", f"{view.visit_no}　探访日期：{view.visit_date}"]]
                          + [list(pair) for pair in view.section5]
-                         + [["老年人服务需求", view.needs], ["实施关爱服务建议", view.suggested_care], ["签字", sig]],
+                         + [["老年人服务需求", view.needs], ["实施关爱服务建议", view.suggested_care]]
+                         + [list(pair) for pair in view.plan_rows()] + [["签字", sig]],
                          [45, 135]))
     empty_sat = " ".join(f"{UNCHECKED}{label}" for label in SATISFACTION.values())
     story += [k.section_title("六、关爱服务情况"),
@@ -425,6 +443,7 @@ def _xlsx_sheet(wb, view: FormView) -> None:
     out.pairs([("探访方式", view.method_line), ("探访次数", f"{view.visit_no}　探访日期：{view.visit_date}")])
     out.pairs(view.section5)
     out.pairs([("老年人服务需求", view.needs), ("实施关爱服务建议", view.suggested_care)])
+    out.pairs(view.plan_rows())
     out.pairs(view.signatures)
     out.line(["六、关爱服务情况"], section=True)
     out.line(["第 次开展关爱", "日期", "", "关爱服务情况", "服务人员签字(盖章)", "", "老年人服务满意度评价"], bold=True)

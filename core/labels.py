@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Mapping
 
 from core import plan
 from core.tasks import PRIORITY_LABELS, STATE_LABELS as TASK_STATE_LABELS
@@ -131,3 +132,19 @@ def local(settings, when: dt.datetime | None) -> dt.datetime | None:
 def local_text(settings, when: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """``when`` formatted in the configured zone ("" when None)."""
     return "" if when is None else plan.to_local(settings, when).strftime(fmt)
+
+# ---- and back: a key from what a person typed ---------------------------------------------------
+def key_for(labels: Mapping[str, str], value: str | None, aliases: Mapping[str, str] | None = None) -> str | None:
+    """A key from what a person typed: the key itself, its Chinese label, or an alias (one rule for
+    the enumerations people type: device kinds, handling actions, referral types and statuses).
+    ``labels`` is key -> label; None when ``value`` is neither a key, a label nor an alias."""
+    text = (value or "").strip()
+    if text in labels:
+        return text
+    by_label = {**(aliases or {}), **{label: key for key, label in labels.items()}}
+    return by_label.get(text)
+
+
+def choices(labels: Mapping[str, str]) -> str:
+    """``key(label)/key(label)`` for error messages and help."""
+    return "/".join(f"{k}({v})" for k, v in labels.items())

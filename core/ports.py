@@ -65,6 +65,8 @@ class CallRequest:
     slot_key: str
     attempt_no: int
     safety_messages: tuple[str, ...] = ()
+    reason: str | None = None  # why this call: "device_alert" (CallAttempt.meta), else a routine check-in
+    opening: str | None = None  # the words to open with ("您按了呼叫按钮，您还好吗？")
 
 
 class DialError(RuntimeError):

@@ -12,6 +12,10 @@ Definitions (month = calendar month of ``visit_date`` / ``scheduled_for`` / ``cr
 - concerns_by_dimension / urgent_by_dimension: section 五 answers graded concern / urgent in the
   month's visits, by catalogue dimension; urgent_events: urgent tasks created in the month.
 - open_tasks / overdue_tasks: tasks open at ``as_of`` / of those, past their deadline.
+- device_alerts: device events of the month that raised an alarm (urgent or concern, not a
+  duplicate); emergency_records: 处置记录 filed in the month; referrals_by_type: referrals
+  submitted in the month, by configured type; referrals_open_late: referrals still open at
+  ``as_of`` that were submitted more than ``referrals.open_warning_days`` (30) days before.
 Rates are ``None`` when their denominator is 0 (shown as "—").
 """
 
@@ -81,6 +85,10 @@ class Row:
     urgent_events: int = 0
     open_tasks: int = 0
     overdue_tasks: int = 0
+    device_alerts: int = 0
+    emergency_records: int = 0
+    referrals_by_type: dict = field(default_factory=dict)
+    referrals_open_late: int = 0
     not_reached: list = field(default_factory=list)  # elder ids not visited this month
 
     @property
@@ -110,6 +118,10 @@ class Row:
             "urgent_events": self.urgent_events,
             "open_tasks": self.open_tasks,
             "overdue_tasks": self.overdue_tasks,
+            "device_alerts": self.device_alerts,
+            "emergency_records": self.emergency_records,
+            "referrals_by_type": dict(sorted(self.referrals_by_type.items())),
+            "referrals_open_late": self.referrals_open_late,
         }
 
 
@@ -128,8 +140,31 @@ class _Tally:
         return (self.rows[key], self.total)
 
 
+def _plan_figures(session: Session, settings, ids: list[int], start: dt.datetime, end: dt.datetime,
+                  as_of: dt.datetime, targets) -> None:
+    """Device alerts, emergency records and referrals of the month (core/alerts, emergency, referrals)."""
+    from core import alerts, emergency, referrals
+    from core.settings import Settings
+
+    settings = settings or Settings()  # the built-in referral types when none are given
+    for name, counts in (("device_alerts", alerts.alert_counts(session, ids, start, end)),
+                         ("emergency_records", emergency.record_counts(session, ids, start, end))):
+        for elder_id, n in counts.items():
+            for r in targets(elder_id):
+                setattr(r, name, getattr(r, name) + n)
+    made, late = referrals.report_counts(session, ids, start, end, as_of, settings.referrals.open_warning_days)
+    types = settings.referrals.types
+    for elder_id, kind in made:
+        for r in targets(elder_id):
+            label = types.get(kind, kind)
+            r.referrals_by_type[label] = r.referrals_by_type.get(label, 0) + 1
+    for elder_id, n in late.items():
+        for r in targets(elder_id):
+            r.referrals_open_late += n
+
+
 def visit_report(session: Session, month: str, by: str = "village", scope: Scope = Scope(),
-                 as_of: dt.datetime | None = None) -> dict:
+                 as_of: dt.datetime | None = None, settings=None) -> dict:
     """Figures per area at level ``by`` plus a total row, for elders inside ``scope``."""
     if by not in LEVELS:
         raise ReportError(f"--by 应为 county、township 或 village（收到 {by!r}）")
@@ -150,6 +185,7 @@ def visit_report(session: Session, month: str, by: str = "village", scope: Scope
         start_dt, end_dt = dt.datetime.combine(start, dt.time()), dt.datetime.combine(end, dt.time())
         _count_calls(session, tally, ids, start_dt, end_dt)
         _count_tasks(session, tally, ids, start_dt, end_dt, as_of)
+        _plan_figures(session, settings, ids, start_dt, end_dt, as_of, tally.targets)
     ordered = [tally.rows[k] for k in sorted(tally.rows)]
     return {
         "month": month,
@@ -250,6 +286,8 @@ COLUMNS = [
     ("completion_rate", "完成率"), ("call_connection_rate", "接通率"), ("attempts_per_success", "每次接通拨打数"),
     ("concerns", "关注(按维度)"), ("urgent", "紧急(按维度)"), ("urgent_events", "紧急事件"),
     ("open_tasks", "未结任务"), ("overdue_tasks", "逾期任务"),
+    ("device_alerts", "设备报警"), ("emergency_records", "处置记录"), ("referrals", "转介(按类型)"),
+    ("referrals_open_late", "转介逾期未结"),
 ]
 
 
@@ -276,6 +314,8 @@ def cells(row: dict) -> list:
             out.append(_dims(row["concerns_by_dimension"]))
         elif key == "urgent":
             out.append(_dims(row["urgent_by_dimension"]))
+        elif key == "referrals":
+            out.append("，".join(f"{k}{n}" for k, n in row["referrals_by_type"].items()) or "0")
         else:
             out.append(row[key])
     return out

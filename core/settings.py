@@ -39,6 +39,9 @@ SECRET_ENV: dict[str, str] = {
     "TANFANG_ALIYUN_ACCESS_KEY_ID": "aliyun_access_key_id",
     "TANFANG_ALIYUN_ACCESS_KEY_SECRET": "aliyun_access_key_secret",
 }
+# One HMAC secret per alert source (a device vendor), named after it: TANFANG_ALERT_SECRET_HUAXIN
+# signs POST /alerts/huaxin (tanfang/web/alerts.py). Read here only, into Secrets.alert_secrets.
+ALERT_SECRET_PREFIX = "TANFANG_ALERT_SECRET_"
 _SECRET_KEYS_IN_FILE = {
     "account_sid", "auth_token", "bot_token", "token", "webhook_secret", "secret_key", "password",
     "secret", "corp_secret", "callback_token", "aes_key", "encoding_aes_key", "access_key_id",
@@ -219,6 +222,42 @@ class OutboxSettings(_Section):
     backoff_seconds: list[int] = Field(default_factory=lambda: [5, 30, 120, 600])
 
 
+class AlertRule(_Section):
+    """What one device event means: its level, its words, and (for events with a value) the
+    threshold below or above which it is only recorded."""
+
+    level: Literal["urgent", "concern", "info"]
+    label: str
+    at_least: float | None = None  # e.g. no_flow: 24 (hours); a smaller value is only recorded
+    at_most: float | None = None  # e.g. heart_rate_low: 45 (beats a minute); a larger value is only recorded
+    unit: str = ""
+
+
+class AlertsSettings(_Section):
+    """Alerts from home devices (docs/plan-features.md)."""
+
+    rules: dict[str, dict[str, AlertRule]] = Field(default_factory=dict)  # device kind -> event -> rule
+    openings: dict[str, str] = Field(default_factory=dict)  # device kind -> first words of the check-in call
+    call_on: list[str] = Field(default_factory=lambda: ["urgent", "concern"])
+    call_within_minutes: int = 240
+    duplicate_minutes: int = 10
+    flap_events: int = 5
+    flap_minutes: int = 30
+    signature_max_age_seconds: int = 300
+    max_event_age_minutes: int = 1440
+    max_body_bytes: int = 262144
+    path: str = "/alerts"
+
+
+class ReferralSettings(_Section):
+    """需求转介: the kinds of service a need can be referred to, and the providers of each."""
+
+    types: dict[str, str] = Field(default_factory=lambda: {
+        "service_provider": "服务机构", "social_worker": "社会工作者", "benefits_office": "救助和福利经办机构"})
+    providers: dict[str, list[str]] = Field(default_factory=dict)
+    open_warning_days: int = 30
+
+
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -246,6 +285,7 @@ class Secrets(BaseModel):
     wecom_callback_aes_key: SecretStr | None = None
     aliyun_access_key_id: SecretStr | None = None
     aliyun_access_key_secret: SecretStr | None = None
+    alert_secrets: dict[str, SecretStr] = Field(default_factory=dict)  # alert source -> HMAC secret
 
 
 class Settings(_Section):
@@ -264,6 +304,8 @@ class Settings(_Section):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    referrals: ReferralSettings = Field(default_factory=ReferralSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     config_path: Path | None = Field(default=None, exclude=True)
@@ -342,7 +384,8 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
             raw[section][key] = str(p if p.is_absolute() else (base / p))
 
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == "TANFANG_CONFIG" or name in SECRET_ENV:
+        if (not name.startswith(ENV_PREFIX) or name == "TANFANG_CONFIG" or name in SECRET_ENV
+                or name.startswith(ALERT_SECRET_PREFIX)):
             continue
         if name in ENV_SHORTCUTS:
             keys = list(ENV_SHORTCUTS[name])
@@ -355,7 +398,10 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
             coerced = str(Path(value).expanduser().resolve())
         _set_path(raw, keys, coerced)
 
-    secrets = Secrets(**{attr: env[name] for name, attr in SECRET_ENV.items() if env.get(name)})
+    secrets = Secrets(**{attr: env[name] for name, attr in SECRET_ENV.items() if env.get(name)},
+                      alert_secrets={name[len(ALERT_SECRET_PREFIX):].lower(): value for name, value in env.items()
+                                     if name.startswith(ALERT_SECRET_PREFIX) and len(name) > len(ALERT_SECRET_PREFIX)
+                                     and value})
     try:
         settings = Settings(**raw, secrets=secrets, config_path=path)
     except ValidationError as exc:

@@ -32,6 +32,10 @@ TEMPLATES: dict[str, SmsTemplate] = {t.kind: t for t in (
                 "紧急：${name}在问候电话里说“${said}”，可能需要帮助。请马上联系老人（${phone}），"
                 "必要时拨打120。负责探访员：${visitor}。",
                 ("name", "said", "phone", "visitor")),
+    SmsTemplate("device_alert", "家中设备紧急报警，通知紧急联系人（呼叫按钮、跌倒报警等，core/alerts.py）",
+                "紧急：${name}家的${device}在${time}报警（${what}），可能需要帮助。我们正在给老人打电话。"
+                "请马上联系老人（${phone}），必要时拨打120。负责探访员：${visitor}。",
+                ("name", "device", "time", "what", "phone", "visitor")),
     SmsTemplate("no_answer", "问候电话多次未接通，请家属联系老人",
                 "${date}给${name}打了${count}次问候电话都没有接通。请您方便时联系一下老人，或告诉网格员老人是否外出。",
                 ("date", "name", "count")),

@@ -6,8 +6,13 @@ Core states only the decisions; each channel renders and parses its own buttons 
 * ``accept`` (接单) — an open task is acknowledged (stops the P1 escalation clock);
 * ``arrived`` (已到达) — the person is with the elder: the task is in progress, the visit in person;
 * ``close`` (完成) — done, with the care record of form section 六 (what was done, satisfaction);
+  an urgent (P1) task also with its emergency record (处置记录, core/emergency.py: the actions
+  given, or those the description names — none: refused with the list); the task's service
+  minutes are kept (entered, or arrival to done: core/workforce.py);
 * ``reassign`` (转派) — hand the task over to one's supervisor (unassigned when there is none);
-* ``assign`` (指派) — a supervisor or an admin gives the task to a named visitor.
+* ``assign`` (指派) — a supervisor or an admin gives the task to a named visitor;
+* ``refer`` (转介) — the need is passed on to a configured service provider, social worker or
+  benefits office (core/referrals.py); the task stays with its holder until closed.
 
 Who may: the assignee (all but ``assign``); the assignee's supervisors up the chain (the same walk
 as the P1 escalation, :func:`core.escalation.supervisor_of`), and admins, everything — so the
@@ -23,21 +28,23 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from core import emergency, referrals, workforce
 from core.escalation import area_visitors, supervisor_of
 from core.privacy import audit
 from core.tasks import STATE_LABELS, close_task, reassign, transition
 from data.models import SATISFACTION, Task, Visitor, utcnow
 
-ACTIONS = {"accept": "接单", "arrived": "已到达", "close": "完成", "reassign": "转派", "assign": "指派"}
+ACTIONS = {"accept": "接单", "arrived": "已到达", "close": "完成", "reassign": "转派", "assign": "指派",
+           "refer": "转介"}
 STATE_ACTIONS: dict[str, tuple[str, ...]] = {
-    "open": ("accept", "arrived", "close", "reassign", "assign"),
-    "acknowledged": ("arrived", "close", "reassign", "assign"),
-    "in_progress": ("close", "reassign", "assign"),
+    "open": ("accept", "arrived", "close", "reassign", "assign", "refer"),
+    "acknowledged": ("arrived", "close", "reassign", "assign", "refer"),
+    "in_progress": ("close", "reassign", "assign", "refer"),
     "done": (),
     "cancelled": (),
 }
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
-    "assignee": frozenset({"accept", "arrived", "close", "reassign"}),
+    "assignee": frozenset({"accept", "arrived", "close", "reassign", "refer"}),
     "supervisor": frozenset(ACTIONS),
     "admin": frozenset(ACTIONS),
 }
@@ -142,10 +149,22 @@ def assign_candidates(session: Session, task: Task, limit: int = 5) -> list[Visi
     return found[:limit]
 
 
+@dataclass(frozen=True)
+class CloseDetails:
+    """What a close may carry beyond the description and satisfaction: the emergency record's
+    actions (keys, names or ``{"key", "at"}``; default: those the description names) and the
+    minutes of service (default: arrival to done)."""
+
+    handling: list | None = None
+    minutes: int | None = None
+
+
 def perform(session: Session, *, task_id: int, action: str, actor: Actor, target_id: int | None = None,
             description: str | None = None, satisfaction: str | None = None, settings=None,
-            now: dt.datetime | None = None) -> ActionResult:
-    """Check and do one action; raises :class:`ActionRefused` (nothing changed) when not allowed."""
+            now: dt.datetime | None = None, details: CloseDetails | None = None,
+            referral_type: str | None = None, provider: str | None = None) -> ActionResult:
+    """Check and do one action; raises :class:`ActionRefused` (nothing changed) when not allowed.
+    ``refer`` takes ``referral_type``, ``provider`` and the need as ``description``."""
     now = now or utcnow()
     task = session.get(Task, task_id)
     check(session, task, actor, action)
@@ -155,9 +174,11 @@ def perform(session: Session, *, task_id: int, action: str, actor: Actor, target
         transition(session, task, "in_progress", actor=actor.tag, note=ARRIVED_NOTE, now=now)
         result = ActionResult(action, task.id, task.state, f"#{task.id} 已记录：已到达老人身边。处理后请点「完成」。")
     elif action == "close":
-        result = _close(session, task, actor, description, satisfaction, now)
+        result = _close(session, task, actor, description, satisfaction, now, details or CloseDetails())
     elif action == "reassign":
         result = _handover(session, task, actor, now)
+    elif action == "refer":
+        result = _refer(session, task, actor, settings, referral_type, provider, description, now)
     else:
         result = _assign(session, task, actor, target_id, settings, now)
     result.assignee_id = task.assignee_id
@@ -181,17 +202,40 @@ def was_there(task: Task) -> bool:
 
 
 def _close(session: Session, task: Task, actor: Actor, description: str | None, satisfaction: str | None,
-           now: dt.datetime) -> ActionResult:
+           now: dt.datetime, details: CloseDetails) -> ActionResult:
     text = " ".join((description or "").split())
     if len(text) < 2:
         raise ActionRefused("请写下做了什么（至少两个字）(describe what was done)")
     if satisfaction not in SATISFACTION:
         raise ActionRefused(f"请选择满意度：{'/'.join(SATISFACTION.values())} (satisfaction)")
+    try:
+        handling = emergency.actions_for_close(details.handling, text) if emergency.required(task) else None
+        workforce.check_minutes(details.minutes)
+    except ValueError as exc:
+        raise ActionRefused(str(exc)) from exc
     provider = int(actor.id) if actor.kind == "visitor" else None
     _, care = close_task(session, task, actor=actor.tag, outcome=text, description=text, satisfaction=satisfaction,
                          provider_id=provider, in_person=was_there(task), now=now)
+    workforce.record_service(task, details.minutes)
+    if handling:
+        emergency.record(session, task, actions=handling, note=text, recorded_by=actor.tag, handled_at=now,
+                         handler_id=provider)
     return ActionResult("close", task.id, task.state, f"任务 #{task.id} 已完成。已记入第 {care.seq} 次关爱服务"
-                        f"（满意度：{SATISFACTION[satisfaction]}）。谢谢！", care_seq=care.seq)
+                        f"（满意度：{SATISFACTION[satisfaction]}）" + ("，并存档处置记录" if handling else "")
+                        + "。谢谢！", care_seq=care.seq)
+
+
+def _refer(session: Session, task: Task, actor: Actor, settings, referral_type: str | None, provider: str | None,
+           need: str | None, now: dt.datetime) -> ActionResult:
+    if settings is None:
+        raise ActionRefused("转介需要配置 referrals（settings missing）")
+    try:
+        ref = referrals.create(session, settings, elder=task.elder, kind=referral_type or "", provider=provider or "",
+                               need=need or task.detail or "", by=actor.tag, task=task, now=now)
+    except referrals.ReferralError as exc:
+        raise ActionRefused(str(exc)) from exc
+    return ActionResult("refer", task.id, task.state, f"#{task.id} 已转介给 {ref.provider}"
+                        f"（{settings.referrals.types[ref.kind]}），转介编号 #{ref.id}。")
 
 
 def _handover(session: Session, task: Task, actor: Actor, now: dt.datetime) -> ActionResult:

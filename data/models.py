@@ -68,13 +68,19 @@ VISITOR_ROLES = {
     "grid_worker": "网格员",
     "social_worker": "社会工作者",
     "volunteer": "志愿者",
-    "family_doctor": "家庭医生",
+    "family_doctor": "村医",  # key kept from before 豫民文〔2023〕165号 named the roles (家庭医生 is an alias)
     "property_staff": "物业人员",
     "elder_peer": "老年协会老伙伴",
     "civil_affairs": "民政工作人员",
     "supervisor": "主管",
     "other": "其他",
 }
+# the plan's own names and older labels of the same roles (data.repo.visitor_role accepts them)
+ROLE_ALIASES = {"社工": "social_worker", "家庭医生": "family_doctor", "乡村医生": "family_doctor",
+                "物业": "property_staff", "网格管理员": "grid_worker"}
+# the five roles the plan counts, each in its own way (core/workforce.py): short names for reports
+WORKFORCE_ROLES = {"grid_worker": "网格员", "social_worker": "社工", "volunteer": "志愿者",
+                   "family_doctor": "村医", "property_staff": "物业"}
 ASSISTING_UNITS = {
     "party_government": "党政机关、群团组织",
     "township_village": "乡镇(街道)、村(居)民委员会",
@@ -468,6 +474,7 @@ class Task(TimestampMixin, Base):
     merged_count: Mapped[int] = mapped_column(Integer, default=1)  # repeated concerns merged in
     outcome: Mapped[str | None] = mapped_column(Text)
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    service_minutes: Mapped[int | None] = mapped_column(Integer)  # time given (arrival -> done, or entered)
 
     elder: Mapped[Elder] = relationship()
     assignee: Mapped[Visitor | None] = relationship()
@@ -513,6 +520,7 @@ class CallAttempt(TimestampMixin, Base):
     answered_by: Mapped[str | None] = mapped_column(String(32))  # human | machine_start | ...
     reason: Mapped[str | None] = mapped_column(String(200))
     settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # outcome processed by the scheduler
+    meta: Mapped[dict | None] = mapped_column(JSON)  # why this call: {"reason": "device_alert", "opening": ...}
 
 
 class Campaign(TimestampMixin, Base):
@@ -639,3 +647,113 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[dt.datetime] = mapped_column(DateTime)
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+# ---- the plan (豫民文〔2023〕165号): home devices, referrals, emergency records --------------------
+DEVICE_KINDS = {"call_button": "呼叫按钮", "water_meter": "智能水表", "electricity_meter": "智能电表",
+                "fall_detector": "跌倒检测器", "health_band": "健康手环"}
+ALERT_LEVELS = {"urgent": "紧急", "concern": "关注", "info": "记录"}
+ALERT_OUTCOMES = {"task": "已生成任务", "merged": "并入已有任务", "duplicate": "重复，已忽略",
+                  "quietened": "频繁报警，已静默", "recorded": "仅记录"}
+REFERRAL_STATUSES = {"submitted": "已提交", "accepted": "已接收", "served": "已服务", "closed": "已结案"}
+# what was done in an emergency (处置记录): the structured list; free text goes beside it
+HANDLING_ACTIONS = {
+    "called_120": "拨打120急救", "called_110": "报警110", "called_119": "拨打119",
+    "family_reached": "联系上家属", "neighbor_helped": "请邻居或村干部到场", "visited": "上门查看",
+    "escorted_hospital": "送医或陪同就医", "repaired": "维修处理", "elder_safe": "确认老人平安",
+    "false_alarm": "误报", "other": "其他",
+}
+
+
+class Device(TimestampMixin, Base):
+    """A device in an elder's home (智能水表、呼叫按钮…): who made it, its id there, its rules."""
+
+    __tablename__ = "devices"
+    __table_args__ = (_in("kind", DEVICE_KINDS), UniqueConstraint("vendor", "device_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    vendor: Mapped[str] = mapped_column(String(64))  # = the alert source name of its signed route
+    device_id: Mapped[str] = mapped_column(String(64))  # the vendor's id of the device
+    rules: Mapped[dict | None] = mapped_column(JSON)  # event -> rule overriding alerts.rules of config.yml
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    installed_on: Mapped[dt.date | None] = mapped_column(Date)
+    note: Mapped[str | None] = mapped_column(String(200))
+
+    elder: Mapped[Elder] = relationship()
+
+
+class DeviceEvent(Base):
+    """Everything a device sent, kept with the elder's record, and what it led to."""
+
+    __tablename__ = "device_events"
+    __table_args__ = (
+        _in("device_kind", DEVICE_KINDS), _in("level", ALERT_LEVELS), _in("outcome", ALERT_OUTCOMES),
+        Index("ix_device_events_device", "elder_id", "device_kind", "device_ref", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), index=True)
+    device_pk: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(64))  # the signed route's source, or file:<name>
+    device_kind: Mapped[str] = mapped_column(String(24))
+    device_ref: Mapped[str | None] = mapped_column(String(64))  # the vendor's device id
+    event: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float | None] = mapped_column(Float)  # hours without flow, beats a minute, ...
+    label: Mapped[str | None] = mapped_column(String(100))  # what it meant, in Chinese (the rule's words)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)  # when the device saw it (UTC)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    level: Mapped[str] = mapped_column(String(8))
+    outcome: Mapped[str] = mapped_column(String(12))
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("call_attempts.id"))
+    note: Mapped[str | None] = mapped_column(String(200))
+    raw: Mapped[dict | None] = mapped_column(JSON)  # the event as it came
+
+
+class Referral(TimestampMixin, Base):
+    """需求转介: a need passed on to a service provider, a social worker or a benefits office."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (_in("status", REFERRAL_STATUSES), Index("ix_referrals_open", "status", "submitted_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"))
+    kind: Mapped[str] = mapped_column(String(32))  # a key of referrals.types in config.yml
+    provider: Mapped[str] = mapped_column(String(100))
+    need: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="submitted")
+    submitted_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    submitted_by: Mapped[str] = mapped_column(String(64))
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    accepted_by: Mapped[str | None] = mapped_column(String(64))
+    served_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    served_by: Mapped[str | None] = mapped_column(String(64))
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    elder: Mapped[Elder] = relationship()
+
+
+class EmergencyRecord(TimestampMixin, Base):
+    """处置记录: what was done about an urgent task, when and by whom (required to close a P1)."""
+
+    __tablename__ = "emergency_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), unique=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id"), index=True)
+    actions: Mapped[list] = mapped_column(JSON)  # [{"key": "called_120", "at": "2026-11-03T02:05:00" | null}]
+    note: Mapped[str | None] = mapped_column(Text)
+    handled_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    handler_id: Mapped[int | None] = mapped_column(ForeignKey("visitors.id"))
+    handler_name: Mapped[str | None] = mapped_column(String(64))
+    recorded_by: Mapped[str] = mapped_column(String(64))
+
+    task: Mapped[Task] = relationship()
+LABELS.update({"device_kind": DEVICE_KINDS, "alert_level": ALERT_LEVELS, "referral_status": REFERRAL_STATUSES,
+               "handling": HANDLING_ACTIONS})

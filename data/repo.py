@@ -86,11 +86,12 @@ def list_visitors(session: Session, *, county: str | None = None, township: str 
 
 
 def visitor_role(value: str) -> str:
-    """A visitor role from its Chinese label (网格员, 社会工作者, ...) or its key (grid_worker, ...)."""
-    from data.models import VISITOR_ROLES
+    """A visitor role from its Chinese label (网格员, 社会工作者, 村医 ...), one of the plan's names or
+    an older label (社工, 物业, 家庭医生: ``ROLE_ALIASES``), or its key (grid_worker, ...)."""
+    from data.models import ROLE_ALIASES, VISITOR_ROLES
 
     text = value.strip()
-    by_label = {label: key for key, label in VISITOR_ROLES.items()}
+    by_label = {**ROLE_ALIASES, **{label: key for key, label in VISITOR_ROLES.items()}}
     role = by_label.get(text) or (text if text in VISITOR_ROLES else None)
     if role is None:
         raise ValueError(f"应为 {'/'.join(VISITOR_ROLES.values())}（实为“{value}”）")

@@ -194,65 +194,81 @@ def _claim(session: Session, attempt_id: int, now: dt.datetime) -> bool:
     return result.rowcount == 1
 
 
+def _claim_request(ctx: JobContext, s: Session, attempt_id: int, elder_id: int, key: str, now: dt.datetime,
+                   today: dt.date) -> CallRequest | None:
+    """Claim a due attempt and say what to dial, or settle it without a call (a past day, quiet
+    hours, a paused elder) and return None."""
+    settings = ctx.settings
+    attempt = s.get(CallAttempt, attempt_id)
+    if attempt.status != "scheduled":
+        return None
+    elder = s.get(Elder, elder_id)
+    parsed = plan.parse_slot_key(key)
+    day = parsed[1] if parsed else plan.local_today(settings, attempt.scheduled_for or now)
+    meta = attempt.meta or {}
+    skip = None
+    if day != today:
+        skip = "已过当天，未拨打"
+    elif plan.is_quiet(settings, now) and not meta.get("urgent"):
+        skip = "静默时段，不打电话"  # a device's urgent alarm is checked on at any hour
+    if skip:
+        if _claim(s, attempt_id, now):
+            s.refresh(attempt)
+            record_call_outcome(s, settings, attempt=attempt, status="canceled", now=now, reason=skip)
+            ctx.count("cancelled")
+        return None
+    if not elder.consent_visit or (elder.paused_until and today <= elder.paused_until):
+        if _claim(s, attempt_id, now):
+            s.refresh(attempt)
+            attempt.status, attempt.settled_at = "canceled", now
+            attempt.reason = "老人暂停或不同意探访"
+        return None
+    if not _claim(s, attempt_id, now):
+        return None  # someone else has it
+    campaigns = plan.active_campaigns(s, today)
+    return CallRequest(attempt_id=attempt_id, elder_id=elder_id, channel=attempt.channel, phone=elder.phone,
+                       telegram_chat_id=elder.telegram_chat_id, slot_key=key, attempt_no=attempt.attempt_no,
+                       safety_messages=tuple(plan.safety_messages(campaigns, elder)),
+                       reason=meta.get("reason"), opening=meta.get("opening"))
+
+
+async def _dial(ctx: JobContext, request: CallRequest) -> bool:
+    """Place the call; a refusal is recorded on the attempt (the ladder retries) or, when the line
+    could not take it, the attempt waits. True when the call was placed."""
+    try:
+        await ctx.dialer.dial(request)
+        ctx.count("dialed")
+        return True
+    except LineUnavailable as exc:  # nothing was dialed: the attempt waits, it is not a missed call
+        log.warning("line unavailable for attempt %s: %s", request.attempt_id, exc)
+        _requeue(ctx, request.attempt_id, str(exc))
+    except Exception as exc:  # noqa: BLE001 — the provider refused: the ladder retries
+        log.warning("dialing attempt %s failed: %s", request.attempt_id, exc)
+        status = exc.status if isinstance(exc, LineError) else call_status.FAILED
+        with ctx.db.session() as s:
+            attempt = s.get(CallAttempt, request.attempt_id)
+            record_call_outcome(s, ctx.settings, attempt=attempt, status=status, now=ctx.clock(),
+                                reason=f"外呼失败：{exc}"[:200])
+    return False
+
+
 async def run_dial_due(ctx: JobContext, now: dt.datetime | None = None) -> int:
     """Settle ended calls, then dial every due attempt exactly once. Returns calls placed."""
     now = now or ctx.clock()
-    settings = ctx.settings
     with ctx.db.session() as s:
-        ctx.count("settled", settle_ended(s, settings, now))
+        ctx.count("settled", settle_ended(s, ctx.settings, now))
         due = s.execute(select(CallAttempt.id, CallAttempt.elder_id, CallAttempt.slot_key)
                         .where(CallAttempt.status == "scheduled", CallAttempt.scheduled_for <= now)
                         .order_by(CallAttempt.scheduled_for, CallAttempt.id)).all()
-    today = plan.local_today(settings, now)
+    today = plan.local_today(ctx.settings, now)
     placed = 0
     for attempt_id, elder_id, key in due:
         with ctx.db.session() as s:
-            attempt = s.get(CallAttempt, attempt_id)
-            if attempt.status != "scheduled":
-                continue
-            elder = s.get(Elder, elder_id)
-            parsed = plan.parse_slot_key(key)
-            day = parsed[1] if parsed else plan.local_today(settings, attempt.scheduled_for or now)
-            skip = None
-            if day != today:
-                skip = "已过当天，未拨打"
-            elif plan.is_quiet(settings, now):
-                skip = "静默时段，不打电话"
-            if skip:
-                if _claim(s, attempt_id, now):
-                    s.refresh(attempt)
-                    record_call_outcome(s, settings, attempt=attempt, status="canceled", now=now, reason=skip)
-                    ctx.count("cancelled")
-                continue
-            if not elder.consent_visit or (elder.paused_until and today <= elder.paused_until):
-                if _claim(s, attempt_id, now):
-                    s.refresh(attempt)
-                    attempt.status, attempt.settled_at = "canceled", now
-                    attempt.reason = "老人暂停或不同意探访"
-                continue
-            if not _claim(s, attempt_id, now):
-                continue  # someone else has it
-            campaigns = plan.active_campaigns(s, today)
-            request = CallRequest(attempt_id=attempt_id, elder_id=elder_id, channel=attempt.channel,
-                                  phone=elder.phone, telegram_chat_id=elder.telegram_chat_id, slot_key=key,
-                                  attempt_no=attempt.attempt_no,
-                                  safety_messages=tuple(plan.safety_messages(campaigns, elder)))
+            request = _claim_request(ctx, s, attempt_id, elder_id, key, now, today)
         # the claim is committed before the call is placed: a crash now leaves a 'queued' row that is
         # settled as failed later, never a second call for this slot
-        try:
-            await ctx.dialer.dial(request)
-            placed += 1
-            ctx.count("dialed")
-        except LineUnavailable as exc:  # nothing was dialed: the attempt waits, it is not a missed call
-            log.warning("line unavailable for attempt %s: %s", attempt_id, exc)
-            _requeue(ctx, attempt_id, str(exc))
-        except Exception as exc:  # noqa: BLE001 — the provider refused: the ladder retries
-            log.warning("dialing attempt %s failed: %s", attempt_id, exc)
-            status = exc.status if isinstance(exc, LineError) else call_status.FAILED
-            with ctx.db.session() as s:
-                attempt = s.get(CallAttempt, attempt_id)
-                record_call_outcome(s, settings, attempt=attempt, status=status, now=ctx.clock(),
-                                    reason=f"外呼失败：{exc}"[:200])
+        if request is not None:
+            placed += await _dial(ctx, request)
     return placed
 
 

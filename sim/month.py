@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core import plan
+from core import emergency, plan
 from core.channels import RecordingChannel
 from core.checkin import CheckInService
 from core.coverage import coverage_report, month_end
@@ -259,6 +259,8 @@ class MonthSimulation:
                 elif task.kind == "urgent" and task.state == "acknowledged" and age >= 90:
                     close_task(s, task, actor=actor, outcome="已上门查看并处置", description="上门查看、联系家属、协助就医",
                                provider_id=who, in_person=True, satisfaction="satisfied", now=now)
+                    emergency.record(s, task, actions=emergency.actions_for_close(None, "上门查看、联系家属、协助就医"),
+                                     note="已上门查看并处置", recorded_by=actor, handled_at=now, handler_id=who)
                 elif task.kind in ("visit", "coverage", "concern", "callback") and not lazy:
                     if age >= 60 * 24 * r.uniform(0.5, 3) and r.random() < 0.75:
                         in_person = task.kind in ("visit", "coverage")

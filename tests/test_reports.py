@@ -19,29 +19,34 @@ def m(**kw):
     return {**ZERO, **kw}
 
 
+# the plan's figures (device alerts, emergency records, referrals): none in this month's fixture;
+# tests/test_plan_records.py works them out on its own rows
+PLAN0 = dict(device_alerts=0, emergency_records=0, referrals_by_type={}, referrals_open_late=0)
+
+
 # by hand (see the fixture's docstring and comments)
-XINGFU = dict(area="兰考县/城关镇/幸福村", elders=3, visited=2, visit_rate=0.6667, disabled_elders=1,
+XINGFU = dict(**PLAN0, area="兰考县/城关镇/幸福村", elders=3, visited=2, visit_rate=0.6667, disabled_elders=1,
               disabled_visited_in_person=1, disabled_coverage=1.0, visits_by_method=m(phone=1, chat=1, in_person=1),
               complete_visits=3, incomplete_visits=1, completion_rate=0.75, calls_finished=4, calls_connected=2,
               call_connection_rate=0.5, attempts_per_success=2.0,
               concerns_by_dimension={"economy": 1, "family": 1, "health": 2, "safety": 1}, urgent_by_dimension={},
               urgent_events=0, open_tasks=1, overdue_tasks=0)
-HEPING = dict(area="兰考县/城关镇/和平村", elders=1, visited=1, visit_rate=1.0, disabled_elders=1,
+HEPING = dict(**PLAN0, area="兰考县/城关镇/和平村", elders=1, visited=1, visit_rate=1.0, disabled_elders=1,
               disabled_visited_in_person=1, disabled_coverage=1.0, visits_by_method=m(in_person=1),
               complete_visits=1, incomplete_visits=0, completion_rate=1.0, calls_finished=0, calls_connected=0,
               call_connection_rate=None, attempts_per_success=None, concerns_by_dimension={},
               urgent_by_dimension={}, urgent_events=0, open_tasks=0, overdue_tasks=0)
-DONGCUN = dict(area="兰考县/谷营镇/东村", elders=1, visited=1, visit_rate=1.0, disabled_elders=0,
+DONGCUN = dict(**PLAN0, area="兰考县/谷营镇/东村", elders=1, visited=1, visit_rate=1.0, disabled_elders=0,
                disabled_visited_in_person=0, disabled_coverage=None, visits_by_method=m(phone=1),
                complete_visits=1, incomplete_visits=0, completion_rate=1.0, calls_finished=2, calls_connected=1,
                call_connection_rate=0.5, attempts_per_success=2.0, concerns_by_dimension={},
                urgent_by_dimension={}, urgent_events=1, open_tasks=1, overdue_tasks=1)
-XICUN = dict(area="杞县/城郊乡/西村", elders=1, visited=0, visit_rate=0.0, disabled_elders=1,
+XICUN = dict(**PLAN0, area="杞县/城郊乡/西村", elders=1, visited=0, visit_rate=0.0, disabled_elders=1,
              disabled_visited_in_person=0, disabled_coverage=0.0, visits_by_method=m(), complete_visits=0,
              incomplete_visits=0, completion_rate=None, calls_finished=1, calls_connected=0,
              call_connection_rate=0.0, attempts_per_success=None, concerns_by_dimension={},
              urgent_by_dimension={}, urgent_events=0, open_tasks=1, overdue_tasks=1)
-TOTAL = dict(area="合计", elders=6, visited=4, visit_rate=0.6667, disabled_elders=3, disabled_visited_in_person=2,
+TOTAL = dict(**PLAN0, area="合计", elders=6, visited=4, visit_rate=0.6667, disabled_elders=3, disabled_visited_in_person=2,
              disabled_coverage=0.6667, visits_by_method=m(phone=2, chat=1, in_person=2), complete_visits=5,
              incomplete_visits=1, completion_rate=0.8333, calls_finished=7, calls_connected=3,
              call_connection_rate=0.4286, attempts_per_success=2.3333,
@@ -74,7 +79,7 @@ def test_by_township_and_county(month):
     with month.session() as s:
         town = visit_report(s, rf.MONTH, by="township", as_of=rf.AS_OF)
         county = visit_report(s, rf.MONTH, by="county", as_of=rf.AS_OF)
-    chengguan = dict(area="兰考县/城关镇", elders=4, visited=3, visit_rate=0.75, disabled_elders=2,
+    chengguan = dict(**PLAN0, area="兰考县/城关镇", elders=4, visited=3, visit_rate=0.75, disabled_elders=2,
                      disabled_visited_in_person=2, disabled_coverage=1.0,
                      visits_by_method=m(phone=1, chat=1, in_person=2), complete_visits=4, incomplete_visits=1,
                      completion_rate=0.8, calls_finished=4, calls_connected=2, call_connection_rate=0.5,
@@ -82,7 +87,7 @@ def test_by_township_and_county(month):
                      concerns_by_dimension={"economy": 1, "family": 1, "health": 2, "safety": 1},
                      urgent_by_dimension={}, urgent_events=0, open_tasks=1, overdue_tasks=0)
     assert town["rows"] == [chengguan, {**DONGCUN, "area": "兰考县/谷营镇"}, {**XICUN, "area": "杞县/城郊乡"}]
-    lankao = dict(area="兰考县", elders=5, visited=4, visit_rate=0.8, disabled_elders=2, disabled_visited_in_person=2,
+    lankao = dict(**PLAN0, area="兰考县", elders=5, visited=4, visit_rate=0.8, disabled_elders=2, disabled_visited_in_person=2,
                   disabled_coverage=1.0, visits_by_method=m(phone=2, chat=1, in_person=2), complete_visits=5,
                   incomplete_visits=1, completion_rate=0.8333, calls_finished=6, calls_connected=3,
                   call_connection_rate=0.5, attempts_per_success=2.0,

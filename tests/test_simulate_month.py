@@ -7,7 +7,9 @@ import datetime as dt
 import json
 
 from click.testing import CliRunner
+from sqlalchemy import select
 
+from data.models import EmergencyRecord, Task
 from tanfang.cli import cli
 from sim.month import simulate_month_async
 
@@ -39,6 +41,10 @@ async def test_month_for_200_elders(sqlite_app):
 async def test_month_on_both_databases(app):
     r = await simulate_month_async(app, elders=40, seed=5, month=MONTH, tick_seconds=1200)
     _check(r)
+    with app.db.session() as s:  # every urgent task the visitors closed has its emergency record (处置记录)
+        closed = set(s.scalars(select(Task.id).where(Task.kind == "urgent", Task.state == "done")))
+        filed = set(s.scalars(select(EmergencyRecord.task_id)))
+    assert closed and closed == filed
 
 
 def test_cli_json(tmp_path):

@@ -200,4 +200,4 @@ async def test_wecom_supervisor_assigns_an_escalated_p1_and_strangers_are_refuse
         refusal = s.scalars(select(OutboxMessage).where(OutboxMessage.dedupe_key.like("%:refused"))).one()
         assert refusal.recipient == "ZhaoXiaoyu" and "不是您的任务" in refusal.body
         handed = s.scalars(select(OutboxMessage).where(OutboxMessage.dedupe_key.like("%:handed:%"))).one()
-        assert handed.recipient == "ZhaoXiaoyu" and handed.payload["actions"] == ["accept", "arrived", "close", "reassign"]
+        assert handed.recipient == "ZhaoXiaoyu" and handed.payload["actions"] == ["accept", "arrived", "close", "reassign", "refer"]

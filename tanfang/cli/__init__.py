@@ -10,11 +10,27 @@ import sys
 import click
 
 from core.settings import SettingsError, load_settings
-from tanfang.cli import call, db, demo, rasa, reports, roster, scheduler, serve, telegram, voice
+from tanfang.cli import (
+    alerts,
+    call,
+    db,
+    demo,
+    rasa,
+    referrals,
+    reports,
+    roster,
+    scheduler,
+    serve,
+    telegram,
+    voice,
+    workforce,
+)
 from tanfang.cli.common import UserError, echo_json, pass_app  # noqa: F401 — the commands' toolkit
 from tanfang.wiring import build_app
 
-COMMAND_MODULES = (db, roster, rasa, voice, call, scheduler, telegram, reports, serve, demo)
+# workforce adds to the groups of scheduler (tasks) and reports (report): after them
+COMMAND_MODULES = (db, roster, rasa, voice, call, scheduler, telegram, reports, serve, demo, alerts, referrals,
+                   workforce)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

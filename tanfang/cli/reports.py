@@ -37,7 +37,7 @@ def form_print(app, visit_id, pdf, xlsx, township, month) -> None:
             if township or month:
                 raise UserError("VISIT_ID 与 --township/--month 不能同时使用")
             try:
-                view = forms.build_view(s, visit_id, full=True)  # the filing copy: full numbers
+                view = forms.build_view(s, visit_id, app.settings, full=True)  # the filing copy: full numbers
             except forms.FormError as exc:
                 raise UserError(str(exc)) from exc
             audit(s, app.actor, "read_sensitive", "visit", visit_id, "record form export (full numbers)")
@@ -69,7 +69,7 @@ def form_print(app, visit_id, pdf, xlsx, township, month) -> None:
         visits = s.scalars(stmt).all()
         if not visits:
             raise UserError(f"{township} 在 {month} 没有已完成的探访记录")
-        views = [forms.build_view(s, v.id, full=True) for v in visits]
+        views = [forms.build_view(s, v.id, app.settings, full=True) for v in visits]
         for v in visits:
             audit(s, app.actor, "read_sensitive", "visit", v.id,
                   f"record form batch export (full numbers) {township} {month}")
@@ -101,7 +101,7 @@ def report_visits(app, month, by, area, xlsx, as_json) -> None:
     db = app.ready_db()
     with db.session() as s:
         try:
-            rep = reports.public(reports.visit_report(s, month, by=by, scope=scope))
+            rep = reports.public(reports.visit_report(s, month, by=by, scope=scope, settings=app.settings))
         except reports.ReportError as exc:
             raise UserError(str(exc)) from exc
     if xlsx:

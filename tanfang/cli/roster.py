@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tanfang.cli.common import UserError, echo_json, pass_app
+from core import alerts, referrals
 from core.privacy import audit, mask_id, mask_phone
 from data import idcard, repo, roster
 from data.models import ASSISTING_UNITS, CHANNELS, PERSON_CHANNELS, SEXES, VISITOR_ROLES
@@ -161,6 +162,9 @@ def elders_show(app, ref: str, reveal: bool, as_json: bool) -> None:
             "family_members": [{"name": f.name, "relation": f.relation, "phone": mph(f.phone), "city": f.city}
                                for f in elder.family_members],
         })
+        data.update(alerts.elder_devices(session, app.settings, elder.id))  # everything its devices sent
+        data["referrals"] = [referrals.as_dict(session, app.settings, r)
+                             for r in referrals.list_referrals(session, elder_id=elder.id)]
         _audit(app, session, "read_sensitive" if reveal else "read", "elder", elder.id,
                "show --reveal" if reveal else "show")
     if as_json:
@@ -202,6 +206,21 @@ def _print_elder(d: dict) -> None:
         out(f"  子女: {f['name']}（{f['relation'] or ''}） {f['phone'] or ''} {f['city'] or ''}")
     if d["notes"]:
         out(f"  备注: {d['notes']}")
+    _print_plan(d)
+
+
+def _print_plan(d: dict, shown: int = 10) -> None:
+    """Devices, what they sent (the newest ``shown``; --json has all) and referrals."""
+    out = click.echo
+    for dev in d["devices"]:
+        out(f"  设备: {dev['kind']} {dev['vendor']}/{dev['device_id']}{'' if dev['active'] else '（已停用）'}")
+    if d["device_events_total"]:
+        out(f"  设备事件: 共{d['device_events_total']}条" + (f"，最近{shown}条" if d["device_events_total"] > shown else ""))
+    for e in d["device_events"][:shown]:
+        task = f" 任务#{e['task_id']}" if e["task_id"] else ""
+        out(f"    {e['at']} {e['device']} {e['what']}（{e['level']}）→ {e['outcome']}{task}")
+    for r in d["referrals"]:
+        out(f"  转介#{r['id']}: {r['type']} {r['provider']} {r['status']}（{r['steps'][-1]['at']}）需求：{r['need']}")
 
 
 @elders_group.command("export")

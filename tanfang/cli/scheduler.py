@@ -9,13 +9,13 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
-from core import labels, plan
+from core import emergency, labels, plan, workforce
 from tanfang import wiring
 from tanfang.cli.common import UserError, echo_json, pass_app
 from core.coverage import coverage_guard, coverage_report, parse_month
 from core.privacy import audit
 from core.tasks import PRIORITY_LABELS, TaskStateError, close_task, task_dict, transition
-from data.models import OPEN_TASK_STATES, Campaign, Elder, Task, utcnow
+from data.models import HANDLING_ACTIONS, OPEN_TASK_STATES, Campaign, Elder, Task, utcnow
 
 
 def _date(value: str, what: str) -> dt.date:
@@ -133,22 +133,43 @@ def tasks_ack(app, task_id: int, actor: str) -> None:
 @click.option("--satisfaction", type=click.Choice(["satisfied", "fairly_satisfied", "dissatisfied"]), default=None)
 @click.option("--provider", "provider_id", type=int, default=None, help="服务人员 (visitor id)")
 @click.option("--no-care-record", is_flag=True, help="不写关爱服务记录")
+@click.option("--handled", multiple=True,
+              help="处置记录（紧急任务必填，可多次）：" + "、".join(HANDLING_ACTIONS) + "，可加 @HH:MM")
+@click.option("--minutes", type=int, default=None, help="服务时长（分钟；默认从到达到完成）")
 @click.option("--by", "actor", default="staff:cli", show_default=True)
 @pass_app
-def tasks_done(app, task_id, outcome, description, in_person, satisfaction, provider_id, no_care_record, actor) -> None:
-    """Close a task with its outcome (and the care record of form section 六)."""
+def tasks_done(app, task_id, outcome, description, in_person, satisfaction, provider_id, no_care_record, handled,
+               minutes, actor) -> None:
+    """Close a task with its outcome (and the care record of form section 六; an urgent task also
+    with its emergency record 处置记录: --handled, or an outcome that says what was done)."""
     db = app.ready_db()
     with db.session() as s:
         t = s.get(Task, task_id)
         if t is None:
             raise UserError(f"没有编号为 {task_id} 的任务 (no task {task_id})")
-        try:
+        try:  # any error below rolls the whole close back
             _, care = close_task(s, t, actor=actor, outcome=outcome, description=description, in_person=in_person,
                                  satisfaction=satisfaction, provider_id=provider_id, record_care=not no_care_record)
+            handling = _handling(app.settings, t, handled, f"{outcome} {description or ''}")
+            workforce.record_service(t, minutes)
+            if handling:
+                emergency.record(s, t, actions=handling, note=outcome, recorded_by=actor, handled_at=t.closed_at,
+                                 handler_id=provider_id)
         except (TaskStateError, ValueError) as exc:
             raise UserError(str(exc)) from exc
         seq = care.seq if care else None
-    click.echo(f"任务 #{task_id} 已完成" + (f"，关爱服务记录第 {seq} 次" if seq else ""))
+    click.echo(f"任务 #{task_id} 已完成" + (f"，关爱服务记录第 {seq} 次" if seq else "")
+               + ("，处置记录已存档" if handling else ""))
+
+
+def _handling(settings, task: Task, handled: tuple[str, ...], text: str) -> list | None:
+    """The emergency record's actions of an urgent task (ValueError when it has none)."""
+    if not emergency.required(task):
+        return None
+    if handled:
+        # a bare HH:MM is on the local day of the emergency (the task's creation)
+        return emergency.parse_actions(handled, settings, plan.local_today(settings, task.created_at or utcnow()))
+    return emergency.actions_for_close(None, text)
 
 
 # ---- campaigns --------------------------------------------------------------------------------

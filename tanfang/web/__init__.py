@@ -19,7 +19,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from core.app import App
 from data.models import utcnow
-from tanfang.web import dashboard
+from tanfang.web import alerts, dashboard
 from tanfang.web.security import SecurityHeaders
 
 
@@ -38,6 +38,7 @@ def build_web_app(app: App, *, phone=None, telegram=None, on_startup=(), on_shut
         from bot import webhook
 
         routes.extend(webhook.routes(app, telegram))
+    routes.extend(alerts.routes(app))  # POST /alerts/{source}: signed vendor events of home devices
     routes.extend(dashboard.routes(app, clock=clock))
 
     @contextlib.asynccontextmanager
