@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from data.files import FILE_MODE, private_dir, private_file
+from data.files import FILE_MODE, private_dir, private_file, sqlite_path
 
 log = logging.getLogger("tanfang.data.crypto")
 
@@ -171,8 +171,9 @@ def key_file_keys(path: str | Path, old: Iterable[str] = ()) -> DataKeys:
 
 def default_key_file(url: str, data_dir: str | Path | None) -> Path | None:
     """Where the development key of a database lives: beside a SQLite file, else in ``data_dir``."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        return Path(url.removeprefix("sqlite:///").split("?", 1)[0]).parent / KEY_FILE
+    db_file = sqlite_path(url)
+    if db_file is not None:
+        return db_file.parent / KEY_FILE
     return Path(data_dir) / KEY_FILE if data_dir is not None else None
 
 

@@ -17,17 +17,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from data.crypto import DataKeys, keys_for
-from data.files import private_dir, private_file
+from data.files import private_dir, private_file, sqlite_path
 from data.sealed import KeyHolder, rotate
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file of a SQLite URL; ``None`` for other databases and in-memory ones."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
-    return None
 
 
 def make_engine(url: str, echo: bool = False) -> Engine:
@@ -82,21 +75,19 @@ class Database:
 
     def upgrade(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` with Alembic (idempotent)."""
-        from alembic import command
-
-        cfg = alembic_config(self.url)
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-        self.checkpoint()
+        self._migrate("upgrade", revision)
 
     def downgrade(self, revision: str) -> None:
+        self._migrate("downgrade", revision)
+
+    def _migrate(self, direction: str, revision: str) -> None:
+        """Alembic on this engine's connection: the migrations find the data keys on its dialect."""
         from alembic import command
 
         cfg = alembic_config(self.url)
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.downgrade(cfg, revision)
+            getattr(command, direction)(cfg, revision)
         self.checkpoint()
 
     def rotate_keys(self, keys: DataKeys) -> dict:

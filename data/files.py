@@ -45,3 +45,10 @@ def private_file(path: str | Path) -> Path:
 def open_private(path: str | Path, mode: str = "ab") -> IO:
     """``open(path, mode)`` on a file that is (made) 0600 first."""
     return open(private_file(path), mode)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL; ``None`` for other databases and in-memory ones."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+    return None

@@ -894,7 +894,8 @@ def records_from_db(session: Session) -> list[ElderRecord]:
     """Every stored elder as a record, by re-validating its exported row (used by round-trip checks)."""
     elders = load_elders(session)
     hdr = export_headers(elders, 0)
-    result = validate_rows(hdr, [[elder_row(e).get(h, "") for h in hdr] for e in elders])
+    most = max([RosterLimits.max_household_members] + [m.seq for e in elders for m in e.household_members])
+    result = validate_rows(hdr, [[elder_row(e).get(h, "") for h in hdr] for e in elders], max_household=most)
     if result.errors:
         raise RosterError("; ".join(map(str, result.errors[:5])))
     return result.records
