@@ -111,7 +111,7 @@ def test_no_plaintext_id_or_phone_anywhere_in_the_database(db, settings):
     assert all(i.startswith("enc1:") and (p is None or p.startswith("enc1:")) and len(h) == 64 for i, p, h in sealed)
     with db.session() as s:  # and the application still reads them, as E.164
         assert s.get(Elder, elder.id).phone.startswith("+86")
-        task = s.scalars(select(Task)).one()
+        assert s.scalars(select(Task)).one().detail.startswith("老人说")  # the sealed detail opens
         sms = s.scalars(select(OutboxMessage).where(OutboxMessage.channel == "sms")).all()
         assert phone.national(elder.phone) in sms[0].body  # people read 13812345678, not the token
         assert {m.recipient for m in sms} >= {c.phone for c in elder.emergency_contacts}
