@@ -41,7 +41,7 @@ from darabonba.runtime import RuntimeOptions
 from core.ports import PermanentDeliveryError
 from core.settings import Settings
 from core.sms_templates import TEMPLATES
-from data import idcard
+from data import phone as phones
 
 DEFAULT_ENDPOINT = "dysmsapi.aliyuncs.com"
 # SendSms result codes (错误码, https://help.aliyun.com/document_detail/101346.html) that no retry fixes
@@ -73,12 +73,11 @@ def aliyun_phone(number: str) -> str:
     """An E.164 or mainland number as SendSms wants it: mainland mobiles as 11 digits, other
     countries as country code + number without ``+``. PermanentDeliveryError for anything else."""
     raw = "".join(ch for ch in str(number or "") if ch not in " -()")
-    mainland = idcard.normalize_phone(raw)  # strips +86 / 0086
-    if idcard.MOBILE_RE.match(mainland):
-        return mainland
+    if phones.is_mobile(raw):
+        return phones.national(raw)  # 11 digits
     if raw.startswith("+") and not raw.startswith("+86") and raw[1:].isdigit() and 8 <= len(raw) <= 16:
         return raw[1:]
-    raise PermanentDeliveryError(f"不是可以收短信的手机号码 (not a mobile number): {idcard.normalize_phone(raw)[:4]}…")
+    raise PermanentDeliveryError(f"不是可以收短信的手机号码 (not a mobile number): {phones.national(raw)[:4]}…")
 
 
 def cut_params(params: dict[str, Any], max_chars: int) -> dict[str, str]:

@@ -6,6 +6,7 @@ import datetime as dt
 
 from core import labels, plan
 from core.tasks import PRIORITY_LABELS, STATE_LABELS
+from data import phone as phones
 from data.models import SATISFACTION, TASK_KINDS, Elder, Task
 
 TASK_ACTIONS = {  # callback action -> button text
@@ -32,12 +33,12 @@ def task_card(settings, task: Task) -> tuple[str, list[list[tuple[str, str]]]]:
     contact = "无（请补登记）"
     if e.emergency_contacts:
         ec = e.emergency_contacts[0]
-        contact = f"{ec.name}（{ec.relation or '亲属'}）{ec.phone}"
+        contact = f"{ec.name}（{ec.relation or '亲属'}）{phones.national(ec.phone)}"
     lines = [
         f"#{task.id} {PRIORITY_LABELS.get(task.priority, task.priority)} · {TASK_KINDS.get(task.kind, task.kind)}"
         f" · {STATE_LABELS.get(task.state, task.state)}",
         labels.plain(task.title),
-        f"老人：{e.name}　电话：{e.phone or '无'}",
+        f"老人：{e.name}　电话：{phones.national(e.phone) or '无'}",
         f"地址：{address(e)}",
         f"紧急联系人：{contact}",
         f"期限：{_local(settings, task.deadline)}",

@@ -19,6 +19,7 @@ from bot.cards import RISK_WORDS
 from core import labels, plan
 from core.outbox import enqueue
 from core.privacy import audit
+from data import phone as phones
 from data.models import OPEN_TASK_STATES, CareService, Elder, FamilyMember, Task, Visit, utcnow
 
 
@@ -58,7 +59,7 @@ def alert_families(session: Session, settings, now: dt.datetime | None = None, s
             msg = enqueue(session, channel="telegram", recipient=fm.telegram_chat_id, recipient_kind="family",
                           dedupe_key=f"urgent:task{t.id}:fm{fm.id}:tg", elder_id=elder.id, task_id=t.id, now=now,
                           body=(f"【{settings.app.name}】紧急：{labels.plain(t.title)}。{labels.plain(t.detail)}"
-                                f"探访员正在处理。请尽快给{elder.name}打电话（{elder.phone or '无电话'}）。"
+                                f"探访员正在处理。请尽快给{elder.name}打电话（{phones.national(elder.phone) or '无电话'}）。"
                                 "如果您确认老人没事（误报），请点下面的按钮。"),
                           payload={"task_id": t.id, "buttons": [
                               {"text": "确认是误报，老人没事", "callback_data": f"fa:{t.id}"}]})

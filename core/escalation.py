@@ -26,6 +26,7 @@ from core.outbox import enqueue
 from core.ports import Grade
 from core.tasks import create_task, open_task_of, transition
 from data import call_status
+from data import phone as phones
 from data.models import (
     OPEN_TASK_STATES,
     VISITOR_ROLES,
@@ -106,7 +107,7 @@ def _contact_line(elder: Elder) -> str:
     if not elder.emergency_contacts:
         return "紧急联系人：无（请尽快补登记）"
     ec = elder.emergency_contacts[0]
-    return f"紧急联系人：{ec.name}（{ec.relation or '亲属'}）{ec.phone}"
+    return f"紧急联系人：{ec.name}（{ec.relation or '亲属'}）{phones.national(ec.phone)}"
 
 
 def _hhmm(settings, when: dt.datetime) -> str:
@@ -216,14 +217,14 @@ def _urgent(session, settings, *, elder, visit, grade, text, now) -> Task:
         ack_deadline=ack_deadline, now=now,
     )
     key = f"urgent:task{task.id}"
-    responsible = f"负责探访员：{visitor.name} {visitor.phone or ''}".strip() if visitor else "负责探访员：待指派"
+    responsible = f"负责探访员：{visitor.name} {phones.national(visitor.phone)}".strip() if visitor else "负责探访员：待指派"
     notify_contacts(session, elder, task=task, now=now, key=key, body=(
         f"【{settings.app.name}】紧急：{elder.name}刚才在问候电话里说「{said}」，可能需要帮助。"
-        f"请马上联系老人（{elder.phone or '无电话'}），必要时拨打120。{responsible}。"))
+        f"请马上联系老人（{phones.national(elder.phone) or '无电话'}），必要时拨打120。{responsible}。"))
     notify_visitor(session, visitor, task=task, now=now, elder=elder, dedupe_key=f"{key}:visitor{visitor.id if visitor else 0}",
                    payload=_task_buttons(task), body=(
         f"【{settings.app.name}】P1 紧急任务 #{task.id}：{elder.name}说「{said}」（{reasons}）。"
-        f"地址：{_full_address(elder)}。老人电话：{elder.phone or '无'}。{_contact_line(elder)}。"
+        f"地址：{_full_address(elder)}。老人电话：{phones.national(elder.phone) or '无'}。{_contact_line(elder)}。"
         f"请在 {_hhmm(settings, ack_deadline)} 前确认接单。"))
     if visitor is None:
         sup = supervisor_of(session, None, elder)
@@ -453,12 +454,12 @@ def _callback_task(session: Session, settings, *, elder: Elder, visitor: Visitor
     phone and address. ``said`` is the message's first sentence; ``{id}`` becomes the task's id."""
     task = create_task(
         session, elder_id=elder.id, kind="callback", priority=priority, visit_id=visit.id if visit else None,
-        title=title, detail=f"老人电话：{elder.phone or '无'}；地址：{_full_address(elder)}；{_contact_line(elder)}",
+        title=title, detail=f"老人电话：{phones.national(elder.phone) or '无'}；地址：{_full_address(elder)}；{_contact_line(elder)}",
         assignee_id=visitor.id if visitor else None, deadline=_end_of_local_day(settings, day), now=now)
     notify_visitor(session, visitor, task=task, now=now, elder=elder, dedupe_key=f"{key}:task{task.id}:callback",
                    payload=_task_buttons(task), body=(
         f"【{settings.app.name}】{said.replace('{id}', str(task.id))}"
-        f"老人电话：{elder.phone or '无'}。地址：{_full_address(elder)}。"))
+        f"老人电话：{phones.national(elder.phone) or '无'}。地址：{_full_address(elder)}。"))
     return task
 
 

@@ -22,8 +22,9 @@ from core.labels import plain
 from core.privacy import mask_id, mask_phone
 from core.settings import Settings
 from data.catalogue import load_catalogue
-from data.sheets import put
+from data import phone as phones
 from data.models import ASSISTING_UNITS, SATISFACTION, SEXES, CareService, Elder, Visit
+from data.sheets import put
 
 TITLE = "特殊困难老年人探访关爱服务记录表"
 COPIES_NOTE = "此表一式两份，县级民政部门、乡镇（街道）各存档一份"
@@ -158,9 +159,9 @@ def _section1(elder: Elder, id_no, phone) -> list[tuple[str, str]]:
         ("姓名", elder.name),
         ("性别", SEXES.get(elder.sex, "")),
         ("公民身份号码", id_no(elder.id_number)),
-        ("联系电话", phone(elder.phone) or ""),
+        ("联系电话", phone(phones.national(elder.phone)) or ""),
         ("紧急联系人", contact.name if contact else ""),
-        ("紧急联系人电话", phone(contact.phone) if contact else ""),
+        ("紧急联系人电话", phone(phones.national(contact.phone)) if contact else ""),
         ("是否残疾", yes_no(elder.is_disabled)),
         ("残疾人证号", id_no(elder.disability_cert_no) or ""),
         ("是否独居、空巢", yes_no(elder.living_alone or elder.empty_nest)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from data import phone as phones
 from data.models import AuditLog
 
 
@@ -17,13 +18,9 @@ def mask_id(id_number: str | None) -> str | None:
 
 
 def mask_phone(phone: str | None) -> str | None:
-    """138****5678 for mobiles; landlines keep the area code and last four."""
-    if not phone:
-        return phone
-    digits = phone.replace("-", "").replace(" ", "")
-    if len(digits) <= 7:
-        return "*" * len(digits)
-    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+    """138****5678 for mobiles (stored +8613812345678); landlines keep the area code and last four
+    (0371-****5678); numbers abroad their country code (+852****5678)."""
+    return phones.mask(phone)
 
 
 def audit(session: Session, actor: str, action: str, entity: str, entity_id=None, detail: str | None = None) -> None:

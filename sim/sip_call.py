@@ -25,7 +25,7 @@ from data import call_status
 from data.models import CallAttempt
 from sim.calls import Step
 from sim.sip_handset import SipHandset
-from sim.sip_trunk import LocalTrunk, free_port
+from sim.sip_trunk import LocalTrunk, free_port  # noqa: F401 — free_port: the demo picks the trunk's port
 
 RATE = 8000
 HANDSET_MODES = {"human": "answer", "no-answer": "ring", "busy": "busy"}
@@ -59,36 +59,44 @@ class SipSimulation:
                 "wall_seconds": round(f.wall_seconds, 1), "closed_by": f.closed_by, "error": f.error}
 
 
-def configure_sip(settings, trunk: LocalTrunk, password: str) -> None:
+DOMAIN = "tanfang.test"
+
+
+def configure_sip(settings, trunk_address: str, password: str, domain: str = DOMAIN) -> None:
     """Point the SIP settings at the local trunk (done before the line is built)."""
     sip = settings.sip
-    sip.registrar, sip.domain, sip.username = trunk.address, trunk.domain, "tanfang"
+    sip.registrar, sip.domain, sip.username = trunk_address, domain, "tanfang"
     sip.caller_id = sip.caller_id or "037100000000"
     sip.local_port, sip.rtp_port, sip.ring_timeout = free_port(), free_port(), min(sip.ring_timeout, 10)
     settings.secrets.sip_password = SecretStr(password)
 
 
 @contextlib.contextmanager
-def local_trunk(password: str):
-    """Kamailio on a free port of 127.0.0.1, in a throw-away folder."""
+def local_trunk(password: str, port: int = 0):
+    """Kamailio on ``port`` (0: a free one) of 127.0.0.1, in a throw-away folder."""
     with tempfile.TemporaryDirectory(prefix="tanfang-sip-") as tmp:
-        trunk = LocalTrunk(Path(tmp) / "trunk", password=password).start()
+        trunk = LocalTrunk(Path(tmp) / "trunk", password=password, domain=DOMAIN, port=port).start()
         try:
             yield trunk, Path(tmp)
         finally:
             trunk.stop()
 
 
-class _ScriptedHandset:
+class ScriptedHandset:
     """Drives the handset through the elder's script: each answer after the bot's prompt ends."""
 
     def __init__(self, handset: SipHandset, synthesizer: Synthesizer, workdir: Path, facts: SipCallFacts):
         self.h, self.synthesizer, self.workdir, self.facts = handset, synthesizer, workdir, facts
         self.n = 0
+        self.steps_done: list[Step] = []  # what the elder said or pressed, in order
+        self.closed = False  # the handset saw the call end
+        self._flush = True   # the first prompt of a call forgets prompts of earlier calls
 
     async def prompt(self) -> bool:
-        self.h.send("wait_prompt", timeout=PROMPT_TIMEOUT_S)
+        self.h.send("wait_prompt", timeout=PROMPT_TIMEOUT_S, flush=self._flush)
+        self._flush = False
         event = await self.h.aw(("prompt_end", "prompt_timeout", "closed"), PROMPT_TIMEOUT_S + 10)
+        self.closed = self.closed or event["event"] == "closed"
         if event["event"] == "prompt_end":
             self.facts.prompts.append(float(event.get("speech_s", 0)))
             return True
@@ -108,7 +116,9 @@ class _ScriptedHandset:
         elif step.kind == "wait":
             self.h.send("silence", seconds=float(step.value))
 
-    async def run(self, script: list[Step], call_id_of) -> None:
+    async def run(self, script: list, call_id_of) -> None:
+        """Each step after the bot's prompt ends; a step may be a callable ``(call) -> Step`` that
+        decides from what the bot asked (``call.sid`` is the SIP Call-ID)."""
         for step in script:
             if not await self.prompt():
                 return  # the bot hung up (goodbye) or went silent
@@ -117,8 +127,10 @@ class _ScriptedHandset:
             if step.kind == "hangup":
                 self.h.send("hangup")
                 self.facts.closed_by = "elder"
+                self.steps_done.append(step)
                 return
             await self.do(step)
+            self.steps_done.append(step)
         while await self.prompt():  # the goodbye (and anything after the last answer)
             pass
 
@@ -151,7 +163,7 @@ async def simulate_sip_check_in(app, pipeline, elder_id: int, phone: str, script
             await handset.aw("answered", 30)
             media = handset.seen("media")
             facts.codec = media[-1].get("codec") if media else None
-            driver = _ScriptedHandset(handset, synthesizer, workdir, facts)
+            driver = ScriptedHandset(handset, synthesizer, workdir, facts)
             call_id = lambda: pipeline.sessions[attempt_id].call_id if attempt_id in pipeline.sessions else ""  # noqa: E731
             await asyncio.wait_for(driver.run(script, call_id), timeout)
         await _wait_over(pipeline, attempt_id, 60)

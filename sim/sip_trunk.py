@@ -118,14 +118,14 @@ class LocalTrunk:
     """
 
     def __init__(self, workdir: Path, *, password: str = "tanfang-test", domain: str = "tanfang.test",
-                 fr_timer_ms: int = 4000, fr_inv_timer_ms: int = 6000, debug: int = 1):
+                 fr_timer_ms: int = 4000, fr_inv_timer_ms: int = 6000, debug: int = 1, port: int = 0):
         self.workdir = Path(workdir)
         self.password = password
         self.domain = domain
         self.fr_timer_ms = fr_timer_ms
         self.fr_inv_timer_ms = fr_inv_timer_ms
         self.debug = debug
-        self.port = 0
+        self.port = port  # 0: a free one, chosen at start
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / "kamailio.log"
 
@@ -148,7 +148,7 @@ class LocalTrunk:
         binary = kamailio_binary()
         if not binary:
             raise RuntimeError("kamailio is not installed (apt-get install kamailio; .ci/setup.d/70-sip.sh)")
-        self.port = free_port()
+        self.port = self.port or free_port()
         cfg = self.write_config()
         check = subprocess.run([binary, "-c", "-f", str(cfg)], capture_output=True, text=True)
         if check.returncode != 0:

@@ -19,6 +19,7 @@ import base64
 import contextlib
 import json
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -48,6 +49,9 @@ log = logging.getLogger("tanfang.sim.twilio_peer")
 
 SILENCE = b"\xff" * FRAME_BYTES  # mu-law silence
 THINK_S = 0.4                    # the elder's pause before answering
+# Twilio takes numbers only in E.164 and answers anything else with error 21211 "Invalid 'To'
+# Phone Number" (https://www.twilio.com/docs/glossary/what-e164, https://www.twilio.com/docs/api/errors/21211)
+E164 = re.compile(r"\+[1-9]\d{6,14}")
 TRAILING_FAST_S = 2.0            # silence after an answer sent at full speed (> end-of-utterance 1.2 s)
 BOT_TIMEOUT_S = 180.0            # wall-clock wait for the bot's next prompt (first Rasa/TTS calls are slow)
 
@@ -81,6 +85,11 @@ class CallLog:
 
 
 # -- the Twilio side ---------------------------------------------------------------------------------
+def _invalid_to(to: str) -> JSONResponse:
+    return JSONResponse({"code": 21211, "message": f"The 'To' number {to} is not a valid phone number.",
+                         "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400}, status_code=400)
+
+
 class SimulatedTwilio:
     """A Twilio stand-in: the REST calls the service makes, and the calls it then rings.
 
@@ -137,6 +146,8 @@ class SimulatedTwilio:
         missing = [k for k in ("To", "From", "Url") if not form.get(k)]
         if missing:
             return JSONResponse({"code": 21201, "message": f"Missing {missing}", "status": 400}, status_code=400)
+        if not E164.fullmatch(form["To"]):
+            return _invalid_to(form["To"])
         answer, script = self.answer, self.script
         if self.callee is not None:
             nth = 1 + sum(1 for c in self.calls.values() if c.to == form["To"])
@@ -161,6 +172,8 @@ class SimulatedTwilio:
         if missing or not (form.get("From") or form.get("MessagingServiceSid")):
             return JSONResponse({"code": 21604, "message": f"Missing {missing or ['From']}", "status": 400},
                                 status_code=400)
+        if not E164.fullmatch(form["To"]):
+            return _invalid_to(form["To"])
         sid = "SM" + uuid.uuid4().hex
         self.messages.append({"sid": sid, "to": form["To"], "from": form.get("From"), "body": form["Body"]})
         return JSONResponse({"sid": sid, "account_sid": self.account_sid, "to": form["To"], "from": form.get("From"),

@@ -71,8 +71,10 @@ def db_url(request, tmp_path):
 
 
 @pytest.fixture
-def db(db_url) -> Database:
-    database = Database(db_url)
+def db(db_url, tmp_path) -> Database:
+    # its data key: the development key file beside a SQLite file, else in the data folder the
+    # ``settings`` fixture names (so the CLI run on the same database finds the same key)
+    database = Database(db_url, data_dir=tmp_path / "var")
     database.upgrade()
     yield database
     database.dispose()

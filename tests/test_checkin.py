@@ -98,7 +98,7 @@ async def test_a_handover_gives_the_visitor_a_call_back_task_at_once(app):
         assert (task.kind, task.priority, task.state, task.visit_id) == ("callback", 2, "open", visit_id)
         assert "要求工作人员联系" in task.title and task.deadline is not None
         [msg] = s.scalars(select(OutboxMessage).where(OutboxMessage.task_id == task_id)).all()
-        assert (msg.channel, msg.recipient, msg.recipient_kind) == ("sms", "13837800101", "visitor")
+        assert (msg.channel, msg.recipient, msg.recipient_kind) == ("sms", "+8613837800101", "visitor")  # E.164 for the SMS provider
         assert s.get(Visit, visit_id).status == "incomplete"
     # a second handover the same day merges into the open task
     visit2, _ = await CheckInService(app, ScriptedDialog([DialogReply(

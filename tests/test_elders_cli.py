@@ -100,7 +100,7 @@ def _bad_files(tmp_path):
     r4[8][idc], r4[8][h.index("性别")] = r4[2][idc], r4[2][h.index("性别")]
     return [
         (write_rows(tmp_path / "checksum.csv", r1), f"第5行 公民身份号码: 校验码错误（应为{good[-1]}）"),
-        (write_rows(tmp_path / "gbk.csv", r2, encoding="gbk"), "第7行 紧急联系人电话: 不是有效的大陆手机或固定电话号码"),
+        (write_rows(tmp_path / "gbk.csv", r2, encoding="gbk"), "第7行 紧急联系人电话: 固定电话请加区号（如0371-1234567）"),
         (write_rows(tmp_path / "nocol.csv", r3), "第1行 村(居): 缺少必填列"),
         (write_rows(tmp_path / "dup.csv", r4), "第9行 公民身份号码: 与第3行重复"),
     ]
@@ -147,7 +147,7 @@ def test_skip_invalid_imports_good_rows(run, db, tmp_path):
     assert counts["elders"] == 29
     with db.session() as s:
         assert "改过的地址" in set(s.scalars(select(Elder.address)))
-        assert s.scalar(select(Elder).where(Elder.id_number == sample_rows()[4][sample_rows()[0].index("公民身份号码")])) is None
+        assert s.scalar(select(Elder).where(Elder.id_number_hash == sample_rows()[4][sample_rows()[0].index("公民身份号码")])) is None
 
 
 def test_reimport_updates(run, db, tmp_path):
@@ -157,7 +157,7 @@ def test_reimport_updates(run, db, tmp_path):
     r = run("elders", "import", write_rows(tmp_path / "v2.csv", rows))
     assert "新增0人，更新30人" in r.output
     with db.session() as s:
-        assert s.scalar(select(Elder.address).where(Elder.id_number == rows[1][rows[0].index("公民身份号码")])) \
+        assert s.scalar(select(Elder.address).where(Elder.id_number_hash == rows[1][rows[0].index("公民身份号码")])) \
             == "幸福村9组1号"
 
 
@@ -189,5 +189,5 @@ def test_visitors_import_add_list(run, db, tmp_path):
                                                              "family_doctor", "civil_affairs", "supervisor"}
     assert all("13800138000" not in (r["phone"] or "") for r in rows)
     with db.session() as s:
-        assert s.scalar(select(Visitor.phone).where(Visitor.name == "钱志愿")) == "13800138000"
+        assert s.scalar(select(Visitor.phone).where(Visitor.name == "钱志愿")) == "+8613800138000"
     assert len(json.loads(run("visitors", "list", "--json", "--role", "volunteer").output)) == 2

@@ -42,12 +42,12 @@ def test_urgent_creates_p1_and_notifies_contacts_and_visitor(db, settings):
         assert task.ack_deadline == NOW + dt.timedelta(minutes=settings.escalation.ack_deadline_minutes)
         assert task.merged_count == 2 and [e.action for e in task.events] == ["created", "merged"]
         msgs = {(m.channel, m.recipient, m.recipient_kind): m for m in s.scalars(select(OutboxMessage))}
-        assert set(msgs) == {("sms", "13900002222", "emergency_contact"), ("telegram", "9001", "emergency_contact"),
+        assert set(msgs) == {("sms", "+8613900002222", "emergency_contact"), ("telegram", "9001", "emergency_contact"),
                              ("telegram", "7001", "visitor")}
         to_visitor = msgs[("telegram", "7001", "visitor")]
         assert "幸福路3号" in to_visitor.body and "王建国" in to_visitor.body and "13900002222" in to_visitor.body
         assert to_visitor.payload["task_id"] == task_id
-        assert "摔了一跤" in msgs[("sms", "13900002222", "emergency_contact")].body
+        assert "摔了一跤" in msgs[("sms", "+8613900002222", "emergency_contact")].body
         assert all(m.task_id == task_id and m.state == "pending" for m in msgs.values())
 
 
@@ -60,7 +60,7 @@ def test_urgent_without_responsible_visitor_uses_area_visitor_sms(db, settings):
                                 text="屋里有煤气味", now=NOW)
         assert task.assignee_id == local.id
         sms = s.scalars(select(OutboxMessage).where(OutboxMessage.recipient_kind == "visitor")).one()
-        assert (sms.channel, sms.recipient) == ("sms", "13700000002")
+        assert (sms.channel, sms.recipient) == ("sms", "+8613700000002")  # E.164 for the SMS provider
 
 
 def test_concern_routes_by_dimension_and_merges(db, settings):

@@ -42,19 +42,3 @@ def test_birth_sex_age():
     assert idcard.sex_of(idcard.make_id("410225", dt.date(1944, 3, 9), 123, "M")) == "M"
     assert idcard.age_on(num, dt.date(2026, 3, 8)) == 81
     assert idcard.age_on(num, dt.date(2026, 3, 9)) == 82
-
-
-@pytest.mark.parametrize("value", ["13812345678", "19912345678", "+86 138 1234 5678", "0371-12345678", "0378-2651234",
-                                   "010-12345678"])
-def test_valid_phones(value):
-    assert idcard.check_phone(value) is None
-
-
-@pytest.mark.parametrize("value", ["12812345678", "1381234567", "03711234567", "12345", "138-1234-5678x"])
-def test_invalid_phones(value):
-    assert idcard.check_phone(value) is not None
-
-
-def test_normalize_phone():
-    assert idcard.normalize_phone("+86 138 1234 5678") == "13812345678"
-    assert idcard.normalize_phone("0371－12345678") == "0371-12345678"

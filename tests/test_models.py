@@ -41,7 +41,7 @@ def test_elder_with_all_sections_round_trips(db):
         assert e.household_members[0].on_dibao is True
         assert e.living_conditions.household_monthly_income == Decimal("860.50")
         assert e.assistance[0].unit_type == "township_village"
-        assert e.emergency_contacts[0].phone == "13900002222"
+        assert e.emergency_contacts[0].phone == "+8613900002222"  # normalised to E.164 when set
         assert e.preferred_call_start == dt.time(9)
 
 

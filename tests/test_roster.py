@@ -98,15 +98,15 @@ def test_reimport_updates_by_id_number(db, tmp_path):
         r[h.index(c)] = ""
     r[h.index("家庭月收入(元)")] = "3000"
     with db.session() as s:
-        elder = s.scalar(select(Elder).where(Elder.id_number == idn))
+        elder = s.scalar(select(Elder).where(Elder.id_number_hash == idn))
         elder.telegram_chat_id = 4242  # not a roster column: must survive re-import
         elder_id = elder.id
     res = do_import(db, write_rows(tmp_path / "v2.csv", [h, r]))
     assert (res.created, res.updated) == (0, 1)
     with db.session() as s:
         e = s.get(Elder, elder_id)
-        assert e.phone == "13700001111" and e.telegram_chat_id == 4242
-        assert [(c.name, c.phone) for c in e.emergency_contacts][0] == ("新联系人", "13700002222")
+        assert e.phone == "+8613700001111" and e.telegram_chat_id == 4242
+        assert [(c.name, c.phone) for c in e.emergency_contacts][0] == ("新联系人", "+8613700002222")
         assert len(e.household_members) == 1
         assert e.living_conditions.household_monthly_income == Decimal("3000.00")
         assert s.scalar(select(func.count()).select_from(Elder)) == 30
@@ -161,7 +161,7 @@ def test_gbk_file_with_errors_and_valid(db, tmp_path):
     rows[6][h.index("紧急联系人电话")] = "2234567"
     rows[11][h.index("是否独居")] = "可能"
     errs = _errors(write_rows(tmp_path / "gbk_bad.csv", rows, encoding="gbk"))
-    assert errs == ["第7行 紧急联系人电话: 不是有效的大陆手机或固定电话号码",
+    assert errs == ["第7行 紧急联系人电话: 固定电话请加区号（如0371-1234567）",
                     "第12行 是否独居: 应为 是/否（实为“可能”）"]
     res = do_import(db, good)
     assert res.created == 30
@@ -222,7 +222,7 @@ def test_xlsx_numeric_cells(tmp_path):
     wb.save(tmp_path / "n.xlsx")
     parsed = roster.parse_file(tmp_path / "n.xlsx")
     assert parsed.errors == [] and len(parsed.records) == 2
-    assert parsed.records[0].contacts[0]["phone"] == rows[1][ph]
+    assert parsed.records[0].contacts[0]["phone"] == "+86" + rows[1][ph]  # stored in E.164
 
 
 def test_unsupported_and_missing_files(tmp_path):

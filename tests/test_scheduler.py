@@ -232,7 +232,7 @@ async def test_twilio_dialer_places_the_scheduled_attempt_with_the_real_client(a
         server.shutdown()
     [(path, body)] = seen
     assert path.endswith("/Accounts/AC" + "0" * 32 + "/Calls.json")
-    assert body["To"] == ["13800000000"] and "attempt=1" in body["Url"][0] and "attempt=1" in body["StatusCallback"][0]
+    assert body["To"] == ["+8613800000000"]  # E.164, as Twilio requires and "attempt=1" in body["Url"][0] and "attempt=1" in body["StatusCallback"][0]
     with app.db.session() as s:
         a1, a2 = s.scalars(select(CallAttempt).order_by(CallAttempt.id)).all()[:2]
         assert (a1.status, a1.provider_sid) == ("queued", "CA" + "1".zfill(32))

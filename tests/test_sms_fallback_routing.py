@@ -19,7 +19,7 @@ LANDLINE = P(channel="sms", wecom_user_id=None, telegram_chat_id=None, phone="03
 UNKNOWN = P(channel="wechat", wecom_user_id="x", telegram_chat_id=1, phone=MOBILE)
 NOTHING = P(channel="wecom", wecom_user_id=None, telegram_chat_id=None, phone=None)
 
-W, T, S = Route("wecom", "MaLi"), Route("telegram", "555"), Route("sms", MOBILE)
+W, T, S = Route("wecom", "MaLi"), Route("telegram", "555"), Route("sms", "+86" + MOBILE)  # sent as E.164
 
 
 @pytest.mark.parametrize("person, urgent, available, expected", [

@@ -31,7 +31,8 @@ async def test_body_arrives_at_the_peer(settings):
         _configure(settings, api)
         sid = await TwilioSmsChannel(settings).send("13900002222", "【探访】王秀英可能摔倒，请马上联系。",
                                                     {"buttons": [{"text": "接单", "callback_data": "task:1:ack"}]})
-    assert peer.messages == [{"sid": sid, "to": "13900002222", "from": FROM, "body": "【探访】王秀英可能摔倒，请马上联系。"}]
+    # sent in E.164 whatever form the number was stored in (the peer, like Twilio, refuses others)
+    assert peer.messages == [{"sid": sid, "to": "+8613900002222", "from": FROM, "body": "【探访】王秀英可能摔倒，请马上联系。"}]
     assert sid.startswith("SM")
 
 
@@ -66,3 +67,30 @@ async def test_outbox_row_is_sent_once(db, settings):
         row = s.query(OutboxMessage).one()
         assert row.state == "sent" and row.attempts == 1
         assert row.payload["provider_message_id"] == peer.messages[0]["sid"]
+
+
+async def test_numbers_go_out_in_e164_and_others_are_refused(settings):
+    """Twilio takes E.164 only (error 21211 otherwise): our clients convert, the peer refuses."""
+    import asyncio
+
+    from twilio.rest import Client
+
+    from data.phone import PhoneError
+    from voice.twilio_client import TwilioCallPlacer
+
+    peer = SimulatedTwilio(SID, TOKEN, [], None, answer="failed")
+    async with local_server(peer.asgi()) as api:
+        _configure(settings, api)
+        settings.twilio.public_base_url = "http://127.0.0.1:9"  # nobody: the failed call posts nowhere
+        raw = Client(SID, TOKEN)
+        raw.api.base_url = api
+        with pytest.raises(TwilioRestException) as err:  # as the old code sent it
+            await asyncio.to_thread(raw.messages.create, to="13900002222", from_=FROM, body="x")
+        assert err.value.code == 21211 and peer.messages == []
+        await TwilioSmsChannel(settings).send("0371-2651234", "x")
+        placer = TwilioCallPlacer(settings)
+        await placer.place("138 0000 1111", 7)
+        with pytest.raises(PhoneError):
+            TwilioSmsChannel(settings).send_blocking("12345", "x")
+    assert [m["to"] for m in peer.messages] == ["+863712651234"]
+    assert [c.to for c in peer.calls.values()] == ["+8613800001111"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 
 from data import call_status as cs
-from data.idcard import normalize_phone
+from data import phone as phones
 
 #: why the call did not happen, for the attempt row and the log (Chinese first)
 REASONS = {
@@ -75,7 +75,7 @@ def dial_user(number: str, dial_format: str = "national") -> str:
     ``e164`` (+8613800000000, +8637112345678) out."""
     raw = (number or "").strip().replace(" ", "").replace("-", "")
     foreign = raw.startswith("+") and not raw.startswith("+86") or raw.startswith("00") and not raw.startswith("0086")
-    v = raw if foreign else normalize_phone(raw).replace("-", "")
+    v = raw if foreign else phones.national(raw).replace("-", "")
     if not foreign and raw.startswith(("+86", "0086")) and v[:1] not in ("1", "0", ""):
         v = "0" + v  # +86 371 ... is the landline 0371 ...: the trunk prefix comes back
     if not _DIGITS.match(v) or v.startswith("0") and len(v) < 5:

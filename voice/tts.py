@@ -12,8 +12,12 @@ Both implement ``core.ports.Synthesizer``: ``synthesize(text, sample_rate) -> PC
   harsh case for the recognizer. Speed is espeak's words per minute divided by the factor.
 * Numbers are written as characters first: service and phone numbers digit by digit
   (``120`` -> ``幺二零``), years digit by digit, other numbers as values (``15`` -> ``十五``).
-* Synthesized audio is cached on disk under ``<app.data_dir>/tts-cache`` keyed by engine, factor
-  and text (the native-rate audio; resampling on read is cheap), so repeated prompts cost nothing.
+* Synthesized audio is cached on disk under ``<app.data_dir>/tts-cache`` (0700, files 0600), in
+  files named by a hash of engine, factor and text only (the native-rate audio; resampling on read
+  is cheap), so repeated prompts cost nothing. A greeting speaks the elder's name, and the engine
+  cannot tell a name from any other word, so every cached prompt is deleted ``voice.tts_cache_days``
+  after it was made (reading it does not extend that; 0 = no disk cache, the call pipeline's
+  memory cache only). The sweep runs when a synthesizer is built and then at most hourly.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
+from data.files import FILE_MODE, private_dir
 from voice.audio import float_to_pcm16, read_wav, resample_pcm16, write_wav
 
 log = logging.getLogger("tanfang.voice.tts")
@@ -96,18 +102,54 @@ def _cache_dir(settings) -> Path | None:
     return Path(settings.app.data_dir) / "tts-cache"
 
 
+DAY_S = 86400
+SWEEP_EVERY_S = 3600
+
+
 class _CachedSynthesizer:
     engine = "base"
     native_rate = 16000
 
-    def __init__(self, settings=None, duration_factor: float | None = None, cache_dir: str | Path | None = None):
+    def __init__(self, settings=None, duration_factor: float | None = None, cache_dir: str | Path | None = None,
+                 cache_days: float | None = None):
         self.settings = settings
         if duration_factor is None:
             duration_factor = settings.voice.tts_duration_factor if settings is not None else 1.0
         if not 0.5 <= float(duration_factor) <= 3.0:
             raise ValueError(f"tts_duration_factor must be between 0.5 and 3, got {duration_factor}")
         self.duration_factor = float(duration_factor)
+        if cache_days is None:
+            cache_days = settings.voice.tts_cache_days if settings is not None else 7
+        self.cache_days = float(cache_days)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else _cache_dir(settings)
+        if self.cache_days <= 0:
+            self.cache_dir = None
+        self._swept_at = 0.0
+        if self.cache_dir is not None and self.cache_dir.is_dir():
+            self.purge_cache()
+
+    def purge_cache(self, now: float | None = None) -> int:
+        """Delete cached prompts made more than ``cache_days`` ago; how many were deleted."""
+        now = time.time() if now is None else now
+        self._swept_at = now
+        if self.cache_dir is None or not self.cache_dir.is_dir():
+            return 0
+        removed = 0
+        for path in self.cache_dir.glob("*.wav"):
+            try:
+                if now - path.stat().st_mtime > self.cache_days * DAY_S:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass  # another process swept it
+        return removed
+
+    def _store(self, path: Path, pcm: bytes, rate: int) -> None:
+        private_dir(path.parent)
+        write_wav(path, pcm, rate)
+        path.chmod(FILE_MODE)
+        if time.time() - self._swept_at > SWEEP_EVERY_S:
+            self.purge_cache()
 
     def cache_key(self, text: str) -> str:
         h = hashlib.sha256(f"{self.engine}\n{self.duration_factor:.3f}\n{text}".encode("utf-8")).hexdigest()
@@ -118,7 +160,7 @@ class _CachedSynthesizer:
         if not text:
             raise ValueError("nothing to synthesize: empty text")
         path = self.cache_dir / f"{self.cache_key(text)}.wav" if self.cache_dir else None
-        if path is not None and path.is_file():
+        if path is not None and path.is_file() and time.time() - path.stat().st_mtime <= self.cache_days * DAY_S:
             try:
                 pcm, rate = read_wav(path)
                 return resample_pcm16(pcm, rate, sample_rate)
@@ -126,7 +168,7 @@ class _CachedSynthesizer:
                 log.warning("unreadable TTS cache file %s: synthesizing again", path)
         pcm, rate = self._synthesize(numbers_to_chinese(text))
         if path is not None:
-            write_wav(path, pcm, rate)
+            self._store(path, pcm, rate)
         return resample_pcm16(pcm, rate, sample_rate)
 
     def _synthesize(self, text: str) -> tuple[bytes, int]:

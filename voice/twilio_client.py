@@ -17,6 +17,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from core.settings import Settings
+from data import phone
 from voice.twiml import STATUS_PATH, VOICE_PATH
 
 STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
@@ -61,10 +62,11 @@ class TwilioCallPlacer:
         return f"{base}{path}" + (f"?{urlencode(query)}" if query else "")
 
     def create_call(self, to: str, attempt_id: int) -> PlacedCall:
-        """Ring ``to``; the webhooks carry ``attempt=<id>`` so the service finds its row."""
+        """Ring ``to`` (sent in E.164, as Twilio requires; ``PhoneError`` if it is no number);
+        the webhooks carry ``attempt=<id>`` so the service finds its row."""
         tw = self.settings.twilio
         call = self.client.calls.create(
-            to=to,
+            to=phone.parse(to),
             from_=tw.from_number,
             url=self._url(VOICE_PATH, attempt=attempt_id),
             method="POST",

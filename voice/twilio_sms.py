@@ -16,6 +16,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from core.settings import Settings
+from data import phone
 from voice.twilio_client import TwilioNotConfigured
 
 
@@ -38,7 +39,8 @@ class TwilioSmsChannel:
             self.client.api.base_url = settings.twilio.api_base_url.rstrip("/")
 
     def send_blocking(self, recipient: str, text: str) -> str:
-        message = self.client.messages.create(to=str(recipient), from_=self.from_number, body=text)
+        """Send to ``recipient`` in E.164 (Twilio refuses other forms: error 21211)."""
+        message = self.client.messages.create(to=phone.parse(str(recipient)), from_=self.from_number, body=text)
         return message.sid
 
     async def send(self, recipient: str, text: str, payload: dict[str, Any] | None = None) -> str:

@@ -128,8 +128,18 @@ VISITORS = [  # channels mixed: village and civil-affairs staff on 企业微信,
 ]
 
 
+def jinmin(rows: list[dict[str, str]]) -> None:
+    """The same village as a county's own spreadsheet: other headers, value codes, a title row."""
+    from data.roster_mapping import HeaderMapping
+
+    mapping = HeaderMapping.load(HERE / "mapping_jinmin.yml")
+    header, theirs = mapping.to_theirs(rows)
+    roster.write_table(HERE / "roster_jinmin.csv", header, theirs, preamble=mapping.preamble())
+
+
 def main() -> None:
     rows = build(random.Random(20261128))
+    jinmin(rows)
     roster.write_table(HERE / "roster_sample.csv", roster.headers(6), rows)
     roster.write_table(HERE / "roster_template.csv", roster.headers(6), [])
     roster.write_table(HERE / "roster_template.xlsx", roster.headers(6), [], blank_rows=200)

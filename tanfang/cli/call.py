@@ -107,7 +107,7 @@ async def _run_sip(app, dialog, elder_id, phone_number, script, elder_voice, ans
 
     password = secrets.token_hex(8)
     with local_trunk(password) as (trunk, workdir):
-        configure_sip(app.settings, trunk, password)  # before the line is built
+        configure_sip(app.settings, trunk.address, password)  # before the line is built
         phone = wiring.build_phone(app, dialog, sip=True)
         await wiring.start_lines(phone)
         try:

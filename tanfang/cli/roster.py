@@ -13,7 +13,9 @@ from tanfang.cli.common import UserError, echo_json, pass_app
 from core import alerts, referrals
 from core.privacy import audit, mask_id, mask_phone
 from data import idcard, repo, roster
+from data import phone as phones
 from data.models import ASSISTING_UNITS, CHANNELS, PERSON_CHANNELS, SEXES, VISITOR_ROLES
+from data.roster_mapping import HeaderMapping
 
 
 
@@ -40,16 +42,32 @@ def elders_group() -> None:
     """老年人花名册 — import, list, show, export the roster."""
 
 
+def _mapping(path: str | None):
+    if not path:
+        return None
+    try:
+        return HeaderMapping.load(path)
+    except roster.RosterError as exc:
+        raise UserError(str(exc)) from exc
+
+
+MAPPING_HELP = "表头映射文件（YAML：本系统列 → 对方表头、取值对照），读写县里自己的表格 (header-mapping file)"
+
+
 @elders_group.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--mapping", type=click.Path(dir_okay=False), help=MAPPING_HELP)
 @click.option("--dry-run", is_flag=True, help="只校验，不写入数据库 (validate only)")
 @click.option("--skip-invalid", is_flag=True, help="跳过有错误的行，导入其余行")
 @click.option("--json", "as_json", is_flag=True, help="结果以JSON输出")
 @pass_app
-def elders_import(app, file: str, dry_run: bool, skip_invalid: bool, as_json: bool) -> None:
-    """导入花名册 CSV（UTF-8/GBK）或 XLSX；有错误的文件整表不导入（除非 --skip-invalid）。"""
+def elders_import(app, file: str, mapping: str | None, dry_run: bool, skip_invalid: bool, as_json: bool) -> None:
+    """导入花名册 CSV（UTF-8/GBK）或 XLSX；有错误的文件整表不导入（除非 --skip-invalid）。
+    文件大小、行数有上限（roster.max_file_mb、roster.max_rows）。"""
     try:
-        parsed = roster.parse_file(file, default_consent_visit=app.settings.roster.default_consent_visit)
+        parsed = roster.parse_file(file, default_consent_visit=app.settings.roster.default_consent_visit,
+                                   limits=roster.RosterLimits.from_settings(app.settings.roster),
+                                   mapping=_mapping(mapping))
     except roster.RosterError as exc:
         raise UserError(f"导入失败: {exc}") from exc
     for w in parsed.warnings:
@@ -57,8 +75,10 @@ def elders_import(app, file: str, dry_run: bool, skip_invalid: bool, as_json: bo
     for e in parsed.errors:
         click.echo(str(e), err=True)
     bad_rows = len(parsed.invalid_rows)
-    if any(e.row == 1 for e in parsed.errors):
-        raise UserError(f"导入失败: 表头有{len(parsed.errors)}处错误（缺少必填列或列名重复），未导入任何数据")
+    if parsed.header_errors:
+        if not mapping:
+            click.echo("提示: 表头与本系统不同的表格（如金民工程导出）请用 --mapping 映射文件", err=True)
+        raise UserError(f"导入失败: 表头有{len(parsed.errors)}处错误（缺少必填列、列名重复或序号超出范围），未导入任何数据")
     if parsed.errors and not skip_invalid:
         raise UserError(f"导入失败: {bad_rows}行共{len(parsed.errors)}处错误，未导入任何数据（修正后重试，或用 --skip-invalid 只导入正确的行）")
     if not parsed.records:
@@ -225,19 +245,22 @@ def _print_plan(d: dict, shown: int = 10) -> None:
 
 @elders_group.command("export")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--mapping", type=click.Path(dir_okay=False), help=MAPPING_HELP)
 @click.option("--county")
 @click.option("--township")
 @click.option("--village")
 @click.option("--encoding", type=click.Choice(["utf-8-sig", "gb18030"]), default="utf-8-sig", show_default=True,
               help="CSV编码（gb18030 供旧版办公软件）")
 @pass_app
-def elders_export(app, file: str, county, township, village, encoding: str) -> None:
-    """导出花名册（与导入相同的表头；含完整证件号码，记入审计日志）。"""
+def elders_export(app, file: str, mapping: str | None, county, township, village, encoding: str) -> None:
+    """导出花名册（与导入相同的表头，或 --mapping 的对方表头；含完整证件号码，记入审计日志）。"""
+    header_mapping = _mapping(mapping)
     db = app.ready_db()
     try:
         with db.session() as session:
             n = roster.export_file(session, file, max_household=app.settings.roster.max_household_members,
-                                   encoding=encoding, county=county, township=township, village=village)
+                                   encoding=encoding, county=county, township=township, village=village,
+                                   mapping=header_mapping)
             audit(session, app.actor, "export", "elders", None, f"{Path(file).name}: {n}")
     except (roster.RosterError, OSError) as exc:
         raise UserError(f"导出失败: {exc}") from exc
@@ -284,10 +307,10 @@ def visitors_add(app, name, role, phone, county, township, village, channel, wec
     except ValueError as exc:
         raise UserError(f"角色{exc}") from exc
     if phone:
-        reason = idcard.check_phone(phone)
-        if reason:
-            raise UserError(f"电话: {reason}")
-        phone = idcard.normalize_phone(phone)
+        try:
+            phone = phones.parse(phone)
+        except phones.PhoneError as exc:
+            raise UserError(f"电话: {exc}") from exc
     try:
         channel_key, wecom_user_id = roster.parse_person_channel(channel, wecom_user, phone, "telegram")
     except ValueError as exc:
@@ -310,7 +333,7 @@ def visitors_add(app, name, role, phone, county, township, village, channel, wec
 def visitors_import(app, file: str) -> None:
     """导入探访人员 CSV/XLSX（表头: 姓名, 角色, 电话, 县(市、区), 乡镇(街道), 村(居), 联系渠道, 企业微信账号）；同名同角色则更新。"""
     try:
-        good, errors = roster.parse_visitors(file)
+        good, errors = roster.parse_visitors(file, limits=roster.RosterLimits.from_settings(app.settings.roster))
     except roster.RosterError as exc:
         raise UserError(f"导入失败: {exc}") from exc
     for e in errors:

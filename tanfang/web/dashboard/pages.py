@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from core import auth, labels, reports
 from core.privacy import audit, mask_id, mask_phone
+from data import phone as phones
 from data.catalogue import load_catalogue
 from data.models import OPEN_TASK_STATES, Elder, Task
 from tanfang.web.dashboard.site import Site
@@ -109,7 +110,7 @@ def elder_page(site: Site, request: Request, user: auth.Principal):
 
 def elder_facts(elder: Elder, sensitive: bool) -> dict:
     contact = elder.emergency_contacts[0] if elder.emergency_contacts else None
-    shown_phone = (lambda p: p) if sensitive else mask_phone
+    shown_phone = phones.national if sensitive else mask_phone  # people read 13812345678, not +86…
     return {"name": elder.name, "address": " ".join(x for x in (elder.county, elder.township, elder.village,
                                                                    elder.address) if x),
             "id_number": elder.id_number if sensitive else mask_id(elder.id_number),
