@@ -32,6 +32,7 @@ SECRET_ENV: dict[str, str] = {
     "TANFANG_TELEGRAM_BOT_TOKEN": "telegram_bot_token",
     "TANFANG_TELEGRAM_WEBHOOK_SECRET": "telegram_webhook_secret",
     "TANFANG_DASHBOARD_SECRET_KEY": "dashboard_secret_key",
+    "TANFANG_RASA_TOKEN": "rasa_token",
 }
 _SECRET_KEYS_IN_FILE = {
     "account_sid", "auth_token", "bot_token", "token", "webhook_secret", "secret_key", "password",
@@ -83,6 +84,9 @@ class VoiceSettings(_Section):
     tts_duration_factor: float = 1.25
     say_language: str = "cmn-CN"
     say_voice: str = "Polly.Zhiyu"
+    filler_after_seconds: float = 1.5
+    filler_text: str = "请稍等"
+    call_lease_seconds: float = 60
 
 
 class TwilioSettings(_Section):
@@ -109,9 +113,11 @@ class RasaSettings(_Section):
     python: str = "python3.10"
     host: str = "127.0.0.1"
     port: int = 5005
+    action_host: str = "127.0.0.1"
     action_port: int = 5055
     cache_dir: Path = Path("~/.cache/tanfang")
     parse_timeout: float = 10
+    turn_timeout: float = 12
 
 
 class NoAnswerSettings(_Section):
@@ -156,6 +162,7 @@ class Secrets(BaseModel):
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
     dashboard_secret_key: SecretStr | None = None
+    rasa_token: SecretStr | None = None
 
 
 class Settings(_Section):

@@ -26,10 +26,12 @@ from core.escalation.outcome import record_call_outcome, report_call_outcome
 from core.escalation.overdue import escalate_overdue
 from core.escalation.routing import area_visitors, responsible_visitor, routed_visitor, supervisor_of
 from core.escalation.tasks import IN_PERSON_KINDS, escalate_grade, request_callback
+from core.escalation.undelivered import escalate_undelivered, undelivered_urgent
 from core.escalation.wording import DIMENSION_LABELS
 
 __all__ = [
     "DIMENSION_LABELS", "IN_PERSON_KINDS", "area_visitors", "escalate_grade", "escalate_overdue",
+    "escalate_undelivered", "undelivered_urgent",
     "missed_days_running", "notify_contacts", "notify_visitor", "record_call_outcome", "report_call_outcome",
     "request_callback", "responsible_visitor", "routed_visitor", "supervisor_of", "task_buttons",
 ]

@@ -153,3 +153,23 @@ def callback_detail(elder: Elder) -> str:
 def callback_to_visitor(settings, elder: Elder, task: Task, said: str) -> str:
     return (f"{_head(settings)}{said.replace('{id}', str(task.id))}"
             f"老人电话：{elder.phone or '无'}。地址：{full_address(elder)}。")
+
+
+# ---- messages the outbox gave up on ----------------------------------------------------------
+RECIPIENT_KINDS = {"visitor": "探访员", "emergency_contact": "紧急联系人", "family": "家属"}
+CHANNEL_LABELS = {"telegram": "Telegram", "sms": "短信", "console": "控制台"}
+
+
+def undelivered_title(elder: Elder, task: Task) -> str:
+    return f"紧急通知未送达：{elder.name}（任务 #{task.id}）"
+
+
+def undelivered_detail(kind: str | None, channel: str, error: str | None) -> str:
+    return (f"发给{RECIPIENT_KINDS.get(kind or '', '联系人')}的{CHANNEL_LABELS.get(channel, channel)}通知多次发送失败"
+            f"（{quote(error or '原因不明', 80)}）")
+
+
+def undelivered_to_supervisor(settings, elder: Elder, task: Task, original: Task, kind: str | None) -> str:
+    return (f"{_head(settings)}P1 紧急任务 #{task.id}：紧急任务 #{original.id}（{original.title}）的通知"
+            f"没能发给{RECIPIENT_KINDS.get(kind or '', '联系人')}。请立即电话联系{elder.name}（{elder.phone or '无电话'}）"
+            f"和{contact_line(elder)}，并确认有人在处理。地址：{full_address(elder)}。")
