@@ -173,9 +173,12 @@ class TwilioLine:
         audio, live = TwilioCallAudio(websocket), None
         try:
             while not audio.closed:
-                message = await websocket.receive_text()
-                try:
-                    event = parse_message(message)
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                try:  # a text frame as Twilio sends; a binary one is parsed too (and skipped if bad)
+                    event = parse_message(message.get("text") if message.get("text") is not None
+                                          else message.get("bytes") or b"")
                 except CodecError as exc:
                     log.warning("media stream: skipped a malformed message: %s", exc)
                     continue

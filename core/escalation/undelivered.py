@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from core.escalation import wording as w
 from core.escalation.notify import notify_visitor, task_buttons
 from core.escalation.routing import supervisor_of
+from core.escalation.tasks import merge
 from core.tasks import create_task
 from data.models import Elder, OutboxMessage, Task, Visitor, utcnow
 
@@ -53,7 +54,7 @@ def _supervisor_for(session: Session, original: Task, msg: OutboxMessage) -> Vis
     return sup
 
 
-def escalate_one(session: Session, settings, msg: OutboxMessage, original: Task, now: dt.datetime) -> Task | None:
+def escalate_one(session: Session, settings, msg: OutboxMessage, original: Task, now: dt.datetime) -> Task:
     elder = original.elder
     sup = _supervisor_for(session, original, msg)
     task = create_task(session, elder_id=elder.id, kind="urgent", priority=1, title=w.undelivered_title(elder, original),
@@ -71,10 +72,13 @@ def escalate_one(session: Session, settings, msg: OutboxMessage, original: Task,
 
 
 def escalate_undelivered(session: Session, settings, *, now: dt.datetime | None = None) -> list[Task]:
-    """Every P1 message that failed for good and was not escalated yet: a P1 task for the supervisor."""
+    """Every P1 message that failed for good and was not escalated yet: a P1 task for the supervisor
+    (one per emergency: more failed messages of the same task are noted on it)."""
     now = now or utcnow()
-    made = []
-    for msg, original in session.execute(_failed_p1(session)).all():
+    made: list[Task] = []
+    rows = session.execute(_failed_p1(session)).all()
+    handled = {m.task_id: (m.payload or {}).get("undelivered_task_id") for m, _ in rows}
+    for msg, original in rows:
         seen = msg.payload or {}
         if seen.get("undelivered_task_id") or seen.get("undelivered_seen"):
             continue
@@ -82,7 +86,14 @@ def escalate_undelivered(session: Session, settings, *, now: dt.datetime | None 
             log.error("the supervisor's notice %s about an undelivered urgent message failed too", msg.id)
             msg.payload = {**seen, "undelivered_seen": True}
             continue
-        made.append(escalate_one(session, settings, msg, original, now))
+        earlier = session.get(Task, handled[original.id]) if handled.get(original.id) else None
+        if earlier is not None:
+            merge(earlier, note=w.undelivered_detail(msg.recipient_kind, msg.channel, msg.last_error), now=now)
+            msg.payload = {**seen, "undelivered_task_id": earlier.id}
+            continue
+        task = escalate_one(session, settings, msg, original, now)
+        handled[original.id] = task.id
+        made.append(task)
     session.flush()
     return made
 
