@@ -42,6 +42,7 @@ from core.ports import Synthesizer
 from tanfang.web import build_web_app
 from tanfang.wiring import build_placer
 from voice.audio import pcm16_to_ulaw, ulaw_to_pcm16
+from voice.session import FILLER_MARK
 from voice.twilio_codec import FRAME_BYTES, RATE
 
 log = logging.getLogger("tanfang.sim.twilio_peer")
@@ -142,6 +143,7 @@ class CallLog:
     script: list[Step] = field(default_factory=list)
     steps_done: list[Step] = field(default_factory=list)
     closed_by: str | None = None  # bot | elder
+    fillers: int = 0              # "请稍等" heard while the bot thought (not prompts: the elder waits on)
     audio_seconds_sent: float = 0.0
     wall_seconds: float = 0.0
     error: str | None = None
@@ -324,9 +326,13 @@ class SimulatedTwilio:
                             current.extend(base64.b64decode(data["media"]["payload"]))
                         elif data.get("event") == "mark":
                             name = data["mark"]["name"]
+                            await ws.send(frame("mark", mark={"name": name}))  # played: echo it back
+                            if name.startswith(FILLER_MARK):  # "请稍等": the elder waits for the question
+                                call.fillers += 1
+                                current.clear()
+                                continue
                             call.prompts.append(HeardPrompt(name, len(current) / RATE, bytes(current)))
                             current.clear()
-                            await ws.send(frame("mark", mark={"name": name}))  # played: echo it back
                             bot_done.set()
                         elif data.get("event") == "clear":
                             current.clear()

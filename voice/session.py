@@ -53,6 +53,7 @@ NO_SPEECH_PROMPT = "您好，您能听到吗？请说话，或者按1表示是�
 GOODBYE_NO_SPEECH = "一直听不到您的声音。我们稍后再给您打电话。再见。"
 GOODBYE_FAULT = "对不起，系统出了点问题。工作人员会给您回电话。再见。"
 FAULT_REASON = "对话服务故障，未能问完"
+FILLER_MARK = "filler-"  # the filler's marks: a line or a simulated elder can tell them from a question's
 WAIT_MARGIN_S = 8.0    # beyond rasa.turn_timeout, how long a turn may take before the call gives up on it
 MAX_NO_SPEECH_REPEATS = 2
 SHORT_ANSWER_CHARS = 3  # a free transcript this short is a short answer: the grammar may correct it
@@ -500,7 +501,7 @@ class CallSession:
         try:
             audio = await self.pipeline.prompt_audio(text)
             self._marks += 1
-            await self.line.play(audio, f"filler-{self._marks}")
+            await self.line.play(audio, f"{FILLER_MARK}{self._marks}")
             self.fillers += 1
         except Exception as exc:  # noqa: BLE001 — the line is gone: the hang-up path records it
             log.info("could not play the filler on %s: %s", self.call_id, exc)
