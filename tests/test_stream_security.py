@@ -143,6 +143,21 @@ async def test_a_start_for_an_attempt_already_final_is_refused(sqlite_app, phone
     assert any("answered: unknown or finished call" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_replayed_start_of_the_same_call_is_refused(sqlite_app, phone):
+    """One stream per call: the start (token and all) replayed on a second websocket is closed."""
+    app = sqlite_app
+    async with local_server(build_web_app(app, phone=phone)) as base:
+        app.settings.twilio.public_base_url = base
+        a = _ringing(app, phone, "CA-r")
+        params = _answer(phone, a, "CA-r")
+        first = asyncio.create_task(_stream(base, "CA-r", params))
+        await asyncio.sleep(0.5)
+        got, closed = await _stream(base, "CA-r", params)
+        await first
+    assert closed and not got
+    assert _visits(app) == 1  # the first stream's visit only
+
+
 async def test_a_token_lives_only_minutes(sqlite_app, phone):
     sqlite_app.settings.twilio.public_base_url = "https://tanfang.example.org"
     a = _ringing(sqlite_app, phone, "CA-t")

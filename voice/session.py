@@ -209,9 +209,14 @@ class CallPipeline:
         return session
 
     def _answer_attempt(self, attempt_id, call_id: str) -> tuple[int, int] | None:
+        """The attempt moved to answered for a new session; None when it is unknown, over, or
+        already has its stream (one stream per call: a replayed start is refused)."""
         with self.app.db.session() as s:
             attempt = self.find_attempt(s, attempt_id, call_id)
             if attempt is None or attempt.status in call_status.FINAL:
+                return None
+            if attempt.heartbeat_at is not None or attempt.id in self.sessions:
+                log.warning("answered: attempt %s already has its stream; a second start is refused", attempt.id)
                 return None
             if attempt.provider_sid is None and call_id:
                 attempt.provider_sid = call_id
