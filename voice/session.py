@@ -59,6 +59,7 @@ MAX_NO_SPEECH_REPEATS = 2
 SHORT_ANSWER_CHARS = 3  # a free transcript this short is a short answer: the grammar may correct it
 PAUSE_BETWEEN_MESSAGES_S = 0.4
 PROMPT_CACHE = 256
+MAX_CALL_ID = 64       # CallAttempt.provider_sid: Twilio's CallSid is 34, a SIP Call-ID rarely longer
 
 
 @dataclass
@@ -148,15 +149,19 @@ class CallPipeline:
 
     def find_attempt(self, s, attempt_id: int | str | None, call_id: str | None) -> CallAttempt | None:
         """The attempt a line event is about: by id (its call id must match when both are
-        known), else by the provider's call id."""
+        known), else by the provider's call id. A call id no provider would send is nobody's."""
+        if call_id is not None and (not isinstance(call_id, str) or len(call_id) > MAX_CALL_ID):
+            log.warning("call id of %s characters refused", len(str(call_id)))
+            return None
         if attempt_id in (None, ""):
             if not call_id:
                 return None
             return s.scalars(select(CallAttempt).where(CallAttempt.provider_sid == call_id)).first()
         try:
-            attempt = s.get(CallAttempt, int(attempt_id))
+            key = int(attempt_id)
         except (TypeError, ValueError):
             return None
+        attempt = s.get(CallAttempt, key) if 0 < key < 2**31 else None  # a database integer key
         if attempt is not None and call_id and attempt.provider_sid and attempt.provider_sid != call_id:
             log.warning("attempt %s belongs to call %s, not %s", attempt_id, attempt.provider_sid, call_id)
             return None
@@ -166,7 +171,7 @@ class CallPipeline:
               answered_by: str | None = None) -> str:
         now = self.clock()
         if answered_by and not attempt.answered_by:
-            attempt.answered_by = answered_by
+            attempt.answered_by = answered_by[:32]
         new = call_status.next_status(attempt.status, status)
         if new == attempt.status:
             return new
