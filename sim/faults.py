@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import os
 import random
 import signal
@@ -147,6 +148,8 @@ class FaultHarness:
     async def __aenter__(self) -> "FaultHarness":
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.rng = random.Random(self.seed)
+        # every kill drops the stream and refuses the status callback: expected, kept on each CallLog.error
+        logging.getLogger("tanfang.sim.twilio_peer").setLevel(logging.CRITICAL)
         settings = load_settings(env={"TANFANG_DATABASE_URL": self.database_url,
                                       "TANFANG_DATA_DIR": str(self.workdir / "harness")})
         self.app = App(settings=settings, actor="fault-harness")
