@@ -334,16 +334,21 @@ def _get(url: str, timeout: float = 2.0, **kwargs) -> httpx.Response | None:
         return None
 
 
-def rasa_status(url: str, timeout: float = 2.0, token: str | None = None) -> dict | None:
-    """``/status`` of a Rasa server (``model_file`` etc.), or None when nothing answers or the
-    server does not accept ``token``."""
-    resp = _get(url.rstrip("/") + "/status", timeout, params={"token": token} if token else None)
+def _get_json(url: str, timeout: float, **kwargs) -> dict | None:
+    """The JSON of a 200 answer; None when nothing answers, refuses (401...) or sends no JSON."""
+    resp = _get(url, timeout, **kwargs)
     if resp is None or resp.status_code != 200:
         return None
     try:
         return resp.json()
     except ValueError:
         return None
+
+
+def rasa_status(url: str, timeout: float = 2.0, token: str | None = None) -> dict | None:
+    """``/status`` of a Rasa server (``model_file`` etc.), or None when nothing answers or the
+    server does not accept ``token``."""
+    return _get_json(url.rstrip("/") + "/status", timeout, params={"token": token} if token else None)
 
 
 def port_answers(url: str, timeout: float = 2.0) -> bool:
@@ -355,13 +360,7 @@ def action_server_identity(url: str, token: str | None, timeout: float = 2.0) ->
     """The action server's ``/health`` (its deployment's identity), or None when nothing answers
     or it does not accept ``token``."""
     headers = {"Authorization": bearer(token)} if token else None
-    resp = _get(url.rstrip("/") + "/health", timeout, headers=headers)
-    if resp is None or resp.status_code != 200:
-        return None
-    try:
-        return resp.json()
-    except ValueError:
-        return None
+    return _get_json(url.rstrip("/") + "/health", timeout, headers=headers)
 
 
 def action_server_up(url: str, timeout: float = 2.0, token: str | None = None) -> bool:
