@@ -4,6 +4,11 @@ Nothing the elder says is lost: each utterance is written (and committed) as a `
 *before* the dialog engine is asked about it, so a crash or a Rasa outage leaves a partial
 record, never a gap. Grades and escalations are written in the transaction that updates the
 turn. Section 五 answers are written by the Rasa custom actions as the slots fill.
+
+The database work runs in worker threads (``asyncio.to_thread``): one locked write must not stall
+the event loop that carries the other calls' audio. The dialog gets ``rasa.turn_timeout`` per turn;
+when it fails or is slower, the words are graded by the safety rules and the call-back the elder is
+promised is made, once per visit (``promise_callback``).
 """
 
 from __future__ import annotations

@@ -20,6 +20,11 @@ hang-ups, and plays the PCM16 prompts it is given (``core.ports.CallAudio``).
 * **Hang-up.** Every answer given so far is already stored (the check-in stores each utterance
   before the dialog sees it); the visit is closed and marked incomplete unless every item was
   answered.
+* **Faults.** A slow dialog: the filler after ``voice.filler_after_seconds``, the wait bounded by
+  ``rasa.turn_timeout``; a failed or too slow one: the fault goodbye, and the call-back it promises
+  is made (once per visit). A live call refreshes its attempt's ``heartbeat_at``; when the process
+  dies, ``core.recovery`` settles the call. One stream per call: a second start is refused.
+* **The event loop** carries every live call's audio: the database work runs in worker threads.
 """
 
 from __future__ import annotations
@@ -220,13 +225,15 @@ class CallPipeline:
             attempt = self.find_attempt(s, attempt_id, call_id)
             if attempt is None or attempt.status in call_status.FINAL:
                 return None
-            if attempt.heartbeat_at is not None or attempt.id in self.sessions:
+            claimed = s.execute(update(CallAttempt).where(CallAttempt.id == attempt.id,
+                                                          CallAttempt.heartbeat_at.is_(None))
+                                .values(heartbeat_at=self.clock()).execution_options(synchronize_session=False))
+            if claimed.rowcount != 1 or attempt.id in self.sessions:  # atomic: one stream per call
                 log.warning("answered: attempt %s already has its stream; a second start is refused", attempt.id)
                 return None
             if attempt.provider_sid is None and call_id:
                 attempt.provider_sid = call_id
             self._move(attempt, call_status.ANSWERED)
-            attempt.heartbeat_at = self.clock()
             return attempt.id, attempt.elder_id
 
     # -- the lease of live calls ---------------------------------------------------------------
