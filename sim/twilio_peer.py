@@ -303,114 +303,9 @@ class SimulatedTwilio:
     async def _media(self, call: CallLog, url: str, parameters: dict[str, str]) -> None:
         """The Media Stream: connected, start, the script; marks echoed; prompts collected."""
         signature = self.validator.compute_signature(url, {})
-        stream_sid = "MZ" + uuid.uuid4().hex
         async with websockets.connect(url, additional_headers={"X-Twilio-Signature": signature},
                                       max_size=2**22) as ws:
-            seq = 0
-            chunk = 0
-
-            def frame(event: str, **body: Any) -> str:
-                nonlocal seq
-                seq += 1
-                return json.dumps({"event": event, "sequenceNumber": str(seq), "streamSid": stream_sid, **body})
-
-            bot_done = asyncio.Event()   # the bot finished a prompt (a mark arrived)
-            closed = asyncio.Event()
-            current = bytearray()
-
-            async def receive() -> None:
-                try:
-                    async for message in ws:
-                        data = json.loads(message)
-                        if data.get("event") == "media":
-                            current.extend(base64.b64decode(data["media"]["payload"]))
-                        elif data.get("event") == "mark":
-                            name = data["mark"]["name"]
-                            await ws.send(frame("mark", mark={"name": name}))  # played: echo it back
-                            if name.startswith(FILLER_MARK):  # "请稍等": the elder waits for the question
-                                call.fillers += 1
-                                current.clear()
-                                continue
-                            call.prompts.append(HeardPrompt(name, len(current) / RATE, bytes(current)))
-                            current.clear()
-                            bot_done.set()
-                        elif data.get("event") == "clear":
-                            current.clear()
-                except websockets.ConnectionClosed:
-                    pass
-                finally:
-                    closed.set()
-                    bot_done.set()
-
-            async def send_audio(ulaw: bytes, *, paced: bool = False) -> None:
-                nonlocal chunk
-                for off in range(0, len(ulaw), FRAME_BYTES):
-                    piece = ulaw[off:off + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff")
-                    chunk += 1
-                    await ws.send(frame("media", media={"track": "inbound", "chunk": str(chunk),
-                                                        "timestamp": str(round(call.audio_seconds_sent * 1000)),
-                                                        "payload": base64.b64encode(piece).decode("ascii")}))
-                    call.audio_seconds_sent += FRAME_BYTES / RATE
-                    if paced:
-                        await asyncio.sleep(FRAME_BYTES / RATE)
-                    elif chunk % 25 == 0:
-                        await asyncio.sleep(0)
-
-            async def silence_until_bot(deadline: float) -> bool:
-                """Silence at full speed for a moment, then paced; True when the bot spoke."""
-                fast = int(TRAILING_FAST_S * RATE / FRAME_BYTES)
-                for _ in range(fast):
-                    if bot_done.is_set():
-                        break
-                    await send_audio(SILENCE)
-                while not bot_done.is_set():
-                    if self.clock() > deadline:
-                        return False
-                    await send_audio(SILENCE, paced=True)
-                return not closed.is_set()
-
-            receiver = asyncio.create_task(receive())
-            await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-            await ws.send(frame("start", start={
-                "streamSid": stream_sid, "accountSid": self.account_sid, "callSid": call.sid,
-                "tracks": ["inbound"], "customParameters": parameters,
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1}}))
-            try:
-                if not await silence_until_bot(self.clock() + BOT_TIMEOUT_S):
-                    raise TimeoutError("the bot never spoke")
-                for step in call.script:
-                    if closed.is_set():
-                        break
-                    bot_done.clear()
-                    if callable(step):
-                        step = step(call) or Step("hangup")
-                    if step.kind == "hangup":
-                        call.steps_done.append(step)
-                        break
-                    await send_audio(SILENCE * int(THINK_S * RATE / FRAME_BYTES))
-                    if step.kind == "say":
-                        await send_audio(await self._elder_audio(step.value))
-                    elif step.kind == "dtmf":
-                        for digit in step.value:
-                            await ws.send(frame("dtmf", dtmf={"track": "inbound_track", "digit": digit}))
-                            await send_audio(SILENCE * 5)
-                    elif step.kind == "wait":
-                        await send_audio(SILENCE * int(float(step.value) * RATE / FRAME_BYTES))
-                    call.steps_done.append(step)
-                    if not await silence_until_bot(self.clock() + BOT_TIMEOUT_S):
-                        if not closed.is_set():
-                            raise TimeoutError("the bot did not answer")
-                        break
-                if not closed.is_set():
-                    # script over or hang-up: Twilio sends stop and closes (the bot may have closed first)
-                    with contextlib.suppress(websockets.ConnectionClosed):
-                        await ws.send(frame("stop", stop={"accountSid": self.account_sid, "callSid": call.sid}))
-                        call.closed_by = "elder"
-                call.closed_by = call.closed_by or "bot"
-            finally:
-                await ws.close()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(receiver, timeout=5)
+            await _MediaStream(self, call, ws).run(parameters)
         if self.listener is not None:
             for prompt in call.prompts:
                 pcm = ulaw_to_pcm16(prompt.audio)
@@ -420,6 +315,129 @@ class SimulatedTwilio:
         call = self.calls[sid]
         await asyncio.wait_for(call.done.wait(), timeout)
         return call
+
+
+class _MediaStream:
+    """One call's Media Stream as Twilio plays it: sends the elder's audio and keys, echoes the
+    bot's marks (a mark = the prompt before it has played), collects the prompts."""
+
+    def __init__(self, peer: SimulatedTwilio, call: CallLog, ws):
+        self.peer, self.call, self.ws = peer, call, ws
+        self.stream_sid = "MZ" + uuid.uuid4().hex
+        self.seq = self.chunk = 0
+        self.bot_done = asyncio.Event()  # the bot finished a prompt (a mark arrived)
+        self.closed = asyncio.Event()
+        self.current = bytearray()
+
+    def frame(self, event: str, **body: Any) -> str:
+        self.seq += 1
+        return json.dumps({"event": event, "sequenceNumber": str(self.seq), "streamSid": self.stream_sid, **body})
+
+    async def receive(self) -> None:
+        try:
+            async for message in self.ws:
+                data = json.loads(message)
+                if data.get("event") == "media":
+                    self.current.extend(base64.b64decode(data["media"]["payload"]))
+                elif data.get("event") == "mark":
+                    await self.on_mark(data["mark"]["name"])
+                elif data.get("event") == "clear":
+                    self.current.clear()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.closed.set()
+            self.bot_done.set()
+
+    async def on_mark(self, name: str) -> None:
+        await self.ws.send(self.frame("mark", mark={"name": name}))  # played: echo it back
+        if name.startswith(FILLER_MARK):  # "请稍等": the elder waits for the question
+            self.call.fillers += 1
+        else:
+            self.call.prompts.append(HeardPrompt(name, len(self.current) / RATE, bytes(self.current)))
+            self.bot_done.set()
+        self.current.clear()
+
+    async def send_audio(self, ulaw: bytes, *, paced: bool = False) -> None:
+        call = self.call
+        for off in range(0, len(ulaw), FRAME_BYTES):
+            piece = ulaw[off:off + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff")
+            self.chunk += 1
+            await self.ws.send(self.frame("media", media={
+                "track": "inbound", "chunk": str(self.chunk), "timestamp": str(round(call.audio_seconds_sent * 1000)),
+                "payload": base64.b64encode(piece).decode("ascii")}))
+            call.audio_seconds_sent += FRAME_BYTES / RATE
+            if paced:
+                await asyncio.sleep(FRAME_BYTES / RATE)
+            elif self.chunk % 25 == 0:
+                await asyncio.sleep(0)
+
+    async def silence_until_bot(self) -> bool:
+        """Silence at full speed for a moment, then paced; True when the bot spoke."""
+        deadline = self.peer.clock() + BOT_TIMEOUT_S
+        for _ in range(int(TRAILING_FAST_S * RATE / FRAME_BYTES)):
+            if self.bot_done.is_set():
+                break
+            await self.send_audio(SILENCE)
+        while not self.bot_done.is_set():
+            if self.peer.clock() > deadline:
+                return False
+            await self.send_audio(SILENCE, paced=True)
+        return not self.closed.is_set()
+
+    async def play(self, step: Step) -> None:
+        """One step of the elder: a pause to think, then the words, the keys or the silence."""
+        await self.send_audio(SILENCE * int(THINK_S * RATE / FRAME_BYTES))
+        if step.kind == "say":
+            await self.send_audio(await self.peer._elder_audio(step.value))
+        elif step.kind == "dtmf":
+            for digit in step.value:
+                await self.ws.send(self.frame("dtmf", dtmf={"track": "inbound_track", "digit": digit}))
+                await self.send_audio(SILENCE * 5)
+        elif step.kind == "wait":
+            await self.send_audio(SILENCE * int(float(step.value) * RATE / FRAME_BYTES))
+
+    async def script(self) -> None:
+        call = self.call
+        if not await self.silence_until_bot():
+            raise TimeoutError("the bot never spoke")
+        for step in call.script:
+            if self.closed.is_set():
+                break
+            self.bot_done.clear()
+            if callable(step):
+                step = step(call) or Step("hangup")
+            if step.kind == "hangup":
+                call.steps_done.append(step)
+                break
+            await self.play(step)
+            call.steps_done.append(step)
+            if not await self.silence_until_bot():
+                if not self.closed.is_set():
+                    raise TimeoutError("the bot did not answer")
+                break
+
+    async def run(self, parameters: dict[str, str]) -> None:
+        call = self.call
+        receiver = asyncio.create_task(self.receive())
+        await self.ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await self.ws.send(self.frame("start", start={
+            "streamSid": self.stream_sid, "accountSid": self.peer.account_sid, "callSid": call.sid,
+            "tracks": ["inbound"], "customParameters": parameters,
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1}}))
+        try:
+            await self.script()
+            if not self.closed.is_set():
+                # script over or hang-up: Twilio sends stop and closes (the bot may have closed first)
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await self.ws.send(self.frame("stop", stop={"accountSid": self.peer.account_sid,
+                                                                "callSid": call.sid}))
+                    call.closed_by = "elder"
+            call.closed_by = call.closed_by or "bot"
+        finally:
+            await self.ws.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(receiver, timeout=5)
 
 
 def _stream_of(xml: str) -> tuple[str, dict[str, str]] | None:
