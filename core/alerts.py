@@ -40,6 +40,7 @@ from core.alert_rules import (
 from core.labels import choices
 from core.tasks import create_task
 from data import call_status
+from data import phone as phones
 from data.models import (
     ALERT_LEVELS,
     ALERT_OUTCOMES,
@@ -338,11 +339,11 @@ def urgent_task(session: Session, settings, item: Resolved, verdict: Verdict, no
     who = f"负责探访员：{visitor.name} {visitor.phone or ''}".strip() if visitor else "负责探访员：待指派"
     escalation.notify_contacts(session, elder, task=task, now=now, key=key, body=(
         f"【{name}】紧急：{elder.name}家的{_device(item)}在{_when(settings, item.ev.at, now)}报警（{verdict.label}），"
-        f"可能需要帮助。我们正在给老人打电话。请马上联系老人（{elder.phone or '无电话'}），必要时拨打120。{who}。"))
+        f"可能需要帮助。我们正在给老人打电话。请马上联系老人（{phones.national(elder.phone) or '无电话'}），必要时拨打120。{who}。"))
     escalation.notify_visitor(session, visitor, task=task, now=now, elder=elder, dedupe_key=f"{key}:visitor",
                               payload=escalation.task_buttons(task), body=(
         f"【{name}】P1 紧急任务 #{task.id}：{elder.name}家的{_device(item)}报警（{verdict.label}，"
-        f"{_when(settings, item.ev.at, now)}）。地址：{escalation.full_address(elder)}。老人电话：{elder.phone or '无'}。"
+        f"{_when(settings, item.ev.at, now)}）。地址：{escalation.full_address(elder)}。老人电话：{phones.national(elder.phone) or '无'}。"
         f"{escalation.contact_line(elder)}。请在 {plan.to_local(settings, ack):%H:%M} 前确认接单。"))
     if visitor is None:
         escalation.notify_visitor(session, escalation.supervisor_of(session, None, elder), task=task, now=now,

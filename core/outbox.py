@@ -8,11 +8,20 @@ never both send it; a delivered message is marked ``sent`` and is never sent aga
 Twilio outage only delays messages: they stay ``pending`` until delivered or ``max_attempts`` is
 used up (then ``failed``, visible in ``tanfang outbox`` views and the logs). A channel that raises
 :class:`core.ports.PermanentDeliveryError` (unknown user, refused template) fails the message at
-once, with the reason in ``last_error``: retrying it would only repeat the refusal.
+once, with the reason in ``last_error``: retrying it would only repeat the refusal. A failed message of a P1 task becomes a P1 task for
+the supervisor (``core.escalation.undelivered``, run by the scheduler every minute) and is listed on
+the dashboard.
+
+Delivery is at least once: the ``dedupe_key`` is ours (one row per event and recipient), and a
+dispatcher that dies between the provider's answer and marking the row ``sent`` sends it again
+after the lease. Neither provider takes an idempotency key for sending: Telegram's ``sendMessage``
+has none, and Twilio's Messages API has none (its ``I-Twilio-Idempotency-Token`` header is on the
+webhooks Twilio sends *us*).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Any
@@ -120,16 +129,18 @@ class OutboxDispatcher:
                 row.last_error = (error or "unknown error")[:2000]
                 if permanent or row.attempts >= self.settings.outbox.max_attempts:
                     row.state = "failed"
-                    log.error("outbox message %s to %s failed for good: %s", row.id, row.recipient, error)
+                    log.error("outbox message %s (%s, task %s) failed for good: %s", row.id, row.channel,
+                              row.task_id, error)
                 else:
                     row.next_attempt_at = now + dt.timedelta(seconds=backoff_seconds(self.settings, row.attempts))
 
     async def deliver_due(self, now: dt.datetime | None = None) -> int:
-        """Send every due message once; returns how many were delivered now."""
+        """Send every due message once; returns how many were delivered now. The database work
+        runs in worker threads (the event loop may be carrying live calls)."""
         now = now if now is not None else utcnow()
         delivered = 0
-        for msg_id, attempts in self._due_ids(now):
-            msg = self._claim(msg_id, attempts, now)
+        for msg_id, attempts in await asyncio.to_thread(self._due_ids, now):
+            msg = await asyncio.to_thread(self._claim, msg_id, attempts, now)
             if msg is None:
                 continue  # another dispatcher has it
             channel = self.channels[msg.channel]
@@ -139,8 +150,8 @@ class OutboxDispatcher:
                 self._finish(msg, sent=False, now=now, error=f"permanent: {exc}", permanent=True)
                 continue
             except Exception as exc:  # noqa: BLE001 — any failure of the channel is retried
-                self._finish(msg, sent=False, now=now, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.to_thread(self._finish, msg, sent=False, now=now, error=f"{type(exc).__name__}: {exc}")
                 continue
-            self._finish(msg, sent=True, now=now, provider_id=provider_id)
+            await asyncio.to_thread(self._finish, msg, sent=True, now=now, provider_id=provider_id)
             delivered += 1
         return delivered

@@ -40,6 +40,7 @@ SECRET_ENV: dict[str, str] = {
     "TANFANG_ALIYUN_ACCESS_KEY_SECRET": "aliyun_access_key_secret",
     "TANFANG_DATA_KEY": "data_key",          # seals ID and phone numbers at rest (data/crypto.py)
     "TANFANG_DATA_KEY_OLD": "data_key_old",  # the previous data key, while `tanfang db rotate-key` runs
+    "TANFANG_RASA_TOKEN": "rasa_token",
 }
 # One HMAC secret per alert source (a device vendor), named after it: TANFANG_ALERT_SECRET_HUAXIN
 # signs POST /alerts/huaxin (tanfang/web/alerts.py). Read here only, into Secrets.alert_secrets.
@@ -102,6 +103,9 @@ class VoiceSettings(_Section):
     tts_cache_days: float = Field(7, ge=0)
     say_language: str = "cmn-CN"
     say_voice: str = "Polly.Zhiyu"
+    filler_after_seconds: float = 1.5
+    filler_text: str = "请稍等"
+    call_lease_seconds: float = 60
 
 
 class TwilioSettings(_Section):
@@ -196,9 +200,11 @@ class RasaSettings(_Section):
     python: str = "python3.10"
     host: str = "127.0.0.1"
     port: int = 5005
+    action_host: str = "127.0.0.1"
     action_port: int = 5055
     cache_dir: Path = Path("~/.cache/tanfang")
     parse_timeout: float = 10
+    turn_timeout: float = 12
 
 
 class NoAnswerSettings(_Section):
@@ -296,6 +302,7 @@ class Secrets(BaseModel):
     alert_secrets: dict[str, SecretStr] = Field(default_factory=dict)  # alert source -> HMAC secret
     data_key: SecretStr | None = None
     data_key_old: SecretStr | None = None
+    rasa_token: SecretStr | None = None
 
 
 class Settings(_Section):

@@ -386,6 +386,9 @@ class Visit(TimestampMixin, Base):
     entered_by: Mapped[str | None] = mapped_column(String(64))  # 数据录入人
     elder_signature: Mapped[str | None] = mapped_column(String(64))    # 被探访老年人签字
     visitor_signature: Mapped[str | None] = mapped_column(String(64))  # 探访人签字
+    # the call-back promised during this visit ("工作人员会给您回电话"): made once, then kept here
+    callback_task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tasks.id", use_alter=True, name="fk_visits_callback_task_id_tasks"))
 
     elder: Mapped[Elder] = relationship(back_populates="visits")
     visitor: Mapped[Visitor | None] = relationship()
@@ -531,6 +534,8 @@ class CallAttempt(TimestampMixin, Base):
     reason: Mapped[str | None] = mapped_column(String(200))
     settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # outcome processed by the scheduler
     meta: Mapped[dict | None] = mapped_column(JSON)  # why this call: {"reason": "device_alert", "opening": ...}
+    # refreshed by the process running the live call; a stale one means that process died
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class Campaign(TimestampMixin, Base):

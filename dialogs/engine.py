@@ -15,6 +15,10 @@ fit (``DialogReply.expects``): a custom payload ``{"expects": "..."}``, else the
 
 A network failure or a server error raises :class:`DialogUnavailable`; the caller keeps the
 elder's words and retries later.
+
+With a ``token`` (``dialogs.auth.shared_token``) every request carries it (Rasa's ``--auth-token``),
+and every message's metadata carries the conversation's proof, without which the actions write
+nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import httpx
 
 from core.ports import DialogReply, Grade, ParseResult
+from dialogs.auth import PROOF_KEY, conversation_proof, shared_token
 
 
 class DialogUnavailable(Exception):
@@ -55,9 +60,11 @@ def grade(text: str, parse: ParseResult | None, expects: str | None = None) -> G
 class RasaDialogEngine:
     """DialogEngine over a running Rasa server (``EmbeddedRasa(settings).url`` or ``rasa.url``)."""
 
-    def __init__(self, url: str, timeout: float = 10.0, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, client: httpx.AsyncClient | None = None,
+                 token: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.token = token  # the shared token (dialogs.auth): Rasa's --auth-token, and the conversation proofs
         self._client = client
         self._own_client = client is None
         self._slot_names: set[str] | None = None
@@ -67,7 +74,7 @@ class RasaDialogEngine:
     @classmethod
     def from_settings(cls, settings, url: str | None = None) -> "RasaDialogEngine":
         base = url or settings.rasa.url or f"http://{settings.rasa.host}:{settings.rasa.port}"
-        return cls(base, timeout=settings.rasa.parse_timeout)
+        return cls(base, timeout=settings.rasa.parse_timeout, token=shared_token(settings))
 
     # -- HTTP --
 
@@ -90,6 +97,8 @@ class RasaDialogEngine:
         await self.aclose()
 
     async def _request(self, method: str, path: str, **kwargs) -> Any:
+        if self.token:  # Rasa's HTTP API takes its auth token as the `token` query parameter
+            kwargs["params"] = {**(kwargs.get("params") or {}), "token": self.token}
         try:
             resp = await self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -140,6 +149,8 @@ class RasaDialogEngine:
         # The answer is graded against what the bot asked *before* this turn (the caller may pass
         # it as metadata["expects"] after a restart).
         asked = metadata.get("expects", self._expects.get(conversation_id))
+        if self.token:  # the REST channel takes no token: the actions check this proof before writing
+            metadata = {**metadata, PROOF_KEY: conversation_proof(self.token, conversation_id)}
         messages = await self._request(
             "POST", "/webhooks/rest/webhook",
             json={"sender": conversation_id, "message": text, "metadata": metadata},

@@ -12,26 +12,38 @@ run twice and safe after a restart, because the database, not the scheduler, hol
   died mid-call) are settled as failed, Telegram check-ins nobody answered within
   ``telegram.checkin_reply_minutes`` as no answer, and chat check-ins the elder left half answered
   for ``telegram.checkin_idle_hours`` closed as incomplete and settled as no answer; due attempts
-  that now fall into quiet hours or on a past day are cancelled, never dialed.
-* ``deliver_outbox``, ``escalate_overdue`` and ``coverage_guard`` are idempotent by design.
+  that now fall into quiet hours or on a past day are cancelled, never dialed (an urgent device
+  alarm's check-in is dialed at any hour). An attempt the line cannot take (``LineUnavailable``)
+  waits and is dialed again a little later. A phone call whose visit is still open waits for its session
+  (or for the recovery sweep) before it is settled.
+* ``recover_calls`` (at start and every minute) is the crash sweep of ``core.recovery``: an
+  answered call whose process died is settled, its visit closed, its ungraded words graded.
+* ``deliver_outbox``, ``escalate_overdue`` (which also turns P1 messages the outbox gave up on into
+  a task for the supervisor) and ``coverage_guard`` are idempotent by design.
+* ``tick`` runs every job once (``tanfang scheduler tick``).
+
+Every job does its database work in worker threads (``in_unit``): in ``tanfang serve`` the jobs
+share the event loop with live calls.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import plan
 from core.coverage import coverage_guard as _coverage_guard
 from core.escalation import escalate_overdue as _escalate_overdue
-from core.escalation import record_call_outcome
+from core.escalation import escalate_undelivered, record_call_outcome
 from core.outbox import OutboxDispatcher
 from core.ports import CallRequest, Dialer, LineError, LineUnavailable, MessageChannel
+from core.recovery import recover
 from data import call_status
 from data.models import CallAttempt, Elder, OutboxMessage, Visit, VisitTurn, utcnow
 
@@ -43,7 +55,7 @@ STALE_CALL_MINUTES = 10  # queued/ringing longer than this: the call was lost (r
 @dataclass
 class JobContext:
     app: object  # core.app.App
-    dialer: Dialer
+    dialer: Dialer | None
     channels: dict[str, MessageChannel] = field(default_factory=dict)
     clock: Callable[[], dt.datetime] = utcnow
     stats: dict[str, int] = field(default_factory=dict)
@@ -109,8 +121,12 @@ def plan_calls(session: Session, settings, now: dt.datetime) -> list[CallAttempt
 def settle_ended(session: Session, settings, now: dt.datetime) -> int:
     """Run the ladder once for every ended call not yet settled, and for calls lost mid-way."""
     n = 0
-    ended = session.scalars(select(CallAttempt).where(CallAttempt.status.in_(call_status.FINAL),
-                                                      CallAttempt.settled_at.is_(None)).order_by(CallAttempt.id))
+    # a phone call whose visit is still open is not over for the ladder yet: its session is closing
+    # it, or its process died and the recovery sweep settles it (core.recovery)
+    over = or_(CallAttempt.channel != "phone", CallAttempt.visit_id.is_(None), Visit.status != "in_progress")
+    ended = session.scalars(select(CallAttempt).outerjoin(Visit, Visit.id == CallAttempt.visit_id)
+                            .where(CallAttempt.status.in_(call_status.FINAL), CallAttempt.settled_at.is_(None), over)
+                            .order_by(CallAttempt.id))
     for attempt in list(ended):
         record_call_outcome(session, settings, attempt=attempt, status=attempt.status, now=now)
         n += 1
@@ -194,42 +210,64 @@ def _claim(session: Session, attempt_id: int, now: dt.datetime) -> bool:
     return result.rowcount == 1
 
 
-def _claim_request(ctx: JobContext, s: Session, attempt_id: int, elder_id: int, key: str, now: dt.datetime,
-                   today: dt.date) -> CallRequest | None:
-    """Claim a due attempt and say what to dial, or settle it without a call (a past day, quiet
-    hours, a paused elder) and return None."""
-    settings = ctx.settings
-    attempt = s.get(CallAttempt, attempt_id)
-    if attempt.status != "scheduled":
-        return None
-    elder = s.get(Elder, elder_id)
+def _settle_and_find_due(ctx: JobContext, now: dt.datetime) -> list:
+    with ctx.db.session() as s:
+        ctx.count("settled", settle_ended(s, ctx.settings, now))
+        return s.execute(select(CallAttempt.id, CallAttempt.elder_id, CallAttempt.slot_key)
+                         .where(CallAttempt.status == "scheduled", CallAttempt.scheduled_for <= now)
+                         .order_by(CallAttempt.scheduled_for, CallAttempt.id)).all()
+
+
+def _skip_reason(settings, attempt: CallAttempt, key: str, today: dt.date, now: dt.datetime) -> str | None:
     parsed = plan.parse_slot_key(key)
     day = parsed[1] if parsed else plan.local_today(settings, attempt.scheduled_for or now)
-    meta = attempt.meta or {}
-    skip = None
     if day != today:
-        skip = "已过当天，未拨打"
-    elif plan.is_quiet(settings, now) and not meta.get("urgent"):
-        skip = "静默时段，不打电话"  # a device's urgent alarm is checked on at any hour
-    if skip:
-        if _claim(s, attempt_id, now):
-            s.refresh(attempt)
-            record_call_outcome(s, settings, attempt=attempt, status="canceled", now=now, reason=skip)
-            ctx.count("cancelled")
-        return None
-    if not elder.consent_visit or (elder.paused_until and today <= elder.paused_until):
-        if _claim(s, attempt_id, now):
-            s.refresh(attempt)
-            attempt.status, attempt.settled_at = "canceled", now
-            attempt.reason = "老人暂停或不同意探访"
-        return None
-    if not _claim(s, attempt_id, now):
-        return None  # someone else has it
-    campaigns = plan.active_campaigns(s, today)
-    return CallRequest(attempt_id=attempt_id, elder_id=elder_id, channel=attempt.channel, phone=elder.phone,
-                       telegram_chat_id=elder.telegram_chat_id, slot_key=key, attempt_no=attempt.attempt_no,
-                       safety_messages=tuple(plan.safety_messages(campaigns, elder)),
-                       reason=meta.get("reason"), opening=meta.get("opening"))
+        return "已过当天，未拨打"
+    if plan.is_quiet(settings, now) and not (attempt.meta or {}).get("urgent"):
+        return "静默时段，不打电话"  # a device's urgent alarm is checked on at any hour
+    return None
+
+
+def _claim_for_dialing(ctx: JobContext, attempt_id: int, elder_id: int, key: str, now: dt.datetime
+                       ) -> CallRequest | None:
+    """Claim one due attempt for dialing (or cancel it: past day, quiet hours, paused elder); the
+    request to dial, or None. The claim is committed before the call is placed: a crash then
+    leaves a 'queued' row that is settled as failed later, never a second call for this slot."""
+    settings = ctx.settings
+    today = plan.local_today(settings, now)
+    with ctx.db.session() as s:
+        attempt = s.get(CallAttempt, attempt_id)
+        if attempt.status != "scheduled":
+            return None
+        elder = s.get(Elder, elder_id)
+        skip = _skip_reason(settings, attempt, key, today, now)
+        if skip:
+            if _claim(s, attempt_id, now):
+                s.refresh(attempt)
+                record_call_outcome(s, settings, attempt=attempt, status="canceled", now=now, reason=skip)
+                ctx.count("cancelled")
+            return None
+        if not elder.consent_visit or (elder.paused_until and today <= elder.paused_until):
+            if _claim(s, attempt_id, now):
+                s.refresh(attempt)
+                attempt.status, attempt.settled_at = "canceled", now
+                attempt.reason = "老人暂停或不同意探访"
+            return None
+        if not _claim(s, attempt_id, now):
+            return None  # someone else has it
+        campaigns, meta = plan.active_campaigns(s, today), attempt.meta or {}
+        return CallRequest(attempt_id=attempt_id, elder_id=elder_id, channel=attempt.channel,
+                           phone=elder.phone, telegram_chat_id=elder.telegram_chat_id, slot_key=key,
+                           attempt_no=attempt.attempt_no, safety_messages=tuple(plan.safety_messages(campaigns, elder)),
+                           reason=meta.get("reason"), opening=meta.get("opening"))
+
+
+def _dial_failed(ctx: JobContext, attempt_id: int, exc: Exception) -> None:
+    status = exc.status if isinstance(exc, LineError) else call_status.FAILED
+    with ctx.db.session() as s:
+        attempt = s.get(CallAttempt, attempt_id)
+        record_call_outcome(s, ctx.settings, attempt=attempt, status=status, now=ctx.clock(),
+                            reason=f"外呼失败：{exc}"[:200])
 
 
 async def _dial(ctx: JobContext, request: CallRequest) -> bool:
@@ -241,32 +279,25 @@ async def _dial(ctx: JobContext, request: CallRequest) -> bool:
         return True
     except LineUnavailable as exc:  # nothing was dialed: the attempt waits, it is not a missed call
         log.warning("line unavailable for attempt %s: %s", request.attempt_id, exc)
-        _requeue(ctx, request.attempt_id, str(exc))
+        await asyncio.to_thread(_requeue, ctx, request.attempt_id, str(exc))
     except Exception as exc:  # noqa: BLE001 — the provider refused: the ladder retries
         log.warning("dialing attempt %s failed: %s", request.attempt_id, exc)
-        status = exc.status if isinstance(exc, LineError) else call_status.FAILED
-        with ctx.db.session() as s:
-            attempt = s.get(CallAttempt, request.attempt_id)
-            record_call_outcome(s, ctx.settings, attempt=attempt, status=status, now=ctx.clock(),
-                                reason=f"外呼失败：{exc}"[:200])
+        await asyncio.to_thread(_dial_failed, ctx, request.attempt_id, exc)
     return False
 
 
 async def run_dial_due(ctx: JobContext, now: dt.datetime | None = None) -> int:
-    """Settle ended calls, then dial every due attempt exactly once. Returns calls placed."""
+    """Settle ended calls, then dial every due attempt exactly once. Returns calls placed.
+
+    The database work runs in worker threads: in ``tanfang serve`` this job shares the event loop
+    with live calls, whose audio must never wait for a database lock."""
     now = now or ctx.clock()
-    with ctx.db.session() as s:
-        ctx.count("settled", settle_ended(s, ctx.settings, now))
-        due = s.execute(select(CallAttempt.id, CallAttempt.elder_id, CallAttempt.slot_key)
-                        .where(CallAttempt.status == "scheduled", CallAttempt.scheduled_for <= now)
-                        .order_by(CallAttempt.scheduled_for, CallAttempt.id)).all()
-    today = plan.local_today(ctx.settings, now)
     placed = 0
+    due = await asyncio.to_thread(_settle_and_find_due, ctx, now)
+    if ctx.dialer is None:
+        return 0  # settling only (``scheduler tick`` in a process that places no calls)
     for attempt_id, elder_id, key in due:
-        with ctx.db.session() as s:
-            request = _claim_request(ctx, s, attempt_id, elder_id, key, now, today)
-        # the claim is committed before the call is placed: a crash now leaves a 'queued' row that is
-        # settled as failed later, never a second call for this slot
+        request = await asyncio.to_thread(_claim_for_dialing, ctx, attempt_id, elder_id, key, now)
         if request is not None:
             placed += await _dial(ctx, request)
     return placed
@@ -300,20 +331,56 @@ def _has_pending_outbox(ctx: JobContext, now: dt.datetime) -> bool:
                                                        OutboxMessage.next_attempt_at <= now).limit(1)) is not None
 
 
+def _unit(ctx: JobContext, work: Callable, **kw):
+    with ctx.db.session() as s:
+        return work(s, ctx.settings, **kw)
+
+
+async def in_unit(ctx: JobContext, work: Callable, **kw):
+    """``work(session, settings, **kw)`` in its own unit of work, in a worker thread: the jobs share
+    the event loop with live calls in ``tanfang serve``, whose audio must not wait for the database."""
+    return await asyncio.to_thread(_unit, ctx, work, **kw)
+
+
+async def run_recovery(ctx: JobContext, now: dt.datetime | None = None) -> dict:
+    """The crash sweep (``core.recovery``): calls whose process died settled, left-over words graded."""
+    report = await in_unit(ctx, recover, now=now or ctx.clock())
+    ctx.count("recovered_calls", report["calls_settled"])
+    ctx.count("recovered_turns", report["turns_graded"])
+    return report
+
+
+async def run_escalations(ctx: JobContext, now: dt.datetime | None = None) -> dict:
+    """Unacknowledged P1 tasks one level up; P1 messages the outbox gave up on to the supervisor."""
+    now = now or ctx.clock()
+    overdue = len(await in_unit(ctx, _escalate_overdue, now=now))
+    undelivered = len(await in_unit(ctx, escalate_undelivered, now=now))
+    ctx.count("escalated", overdue)
+    ctx.count("undelivered_escalated", undelivered)
+    return {"overdue": overdue, "undelivered": undelivered}
+
+
 # ---- the jobs (no arguments; registered with explicit IDs) -----------------------------------
 async def plan_today() -> int:
     ctx = context()
-    with ctx.db.session() as s:
-        n = len(plan_calls(s, ctx.settings, ctx.clock()))
+    n = len(await in_unit(ctx, plan_calls, now=ctx.clock()))
     ctx.count("planned", n)
     return n
+
+
+async def recover_calls() -> int:
+    ctx = context()
+    report = await run_recovery(ctx)
+    if report["tasks"]:  # an urgent phrase said just before a crash: tell people now
+        await run_deliver_outbox(ctx)
+    return report["calls_settled"]
 
 
 async def dial_due() -> int:
     ctx = context()
     placed = await run_dial_due(ctx)
     now = ctx.clock()
-    if _has_pending_outbox(ctx, now):  # urgent answers during these calls: tell people now, not later
+    if await asyncio.to_thread(_has_pending_outbox, ctx, now):  # urgent answers during these calls: tell people now
         await run_deliver_outbox(ctx, now)
     return placed
 
@@ -326,17 +393,39 @@ async def deliver_outbox() -> int:
 async def escalate_overdue() -> int:
     ctx = context()
     now = ctx.clock()
-    with ctx.db.session() as s:
-        n = len(_escalate_overdue(s, ctx.settings, now=now))
-    ctx.count("escalated", n)
-    if n:
+    done = await run_escalations(ctx, now)
+    if done["overdue"] or done["undelivered"]:
         await run_deliver_outbox(ctx, now)
-    return n
+    return done["overdue"] + done["undelivered"]
 
 
 async def coverage_guard() -> int:
     ctx = context()
-    with ctx.db.session() as s:
-        n = len(_coverage_guard(s, ctx.settings, now=ctx.clock()))
+    n = len(await in_unit(ctx, _coverage_guard, now=ctx.clock()))
     ctx.count("coverage_tasks", n)
     return n
+
+
+# ---- every job once (``tanfang scheduler tick``) -------------------------------------------------
+async def tick(ctx: JobContext) -> dict:
+    """Every job once at ``ctx.clock()``, in the order a day needs them; what each did. Without a
+    dialer (``ctx.dialer`` None) ended calls are settled but nothing is dialed."""
+    now = ctx.clock()
+    before = dict(ctx.stats)
+    out: dict = {"at": now.isoformat(timespec="seconds")}
+    out["plan"] = {"planned": len(await in_unit(ctx, plan_calls, now=now))}
+    out["recovery"] = await run_recovery(ctx, now)
+    out["dial"] = {"placed": await run_dial_due(ctx, now)}
+    out["escalate"] = await run_escalations(ctx, now)
+    out["coverage"] = {"tasks": len(await in_unit(ctx, _coverage_guard, now=now))}
+    out["outbox"] = {"sent": await run_deliver_outbox(ctx, now), "channels": sorted(ctx.channels),
+                     **await asyncio.to_thread(_outbox_state, ctx)}
+    for key in ("settled", "cancelled", "dialed"):
+        out["dial"][key] = ctx.stats.get(key, 0) - before.get(key, 0)
+    return out
+
+
+def _outbox_state(ctx: JobContext) -> dict:
+    with ctx.db.session() as s:
+        rows = s.execute(select(OutboxMessage.state, func.count(OutboxMessage.id)).group_by(OutboxMessage.state)).all()
+    return {f"{state}_total": n for state, n in rows}

@@ -43,6 +43,7 @@ from tanfang.web import build_web_app
 from tanfang.wiring import build_placer
 from voice.audio import pcm16_to_ulaw, ulaw_to_pcm16
 from voice import twilio_codec as codec
+from voice.session import FILLER_MARK
 from voice.twilio_codec import FRAME_BYTES, RATE
 
 log = logging.getLogger("tanfang.sim.twilio_peer")
@@ -78,6 +79,7 @@ class CallLog:
     script: list[Step] = field(default_factory=list)
     steps_done: list[Step] = field(default_factory=list)
     closed_by: str | None = None  # bot | elder
+    fillers: int = 0              # "请稍等" heard while the bot thought (not prompts: the elder waits on)
     audio_seconds_sent: float = 0.0
     wall_seconds: float = 0.0
     error: str | None = None
@@ -358,11 +360,7 @@ class _StreamPeer:
                 if data.get("event") == "media":
                     self.current.extend(base64.b64decode(data["media"]["payload"]))
                 elif data.get("event") == "mark":
-                    name = data["mark"]["name"]
-                    self.call.prompts.append(HeardPrompt(name, len(self.current) / RATE, bytes(self.current)))
-                    self.current.clear()
-                    await self.send(codec.mark_message(self.stream_sid, name))  # played: echo it back
-                    self.bot_done.set()
+                    await self.on_mark(data["mark"]["name"])
                 elif data.get("event") == "clear":
                     self.current.clear()
         except websockets.ConnectionClosed:
@@ -370,6 +368,15 @@ class _StreamPeer:
         finally:
             self.closed.set()
             self.bot_done.set()
+
+    async def on_mark(self, name: str) -> None:
+        await self.send(codec.mark_message(self.stream_sid, name))  # played: echo it back
+        if name.startswith(FILLER_MARK):  # "请稍等": the elder waits for the question
+            self.call.fillers += 1
+        else:
+            self.call.prompts.append(HeardPrompt(name, len(self.current) / RATE, bytes(self.current)))
+            self.bot_done.set()
+        self.current.clear()
 
     async def send_audio(self, ulaw: bytes, *, paced: bool = False) -> None:
         call = self.call

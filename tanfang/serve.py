@@ -220,11 +220,12 @@ class Service:
             self.echo(f"Telegram: webhook {url}")
 
     async def start_rasa(self) -> None:
+        from dialogs.auth import shared_token
         from dialogs.runtime import EmbeddedRasa, RasaRuntimeError, rasa_status
 
         part = self.plan["parts"]["rasa"]
         if part["mode"] == "external":
-            status = await asyncio.to_thread(rasa_status, part["url"], 2.0)
+            status = await asyncio.to_thread(rasa_status, part["url"], 2.0, shared_token(self.settings))
             if status is None:
                 self.echo(f"注意 notice: Rasa {part['url']} 没有应答 (not answering): check-ins apologise and keep "
                           "the words until it does (rasa.url)")

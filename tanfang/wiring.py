@@ -39,9 +39,11 @@ def rasa_url(settings: Settings) -> str:
 
 
 def build_dialog(settings: Settings, url: str | None = None) -> DialogEngine:
+    from dialogs.auth import shared_token
     from dialogs.engine import RasaDialogEngine
 
-    return RasaDialogEngine(url or rasa_url(settings), timeout=settings.rasa.parse_timeout)
+    return RasaDialogEngine(url or rasa_url(settings), timeout=settings.rasa.parse_timeout,
+                            token=shared_token(settings))
 
 
 def build_recognizer(settings: Settings) -> Recognizer:

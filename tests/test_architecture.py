@@ -16,7 +16,6 @@ MAX_LINES = 60
 # Functions still over the limit, each being split in its own piece of work; the list only shrinks:
 # a function that is fixed must leave it, and nothing may join it.
 PENDING = {
-    "core/escalation.py:record_call_outcome", "data/roster.py:_validate_row",
     "data/samples/make_roster.py:build", "tests/records_fixture.py:build",
     "tests/telegram/test_bot.py:test_visitor_accepts_and_closes_an_urgent_task_end_to_end",
 }
