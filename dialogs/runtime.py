@@ -246,9 +246,14 @@ def _rasa_env_vars(settings: Settings, token: str | None = None) -> dict[str, st
 
 
 def _action_env_vars(settings: Settings, token: str) -> dict[str, str]:
-    """The action server's environment: where to write (the database of this deployment), the
-    shared token, its parent; nothing else of the app's (no Twilio or Telegram secrets)."""
+    """The action server's environment: where to write (the database of this deployment) and the
+    key its personal numbers are sealed with, the shared token, its parent; nothing else of the
+    app's (no Twilio or Telegram secrets)."""
     env = _base_env()
+    for name, secret in (("TANFANG_DATA_KEY", settings.secrets.data_key),
+                         ("TANFANG_DATA_KEY_OLD", settings.secrets.data_key_old)):
+        if secret is not None:
+            env[name] = secret.get_secret_value()
     env.update({
         "TANFANG_DATABASE_URL": settings.database_url,
         "TANFANG_DATA_DIR": str(settings.app.data_dir),
