@@ -1,4 +1,10 @@
-# intent -> examples (training). Kept terse, spoken, colloquial/Henan.
+"""The NLU training examples, by intent: the source of ``dialogs/data/nlu.yml`` (``python -m dialogs.generate``).
+
+Kept terse, spoken, colloquial and Henan. Never copy a line of ``dialogs/eval/`` here: those sets
+measure what the model has not seen (``tests/test_dialog_content.py`` checks).
+"""
+
+# intent -> examples
 NLU = {
 "greet": ["你好","您好","喂","喂，你好","哎，你好","喂喂","谁呀","哪位","你是谁呀","喂，哪个","您好您好","喂，谁啊这是"],
 "goodbye": ["再见","拜拜","好，挂了啊","那就这样吧","不说了，挂了","好嘞，再见","中，那先这样","行了，回头再说","挂了啊"],
@@ -37,3 +43,9 @@ NLU = {
 # spoken fillers to vary training sentences
 PREFIX = ["", "哎呀，", "嗯，", "俺", "那个，", "唉，", "咋说呢，", "我跟你说，"]
 SUFFIX = ["", "啊", "哩", "呀", "，你说咋办", "。"]
+# long, rambling variants: a lead-in and a trailing remark around some answers
+RAMBLE_LEAD = ["哎呀，", "咋说呢，", "嗯，"]
+RAMBLE = ["，老了就这样，也没啥办法", "，你们费心了", "，我跟你说这些年都这样", "，唉，说起来话就长了"]
+# illness names -> the synonyms that map onto them (entity ``illness``)
+ILLNESS = {"高血压": ["血压高", "高血压"], "糖尿病": ["糖尿病", "糖尿"], "胃病": ["胃病", "老胃病"],
+           "心脏病": ["心脏不太好", "心脏病"], "关节炎": ["关节疼", "关节炎"]}
