@@ -1,0 +1,63 @@
+"""Match words by how they sound: toneless pinyin, with the recognizer's usual confusions folded.
+
+The speech recognizer writes what it heard as characters, and often picks a homophone: 煤气味 comes
+back as 没气味 or 美气味, 摔倒 as 帅倒. Comparing toneless pinyin syllables (``pypinyin``) finds these.
+A few initials and finals that telephone speech and Henan speakers blur are folded as well
+(``FOLD``: zh/z, ch/c, sh/s, in/ing, en/eng, an/ang) — measured on the recognizer's output, see
+docs/dialogs.md; wider folds (n/l, h/f, ui/uai) gave false alarms on fine answers.
+
+Pure functions, no I/O. ``syllables`` keeps one item per character, so a match maps back onto the
+characters it covers.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from pypinyin import Style, lazy_pinyin
+
+_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"))
+_FINALS = (("iang", "ian"), ("uang", "uan"), ("ang", "an"), ("eng", "en"), ("ing", "in"))
+
+
+def fold(syllable: str) -> str:
+    """One toneless syllable with the blurred initials and finals folded (``shuai`` -> ``suai``)."""
+    for a, b in _INITIALS:
+        if syllable.startswith(a):
+            syllable = b + syllable[len(a):]
+            break
+    for a, b in _FINALS:
+        if syllable.endswith(a):
+            return syllable[: -len(a)] + b
+    return syllable
+
+
+def syllables(text: str) -> list[str]:
+    """One folded toneless syllable per character (non-Chinese characters stay as they are)."""
+    out = lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: list(s))
+    if len(out) != len(text):  # pypinyin merged or split something: fall back to char by char
+        out = [lazy_pinyin(ch, style=Style.NORMAL, errors=lambda s: list(s))[0] for ch in text]
+    return [fold(s) for s in out]
+
+
+@lru_cache(maxsize=512)
+def word_sound(word: str) -> tuple[str, ...]:
+    return tuple(syllables(word))
+
+
+def find_sounds(text: str, words: tuple[str, ...]) -> list[tuple[int, int, str]]:
+    """Where in ``text`` a word of ``words`` is *said*, spelled any way: ``(start, end, word)`` in
+    character offsets, leftmost first; exact spellings are included (callers drop them if they
+    match them by characters already)."""
+    if not text or not re.search(r"[\u4e00-\u9fff]", text):
+        return []
+    sounds = syllables(text)
+    hits = []
+    for word in words:
+        target = word_sound(word)
+        n = len(target)
+        for i in range(len(sounds) - n + 1):
+            if tuple(sounds[i:i + n]) == target:
+                hits.append((i, i + n, word))
+    return sorted(hits)
