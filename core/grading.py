@@ -188,6 +188,12 @@ def _bare_gas(text: str) -> bool:
     return any(not _negated(c, m.start(), m.group(0)) for c in _clauses(text) for m in _GAS_WORD.finditer(c))
 
 
+def _benign(text: str) -> bool:
+    """A scary word that the rules read as harmless: an idiom, or a past health event that is over."""
+    text = text or ""
+    return bool(_IDIOMS.search(text)) or bool(_PAST.search(text) and _OVER.search(text) and not _NOW.search(text))
+
+
 def _sound_hits(text: str) -> list[tuple[str, str]]:
     """Urgent rules that match the text only by sound (homophones the recognizer wrote)."""
     hits = []
@@ -301,6 +307,8 @@ def grade_turn(text: str, parse: ParseResult | None, expects: str | None = None)
     if by_rule.risk != "none" and by_rule.dimension is None:
         by_rule = Grade(by_rule.risk, _dimension_of(expects), by_rule.reasons)
     by_nlu = nlu_grade(parse, expects)
+    if by_rule.risk == "none" and (by_nlu.risk == "urgent" or by_nlu.dimension == "health") and _benign(text):
+        by_nlu = Grade()  # the rules know this one: 想死你们了, 上回摔了一跤早好了
     best = by_rule if RISK_ORDER[by_rule.risk] >= RISK_ORDER[by_nlu.risk] else by_nlu
     if best.risk == "none":
         return Grade()

@@ -239,3 +239,16 @@ def test_one_word_against_the_classifier_needs_confirmation():
 def test_urgent_rules_alone_ignore_concerns():
     assert urgent_by_rules("腰疼").risk == "none"
     assert urgent_by_rules("屋里冒眼了").reasons == (f"{SOUND}着火",)
+
+
+@pytest.mark.parametrize("text,intent", [("想死你们了，俺好着哩", "urgent_self_harm"),
+                                         ("上回摔了一跤早好了，天天下地", "urgent_no_food"),
+                                         ("去年那个咳嗽早好了", "report_illness")])
+def test_rules_that_know_a_harmless_phrase_overrule_a_scared_classifier(text, intent):
+    parse = ParseResult(text=text, intent=intent, confidence=0.95)
+    assert grade_answer(text, parse, "health_mental").risk == "none"
+
+
+def test_a_past_event_does_not_hide_a_new_one():
+    g = grade_answer("去年摔过一回早好了，可这会儿又摔了", None, "health_mobility")
+    assert g.risk == "urgent"

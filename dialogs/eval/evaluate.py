@@ -1,7 +1,9 @@
 """Evaluate the check-in model and the grading on the held-out sets (never trained on).
 
-Two sets: ``heldout.yml`` (120 texts, written by the same hands as the training data) and
-``heldout_independent.yml`` (written from scratch in other voices, see its header). For each:
+Three sets: ``heldout.yml`` (120 texts, written by the same hands as the training data),
+``heldout_independent.yml`` (written from scratch in other voices, see its header) and
+``heldout_blind.yml`` (a second such batch written after the rules were widened, never tuned on).
+For each:
 
 * intent F1 / accuracy of the NLU alone;
 * urgent recall, concern recall and false alarms on fine answers, graded three ways:
@@ -31,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 HELDOUT = Path(__file__).with_name("heldout.yml")
 INDEPENDENT = Path(__file__).with_name("heldout_independent.yml")
+BLIND = Path(__file__).with_name("heldout_blind.yml")
 DEFAULT_EXPECTS = "health_mobility"
 KIND_OF_RISK = {"urgent": "urgent", "concern": "concern", "none": "fine"}
 
@@ -56,7 +59,12 @@ def load_independent(path: Path = INDEPENDENT) -> list[dict]:
             for a in raw["answers"]]
 
 
-SETS = {"heldout": load_heldout, "independent": load_independent}
+def load_blind(path: Path = BLIND) -> list[dict]:
+    """The blind batch: written after the rules were widened, evaluated once (see its header)."""
+    return load_independent(path)
+
+
+SETS = {"heldout": load_heldout, "independent": load_independent, "blind": load_blind}
 
 
 def recalls(rows: list[dict], grades: list) -> dict:
@@ -87,13 +95,27 @@ def score(rows: list[dict], parses: list | None, alternatives: list | None = Non
     return out
 
 
-def intent_figures(rows: list[dict], parses: list) -> dict:
-    from sklearn.metrics import f1_score
+def f1_scores(gold: list, pred: list) -> tuple[float, float]:
+    """(weighted, macro) F1 over the labels of gold and prediction, as scikit-learn computes them
+    with ``zero_division=0`` (kept here so the app's environment needs no scikit-learn)."""
+    labels = sorted({*gold, *pred}, key=str)
+    f1s, support = [], []
+    for label in labels:
+        tp = sum(1 for g, p in zip(gold, pred) if g == p == label)
+        n_pred, n_gold = pred.count(label), gold.count(label)
+        precision = tp / n_pred if n_pred else 0.0
+        recall = tp / n_gold if n_gold else 0.0
+        f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+        support.append(n_gold)
+    weighted = sum(f * n for f, n in zip(f1s, support)) / len(gold) if gold else 0.0
+    return weighted, sum(f1s) / len(f1s) if f1s else 0.0
 
+
+def intent_figures(rows: list[dict], parses: list) -> dict:
     gold = [r["intent"] for r in rows]
     pred = [p.intent for p in parses]
-    return {"intent_f1_weighted": f1_score(gold, pred, average="weighted", zero_division=0),
-            "intent_f1_macro": f1_score(gold, pred, average="macro", zero_division=0),
+    weighted, macro = f1_scores(gold, pred)
+    return {"intent_f1_weighted": weighted, "intent_f1_macro": macro,
             "intent_accuracy": sum(g == p for g, p in zip(gold, pred)) / len(gold),
             "intent_errors": [f"{r['text']}: {r['intent']} -> {p.intent}({p.confidence:.2f})"
                               for r, p in zip(rows, parses) if r["intent"] != p.intent]}
@@ -148,12 +170,12 @@ def main(argv=None) -> int:
     ap.add_argument("model", nargs="?", help="trained model .tar.gz, loaded in-process (Rasa env Python)")
     ap.add_argument("--url", help="parse through a running Rasa server instead (POST /model/parse)")
     ap.add_argument("--rules-only", action="store_true", help="no NLU: the safety rules alone")
-    ap.add_argument("--set", choices=[*SETS, "both"], default="both")
+    ap.add_argument("--set", choices=[*SETS, "all"], default="all")
     ap.add_argument("--json", help="also write the figures to this file")
     a = ap.parse_args(argv)
     if not (a.rules_only or a.model or a.url):
         ap.error("give a MODEL, --url or --rules-only")
-    names = list(SETS) if a.set == "both" else [a.set]
+    names = list(SETS) if a.set == "all" else [a.set]
     report = evaluate(names, None if a.rules_only else a.model, None if a.rules_only else a.url)
     text = json.dumps(report, ensure_ascii=False, indent=1)
     print(text)
