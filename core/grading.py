@@ -81,11 +81,11 @@ CONFIRM_QUESTION = {"燃气泄漏": "您是说闻到煤气味了吗？", "着火
 
 # the words the urgent rules also match by sound (homophones and near-homophones of the recognizer)
 SOUND_WORDS: dict[str, tuple[str, ...]] = {
-    "燃气泄漏": ("煤气", "燃气", "天然气", "液化气", "煤气味", "煤气罐"),
+    "燃气泄漏": ("煤气", "燃气", "天然气", "液化气", "煤气味", "煤气罐", "有煤气", "股煤气"),
     "着火": ("着火", "起火", "失火", "冒烟"),
     "摔倒": ("摔倒", "摔跤", "跌倒", "滑倒", "摔了一跤"),
     "晕倒": ("晕倒", "昏倒", "晕过去", "昏过去", "不省人事", "喊不应", "叫不应", "没反应"),
-    "胸痛或气短": ("喘不上气", "上不来气", "喘不过气", "透不过气", "呼吸困难", "胸口疼", "心口疼"),
+    "胸痛或气短": ("喘不上气", "上不来气", "喘不过气", "透不过气", "呼吸困难", "胸口疼", "心口疼", "气上不来"),
     "中风征兆": ("中风", "嘴歪"),
 }
 
@@ -194,9 +194,11 @@ def _benign(text: str) -> bool:
     return bool(_IDIOMS.search(text)) or bool(_PAST.search(text) and _OVER.search(text) and not _NOW.search(text))
 
 
-def _sound_hits(text: str) -> list[tuple[str, str]]:
-    """Urgent rules that match the text only by sound (homophones the recognizer wrote)."""
-    hits = []
+def _sound_hits(text: str, ambiguous: bool = False) -> list[tuple[str, str]]:
+    """Urgent rules that match the text only by sound (homophones the recognizer wrote). With
+    ``ambiguous``: instead, the matches that begin with a negation-sounding homophone and have no
+    cue of presence before them (屋里没气味: "no smell", or 煤气味 misheard) — worth a question."""
+    hits, maybe = [], []
     dims = {r: d for r, d, _ in URGENT_RULES}
     for clause in _clauses(text):
         for reason, words in SOUND_WORDS.items():
@@ -207,10 +209,11 @@ def _sound_hits(text: str) -> list[tuple[str, str]]:
                 if said == word or _negated(clause, start, said):
                     continue
                 if said[0] in "没不木" and not re.search(r"(有|股|闻到?|闻着|一)$", clause[:start]):
-                    continue  # 没气味 alone is "no smell"; 有没气味 is how 有煤气味 is heard
+                    maybe.append((reason, dims[reason]))  # 没气味 alone is "no smell"; 有没气味 is 有煤气味
+                    continue
                 hits.append((reason, dims[reason]))
                 break
-    return hits
+    return maybe if ambiguous else hits
 
 
 def _urgent_hits(text: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -244,6 +247,9 @@ def rule_grade(text: str) -> Grade:
     if urgent.risk == "urgent":
         return urgent
     concern = _scan(text, _COMPILED_CONCERN)
+    maybe = _sound_hits(text, ambiguous=True)
+    if maybe and not concern:  # 屋里没趣味: "no smell", or 煤气味 misheard — a concern the call confirms
+        return Grade("concern", maybe[0][1], tuple(f"{SOUND}{r}" for r, _ in dict.fromkeys(maybe)))
     if _BENEFIT.search(text) and _NOT_ARRIVED.search(text):
         concern.append(("补贴未到", "economy"))  # 补贴报上去了，到现在也没见着: two clauses
     if _GAS_SAFE.search(text) or re.search(r"没出过事", text):
@@ -337,9 +343,9 @@ def grade_answer(text: str, parse: ParseResult | None = None, expects: str | Non
 
 
 def rests_on_sound(grade: Grade) -> bool:
-    """The grade is urgent only because a safety word was *heard by sound* (a homophone, or an
-    n-best alternative): the call should confirm before it settles the question."""
-    if grade.risk != "urgent":
+    """The grade rests only on a safety word *heard by sound* (a homophone, or an n-best
+    alternative): the call should confirm before it settles the question."""
+    if grade.risk == "none":
         return False
     firm = [r for r in grade.reasons if r.startswith(("规则:", "意图:urgent_", "回答:"))]
     return not firm and any(r.startswith(SOUND) for r in grade.reasons)
