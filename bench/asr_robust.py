@@ -347,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=1, help="seeds per noisy/lossy condition (spread)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--limit", type=int, help="only the first N answers")
+    ap.add_argument("--every", type=int, default=1, help="only every K-th answer (a smaller sample with the same mix)")
     ap.add_argument("--alternatives", type=int, default=5, help="n-best hypotheses (0 = off)")
     ap.add_argument("--loss-zero", action="store_true", help="lost packets are zeroed, not repeated")
     ap.add_argument("--rasa", action="store_true", help="also grade rules OR NLU through a real Rasa server")
@@ -364,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(conditions) - set(CONDITIONS)
     if unknown:
         ap.error(f"unknown condition(s): {', '.join(sorted(unknown))}")
-    rows = load_rows(a.set, a.limit)
+    rows = load_rows(a.set, a.limit)[::max(1, a.every)]
     synth = synthesizer(a.voice)
     speech = [speak(synth, r["text"]) for r in rows]
     recognizer = VoskRecognizer(model_path=nodither_copy(a.model or model_folder(DEFAULT_MODEL)),

@@ -45,7 +45,7 @@ URGENT_RULES: tuple[tuple[str, str, str], ...] = (
                             r"上不来气|气[^，。,]{0,3}上不来|透不过气|出不来气|憋得(慌|喘不|脸)|呼吸困难|心脏(疼|难受|病犯了)|"
                             r"喘不匀|喘气费劲|嘴唇(发)?(青|紫)|脸(都)?(憋)?(紫|青)了"),
     ("中风征兆", "health", r"嘴(角)?[^，。,]{0,4}(歪|斜)|半边(身子|脸|身)[^，。,]{0,3}(麻|动不了|没劲|木)|半身不遂|说话(说不清|不清楚了|大舌头|也含糊|含糊)|"
-                          r"舌头(发硬|不听使唤|硬了|打不过弯)|(一边|半边|左边|右边|突然)[^，。,]{0,3}(胳膊|手|腿|脚)[^，。,]{0,3}(抬不起来|没劲了|动不了|不听使唤)|"
+                          r"舌头(发硬|不听使唤|硬了)|打不过弯|(一边|半边|左边|右边|突然)[^，。,]{0,3}(胳膊|手|腿|脚)[^，。,]{0,3}(抬不起来|没劲了|动不了|不听使唤)|"
                           r"(一条)(腿|胳膊)拖着|中风了|脑梗了?|偏瘫了|口水直流"),
     ("晕倒", "health", r"晕倒|昏倒|晕过去|昏过去|迷糊过去|不省人事|人事不省|眼前一黑|晕(得|的)站不住|昏迷|晕了过去|背过气|"
                       r"(叫|喊|唤)不(醒|应)|(叫|喊|推|拍|敲门)[^，。,]{0,6}(没(有)?反应|不吭声|不应|不答应)|"
@@ -138,10 +138,10 @@ _SELF_NEGATED = re.compile(r"^(不想活|不如死了|不给我饭吃|不让我�
 # A bare mention of gas is urgent unless the answer says it is safe; a past health event that is
 # over (上回摔了一跤早好了) is not an emergency now.
 _GAS_WORD = re.compile(r"煤气|燃气|天然气|液化气")
-_GAS_SAFE = re.compile(r"检查|查过|放心|安全|没事|没毛病|新阀门|换的新|没(出过)?(啥)?问题|没出过|正常|好好的|关(好|上|紧|死)|拧(死|紧|好)|换(了)?新|新换|"
+_GAS_SAFE = re.compile(r"检查|检察|查过|放心|安全|没事|没毛病|新阀门|换的新|没(出过)?(啥)?问题|没出过|正常|好好的|关(好|上|紧|死)|拧(死|紧|好)|换(了)?新|新换|"
                        r"熄火保护|报警|不漏|没漏|没(啥)?味")
 _PAST = re.compile(r"上回|上次|那回|那次|去年|前年|以前|早先|年轻(时|的时候)|上个月|前些年|那年|前几年|早些年")
-_OVER = re.compile(r"早(就)?好了|好利索了|恢复|调过来了|没事了|不疼了|缓过来了|治好了|好了")
+_OVER = re.compile(r"早(就)?好|好利索了|恢复|调过来了|没事了|不疼了|缓过来了|治好了|好了")
 _NOW = re.compile(r"又|刚才|这会儿|刚刚|现在还|到现在|还在")
 _PAST_HEALTH = {"摔倒", "中风征兆", "胸痛或气短", "晕倒"}
 # carbon monoxide: a coal stove indoors and its symptoms
@@ -152,8 +152,8 @@ _NOT_ARRIVED = re.compile(r"没(见着|到|收到|发|领|进钱)|批不下来")
 # a bare yes/no as the first words, for the rules-only path (Rasa down): 没有，这个月的还没到
 _FIRST_NO = re.compile(r"^(没有|没|木有|不|不是|还没|没呢)[，。,.！!\s]")
 _SAFE_CONTEXT_RULES = {"取暖隐患"}  # a stove with an alarm and a chimney is not a worry
-# "哪疼？不疼" / "晕？不晕": an echoed question answered with its negation
-_ECHO = re.compile(r"(哪|啥)?([\u4e00-\u9fff])[？?]\s*不\2")
+# "哪疼？不疼" / "晕？不晕": an echoed question answered with its negation; "疼不疼" asks, not tells
+_ECHO = re.compile(r"(哪|啥)?([\u4e00-\u9fff])[？?]?\s*不\2")
 
 
 def _negated(clause: str, start: int, matched: str) -> bool:
@@ -165,8 +165,14 @@ def _negated(clause: str, start: int, matched: str) -> bool:
     return bool(_NEGATION.search(before))
 
 
+def _unecho(m: re.Match) -> str:
+    if "？" in m.group(0) or "?" in m.group(0):
+        return "不" + m.group(2)  # 哪疼？不疼 -> 不疼
+    return m.group(0) if m.group(2) in "能要会是可" else ""  # 疼不疼 asks; 能不能叫大夫 is a request
+
+
 def _clauses(text: str) -> list[str]:
-    text = _IDIOMS.sub("", _ECHO.sub(r"不\2", _DROP.sub("", text)))
+    text = _IDIOMS.sub("", _ECHO.sub(_unecho, _DROP.sub("", text)))
     return [c for c in _SPLIT.split(text) if c]
 
 

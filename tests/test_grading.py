@@ -252,3 +252,14 @@ def test_rules_that_know_a_harmless_phrase_overrule_a_scared_classifier(text, in
 def test_a_past_event_does_not_hide_a_new_one():
     g = grade_answer("去年摔过一回早好了，可这会儿又摔了", None, "health_mobility")
     assert g.risk == "urgent"
+
+
+@pytest.mark.parametrize("text,risk", [
+    ("那疼不疼", "none"),               # an A-not-A question asks, it does not tell
+    ("哪疼？不疼", "none"),             # an echoed question answered no
+    ("好？不好", "concern"),            # ... answered bad
+    ("上回那个咳嗽早好文", "none"),      # 早好了 with 了 misheard: still over
+    ("能不能叫大夫上门来看看", "concern"),  # 能不能 is a request, not a question of health
+])
+def test_questions_echoes_and_misheard_particles(text, risk):
+    assert grade_turn(text, None, "health_illness").risk == risk
