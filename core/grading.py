@@ -194,10 +194,15 @@ def _bare_gas(text: str) -> bool:
     return any(not _negated(c, m.start(), m.group(0)) for c in _clauses(text) for m in _GAS_WORD.finditer(c))
 
 
+def _past_and_over(text: str) -> bool:
+    """上回摔了一跤早好了: a past event that is over, and nothing new (又, 刚才, 这会儿)."""
+    return bool(_PAST.search(text) and _OVER.search(text) and not _NOW.search(text))
+
+
 def _benign(text: str) -> bool:
     """A scary word that the rules read as harmless: an idiom, or a past health event that is over."""
     text = text or ""
-    return bool(_IDIOMS.search(text)) or bool(_PAST.search(text) and _OVER.search(text) and not _NOW.search(text))
+    return bool(_IDIOMS.search(text)) or _past_and_over(text)
 
 
 def _sound_hits(text: str, ambiguous: bool = False) -> list[tuple[str, str]]:
@@ -230,7 +235,7 @@ def _urgent_hits(text: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]
     if _CO_SOURCE.search(text) and _CO_SYMPTOM.search(text) and not _GAS_SAFE.search(text):
         chars.append(("燃气泄漏", "safety"))  # 煤气中毒: a stove indoors and a headache or nausea
     sound = [h for h in _sound_hits(text) if h not in chars] if not chars else []
-    if _PAST.search(text) and _OVER.search(text) and not _NOW.search(text):
+    if _past_and_over(text):
         chars = [h for h in chars if h[0] not in _PAST_HEALTH]
         sound = [h for h in sound if h[0] not in _PAST_HEALTH]
     return chars, sound
@@ -260,7 +265,7 @@ def rule_grade(text: str) -> Grade:
         concern.append(("补贴未到", "economy"))  # 补贴报上去了，到现在也没见着: two clauses
     if _GAS_SAFE.search(text) or re.search(r"没出过事", text):
         concern = [h for h in concern if h[0] not in _SAFE_CONTEXT_RULES]
-    if _PAST.search(text) and _OVER.search(text) and not _NOW.search(text):
+    if _past_and_over(text):
         concern = [h for h in concern if h[0] != "身体不适"]  # 上回那个咳嗽早好了
     if concern:
         dim = next((d for _, d in concern if d), None)

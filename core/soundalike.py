@@ -46,6 +46,11 @@ def loosen(syllable: str) -> str:
     return syllable
 
 
+@lru_cache(maxsize=1024)
+def _syllables(text: str) -> tuple[str, ...]:
+    return tuple(syllables(text))
+
+
 def syllables(text: str) -> list[str]:
     """One folded toneless syllable per character (non-Chinese characters stay as they are)."""
     out = lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: list(s))
@@ -65,7 +70,7 @@ def find_sounds(text: str, words: tuple[str, ...]) -> list[tuple[int, int, str]]
     match them by characters already)."""
     if not text or not re.search(r"[\u4e00-\u9fff]", text):
         return []
-    sounds = syllables(text)
+    sounds = _syllables(text)
     loose = [loosen(s) for s in sounds]
     hits = []
     for word in words:
