@@ -17,6 +17,7 @@ run twice and safe after a restart, because the database, not the scheduler, hol
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
@@ -46,6 +47,11 @@ class JobContext:
     channels: dict[str, MessageChannel] = field(default_factory=dict)
     clock: Callable[[], dt.datetime] = utcnow
     stats: dict[str, int] = field(default_factory=dict)
+    queue: object | None = None  # scheduler.queue.DialQueue on many machines: phone attempts go there
+
+    @property
+    def is_live(self) -> Callable[[int], bool] | None:
+        return getattr(self.queue, "is_live", None)
 
     @property
     def settings(self):
@@ -105,8 +111,14 @@ def plan_calls(session: Session, settings, now: dt.datetime) -> list[CallAttempt
 
 
 # ---- dialing --------------------------------------------------------------------------------
-def settle_ended(session: Session, settings, now: dt.datetime) -> int:
-    """Run the ladder once for every ended call not yet settled, and for calls lost mid-way."""
+def settle_ended(session: Session, settings, now: dt.datetime, *, is_live: Callable[[int], bool] | None = None) -> int:
+    """Run the ladder once for every ended call not yet settled, and for calls lost mid-way.
+
+    With call workers on other machines (``is_live``: the worker's lease in Redis), a call whose
+    worker died is lost as soon as its lease has expired, whatever its status — answered calls
+    included (their answers so far are stored; the visit is closed as incomplete, the ladder
+    retries). Without leases (one process) a queued or ringing call is lost after
+    ``STALE_CALL_MINUTES``."""
     n = 0
     ended = session.scalars(select(CallAttempt).where(CallAttempt.status.in_(call_status.FINAL),
                                                       CallAttempt.settled_at.is_(None)).order_by(CallAttempt.id))
@@ -118,10 +130,34 @@ def settle_ended(session: Session, settings, now: dt.datetime) -> int:
                                                      CallAttempt.started_at < stale_before,
                                                      ~_waiting_chat()).order_by(CallAttempt.id))
     for attempt in list(lost):
+        if is_live is not None and is_live(attempt.id):
+            continue
         record_call_outcome(session, settings, attempt=attempt, status="failed", now=now,
                             reason="未收到通话结果（服务重启或外呼中断）")
         n += 1
+    if is_live is not None:
+        n += settle_orphaned(session, settings, now, is_live)
     return n + settle_silent_chats(session, settings, now)
+
+
+def settle_orphaned(session: Session, settings, now: dt.datetime, is_live: Callable[[int], bool]) -> int:
+    """Phone calls in flight whose call worker holds no lease any more (it died mid-call)."""
+    n = 0
+    unfinished = session.scalars(select(CallAttempt).where(
+        CallAttempt.channel == "phone", CallAttempt.settled_at.is_(None),
+        CallAttempt.status.in_(call_status.PENDING + (call_status.ANSWERED, call_status.IN_PROGRESS)))
+        .order_by(CallAttempt.id))
+    for attempt in list(unfinished):
+        if is_live(attempt.id):
+            continue
+        if attempt.visit_id is not None:
+            visit = session.get(Visit, attempt.visit_id)
+            if visit is not None and visit.status == "in_progress":
+                visit.status, visit.ended_at = "incomplete", now
+        record_call_outcome(session, settings, attempt=attempt, status="failed", now=now,
+                            reason="通话中断：外呼进程失去联系（已保存的回答保留）")
+        n += 1
+    return n
 
 
 def _waiting_chat():
@@ -157,61 +193,102 @@ def _claim(session: Session, attempt_id: int, now: dt.datetime) -> bool:
     return result.rowcount == 1
 
 
-async def run_dial_due(ctx: JobContext, now: dt.datetime | None = None) -> int:
-    """Settle ended calls, then dial every due attempt exactly once. Returns calls placed."""
-    now = now or ctx.clock()
-    settings = ctx.settings
+def is_dialable(ctx: JobContext, attempt_id: int) -> bool:
     with ctx.db.session() as s:
-        ctx.count("settled", settle_ended(s, settings, now))
-        due = s.execute(select(CallAttempt.id, CallAttempt.elder_id, CallAttempt.slot_key)
+        attempt = s.get(CallAttempt, attempt_id)
+        return attempt is not None and attempt.status == call_status.SCHEDULED
+
+
+def attempt_status(ctx: JobContext, attempt_id: int) -> str | None:
+    with ctx.db.session() as s:
+        return s.scalar(select(CallAttempt.status).where(CallAttempt.id == attempt_id))
+
+
+def call_is_over(status: str | None) -> bool:
+    return status in call_status.FINAL
+
+
+def _skip_reason(settings, attempt: CallAttempt, elder: Elder, now: dt.datetime, today: dt.date) -> tuple[str, str] | None:
+    """(status, reason) when a due attempt must not be dialed now, else None."""
+    parsed = plan.parse_slot_key(attempt.slot_key)
+    day = parsed[1] if parsed else plan.local_today(settings, attempt.scheduled_for or now)
+    if day != today:
+        return "canceled", "已过当天，未拨打"
+    if plan.is_quiet(settings, now):
+        return "canceled", "静默时段，不打电话"
+    if not elder.consent_visit or (elder.paused_until and today <= elder.paused_until):
+        return "paused", "老人暂停或不同意探访"
+    return None
+
+
+def claim_for_dial(ctx: JobContext, attempt_id: int, now: dt.datetime) -> CallRequest | None:
+    """Claim one due attempt (``scheduled`` -> ``queued``, one conditional UPDATE) and return what
+    to dial; None when it is not to be dialed (claimed by someone else, cancelled, paused).
+    Whoever runs this — the scheduler itself, or a call worker that got the job from the queue
+    twice — dials at most once per attempt row."""
+    settings = ctx.settings
+    today = plan.local_today(settings, now)
+    with ctx.db.session() as s:
+        attempt = s.get(CallAttempt, attempt_id)
+        if attempt is None or attempt.status != "scheduled":
+            return None
+        elder = s.get(Elder, attempt.elder_id)
+        skip = _skip_reason(settings, attempt, elder, now, today)
+        if not _claim(s, attempt_id, now):
+            return None  # someone else has it
+        s.refresh(attempt)
+        if skip is not None:
+            status, reason = skip
+            if status == "paused":
+                attempt.status, attempt.settled_at, attempt.reason = "canceled", now, reason
+            else:
+                record_call_outcome(s, settings, attempt=attempt, status=status, now=now, reason=reason)
+                ctx.count("cancelled")
+            return None
+        campaigns = plan.active_campaigns(s, today)
+        return CallRequest(attempt_id=attempt_id, elder_id=elder.id, channel=attempt.channel,
+                           phone=elder.phone, telegram_chat_id=elder.telegram_chat_id, slot_key=attempt.slot_key,
+                           attempt_no=attempt.attempt_no,
+                           safety_messages=tuple(plan.safety_messages(campaigns, elder)))
+    # the claim is committed before the call is placed: a crash now leaves a 'queued' row that is
+    # settled as failed later, never a second call for this slot
+
+
+async def dial_claimed(ctx: JobContext, request: CallRequest) -> bool:
+    """Place a claimed attempt's call; a refusal is recorded (the ladder retries). True if placed."""
+    try:
+        await ctx.dialer.dial(request)
+        ctx.count("dialed")
+        return True
+    except Exception as exc:  # noqa: BLE001 — the provider refused: the ladder retries
+        log.warning("dialing attempt %s failed: %s", request.attempt_id, exc)
+        with ctx.db.session() as s:
+            attempt = s.get(CallAttempt, request.attempt_id)
+            record_call_outcome(s, ctx.settings, attempt=attempt, status="failed", now=ctx.clock(),
+                                reason=f"外呼失败：{exc}"[:200])
+        return False
+
+
+async def run_dial_due(ctx: JobContext, now: dt.datetime | None = None) -> int:
+    """Settle ended calls, then dial every due attempt exactly once — or, with a queue
+    (``ctx.queue``, many machines), send its dial job to the call workers. Returns calls placed
+    (or jobs sent)."""
+    now = now or ctx.clock()
+    with ctx.db.session() as s:
+        ctx.count("settled", settle_ended(s, ctx.settings, now, is_live=ctx.is_live))
+        due = s.execute(select(CallAttempt.id, CallAttempt.channel, CallAttempt.slot_key)
                         .where(CallAttempt.status == "scheduled", CallAttempt.scheduled_for <= now)
                         .order_by(CallAttempt.scheduled_for, CallAttempt.id)).all()
-    today = plan.local_today(settings, now)
     placed = 0
-    for attempt_id, elder_id, key in due:
-        with ctx.db.session() as s:
-            attempt = s.get(CallAttempt, attempt_id)
-            if attempt.status != "scheduled":
-                continue
-            elder = s.get(Elder, elder_id)
-            parsed = plan.parse_slot_key(key)
-            day = parsed[1] if parsed else plan.local_today(settings, attempt.scheduled_for or now)
-            skip = None
-            if day != today:
-                skip = "已过当天，未拨打"
-            elif plan.is_quiet(settings, now):
-                skip = "静默时段，不打电话"
-            if skip:
-                if _claim(s, attempt_id, now):
-                    s.refresh(attempt)
-                    record_call_outcome(s, settings, attempt=attempt, status="canceled", now=now, reason=skip)
-                    ctx.count("cancelled")
-                continue
-            if not elder.consent_visit or (elder.paused_until and today <= elder.paused_until):
-                if _claim(s, attempt_id, now):
-                    s.refresh(attempt)
-                    attempt.status, attempt.settled_at = "canceled", now
-                    attempt.reason = "老人暂停或不同意探访"
-                continue
-            if not _claim(s, attempt_id, now):
-                continue  # someone else has it
-            campaigns = plan.active_campaigns(s, today)
-            request = CallRequest(attempt_id=attempt_id, elder_id=elder_id, channel=attempt.channel,
-                                  phone=elder.phone, telegram_chat_id=elder.telegram_chat_id, slot_key=key,
-                                  attempt_no=attempt.attempt_no,
-                                  safety_messages=tuple(plan.safety_messages(campaigns, elder)))
-        # the claim is committed before the call is placed: a crash now leaves a 'queued' row that is
-        # settled as failed later, never a second call for this slot
-        try:
-            await ctx.dialer.dial(request)
+    for attempt_id, channel, key in due:
+        if ctx.queue is not None and channel in ctx.queue.channels:
+            if await asyncio.to_thread(ctx.queue.enqueue, attempt_id, key):
+                placed += 1
+                ctx.count("enqueued")
+            continue
+        request = claim_for_dial(ctx, attempt_id, now)
+        if request is not None and await dial_claimed(ctx, request):
             placed += 1
-            ctx.count("dialed")
-        except Exception as exc:  # noqa: BLE001 — the provider refused: the ladder retries
-            log.warning("dialing attempt %s failed: %s", attempt_id, exc)
-            with ctx.db.session() as s:
-                attempt = s.get(CallAttempt, attempt_id)
-                record_call_outcome(s, settings, attempt=attempt, status="failed", now=ctx.clock(),
-                                    reason=f"外呼失败：{exc}"[:200])
     return placed
 
 
