@@ -32,16 +32,25 @@ def build_app(settings: Settings | None = None, actor: str | None = None) -> App
 
 # ---- dialog, speech -----------------------------------------------------------------------------
 def rasa_url(settings: Settings) -> str:
-    """The Rasa server the dialog talks to: ``rasa.url``, else the embedded one's address."""
+    """The (first) Rasa server the dialog talks to: ``rasa.urls[0]``, ``rasa.url``, else the
+    embedded one's address."""
+    return rasa_urls(settings)[0]
+
+
+def rasa_urls(settings: Settings) -> list[str]:
+    """Every Rasa server the dialog spreads its turns over (``rasa.urls``, scaled out), else one."""
+    if settings.rasa.urls:
+        return [u.rstrip("/") for u in settings.rasa.urls]
     if settings.rasa.url:
-        return settings.rasa.url.rstrip("/")
-    return f"http://{settings.rasa.host}:{settings.rasa.port}"
+        return [settings.rasa.url.rstrip("/")]
+    return [f"http://{settings.rasa.host}:{settings.rasa.port}"]
 
 
 def build_dialog(settings: Settings, url: str | None = None) -> DialogEngine:
     from dialogs.engine import RasaDialogEngine
 
-    return RasaDialogEngine(url or rasa_url(settings), timeout=settings.rasa.parse_timeout)
+    urls = [url] if url and not settings.rasa.urls else rasa_urls(settings)
+    return RasaDialogEngine(urls, timeout=settings.rasa.parse_timeout)
 
 
 def build_recognizer(settings: Settings) -> Recognizer:
@@ -84,7 +93,7 @@ def build_placer(settings: Settings):
 
 
 def build_phone(app: App, dialog: DialogEngine, *, recognizer: Recognizer | None = None,
-                synthesizer: Synthesizer | None = None, placer=None, **kwargs):
+                synthesizer: Synthesizer | None = None, placer=None, prompts=None, **kwargs):
     """The phone check-in pipeline over the configured recognizer and synthesizer, with its
     lines: Twilio (placing calls when ``placer`` is given; its webhooks always)."""
     from voice.session import CallPipeline
