@@ -94,7 +94,7 @@ def test_systemd_units_run_a_role(unit):
     assert exec_start.startswith("/opt/tanfang/.venv/bin/tanfang ")
     assert parser["Service"]["Restart"] == "always"
     assert parser["Install"]["WantedBy"] == "multi-user.target"
-    if "serve" in exec_start:
+    if "--role" in exec_start:
         role = exec_start.split("--role ")[1].split()[0]
         assert role in ("web", "calls", "scheduler")
 
