@@ -282,7 +282,8 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
             keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__")]
         else:
             continue  # other TANFANG_* variables belong to tests and tools
-        coerced: Any = value if keys[-1] in {"url", "from_number", "redis_url", "tracker_store_url", "lock_store_url"} else _coerce_env(value)
+        raw_text = keys[-1] in {"from_number", "model_mirror", "model_sha256"} or keys[-1].endswith("url")
+        coerced: Any = value if raw_text else _coerce_env(value)
         if tuple(keys) in _PATH_FIELDS:
             coerced = str(Path(value).expanduser().resolve())
         _set_path(raw, keys, coerced)

@@ -127,7 +127,13 @@ def _apply_role(plan: dict[str, Any], settings, role: str) -> dict[str, Any]:
 
 def service_plan(app, host: str, port: int, role: str = "all") -> dict[str, Any]:
     """What ``serve --role ROLE`` would run with these settings, and what each left-out part is missing."""
-    return _apply_role(_full_plan(app, host, port), app.settings, role)
+    plan = _apply_role(_full_plan(app, host, port), app.settings, role)
+    if role in ("all", "calls"):
+        from tanfang.prompts_catalog import library
+
+        plan["parts"]["prompts"] = {"enabled": True, "missing": [], **library(app.settings).coverage()}
+        plan["would_run"].append("prompts")
+    return plan
 
 
 def _full_plan(app, host: str, port: int) -> dict[str, Any]:

@@ -99,8 +99,12 @@ def build_phone(app: App, dialog: DialogEngine, *, recognizer: Recognizer | None
     from voice.session import CallPipeline
     from voice.twilio_line import TwilioLine
 
+    if prompts is None:
+        from tanfang.prompts_catalog import library
+
+        prompts = library(app.settings)
     pipeline = CallPipeline(app, dialog, recognizer or build_recognizer(app.settings),
-                            synthesizer or build_synthesizer(app.settings), **kwargs)
+                            synthesizer or build_synthesizer(app.settings), prompts=prompts, **kwargs)
     pipeline.add_line(TwilioLine(app.settings, pipeline, placer))
     return pipeline
 

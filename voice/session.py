@@ -82,8 +82,10 @@ class CallPipeline:
 
     def __init__(self, app: App, dialog: DialogEngine, recognizer: Recognizer | None,
                  synthesizer: Synthesizer | None, *, escalate=None, grader=None,
-                 clock: Callable[[], dt.datetime] = utcnow, grammars: Mapping[str, list[str]] | None = None):
+                 clock: Callable[[], dt.datetime] = utcnow, grammars: Mapping[str, list[str]] | None = None,
+                 prompts=None):
         self.app = app
+        self.prompts = prompts  # voice.prompts.PromptLibrary: recorded audio for the fixed texts
         self.settings = app.settings
         self.checkin = CheckInService(app, dialog, escalate=escalate, grader=grader, clock=clock)
         self.recognizer = recognizer
@@ -206,12 +208,19 @@ class CallPipeline:
 
     # -- what sessions need --------------------------------------------------------------------
     async def prompt_audio(self, text: str) -> bytes:
-        """A prompt as 8 kHz PCM16, synthesized once (off the event loop) and cached."""
+        """A prompt as 8 kHz PCM16, cached: recorded audio for its fixed parts when imported
+        (``tanfang prompts import``), synthesized (off the event loop) only for what is missing —
+        a name, a number — or for all of it when it has no recording."""
         cached = self._prompts.get(text)
         if cached is not None:
             self._prompts.move_to_end(text)
             return cached
-        audio = await asyncio.to_thread(self.synthesizer.synthesize, text, RATE)
+        pieces = self.prompts.pieces(text) if self.prompts is not None else None
+        if pieces is None:
+            audio = await asyncio.to_thread(self.synthesizer.synthesize, text, RATE)
+        else:
+            audio = b"".join([p if isinstance(p, bytes) else await asyncio.to_thread(self.synthesizer.synthesize, p, RATE)
+                              for p in pieces])
         self._prompts[text] = audio
         while len(self._prompts) > PROMPT_CACHE:
             self._prompts.popitem(last=False)

@@ -10,11 +10,11 @@ import sys
 import click
 
 from core.settings import SettingsError, load_settings
-from tanfang.cli import call, db, demo, rasa, reports, roster, scheduler, serve, telegram, voice
+from tanfang.cli import call, db, demo, production, rasa, reports, roster, scheduler, serve, telegram, voice
 from tanfang.cli.common import UserError, echo_json, pass_app  # noqa: F401 — the commands' toolkit
 from tanfang.wiring import build_app
 
-COMMAND_MODULES = (db, roster, rasa, voice, call, scheduler, telegram, reports, serve, demo)
+COMMAND_MODULES = (db, roster, rasa, voice, call, scheduler, telegram, reports, serve, demo, production)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
