@@ -10,6 +10,9 @@ nobody; it answers as a person would (or as a machine, or not at all) and speaks
 Audio goes faster than real time: the elder's speech and the trailing silence that ends it are
 sent as fast as the socket takes them; while waiting for the bot, silence is paced at real time
 (as Twilio would send it). The endpointing works in audio time, so the result is the same.
+With ``real_time=True`` (the load benchmark, ``bench/concurrent_calls.py``) every frame is paced
+at 20 ms, the bot's prompts "play" at 8 kHz before their mark comes back, and each call records
+its turn gaps: from the end of the elder's speech to the first audio of the bot's next prompt.
 """
 
 from __future__ import annotations
@@ -142,6 +145,7 @@ class CallLog:
     script: list[Step] = field(default_factory=list)
     steps_done: list[Step] = field(default_factory=list)
     closed_by: str | None = None  # bot | elder
+    turn_gaps: list[float] = field(default_factory=list)  # real_time: end of speech -> next prompt audio
     audio_seconds_sent: float = 0.0
     wall_seconds: float = 0.0
     error: str | None = None
@@ -165,7 +169,8 @@ class SimulatedTwilio:
 
     def __init__(self, account_sid: str, auth_token: str, script: list[Step], synthesizer: Synthesizer, *,
                  answer: str = "human", listener=None, clock: Callable[[], float] = time.monotonic,
-                 callee: Callable[[str, int], tuple[str, list]] | None = None):
+                 callee: Callable[[str, int], tuple[str, list]] | None = None, real_time: bool = False):
+        self.real_time = real_time
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.validator = RequestValidator(auth_token)
@@ -315,17 +320,26 @@ class SimulatedTwilio:
             bot_done = asyncio.Event()   # the bot finished a prompt (a mark arrived)
             closed = asyncio.Event()
             current = bytearray()
+            timing = {"speech_end": None, "played_until": 0.0}
 
             async def receive() -> None:
                 try:
                     async for message in ws:
                         data = json.loads(message)
                         if data.get("event") == "media":
-                            current.extend(base64.b64decode(data["media"]["payload"]))
+                            payload = base64.b64decode(data["media"]["payload"])
+                            now = time.monotonic()
+                            if timing["speech_end"] is not None:
+                                call.turn_gaps.append(now - timing["speech_end"])
+                                timing["speech_end"] = None
+                            timing["played_until"] = max(timing["played_until"], now) + len(payload) / RATE
+                            current.extend(payload)
                         elif data.get("event") == "mark":
                             name = data["mark"]["name"]
                             call.prompts.append(HeardPrompt(name, len(current) / RATE, bytes(current)))
                             current.clear()
+                            if self.real_time:  # Twilio echoes a mark once the audio before it has played
+                                await asyncio.sleep(max(0.0, timing["played_until"] - time.monotonic()))
                             await ws.send(frame("mark", mark={"name": name}))  # played: echo it back
                             bot_done.set()
                         elif data.get("event") == "clear":
@@ -336,8 +350,11 @@ class SimulatedTwilio:
                     closed.set()
                     bot_done.set()
 
+            pace = {"next": None}
+
             async def send_audio(ulaw: bytes, *, paced: bool = False) -> None:
                 nonlocal chunk
+                paced = paced or self.real_time
                 for off in range(0, len(ulaw), FRAME_BYTES):
                     piece = ulaw[off:off + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff")
                     chunk += 1
@@ -345,8 +362,11 @@ class SimulatedTwilio:
                                                         "timestamp": str(round(call.audio_seconds_sent * 1000)),
                                                         "payload": base64.b64encode(piece).decode("ascii")}))
                     call.audio_seconds_sent += FRAME_BYTES / RATE
-                    if paced:
-                        await asyncio.sleep(FRAME_BYTES / RATE)
+                    if paced:  # on a schedule, so that the pace does not drift under load
+                        now = time.monotonic()
+                        due = pace["next"] if pace["next"] is not None and pace["next"] > now - 0.2 else now
+                        pace["next"] = due + FRAME_BYTES / RATE
+                        await asyncio.sleep(max(0.0, pace["next"] - now))
                     elif chunk % 25 == 0:
                         await asyncio.sleep(0)
 
@@ -383,7 +403,10 @@ class SimulatedTwilio:
                         break
                     await send_audio(SILENCE * int(THINK_S * RATE / FRAME_BYTES))
                     if step.kind == "say":
-                        await send_audio(await self._elder_audio(step.value))
+                        speech = await self._elder_audio(step.value)
+                        await send_audio(speech)
+                        if self.real_time:
+                            timing["speech_end"] = time.monotonic() - _trailing_silence_s(speech)
                     elif step.kind == "dtmf":
                         for digit in step.value:
                             await ws.send(frame("dtmf", dtmf={"track": "inbound_track", "digit": digit}))
@@ -414,6 +437,16 @@ class SimulatedTwilio:
         call = self.calls[sid]
         await asyncio.wait_for(call.done.wait(), timeout)
         return call
+
+
+def _trailing_silence_s(ulaw: bytes, level: int = 300) -> float:
+    """How long the synthesized speech ends in silence (it has ended before its last sample)."""
+    samples = ulaw_to_pcm16(ulaw)
+    import numpy as np
+
+    a = np.abs(np.frombuffer(samples, dtype="<i2").astype(np.int32))
+    loud = np.nonzero(a > level)[0]
+    return 0.0 if loud.size == 0 else (a.size - 1 - loud[-1]) / RATE
 
 
 def _stream_of(xml: str) -> tuple[str, dict[str, str]] | None:

@@ -55,6 +55,7 @@ MAX_NO_SPEECH_REPEATS = 2
 SHORT_ANSWER_CHARS = 3  # a free transcript this short is a short answer: the grammar may correct it
 PAUSE_BETWEEN_MESSAGES_S = 0.4
 PROMPT_CACHE = 256
+STREAM_POOL = 64  # idle recognizer streams kept per grammar (a new Kaldi recognizer decodes ~5x slower)
 
 
 @dataclass
@@ -95,6 +96,7 @@ class CallPipeline:
         self.lines: dict[str, PhoneLine] = {}
         self.sessions: dict[int, CallSession] = {}  # attempt id -> live session
         self._prompts: OrderedDict[str, bytes] = OrderedDict()
+        self._streams: dict[tuple | None, list] = {}  # grammar -> idle, reset recognizer streams
 
     def add_line(self, line: PhoneLine) -> PhoneLine:
         self.lines[line.name] = line
@@ -226,6 +228,19 @@ class CallPipeline:
             self._prompts.popitem(last=False)
         return audio
 
+    def checkout_stream(self, grammar: list[str] | None):
+        """A recognizer stream for one utterance: an idle one when there is one. Streams are
+        reused call after call (``finish`` resets them): creating a Kaldi recognizer, and its
+        first seconds of audio, cost ~5x the decoding of a warm one (docs/voice-asr.md)."""
+        idle = self._streams.get(tuple(grammar) if grammar else None)
+        return idle.pop() if idle else self.recognizer.stream(RATE, grammar=grammar)
+
+    def checkin_stream(self, grammar: list[str] | None, stream) -> None:
+        """Give back a stream that was finished (reset); an unfinished one is dropped."""
+        idle = self._streams.setdefault(tuple(grammar) if grammar else None, [])
+        if len(idle) < STREAM_POOL:
+            idle.append(stream)
+
     def finish_visit(self, visit_id: int, reason: str) -> None:
         with self.app.db.session() as s:
             visit = s.get(Visit, visit_id)
@@ -268,6 +283,7 @@ class CallSession:
         self._no_speech_repeats = 0
         self._stream = None
         self._stream_grammar: list[str] | None = None
+        self._free = None  # with a grammar: the free decoding of the same audio, streamed alongside
         self._utterance = bytearray()
         self._pending = bytearray()
         self._busy: asyncio.Task | None = None
@@ -355,7 +371,8 @@ class CallSession:
 
     def _start_listening(self) -> None:
         grammar = self._grammar()
-        self._stream = self.pipeline.recognizer.stream(RATE, grammar=grammar)
+        self._stream = self.pipeline.checkout_stream(grammar)
+        self._free = self.pipeline.checkout_stream(None) if grammar else None
         self._stream_grammar = grammar
         self.endpointer.reset()
         self._utterance = bytearray()
@@ -373,29 +390,37 @@ class CallSession:
         chunk, self._pending = bytes(self._pending), bytearray()
         if not chunk or self._stream is None:
             return
+        stream, free = self._stream, self._free
         async with self._decode_lock:
-            partial = await asyncio.to_thread(self._stream.accept, chunk)
+            partial = await asyncio.to_thread(_accept, stream, free, chunk)
         if partial and (not self.partials or self.partials[-1] != partial):
             self.partials.append(partial)
 
     async def _end_of_utterance(self) -> None:
         await self._feed()
+        stream, free, grammar = self._stream, self._free, self._stream_grammar
+        if stream is None:
+            return
+        self._stream = self._free = None
         async with self._decode_lock:
-            transcript = await asyncio.to_thread(self._stream.finish)
+            transcript, free_transcript = await asyncio.to_thread(_finish, stream, free)
+        self.pipeline.checkin_stream(grammar, stream)
+        if free is not None:
+            self.pipeline.checkin_stream(None, free)
         text, confidence = transcript.text.strip(), transcript.confidence
-        if self._stream_grammar:
-            text, confidence = await self._prefer_free_decode(text, confidence)
+        if grammar:
+            text, confidence = self._prefer_free_decode(text, confidence, free_transcript)
         text = text.replace("[unk]", "").strip()
         if not text:
             await self._no_speech()
             return
         await self._answer(text, confidence, via="speech")
 
-    async def _prefer_free_decode(self, text: str, confidence: float) -> tuple[str, float]:
-        """The grammar only sharpens short answers ("是的", "不中"). The same audio is decoded again
-        freely: when the elder said more than a grammar phrase ("孩子们一年到头也不来个电话" must not
+    def _prefer_free_decode(self, text: str, confidence: float, free) -> tuple[str, float]:
+        """The grammar only sharpens short answers ("是的", "不中"). The same audio is decoded
+        freely alongside (streamed with it, so nothing is decoded again at the end of the answer):
+        when the elder said more than a grammar phrase ("孩子们一年到头也不来个电话" must not
         shrink to "没"), the free transcript is what they said."""
-        free = await asyncio.to_thread(self.pipeline.recognizer.transcribe, bytes(self._utterance), RATE, None)
         short = text.replace("[unk]", "").strip()
         said = free.text.replace("[unk]", "").strip()
         if not short or short in said or len(said) > SHORT_ANSWER_CHARS:
@@ -469,6 +494,19 @@ class CallSession:
     def _forget(self) -> None:
         if self.pipeline.sessions.get(self.attempt_id) is self:
             del self.pipeline.sessions[self.attempt_id]
+
+
+def _accept(stream, free, chunk: bytes) -> str | None:
+    """Decode a chunk (in a worker thread): the listening stream, and the free one beside it."""
+    partial = stream.accept(chunk)
+    if free is not None:
+        free_partial = free.accept(chunk)
+        return free_partial or partial
+    return partial
+
+
+def _finish(stream, free):
+    return stream.finish(), (free.finish() if free is not None else None)
 
 
 def _log_task_error(task: asyncio.Task) -> None:
