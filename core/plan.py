@@ -152,24 +152,33 @@ def _spread(elder_id: int, day: dt.date, span_minutes: int) -> int:
 def first_slot(settings, elder: Elder, day: dt.date) -> dt.datetime | None:
     """The local time of the day's first call, or None if the window lies wholly in quiet hours."""
     start, end = call_window(settings, elder)
-    quiet = parse_window(settings.scheduler.quiet_hours)
+    cfg = settings.scheduler.no_answer
+    retry_total = sum(cfg.retry_minutes[: max(0, cfg.max_attempts_per_day - 1)])
+    allowed, usable = _allowed_minutes(day, start, end, settings.scheduler.quiet_hours, retry_total)
+    if not allowed:
+        return None
+    return allowed[_spread(elder.id, day, usable)]
+
+
+@lru_cache(maxsize=256)
+def _allowed_minutes(day: dt.date, start: dt.time, end: dt.time, quiet_hours: str,
+                     retry_total: int) -> tuple[tuple[dt.datetime, ...], int]:
+    """The window's minutes outside quiet hours on ``day``, and how many of them may hold a first
+    call (room is left for the day's retries when there is room). Cached: at province scale
+    almost every elder shares the default window."""
+    quiet = parse_window(quiet_hours)
     base = dt.datetime.combine(day, start)
     stop = dt.datetime.combine(day, end)
     if stop <= base:
         stop += dt.timedelta(days=1)
-    allowed = []  # the window's minutes outside quiet hours, on this day
+    allowed = []
     t = base
     while t < stop and t.date() == day:
         if not in_window(t.time(), quiet):
             allowed.append(t)
         t += dt.timedelta(minutes=1)
-    if not allowed:
-        return None
-    # leave room for the day's retries inside the window when there is room
-    cfg = settings.scheduler.no_answer
-    retry_total = sum(cfg.retry_minutes[: max(0, cfg.max_attempts_per_day - 1)])
     usable = len(allowed) - retry_total if len(allowed) > retry_total else max(1, len(allowed) // 2)
-    return allowed[_spread(elder.id, day, usable)]
+    return tuple(allowed), usable
 
 
 @dataclass(frozen=True)
@@ -208,6 +217,12 @@ def plan_day(session: Session, settings, elder: Elder, day: dt.date, campaigns: 
              ) -> DayPlan:
     """Is the elder called on local ``day``, when, on which channel, with which safety messages."""
     campaigns = active_campaigns(session, day) if campaigns is None else campaigns
+    return decide_day(settings, elder, day, campaigns, lambda: last_contact_day(session, settings, elder.id))
+
+
+def decide_day(settings, elder, day: dt.date, campaigns: list[Campaign], last_contact) -> DayPlan:
+    """``plan_day`` without queries: ``last_contact`` is a date, None, or a function giving it
+    (asked only when the rules before it leave the elder due)."""
     freq = frequency_days(settings, elder, campaigns)
     msgs = tuple(safety_messages(campaigns, elder))
 
@@ -226,13 +241,35 @@ def plan_day(session: Session, settings, elder: Elder, day: dt.date, campaigns: 
         return no("没有电话号码")
     if elder.preferred_channel == "telegram" and not elder.telegram_chat_id:
         return no("没有 Telegram 对话")
-    last = last_contact_day(session, settings, elder.id)
+    last = last_contact() if callable(last_contact) else last_contact
     if last is not None and (day - last).days < freq:
         return no(f"上次联系 {last.isoformat()}，每 {freq} 天一次")
     slot = first_slot(settings, elder, day)
     if slot is None:
         return no("可拨打时段都在静默时段内")
     return DayPlan(elder.id, day, True, "到期" if last else "首次问候", slot, elder.preferred_channel, freq, msgs)
+
+
+def last_contact_days(session: Session, settings, lo: int, hi: int) -> dict[int, dt.date]:
+    """``last_contact_day`` for every elder with ``lo <= id <= hi``, in two grouped queries."""
+    from sqlalchemy import func
+
+    out: dict[int, dt.date] = {}
+    answered = session.execute(
+        select(CallAttempt.elder_id, func.max(CallAttempt.answered_at))
+        .outerjoin(Visit, Visit.id == CallAttempt.visit_id)
+        .where(CallAttempt.elder_id.between(lo, hi), CallAttempt.status.in_(SUCCESS_CALL_STATUSES),
+               CallAttempt.answered_at.is_not(None), or_(Visit.id.is_(None), Visit.status != "cancelled"))
+        .group_by(CallAttempt.elder_id))
+    for elder_id, at in answered:
+        out[elder_id] = to_local(settings, at).date()
+    visited = session.execute(
+        select(Visit.elder_id, func.max(Visit.visit_date))
+        .where(Visit.elder_id.between(lo, hi), Visit.status == "complete").group_by(Visit.elder_id))
+    for elder_id, day in visited:
+        if day is not None and (elder_id not in out or day > out[elder_id]):
+            out[elder_id] = day
+    return out
 
 
 def slot_key(elder_id: int, day: dt.date, attempt_no: int) -> str:

@@ -238,7 +238,7 @@ def sql_tracker_store(url: str) -> dict:
     out: dict = {"type": "SQL", "dialect": "postgresql" if backend == "postgresql" else "sqlite",
                  "db": u.database or "rasa"}
     if u.host:
-        out["host"] = u.host
+        out["url"] = u.host  # Rasa passes the endpoint's url to SQLTrackerStore as its host
     if u.port:
         out["port"] = u.port
     if u.username:

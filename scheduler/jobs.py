@@ -80,34 +80,75 @@ def context() -> JobContext:
 
 
 # ---- planning -------------------------------------------------------------------------------
-def plan_calls(session: Session, settings, now: dt.datetime) -> list[CallAttempt]:
-    """Create today's first attempt for every elder who is due and not planned yet."""
+PLAN_BATCH = 5000  # elders per batch: memory stays flat from a village to a province
+
+
+def plan_calls(session: Session, settings, now: dt.datetime, *, batch: int = PLAN_BATCH) -> list[str]:
+    """Create today's first attempt for every elder who is due and not planned yet; the slot keys
+    created. Set-based, in batches of elder ids: per batch one query for the elders, two for their
+    last contacts, one for today's existing slots, and one multi-row INSERT that skips a slot
+    someone else planned meanwhile (``ON CONFLICT DO NOTHING`` on the unique ``slot_key``)."""
     today = plan.local_today(settings, now)
     now_local = plan.to_local(settings, now)
-    planned = {p[0] for k in session.scalars(
-        select(CallAttempt.slot_key).where(CallAttempt.slot_key.like(f"elder:%:{today.isoformat()}:%")))
-        if (p := plan.parse_slot_key(k)) is not None}
     campaigns = plan.active_campaigns(session, today)
-    created = []
-    for elder in session.scalars(select(Elder).order_by(Elder.id)):
+    created: list[str] = []
+    last_id = 0
+    while True:
+        elders = session.execute(select(*_PLAN_COLUMNS).where(Elder.id > last_id).order_by(Elder.id)
+                                 .limit(batch)).all()
+        if not elders:
+            break
+        lo, hi = elders[0].id, elders[-1].id
+        last_id = hi
+        rows = _plan_batch(session, settings, elders, today, now, now_local, campaigns, lo, hi)
+        if rows:
+            session.execute(_insert_ignoring_duplicates(session), rows)
+            created.extend(r["slot_key"] for r in rows)
+    return created
+
+
+# what planning reads of an elder (rows, not ORM objects: a province is a million of them)
+_PLAN_COLUMNS = [Elder.id, Elder.consent_visit, Elder.preferred_channel, Elder.paused_until, Elder.pause_reason,
+                 Elder.phone, Elder.telegram_chat_id, Elder.preferred_call_start, Elder.preferred_call_end,
+                 Elder.county, Elder.township, Elder.village, Elder.living_alone, Elder.empty_nest,
+                 Elder.left_behind, Elder.disabled_care, Elder.severely_disabled, Elder.family_planning]
+
+
+def _plan_batch(session, settings, elders, today, now, now_local, campaigns, lo, hi) -> list[dict]:
+    planned = {p[0] for k in session.scalars(select(CallAttempt.slot_key).where(
+        CallAttempt.elder_id.between(lo, hi), CallAttempt.slot_key.like(f"elder:%:{today.isoformat()}:%")))
+        if (p := plan.parse_slot_key(k)) is not None}
+    last = plan.last_contact_days(session, settings, lo, hi)
+    rows = []
+    for elder in elders:
         if elder.id in planned:
             continue
-        p = plan.plan_day(session, settings, elder, today, campaigns)
+        p = plan.decide_day(settings, elder, today, campaigns, last.get(elder.id))
         if not p.due:
             continue
         start, end = plan.call_window(settings, elder)
         if end > start and now_local.time() >= end:
             continue  # planned too late (the service was down all morning): tomorrow
-        when_local = max(p.first_call_local, now_local.replace(second=0, microsecond=0))
-        when = plan.to_utc(settings, when_local)
+        when = plan.to_utc(settings, max(p.first_call_local, now_local.replace(second=0, microsecond=0)))
         if plan.is_quiet(settings, when):
             continue
-        attempt = CallAttempt(elder_id=elder.id, channel=p.channel, slot_key=plan.slot_key(elder.id, today, 1),
-                              attempt_no=1, status="scheduled", scheduled_for=when, created_at=now, updated_at=now)
-        session.add(attempt)
-        created.append(attempt)
-    session.flush()
-    return created
+        rows.append({"elder_id": elder.id, "channel": p.channel, "slot_key": plan.slot_key(elder.id, today, 1),
+                     "attempt_no": 1, "status": "scheduled", "scheduled_for": when, "created_at": now,
+                     "updated_at": now})
+    return rows
+
+
+def _insert_ignoring_duplicates(session: Session):
+    """A many-row INSERT (executemany: SQLAlchemy batches it into multi-row statements)."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy import insert
+        return insert(CallAttempt)
+    return insert(CallAttempt).on_conflict_do_nothing(index_elements=["slot_key"])
 
 
 # ---- dialing --------------------------------------------------------------------------------

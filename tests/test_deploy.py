@@ -101,10 +101,10 @@ def test_systemd_units_run_a_role(unit):
 
 @pytest.mark.parametrize("url, expected", [
     ("postgresql://tanfang:pw@db.example:5433/rasa",
-     {"type": "SQL", "dialect": "postgresql", "db": "rasa", "host": "db.example", "port": 5433,
+     {"type": "SQL", "dialect": "postgresql", "db": "rasa", "url": "db.example", "port": 5433,
       "username": "tanfang", "password": "${TANFANG_RASA_TRACKER_PASSWORD}"}),
     ("postgresql+psycopg://tanfang@127.0.0.1/rasa",
-     {"type": "SQL", "dialect": "postgresql", "db": "rasa", "host": "127.0.0.1", "username": "tanfang"}),
+     {"type": "SQL", "dialect": "postgresql", "db": "rasa", "url": "127.0.0.1", "username": "tanfang"}),
     ("sqlite:///var/rasa.db", {"type": "SQL", "dialect": "sqlite", "db": "var/rasa.db"}),
 ])
 def test_sql_tracker_store_section(url, expected):

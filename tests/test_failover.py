@@ -177,7 +177,7 @@ async def test_failover_through_a_day_with_kill_9(tmp_path, redis_server, model_
         sid, token = "AC" + uuid.uuid4().hex, uuid.uuid4().hex
         peer = SimulatedTwilio(sid, token, [], synthesizer_for(settings, "espeak"), callee=_callee(phones))
         async with local_server(peer.asgi()) as api_url:
-            clock = SharedClock(_local(8, 50), time.time() + 25, SPEED)  # 08:50 in 25 s (start-up)
+            clock = SharedClock(_local(8, 30), time.time() + 30, SPEED)  # 08:30 in 30 s (start-up)
             base = {**{k: v for k, v in os.environ.items() if not k.startswith("TANFANG_")},
                     "PYTHONPATH": str(REPO), "TANFANG_DATABASE_URL": db_url, "TANFANG_REDIS_URL": broker,
                     "TANFANG_RASA__URLS": "[" + ", ".join(f'"{u}"' for u in rasa_urls) + "]",
@@ -230,6 +230,7 @@ async def test_failover_through_a_day_with_kill_9(tmp_path, redis_server, model_
 
         # -- the evening: the coverage guard, then what the day left ---------------------------------
         app_settings = load_settings(env={"TANFANG_DATABASE_URL": db_url})
+        app_settings.scheduler.coverage_guard_day = 1  # as the demo's evening: every unvisited elder
         with db.session() as s:
             coverage_guard(s, app_settings, now=_local(20, 0))
         report = _report(db, calls, phones)
