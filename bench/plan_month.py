@@ -99,10 +99,10 @@ def run(pg_url: str, n: int) -> dict:
         load_s = time.monotonic() - t
         now = plan.to_utc(settings, dt.datetime.combine(MONTH_START, dt.time(0, 5)))
         rss_before = _rss_mb()
-        t = time.monotonic()
+        t, cpu = time.monotonic(), time.process_time()
         with db.session() as s:
             created = len(jobs.plan_calls(s, settings, now))
-        plan_s = time.monotonic() - t
+        plan_s, plan_cpu = time.monotonic() - t, time.process_time() - cpu
         rss_after = _rss_mb()
         t = time.monotonic()
         with db.session() as s:
@@ -110,7 +110,8 @@ def run(pg_url: str, n: int) -> dict:
         again_s = time.monotonic() - t
         db.dispose()
         return {"elders": n, "load_s": round(load_s, 1), "plan_s": round(plan_s, 1), "attempts_written": created,
-                "rows_per_s": round(created / plan_s) if plan_s else None, "replan_s": round(again_s, 1),
+                "rows_per_s": round(created / plan_s) if plan_s else None, "plan_cpu_s_python": round(plan_cpu, 1),
+                "load_avg_1min": round(os.getloadavg()[0], 1), "replan_s": round(again_s, 1),
                 "replan_new": again, "peak_rss_mb": round(rss_after), "rss_before_mb": round(rss_before)}
     finally:
         with admin.begin() as conn:

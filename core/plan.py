@@ -56,7 +56,12 @@ def to_local(settings, utc_naive: dt.datetime) -> dt.datetime:
 
 
 def to_utc(settings, local_naive: dt.datetime) -> dt.datetime:
-    return local_naive.replace(tzinfo=tz(settings)).astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return _to_utc(settings.app.timezone, local_naive)
+
+
+@lru_cache(maxsize=4096)
+def _to_utc(zone: str, local_naive: dt.datetime) -> dt.datetime:
+    return local_naive.replace(tzinfo=_zone(zone)).astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
 def local_today(settings, now_utc: dt.datetime) -> dt.date:
@@ -69,6 +74,7 @@ def day_bounds_utc(settings, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return to_utc(settings, start), to_utc(settings, start + dt.timedelta(days=1))
 
 
+@lru_cache(maxsize=64)
 def parse_window(text: str) -> tuple[dt.time, dt.time]:
     """``"21:00-08:00"`` -> (21:00, 08:00). A clear error for bad input."""
     try:
@@ -91,7 +97,12 @@ def is_quiet(settings, when_utc: dt.datetime) -> bool:
 
 
 def is_holiday(settings, day: dt.date) -> bool:
-    return day.isoformat() in {str(h) for h in settings.scheduler.holidays}
+    return day.isoformat() in _holidays(tuple(str(h) for h in settings.scheduler.holidays))
+
+
+@lru_cache(maxsize=8)
+def _holidays(days: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(days)
 
 
 def category_frequency(settings, elder: Elder) -> int:
@@ -220,11 +231,13 @@ def plan_day(session: Session, settings, elder: Elder, day: dt.date, campaigns: 
     return decide_day(settings, elder, day, campaigns, lambda: last_contact_day(session, settings, elder.id))
 
 
-def decide_day(settings, elder, day: dt.date, campaigns: list[Campaign], last_contact) -> DayPlan:
+def decide_day(settings, elder, day: dt.date, campaigns: list[Campaign], last_contact, *,
+               freq: int | None = None, msgs: tuple[str, ...] | None = None) -> DayPlan:
     """``plan_day`` without queries: ``last_contact`` is a date, None, or a function giving it
-    (asked only when the rules before it leave the elder due)."""
-    freq = frequency_days(settings, elder, campaigns)
-    msgs = tuple(safety_messages(campaigns, elder))
+    (asked only when the rules before it leave the elder due). ``freq`` and ``msgs`` may be given
+    when the caller computed them for elders alike (same categories and area)."""
+    freq = frequency_days(settings, elder, campaigns) if freq is None else freq
+    msgs = tuple(safety_messages(campaigns, elder)) if msgs is None else msgs
 
     def no(reason: str) -> DayPlan:
         return DayPlan(elder.id, day, False, reason, frequency_days=freq, messages=msgs)
@@ -255,7 +268,7 @@ def last_contact_days(session: Session, settings, lo: int, hi: int) -> dict[int,
     from sqlalchemy import func
 
     out: dict[int, dt.date] = {}
-    answered = session.execute(
+    answered = session.connection().execute(
         select(CallAttempt.elder_id, func.max(CallAttempt.answered_at))
         .outerjoin(Visit, Visit.id == CallAttempt.visit_id)
         .where(CallAttempt.elder_id.between(lo, hi), CallAttempt.status.in_(SUCCESS_CALL_STATUSES),
@@ -263,7 +276,7 @@ def last_contact_days(session: Session, settings, lo: int, hi: int) -> dict[int,
         .group_by(CallAttempt.elder_id))
     for elder_id, at in answered:
         out[elder_id] = to_local(settings, at).date()
-    visited = session.execute(
+    visited = session.connection().execute(
         select(Visit.elder_id, func.max(Visit.visit_date))
         .where(Visit.elder_id.between(lo, hi), Visit.status == "complete").group_by(Visit.elder_id))
     for elder_id, day in visited:

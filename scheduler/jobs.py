@@ -86,25 +86,67 @@ PLAN_BATCH = 5000  # elders per batch: memory stays flat from a village to a pro
 def plan_calls(session: Session, settings, now: dt.datetime, *, batch: int = PLAN_BATCH) -> list[str]:
     """Create today's first attempt for every elder who is due and not planned yet; the slot keys
     created. Set-based, in batches of elder ids: per batch one query for the elders, two for their
-    last contacts, one for today's existing slots, and one multi-row INSERT that skips a slot
-    someone else planned meanwhile (``ON CONFLICT DO NOTHING`` on the unique ``slot_key``)."""
+    last contacts, one for today's existing slots (only when some exist), and one bulk write that
+    skips a slot someone else planned meanwhile (``ON CONFLICT DO NOTHING`` on ``slot_key``). On
+    PostgreSQL the writes go through their own connection in a thread (COPY + INSERT … SELECT,
+    committed per batch: planning is idempotent), so the database writes batch k while Python
+    plans batch k+1 — the two cores both work."""
     today = plan.local_today(settings, now)
     now_local = plan.to_local(settings, now)
     campaigns = plan.active_campaigns(session, today)
+    any_today = session.scalar(select(CallAttempt.id).where(
+        CallAttempt.slot_key.like(f"elder:%:{today.isoformat()}:%")).limit(1)) is not None
     created: list[str] = []
+    writer = _PlanWriter(session)
     last_id = 0
-    while True:
-        elders = session.execute(select(*_PLAN_COLUMNS).where(Elder.id > last_id).order_by(Elder.id)
-                                 .limit(batch)).all()
-        if not elders:
-            break
-        lo, hi = elders[0].id, elders[-1].id
-        last_id = hi
-        rows = _plan_batch(session, settings, elders, today, now, now_local, campaigns, lo, hi)
-        if rows:
-            session.execute(_insert_ignoring_duplicates(session), rows)
-            created.extend(r["slot_key"] for r in rows)
+    try:
+        while True:
+            elders = session.connection().execute(select(*_PLAN_COLUMNS).where(Elder.id > last_id)
+                                                  .order_by(Elder.id).limit(batch)).all()
+            if not elders:
+                break
+            lo, hi = elders[0].id, elders[-1].id
+            last_id = hi
+            rows = _plan_batch(session, settings, elders, today, now, now_local, campaigns, lo, hi, any_today)
+            if rows:
+                writer.write(rows)
+                created.extend(r["slot_key"] for r in rows)
+    finally:
+        writer.close()
     return created
+
+
+class _PlanWriter:
+    """Writes planned rows: in the session (SQLite), or on PostgreSQL in a thread of its own."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.pg = session.get_bind().dialect.name == "postgresql"
+        self._pending = None
+        self._pool = None
+        if self.pg:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="plan-writer")
+            self._raw = session.get_bind().raw_connection()
+
+    def write(self, rows: list[dict]) -> None:
+        if not self.pg:
+            self.session.execute(_insert_ignoring_duplicates(self.session), rows)
+            return
+        if self._pending is not None:
+            self._pending.result()  # one batch in flight at a time: memory stays flat
+        self._pending = self._pool.submit(_copy_rows, self._raw, rows)
+
+    def close(self) -> None:
+        if not self.pg:
+            return
+        try:
+            if self._pending is not None:
+                self._pending.result()
+        finally:
+            self._pool.shutdown()
+            self._raw.close()
 
 
 # what planning reads of an elder (rows, not ORM objects: a province is a million of them)
@@ -114,28 +156,58 @@ _PLAN_COLUMNS = [Elder.id, Elder.consent_visit, Elder.preferred_channel, Elder.p
                  Elder.left_behind, Elder.disabled_care, Elder.severely_disabled, Elder.family_planning]
 
 
-def _plan_batch(session, settings, elders, today, now, now_local, campaigns, lo, hi) -> list[dict]:
-    planned = {p[0] for k in session.scalars(select(CallAttempt.slot_key).where(
-        CallAttempt.elder_id.between(lo, hi), CallAttempt.slot_key.like(f"elder:%:{today.isoformat()}:%")))
-        if (p := plan.parse_slot_key(k)) is not None}
+def _plan_batch(session, settings, elders, today, now, now_local, campaigns, lo, hi, any_today=True) -> list[dict]:
+    planned = set(session.connection().execute(select(CallAttempt.elder_id).where(
+        CallAttempt.elder_id.between(lo, hi), CallAttempt.slot_key.like(f"elder:%:{today.isoformat()}:%"))
+    ).scalars()) if any_today else set()
     last = plan.last_contact_days(session, settings, lo, hi)
+    alike: dict[tuple, tuple[int, tuple[str, ...]]] = {}  # frequency and messages of elders alike
+    this_minute = now_local.replace(second=0, microsecond=0)
     rows = []
     for elder in elders:
         if elder.id in planned:
             continue
-        p = plan.decide_day(settings, elder, today, campaigns, last.get(elder.id))
+        key = (elder.living_alone, elder.empty_nest, elder.left_behind, elder.disabled_care,
+               elder.severely_disabled, elder.family_planning) + ((elder.county, elder.township, elder.village)
+                                                                  if campaigns else ())
+        if key not in alike:
+            alike[key] = (plan.frequency_days(settings, elder, campaigns),
+                          tuple(plan.safety_messages(campaigns, elder)))
+        freq, msgs = alike[key]
+        p = plan.decide_day(settings, elder, today, campaigns, last.get(elder.id), freq=freq, msgs=msgs)
         if not p.due:
             continue
         start, end = plan.call_window(settings, elder)
         if end > start and now_local.time() >= end:
             continue  # planned too late (the service was down all morning): tomorrow
-        when = plan.to_utc(settings, max(p.first_call_local, now_local.replace(second=0, microsecond=0)))
-        if plan.is_quiet(settings, when):
-            continue
+        when_local = max(p.first_call_local, this_minute)
+        when = plan.to_utc(settings, when_local)
+        if when_local != p.first_call_local and plan.is_quiet(settings, when):
+            continue  # (a first slot is never in quiet hours; "now" may be)
         rows.append({"elder_id": elder.id, "channel": p.channel, "slot_key": plan.slot_key(elder.id, today, 1),
                      "attempt_no": 1, "status": "scheduled", "scheduled_for": when, "created_at": now,
                      "updated_at": now})
     return rows
+
+
+_PLANNED_COLUMNS = ("elder_id", "channel", "slot_key", "attempt_no", "status", "scheduled_for", "created_at",
+                    "updated_at")
+
+
+def _copy_rows(raw, rows: list[dict]) -> None:
+    """PostgreSQL: COPY into a temporary table, then INSERT … SELECT … ON CONFLICT DO NOTHING."""
+    cols = ", ".join(_PLANNED_COLUMNS)
+    with raw.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS tanfang_planned (elder_id integer, channel varchar(16), "
+                    "slot_key varchar(100), attempt_no integer, status varchar(16), scheduled_for timestamp, "
+                    "created_at timestamp, updated_at timestamp)")
+        with cur.copy(f"COPY tanfang_planned ({cols}) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row(tuple(r[c] for c in _PLANNED_COLUMNS))
+        cur.execute(f"INSERT INTO call_attempts ({cols}) SELECT {cols} FROM tanfang_planned "
+                    "ON CONFLICT (slot_key) DO NOTHING")
+        cur.execute("TRUNCATE tanfang_planned")
+    raw.commit()
 
 
 def _insert_ignoring_duplicates(session: Session):
