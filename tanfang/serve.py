@@ -368,6 +368,8 @@ class Service:
             await self.start_rasa()
         if self.recognizer is not None:
             await asyncio.to_thread(lambda: self.recognizer.model)  # load Vosk before the first call
+            # and the recognizers of as many calls as this process takes (a new one decodes slowly)
+            await asyncio.to_thread(self.phone.warm_streams, self.settings.topology.max_concurrent_calls)
         if self.role == "all":
             await self.start_scheduler()
         elif self.role == "scheduler":

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -46,6 +46,7 @@ log = logging.getLogger("tanfang.voice.session")
 RATE = 8000            # telephone audio: 8 kHz mono PCM16 between lines and the session
 FRAME_BYTES = 320      # 20 ms of PCM16
 FEED_BYTES = 10 * FRAME_BYTES  # the recognizer is fed 200 ms at a time
+PREROLL_FRAMES = 25            # 0.5 s before the detected start of speech goes to the recognizer too
 
 # What the bot says when it must end the call itself.
 NO_SPEECH_PROMPT = "您好，您能听到吗？请说话，或者按1表示是，按2表示不是。"
@@ -235,6 +236,17 @@ class CallPipeline:
         idle = self._streams.get(tuple(grammar) if grammar else None)
         return idle.pop() if idle else self.recognizer.stream(RATE, grammar=grammar)
 
+    def warm_streams(self, calls: int) -> int:
+        """Create the streams ``calls`` concurrent calls need before the first call (blocking: run
+        it in a thread at start): a free one and one per grammar each. Returns how many."""
+        made = 0
+        for grammar in [None, *self.grammars.values()]:
+            idle = self._streams.setdefault(tuple(grammar) if grammar else None, [])
+            while len(idle) < min(calls, STREAM_POOL):
+                idle.append(self.recognizer.stream(RATE, grammar=grammar))
+                made += 1
+        return made
+
     def checkin_stream(self, grammar: list[str] | None, stream) -> None:
         """Give back a stream that was finished (reset); an unfinished one is dropped."""
         idle = self._streams.setdefault(tuple(grammar) if grammar else None, [])
@@ -286,6 +298,7 @@ class CallSession:
         self._free = None  # with a grammar: the free decoding of the same audio, streamed alongside
         self._utterance = bytearray()
         self._pending = bytearray()
+        self._preroll: deque[bytes] = deque(maxlen=PREROLL_FRAMES)
         self._busy: asyncio.Task | None = None
         self._decode_lock = asyncio.Lock()
         self._closed = False
@@ -313,11 +326,19 @@ class CallSession:
         # have finished yet — dropping frames then clipped the elder's first word
         if not self.listening:
             return
-        self._utterance.extend(pcm16)
-        self._pending.extend(pcm16)
-        if len(self._pending) >= FEED_BYTES:
-            await self._feed()
         verdict = self.endpointer.push(pcm16)
+        if self.endpointer.in_speech or verdict in (END, MAX_LENGTH):
+            # the recognizer hears the speech (with the moment before it), not the silence while
+            # the elder thinks or says nothing: silence costs as much to decode as words
+            if self._preroll:
+                self._pending.extend(b"".join(self._preroll))
+                self._preroll.clear()
+            self._utterance.extend(pcm16)
+            self._pending.extend(pcm16)
+            if len(self._pending) >= FEED_BYTES:
+                await self._feed()
+        else:
+            self._preroll.append(pcm16)
         if verdict == NO_SPEECH:
             self._start_busy(self._no_speech())
         elif verdict in (END, MAX_LENGTH):
@@ -377,6 +398,7 @@ class CallSession:
         self.endpointer.reset()
         self._utterance = bytearray()
         self._pending = bytearray()
+        self._preroll.clear()
         self.partials = []
         self.listening = True
 
