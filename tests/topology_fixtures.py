@@ -75,3 +75,40 @@ def redis_url(redis_server):
     redis.Redis.from_url(url).flushdb()
     yield url
     redis.Redis.from_url(url).flushdb()
+
+
+# ---- Rasa scaled out: a tracker database and servers sharing it ----------------------------------
+def rasa_tracker_database(pg_url: str):
+    """A fresh PostgreSQL database for Rasa's SQL tracker store: (url for Rasa, drop())."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    name = f"tanfang_rasa_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = pg_url.rsplit("/", 1)[0].replace("postgresql+psycopg://", "postgresql://") + f"/{name}"
+
+    def drop():
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    return url, drop
+
+
+def scaled_rasa(tmp, db_url: str, tracker_url: str, lock_url: str, n: int = 2) -> list:
+    """``n`` EmbeddedRasa servers (not started) on free ports sharing the tracker and lock stores,
+    each with its own action server and data folder; the app database is ``db_url``."""
+    from core.settings import load_settings
+    from dialogs.runtime import EmbeddedRasa
+
+    servers = []
+    for i in range(1, n + 1):
+        env = {"TANFANG_DATA_DIR": str(tmp / f"rasa{i}"), "TANFANG_DATABASE_URL": db_url,
+               "TANFANG_RASA__PORT": str(free_port()), "TANFANG_RASA__ACTION_PORT": str(free_port()),
+               "TANFANG_RASA__TRACKER_STORE_URL": tracker_url, "TANFANG_RASA__LOCK_STORE_URL": lock_url}
+        settings = load_settings(env=env)
+        settings.ensure_dirs()
+        servers.append(EmbeddedRasa(settings, log=print))
+    return servers
