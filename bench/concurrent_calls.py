@@ -122,6 +122,54 @@ async def _peer_main(conn, sid, token, voice, answers_by_phone) -> None:
                    "cpu_s": usage.ru_utime + usage.ru_stime})
 
 
+# ---- where a turn's time goes (the worker side) ----------------------------------------------------
+class TurnTimer:
+    """Wraps the call session's steps: END detected -> transcript ready (decode lag) -> the dialog's
+    reply stored (check-in) -> the prompt's audio handed to the line (speak)."""
+
+    def __init__(self):
+        self.decode, self.checkin, self.speak = [], [], []
+
+    def install(self):
+        from voice import session
+
+        timer, cls = self, session.CallSession
+        orig_end, orig_answer, orig_reply = cls._end_of_utterance, cls._answer, cls._reply
+
+        async def end_of_utterance(self_):
+            self_._t_end = time.monotonic()
+            await orig_end(self_)
+
+        async def answer(self_, text, confidence, *, via):
+            t = getattr(self_, "_t_end", None)
+            if t is not None:
+                timer.decode.append(time.monotonic() - t)
+                self_._t_end = None
+            self_._t_heard = time.monotonic()
+            await orig_answer(self_, text, confidence, via=via)
+
+        async def reply(self_, dialog_reply):
+            t = getattr(self_, "_t_heard", None)
+            if t is not None:
+                timer.checkin.append(time.monotonic() - t)
+            t0 = time.monotonic()
+            await orig_reply(self_, dialog_reply)
+            if t is not None:
+                timer.speak.append(time.monotonic() - t0)
+                self_._t_heard = None
+
+        cls._end_of_utterance, cls._answer, cls._reply = end_of_utterance, answer, reply
+        return lambda: setattr(cls, "_end_of_utterance", orig_end) or setattr(cls, "_answer", orig_answer) \
+            or setattr(cls, "_reply", orig_reply)
+
+    def summary(self) -> dict:
+        return {f"{k}_p50_s": _r(_percentile(v, 0.5)) for k, v in self.parts().items()} | \
+               {f"{k}_p95_s": _r(_percentile(v, 0.95)) for k, v in self.parts().items()}
+
+    def parts(self):
+        return {"decode_lag": self.decode, "checkin": self.checkin, "speak": self.speak}
+
+
 # ---- one run of N calls -------------------------------------------------------------------------
 async def run_calls(n: int, args, model_dir: Path) -> dict:
     from data.models import Visit, VisitTurn
@@ -157,6 +205,8 @@ async def run_calls(n: int, args, model_dir: Path) -> dict:
         {p: a for p, (_, a) in phones.items()}), daemon=True)
     proc.start()
     api_url = await asyncio.to_thread(parent.recv)
+    timer = TurnTimer()
+    uninstall = timer.install()
     async with local_server(build_web_app(app, phone=phone)) as web_url:
         settings.twilio.api_base_url, settings.twilio.public_base_url = api_url, web_url
         phone.lines["twilio"].placer = wiring.build_placer(settings)
@@ -168,6 +218,7 @@ async def run_calls(n: int, args, model_dir: Path) -> dict:
         result = await asyncio.to_thread(parent.recv)
         wall = time.monotonic() - t0
         after = resource.getrusage(resource.RUSAGE_SELF)
+    uninstall()
     proc.join(10)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     gaps = [g for c in result["calls"] for g in c["turn_gaps"]]
@@ -189,7 +240,7 @@ async def run_calls(n: int, args, model_dir: Path) -> dict:
             "turn_gap_p95_s": _r(_percentile(gaps, 0.95)), "turn_gap_max_s": _r(max(gaps) if gaps else None),
             "processing_p95_s": _r(_percentile([g - silence for g in gaps], 0.95)),
             "answers_spoken": spoken, "answers_intact": intact, "answers_lost": lost,
-            "errors": [c["error"] for c in result["calls"] if c["error"]],
+            "errors": [c["error"] for c in result["calls"] if c["error"]], **timer.summary(),
             "worker_cpu_s": round(cpu, 1), "worker_cpu_s_per_call_minute": round(cpu / call_minutes, 2) if call_minutes else None,
             "peer_cpu_s": round(result["cpu_s"], 1), "wall_s": round(wall, 1),
             "call_wall_s_mean": _r(statistics.mean(c["wall_seconds"] for c in result["calls"]))}
@@ -200,7 +251,7 @@ def _norm(text: str) -> str:
 
 
 def _r(x):
-    return None if x is None else round(x, 3)
+    return None if x is None else round(float(x), 3)
 
 
 def decode_throughput(model_dir: Path, voice: str) -> dict:
@@ -259,7 +310,8 @@ def main(argv=None) -> int:
             runs.append(asyncio.run(run_calls(n, args, model_dir)))
             r = runs[-1]
             print(f"N={n:>2}: turn gap p50 {r['turn_gap_p50_s']} s, p95 {r['turn_gap_p95_s']} s "
-                  f"(processing p95 {r['processing_p95_s']} s); answers {r['answers_intact']}/{r['answers_spoken']} "
+                  f"(processing p95 {r['processing_p95_s']} s: decode lag p95 {r['decode_lag_p95_s']} s, "
+                  f"check-in p95 {r['checkin_p95_s']} s, speak p95 {r['speak_p95_s']} s); answers {r['answers_intact']}/{r['answers_spoken']} "
                   f"intact, {r['answers_lost']} lost; worker CPU {r['worker_cpu_s_per_call_minute']} s per call-minute",
                   file=sys.stderr)
     finally:
