@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.ports import DialogReply, ParseResult  # noqa: E402
 
 GOAL_CALLS, GOAL_P95_S = 8, 1.5
+LINE_NOISE_DBFS = -60.0  # a phone line's background noise (never digital zero)
 QUESTIONS = [
     ("您好！我是社区探访的小助手。请问是您本人吗？是请按1，不是请按2。", "yesno"),
     ("先问问您身体。最近腿脚咋样？走路、下床还方便吗？", None),
@@ -104,7 +105,7 @@ async def _peer_main(conn, sid, token, voice, answers_by_phone) -> None:
     def callee(to, nth):
         return "human", [Step("say", a) for a in answers_by_phone[to]] + [Step("wait", "3")]
 
-    peer = SimulatedTwilio(sid, token, [], synth, callee=callee, real_time=True)
+    peer = SimulatedTwilio(sid, token, [], synth, callee=callee, real_time=True, line_noise_dbfs=LINE_NOISE_DBFS)
     for answers in answers_by_phone.values():
         for a in answers:
             await peer._elder_audio(a)  # synthesized before the clock starts

@@ -70,17 +70,31 @@ def main(argv=None) -> int:
     return 0
 
 
+def _due_attempts(app, n: int, when) -> list[int]:
+    from sqlalchemy import select
+
+    from core import plan
+    from data.models import CallAttempt
+    from tests.helpers import make_elder
+
+    with app.db.session() as s:
+        for i in range(n):
+            e = make_elder(s, id_number=f"41{i:016d}", name=f"老人{i}", phone=f"+86138{i:08d}")
+            s.add(CallAttempt(elder_id=e.id, channel="phone", slot_key=plan.slot_key(e.id, DAY, 1),
+                              attempt_no=1, status="scheduled", scheduled_for=when))
+    with app.db.session() as s:
+        return list(s.scalars(select(CallAttempt.id)))
+
+
 def run(pg: str, redis_url: str, args) -> dict:
     import redis
-    from sqlalchemy import create_engine, select, text
+    from sqlalchemy import create_engine, text
 
     from core import plan
     from core.app import App
     from core.settings import load_settings
-    from data.models import CallAttempt
     from scheduler import jobs
     from scheduler.queue import DialQueue, DialWorker, WorkerThread, celery_app, redis_client, set_worker
-    from tests.helpers import make_elder
 
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(pg)
@@ -97,13 +111,7 @@ def run(pg: str, redis_url: str, args) -> dict:
         app = App(settings=settings, actor="bench")
         app.ready_db()
         when = plan.to_utc(settings, dt.datetime.combine(DAY, dt.time(9, 30)))
-        with app.db.session() as s:
-            for i in range(args.jobs):
-                e = make_elder(s, id_number=f"41{i:016d}", name=f"老人{i}", phone=f"+86138{i:08d}")
-                s.add(CallAttempt(elder_id=e.id, channel="phone", slot_key=plan.slot_key(e.id, DAY, 1),
-                                  attempt_no=1, status="scheduled", scheduled_for=when))
-        with app.db.session() as s:
-            ids = list(s.scalars(select(CallAttempt.id)))
+        ids = _due_attempts(app, args.jobs, when)
         line = InstantLine(app)
         celery = celery_app(settings)
         ctx = jobs.JobContext(app=app, dialer=line, clock=lambda: when)

@@ -169,8 +169,14 @@ class SimulatedTwilio:
 
     def __init__(self, account_sid: str, auth_token: str, script: list[Step], synthesizer: Synthesizer, *,
                  answer: str = "human", listener=None, clock: Callable[[], float] = time.monotonic,
-                 callee: Callable[[str, int], tuple[str, list]] | None = None, real_time: bool = False):
+                 callee: Callable[[str, int], tuple[str, list]] | None = None, real_time: bool = False,
+                 line_noise_dbfs: float | None = None):
         self.real_time = real_time
+        # a real line is never digital zero: low noise under everything sent (None: exact silence).
+        # With the no-dither model copy, exact zeros make Kaldi hallucinate ("诶诶诶…") and its final
+        # lattice take seconds (bench/concurrent_calls.py found it)
+        self.line_noise_dbfs = line_noise_dbfs
+        self._rng = None
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.validator = RequestValidator(auth_token)
@@ -297,6 +303,18 @@ class SimulatedTwilio:
             call.wall_seconds = self.clock() - started
             call.done.set()
 
+    def _on_line(self, ulaw: bytes) -> bytes:
+        if self.line_noise_dbfs is None:
+            return ulaw
+        import numpy as np
+
+        if self._rng is None:
+            self._rng = np.random.default_rng(7)
+        sigma = 32768 * 10 ** (self.line_noise_dbfs / 20)
+        pcm = np.frombuffer(ulaw_to_pcm16(ulaw), dtype="<i2").astype(np.int32)
+        noisy = np.clip(pcm + self._rng.normal(0, sigma, pcm.size), -32768, 32767).astype("<i2")
+        return pcm16_to_ulaw(noisy.tobytes())
+
     async def _elder_audio(self, text: str) -> bytes:
         if text not in self._speech:
             pcm = await asyncio.to_thread(self.synthesizer.synthesize, text, RATE)
@@ -356,7 +374,7 @@ class SimulatedTwilio:
                 nonlocal chunk
                 paced = paced or self.real_time
                 for off in range(0, len(ulaw), FRAME_BYTES):
-                    piece = ulaw[off:off + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff")
+                    piece = self._on_line(ulaw[off:off + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff"))
                     chunk += 1
                     await ws.send(frame("media", media={"track": "inbound", "chunk": str(chunk),
                                                         "timestamp": str(round(call.audio_seconds_sent * 1000)),

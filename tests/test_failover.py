@@ -116,7 +116,68 @@ async def _wait_for(predicate, timeout: float, what: str, procs=()):
         await asyncio.sleep(0.3)
 
 
+def _roster(db: Database) -> dict[str, int]:
+    phones = {}
+    with db.session() as s:
+        grid = make_visitor(s, telegram_chat_id=7001)
+        for i in range(ELDERS):
+            phone = f"+86138000{i:05d}"
+            make_elder(s, id_number=f"41022519450315{i:04d}", name=f"老人{i}", phone=phone,
+                       responsible_visitor_id=grid.id, preferred_channel="phone")
+            phones[phone] = i
+    return phones
+
+
+def _start_roles(tmp_path, clock, base: dict) -> dict[str, list[Proc]]:
+    """2 schedulers, 2 call workers (each its own public URL), 2 web processes."""
+    by_role: dict[str, list[Proc]] = collections.defaultdict(list)
+    for role in ("scheduler", "calls", "web"):
+        for i in (1, 2):
+            port = free_port()
+            env = {**base, "TANFANG_DATA_DIR": str(tmp_path / f"{role}{i}")}
+            if role == "calls":
+                env["TANFANG_TWILIO__PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
+            p = Proc(f"{role}{i}", ["serve", "--role", role, "--host", "127.0.0.1", "--port", str(port),
+                                    "--sim-clock", clock.spec()], env, tmp_path / "logs")
+            p.url = f"http://127.0.0.1:{port}"
+            by_role[role].append(p)
+    return by_role
+
+
+def _environment(db_url, broker, rasa_urls, model_dir, sid, token, api_url) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("TANFANG_")},
+            "PYTHONPATH": str(REPO), "TANFANG_DATABASE_URL": db_url, "TANFANG_REDIS_URL": broker,
+            "TANFANG_RASA__URLS": "[" + ", ".join(f'"{u}"' for u in rasa_urls) + "]",
+            "TANFANG_VOICE__VOSK_MODEL": str(model_dir), "TANFANG_VOICE__TTS_ENGINE": "espeak",
+            "TANFANG_TWILIO_ACCOUNT_SID": sid, "TANFANG_TWILIO_AUTH_TOKEN": token,
+            "TANFANG_TWILIO__FROM_NUMBER": "+8637100000000", "TANFANG_TWILIO__API_BASE_URL": api_url,
+            "TANFANG_TWILIO__CALLS_PER_SECOND": "2",
+            "TANFANG_TOPOLOGY__TICK_SECONDS": "1", "TANFANG_TOPOLOGY__LEADER_RETRY_SECONDS": "1",
+            "TANFANG_TOPOLOGY__HEARTBEAT_SECONDS": "1", "TANFANG_TOPOLOGY__LEASE_SECONDS": "5",
+            "TANFANG_TOPOLOGY__DISPATCH_TTL_SECONDS": "20", "TANFANG_TOPOLOGY__MAX_CONCURRENT_CALLS": "3"}
+
+
+async def _kill_one_of_each(by_role, rasas, broker) -> float:
+    """kill -9 a call worker with a call in flight, the scheduler leader, a web process and a Rasa
+    server; seconds until the standby leads."""
+    lease = await _wait_for_live_call(broker)
+    worker_pid = int(lease.rsplit("-", 1)[1])
+    victim = next(p for p in by_role["calls"] if p.proc.pid == worker_pid)
+    leader = next(p for p in by_role["scheduler"] if "elected leader" in p.log())
+    killed_at = time.monotonic()
+    victim.kill9()
+    leader.kill9()
+    by_role["web"][0].kill9()
+    os.kill(rasas[0]._procs[-1].pid, signal.SIGKILL)   # the first Rasa server (rasa run)
+    standby = next(p for p in by_role["scheduler"] if p is not leader)
+    await _wait_for(lambda: "elected leader" in standby.log(), 30, "the standby to lead")
+    return time.monotonic() - killed_at
+
+
 async def test_failover_through_a_day_with_kill_9(tmp_path, redis_server, model_dir):
+    import httpx
+    import redis
+
     from sim.twilio_peer import SimulatedTwilio, local_server
     from voice.tts import synthesizer_for
 
@@ -126,93 +187,41 @@ async def test_failover_through_a_day_with_kill_9(tmp_path, redis_server, model_
     tracker_url, drop_rasa_db = rasa_tracker_database(PG_URL)
     host, port = redis_server
     broker, lock_url = f"redis://{host}:{port}/8", f"redis://{host}:{port}/9"
-    import redis as _redis
-
     for url in (broker, lock_url):
-        _redis.Redis.from_url(url).flushdb()
+        redis.Redis.from_url(url).flushdb()
     procs: list[Proc] = []
     rasas = scaled_rasa(tmp_path, db_url, tracker_url, lock_url)
     try:
         db = Database(db_url)
         db.upgrade()
-        phones = {}
-        with db.session() as s:
-            grid = make_visitor(s, telegram_chat_id=7001)
-            for i in range(ELDERS):
-                phone = f"+86138000{i:05d}"
-                make_elder(s, id_number=f"41022519450315{i:04d}", name=f"老人{i}", phone=phone,
-                           responsible_visitor_id=grid.id, preferred_channel="phone")
-                phones[phone] = i
+        phones = _roster(db)
         await asyncio.gather(*(asyncio.to_thread(r.start) for r in rasas))
-        rasa_urls = [r.url for r in rasas]
-
-        settings = load_settings(env={})
         sid, token = "AC" + uuid.uuid4().hex, uuid.uuid4().hex
-        peer = SimulatedTwilio(sid, token, [], synthesizer_for(settings, "espeak"), callee=_callee(phones))
+        peer = SimulatedTwilio(sid, token, [], synthesizer_for(load_settings(env={}), "espeak"), callee=_callee(phones))
         async with local_server(peer.asgi()) as api_url:
             clock = SharedClock(_local(8, 30), time.time() + 30, SPEED)  # 08:30 in 30 s (start-up)
-            base = {**{k: v for k, v in os.environ.items() if not k.startswith("TANFANG_")},
-                    "PYTHONPATH": str(REPO), "TANFANG_DATABASE_URL": db_url, "TANFANG_REDIS_URL": broker,
-                    "TANFANG_RASA__URLS": "[" + ", ".join(f'"{u}"' for u in rasa_urls) + "]",
-                    "TANFANG_VOICE__VOSK_MODEL": str(model_dir), "TANFANG_VOICE__TTS_ENGINE": "espeak",
-                    "TANFANG_TWILIO_ACCOUNT_SID": sid, "TANFANG_TWILIO_AUTH_TOKEN": token,
-                    "TANFANG_TWILIO__FROM_NUMBER": "+8637100000000", "TANFANG_TWILIO__API_BASE_URL": api_url,
-                    "TANFANG_TWILIO__CALLS_PER_SECOND": "2",
-                    "TANFANG_TOPOLOGY__TICK_SECONDS": "1", "TANFANG_TOPOLOGY__LEADER_RETRY_SECONDS": "1",
-                    "TANFANG_TOPOLOGY__HEARTBEAT_SECONDS": "1", "TANFANG_TOPOLOGY__LEASE_SECONDS": "5",
-                    "TANFANG_TOPOLOGY__DISPATCH_TTL_SECONDS": "20", "TANFANG_TOPOLOGY__MAX_CONCURRENT_CALLS": "3"}
-            by_role: dict[str, list[Proc]] = collections.defaultdict(list)
-            for role in ("scheduler", "calls", "web"):
-                for i in (1, 2):
-                    port_ = free_port()
-                    env = {**base, "TANFANG_DATA_DIR": str(tmp_path / f"{role}{i}")}
-                    if role == "calls":
-                        env["TANFANG_TWILIO__PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port_}"
-                    p = Proc(f"{role}{i}", ["serve", "--role", role, "--host", "127.0.0.1", "--port", str(port_),
-                                            "--sim-clock", clock.spec()], env, tmp_path / "logs")
-                    p.url = f"http://127.0.0.1:{port_}"
-                    by_role[role].append(p)
-                    procs.append(p)
+            base = _environment(db_url, broker, [r.url for r in rasas], model_dir, sid, token, api_url)
+            by_role = _start_roles(tmp_path, clock, base)
+            procs = [p for ps in by_role.values() for p in ps]
             await _wait_for(lambda: all("服务已就绪 ready" in p.log() for p in procs), 240, "every role ready", procs)
-
-            # -- the middle of the day: kill -9 one of each while calls are in flight ---------------------
-            await _wait_for(lambda: clock() >= _local(9, 40), 600, "09:40")
-            lease = await _wait_for_live_call(broker)
-            worker_pid = int(lease.rsplit("-", 1)[1])
-            victim = next(p for p in by_role["calls"] if p.proc.pid == worker_pid)
-            leader = next(p for p in by_role["scheduler"] if "elected leader" in p.log())
-            killed_at = time.monotonic()
-            victim.kill9()
-            leader.kill9()
-            by_role["web"][0].kill9()
-            os.kill(rasas[0]._procs[-1].pid, signal.SIGKILL)   # the first Rasa server (rasa run)
-            standby = next(p for p in by_role["scheduler"] if p is not leader)
-            await _wait_for(lambda: "elected leader" in standby.log(), 30, "the standby to lead")
-            takeover = time.monotonic() - killed_at
-            import httpx
-
+            await _wait_for(lambda: clock() >= _local(9, 40), 600, "09:40")   # the middle of the day
+            takeover = await _kill_one_of_each(by_role, rasas, broker)
             assert httpx.get(by_role["web"][1].url + "/healthz", timeout=5).json()["ok"]
-
-            # -- the rest of the day -----------------------------------------------------------------
-            survivors = [p for p in procs if p.alive()]
-            await _wait_for(lambda: _day_done(db, clock), 900, "the day's calls", survivors)
+            await _wait_for(lambda: _day_done(db, clock), 900, "the day's calls", [p for p in procs if p.alive()])
             for p in procs:
                 p.stop()
             await asyncio.sleep(0.5)
             calls = list(peer.calls.values())
-
-        # -- the evening: the coverage guard, then what the day left ---------------------------------
+        # the evening: the coverage guard (as the demo's), then what the day left
         app_settings = load_settings(env={"TANFANG_DATABASE_URL": db_url})
-        app_settings.scheduler.coverage_guard_day = 1  # as the demo's evening: every unvisited elder
+        app_settings.scheduler.coverage_guard_day = 1
         with db.session() as s:
             coverage_guard(s, app_settings, now=_local(20, 0))
         report = _report(db, calls, phones)
         print("failover report:", report, f"standby took over in {takeover:.1f} s")
         assert takeover < 30
-        assert report["duplicate_calls"] == 0, report
-        assert report["answers_lost"] == 0, report
-        assert report["elders_without_contact_or_task"] == [], report
-        assert report["lost_call_retried"], report
+        assert report["duplicate_calls"] == 0 and report["answers_lost"] == 0, report
+        assert report["elders_without_contact_or_task"] == [] and report["lost_call_retried"], report
         assert report["answered"] >= ELDERS - 3, report
     finally:
         for p in procs:
