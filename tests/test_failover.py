@@ -197,7 +197,8 @@ async def test_failover_through_a_day_with_kill_9(tmp_path, redis_server, model_
         phones = _roster(db)
         await asyncio.gather(*(asyncio.to_thread(r.start) for r in rasas))
         sid, token = "AC" + uuid.uuid4().hex, uuid.uuid4().hex
-        peer = SimulatedTwilio(sid, token, [], synthesizer_for(load_settings(env={}), "espeak"), callee=_callee(phones))
+        peer = SimulatedTwilio(sid, token, [], synthesizer_for(load_settings(env={}), "espeak"), callee=_callee(phones),
+                               line_noise_dbfs=-60.0)
         async with local_server(peer.asgi()) as api_url:
             clock = SharedClock(_local(8, 30), time.time() + 30, SPEED)  # 08:30 in 30 s (start-up)
             base = _environment(db_url, broker, [r.url for r in rasas], model_dir, sid, token, api_url)
