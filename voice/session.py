@@ -300,7 +300,7 @@ class CallSession:
         self._pending = bytearray()
         self._preroll: deque[bytes] = deque(maxlen=PREROLL_FRAMES)
         self._busy: asyncio.Task | None = None
-        self._decoding: asyncio.Task | None = None  # the last chunk handed to the recognizer
+        self._decode_lock = asyncio.Lock()
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -336,7 +336,7 @@ class CallSession:
             self._utterance.extend(pcm16)
             self._pending.extend(pcm16)
             if len(self._pending) >= FEED_BYTES:
-                self._feed()
+                await self._feed()
         else:
             self._preroll.append(pcm16)
         if verdict == NO_SPEECH:
@@ -399,7 +399,6 @@ class CallSession:
         self._utterance = bytearray()
         self._pending = bytearray()
         self._preroll.clear()
-        self._decoding = None
         self.partials = []
         self.listening = True
 
@@ -409,33 +408,24 @@ class CallSession:
             return None
         return grammars.get("yesno") if scale_values(self.expects) is None else grammars.get("scale")
 
-    def _feed(self) -> None:
-        """Hand the pending audio to the recognizer without waiting for it: the line keeps
-        reading (and the endpointer keeps time) while a worker thread decodes; the chunks of one
-        utterance are decoded one after the other, in order."""
+    async def _feed(self) -> None:
         chunk, self._pending = bytes(self._pending), bytearray()
         if not chunk or self._stream is None:
             return
-        self._decoding = asyncio.create_task(self._decode(self._decoding, self._stream, self._free, chunk))
-        self._decoding.add_done_callback(_log_task_error)
-
-    async def _decode(self, before: asyncio.Task | None, stream, free, chunk: bytes) -> None:
-        if before is not None:
-            await asyncio.wait([before])
-        partial = await asyncio.to_thread(_accept, stream, free, chunk)
+        stream, free = self._stream, self._free
+        async with self._decode_lock:
+            partial = await asyncio.to_thread(_accept, stream, free, chunk)
         if partial and (not self.partials or self.partials[-1] != partial):
             self.partials.append(partial)
 
     async def _end_of_utterance(self) -> None:
-        self._feed()
+        await self._feed()
         stream, free, grammar = self._stream, self._free, self._stream_grammar
         if stream is None:
             return
         self._stream = self._free = None
-        decoding, self._decoding = self._decoding, None
-        if decoding is not None:
-            await asyncio.wait([decoding])  # what was heard is decoded (the decode lag)
-        transcript, free_transcript = await asyncio.to_thread(_finish, stream, free)
+        async with self._decode_lock:
+            transcript, free_transcript = await asyncio.to_thread(_finish, stream, free)
         self.pipeline.checkin_stream(grammar, stream)
         if free is not None:
             self.pipeline.checkin_stream(None, free)
