@@ -184,13 +184,15 @@ async def run_calls(n: int, args, model_dir: Path) -> dict:
     settings = wiring.load_settings(env={"TANFANG_DATA_DIR": str(tmp / "var")})
     settings.voice.tts_engine = args.voice
     settings.twilio.calls_per_second = 0
+    if getattr(args, "db_url", None):
+        settings.database.url = args.db_url  # --rasa: the action server writes to this database too
     simulated_credentials(settings)
     app = wiring.build_app(settings, actor="bench")
     app.ready_db()
     phones = {}
     with app.db.session() as s:
         for i in range(n):
-            e = make_elder(s, id_number=f"41022519450315{i:04d}", name=f"老人{i}", phone=f"+86138{i:08d}")
+            e = make_elder(s, id_number=f"4102251945{n:02d}{i:06d}", name=f"老人{i}", phone=f"+86138{n:02d}{i:06d}")
             phones[e.phone] = (e.id, ANSWER_SETS[i % len(ANSWER_SETS)])
     dialog = args.dialog_factory()
     recognizer = VoskRecognizer(model_path=model_dir)
@@ -300,10 +302,21 @@ def main(argv=None) -> int:
         from dialogs.runtime import EmbeddedRasa
         from tanfang.wiring import build_dialog
 
-        rasa = EmbeddedRasa(load_settings(env={}), log=lambda m: print(m, file=sys.stderr)).start()
+        from tests.rasa_fixtures import free_port
+
+        tmp = Path(tempfile.mkdtemp(prefix="tanfang-bench-rasa-"))
+        env = {"TANFANG_DATA_DIR": str(tmp / "var"), "TANFANG_RASA__PORT": str(free_port()),
+               "TANFANG_RASA__ACTION_PORT": str(free_port()), "TANFANG_DATABASE_URL": f"sqlite:///{tmp}/rasa-app.db"}
+        rasa_settings = load_settings(env=env)  # own ports: never another engineer's running server
+        rasa_settings.ensure_dirs()
+        from data.db import Database
+
+        Database(rasa_settings.database_url).upgrade()
+        args.db_url = rasa_settings.database_url
+        rasa = EmbeddedRasa(rasa_settings, log=lambda m: print(m, file=sys.stderr)).start()
         args.dialog_factory = lambda: build_dialog(rasa.settings, rasa.url)
     else:
-        args.dialog_factory = ScriptedCheckIn
+        args.dialog_factory, args.db_url = ScriptedCheckIn, None
     try:
         raw = decode_throughput(model_dir, args.voice)
         runs = []

@@ -31,7 +31,6 @@ import pytest
 from sqlalchemy import select, text
 
 from core import plan
-from core.app import App
 from core.coverage import coverage_guard
 from core.settings import load_settings
 from data.db import Database

@@ -12,7 +12,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from tanfang.cli import cli
-from tanfang.prompts_catalog import catalog, export_csv, library
+from tanfang.prompts_catalog import catalog, library
 from voice.audio import float_to_pcm16, write_wav
 from voice.prompts import PromptLibrary, PromptTemplate
 
