@@ -172,11 +172,10 @@ class TurnTimer:
 
 
 # ---- one run of N calls -------------------------------------------------------------------------
-async def run_calls(n: int, args, model_dir: Path) -> dict:
-    from data.models import Visit, VisitTurn
-    from sim.twilio_peer import local_server, simulated_credentials
+async def _worker(n: int, args, model_dir: Path):
+    """The call worker's side: an app with N elders, the pipeline with warm prompts and streams."""
+    from sim.twilio_peer import simulated_credentials
     from tanfang import wiring
-    from tanfang.web import build_web_app
     from tests.helpers import make_elder
     from voice.vosk_recognizer import VoskRecognizer
 
@@ -194,13 +193,21 @@ async def run_calls(n: int, args, model_dir: Path) -> dict:
         for i in range(n):
             e = make_elder(s, id_number=f"4102251945{n:02d}{i:06d}", name=f"老人{i}", phone=f"+86138{n:02d}{i:06d}")
             phones[e.phone] = (e.id, ANSWER_SETS[i % len(ANSWER_SETS)])
-    dialog = args.dialog_factory()
-    recognizer = VoskRecognizer(model_path=model_dir)
-    phone = wiring.build_phone(app, dialog, recognizer=recognizer, synthesizer=wiring.build_synthesizer(settings))
-    for text, _ in QUESTIONS:
+    phone = wiring.build_phone(app, args.dialog_factory(), recognizer=VoskRecognizer(model_path=model_dir),
+                               synthesizer=wiring.build_synthesizer(settings))
+    for text in [q for q, _ in QUESTIONS] + [CLOSING]:
         await phone.prompt_audio(text)  # the worker's prompt cache is warm in production
-    await phone.prompt_audio(CLOSING)
     await asyncio.to_thread(phone.warm_streams, n)  # as `serve --role calls` does at start
+    return app, phone, phones
+
+
+async def run_calls(n: int, args, model_dir: Path) -> dict:
+    from sim.twilio_peer import local_server
+    from tanfang import wiring
+    from tanfang.web import build_web_app
+
+    app, phone, phones = await _worker(n, args, model_dir)
+    settings = app.settings
     parent, child = mp.get_context("spawn").Pipe()
     proc = mp.get_context("spawn").Process(target=_peer_process, args=(
         child, settings.secrets.twilio_account_sid.get_secret_value(),
@@ -224,29 +231,36 @@ async def run_calls(n: int, args, model_dir: Path) -> dict:
     uninstall()
     proc.join(10)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    figures = _score(app, result, phones, n, timer)
+    app.close()
+    call_minutes = sum(c["wall_seconds"] for c in result["calls"]) / 60
+    return {**figures, "worker_cpu_s": round(cpu, 1),
+            "worker_cpu_s_per_call_minute": round(cpu / call_minutes, 2) if call_minutes else None,
+            "peer_cpu_s": round(result["cpu_s"], 1), "wall_s": round(wall, 1),
+            "call_wall_s_mean": _r(statistics.mean(c["wall_seconds"] for c in result["calls"]))}
+
+
+def _score(app, result: dict, phones: dict, n: int, timer: TurnTimer) -> dict:
+    """Turn gaps from the peer; answers said against what the service stored."""
+    from data.models import Visit, VisitTurn
+
     gaps = [g for c in result["calls"] for g in c["turn_gaps"]]
     intact = lost = spoken = 0
     with app.db.session() as s:
         for c in result["calls"]:
-            elder_id = phones[c["to"]][0]
-            visit = s.query(Visit).filter(Visit.elder_id == elder_id).one_or_none()
+            visit = s.query(Visit).filter(Visit.elder_id == phones[c["to"]][0]).one_or_none()
             heard = [t.text for t in s.query(VisitTurn).filter(VisitTurn.visit_id == visit.id,
                                                                VisitTurn.speaker == "elder")] if visit else []
             said = c["said"]
             spoken += len(said)
             lost += max(0, len(said) - len(heard))
             intact += sum(1 for a, h in zip(said, heard) if _norm(a) == _norm(h))
-    call_minutes = sum(c["wall_seconds"] for c in result["calls"]) / 60
-    silence = settings.voice.end_of_utterance_silence
-    app.close()
+    silence = app.settings.voice.end_of_utterance_silence
     return {"calls": n, "turns": len(gaps), "turn_gap_p50_s": _r(_percentile(gaps, 0.5)),
             "turn_gap_p95_s": _r(_percentile(gaps, 0.95)), "turn_gap_max_s": _r(max(gaps) if gaps else None),
             "processing_p95_s": _r(_percentile([g - silence for g in gaps], 0.95)),
             "answers_spoken": spoken, "answers_intact": intact, "answers_lost": lost,
-            "errors": [c["error"] for c in result["calls"] if c["error"]], **timer.summary(),
-            "worker_cpu_s": round(cpu, 1), "worker_cpu_s_per_call_minute": round(cpu / call_minutes, 2) if call_minutes else None,
-            "peer_cpu_s": round(result["cpu_s"], 1), "wall_s": round(wall, 1),
-            "call_wall_s_mean": _r(statistics.mean(c["wall_seconds"] for c in result["calls"]))}
+            "errors": [c["error"] for c in result["calls"] if c["error"]], **timer.summary()}
 
 
 def _norm(text: str) -> str:
@@ -280,6 +294,20 @@ def decode_throughput(model_dir: Path, voice: str) -> dict:
     seconds = sum(len(p) for p in audio) / 2 / 8000
     return {"audio_s": round(seconds, 1), "decode_wall_s": round(wall, 2),
             "x_real_time_per_thread": round(seconds / wall, 1), "cpu_s": round(time.process_time() - t0, 2)}
+
+
+def _summary(args, model_dir: Path, raw: dict, runs: list[dict]) -> dict:
+    ok = [r["calls"] for r in runs if r["turn_gap_p95_s"] is not None and r["turn_gap_p95_s"] <= GOAL_P95_S
+          and r["answers_lost"] == 0]
+    at_goal = next((r for r in runs if r["calls"] == GOAL_CALLS), runs[-1])
+    return {"bench": "concurrent_calls", "cores": os.cpu_count(), "dialog": "rasa" if args.rasa else "scripted",
+            "model": model_dir.name, "load_avg_1min": round(os.getloadavg()[0], 1),
+            "voice": args.voice, "raw_vosk": raw, "runs": runs,
+            "largest_n_with_p95_turn_gap_le_1_5_s": max(ok) if ok else 0,
+            "goal": {"calls": GOAL_CALLS, "turn_gap_p95_s_max": GOAL_P95_S},
+            "goal_met": bool(ok) and max(ok) >= GOAL_CALLS,
+            "turn_gap_p95_s": at_goal["turn_gap_p95_s"], "turn_gap_p50_s": at_goal["turn_gap_p50_s"],
+            "answers_lost": at_goal["answers_lost"], "calls_at": at_goal["calls"]}
 
 
 def main(argv=None) -> int:
@@ -331,17 +359,7 @@ def main(argv=None) -> int:
     finally:
         if rasa is not None:
             rasa.stop()
-    ok = [r["calls"] for r in runs if r["turn_gap_p95_s"] is not None and r["turn_gap_p95_s"] <= GOAL_P95_S
-          and r["answers_lost"] == 0]
-    at_goal = next((r for r in runs if r["calls"] == GOAL_CALLS), runs[-1])
-    summary = {"bench": "concurrent_calls", "cores": os.cpu_count(), "dialog": "rasa" if args.rasa else "scripted",
-               "model": model_dir.name, "load_avg_1min": round(os.getloadavg()[0], 1),
-               "voice": args.voice, "raw_vosk": raw, "runs": runs,
-               "largest_n_with_p95_turn_gap_le_1_5_s": max(ok) if ok else 0,
-               "goal": {"calls": GOAL_CALLS, "turn_gap_p95_s_max": GOAL_P95_S},
-               "goal_met": bool(ok) and max(ok) >= GOAL_CALLS,
-               "turn_gap_p95_s": at_goal["turn_gap_p95_s"], "turn_gap_p50_s": at_goal["turn_gap_p50_s"],
-               "answers_lost": at_goal["answers_lost"], "calls_at": at_goal["calls"]}
+    summary = _summary(args, model_dir, raw, runs)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
