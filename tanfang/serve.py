@@ -131,8 +131,7 @@ def service_plan(app, host: str, port: int, role: str = "all") -> dict[str, Any]
     if role in ("all", "calls"):
         from tanfang.prompts_catalog import library
 
-        plan["parts"]["prompts"] = {"enabled": True, "missing": [], **library(app.settings).coverage()}
-        plan["would_run"].append("prompts")
+        plan["prompts"] = library(app.settings).coverage()  # recorded prompts: what has audio
     return plan
 
 

@@ -93,7 +93,9 @@ def test_serve_check_reports_prompts_with_audio(tmp_path):
     result = CliRunner().invoke(cli, ["serve", "--check", "--json"], env=_env(tmp_path))
     plan = json.loads(result.output)
     total = len({s.key for s in library_for(tmp_path).all_segments()})
-    assert plan["parts"]["prompts"]["with_audio"] == 0 and plan["parts"]["prompts"]["total"] == total
+    assert plan["prompts"]["with_audio"] == 0 and plan["prompts"]["total"] == total
+    text = CliRunner().invoke(cli, ["serve", "--check"], env=_env(tmp_path)).output
+    assert f"0/{total}" in text
     assert len(catalog()) > 50
 
 

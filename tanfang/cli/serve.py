@@ -23,9 +23,12 @@ def _print_plan(plan: dict[str, Any]) -> None:
                   "rasa": lambda: f"{p['mode']} {p['url']}",
                   "scheduler": lambda: f"dialers {','.join(p['dialers']) or '-'}; channels {','.join(p['channels']) or '-'}",
                   "topology": lambda: f"role {p['role']}; election {p['election']}",
-                  "prompts": lambda: f"{p['with_audio']}/{p['total']} 有录音 have audio",
                   }.get(name, lambda: "")()
         click.echo(f"  {name:<10}{detail}")
+    if plan.get("prompts"):
+        p = plan["prompts"]
+        click.echo(f"提示音 prompts: {p['with_audio']}/{p['total']} 段有录音 segments have audio "
+                   "(tanfang prompts export / import)")
     lines = notices(plan)
     if lines:
         click.echo("未启用 left out:")
