@@ -32,18 +32,26 @@ def build_app(settings: Settings | None = None, actor: str | None = None) -> App
 
 # ---- dialog, speech -----------------------------------------------------------------------------
 def rasa_url(settings: Settings) -> str:
-    """The Rasa server the dialog talks to: ``rasa.url``, else the embedded one's address."""
+    """The (first) Rasa server the dialog talks to: ``rasa.urls[0]``, ``rasa.url``, else the
+    embedded one's address."""
+    return rasa_urls(settings)[0]
+
+
+def rasa_urls(settings: Settings) -> list[str]:
+    """Every Rasa server the dialog spreads its turns over (``rasa.urls``, scaled out), else one."""
+    if settings.rasa.urls:
+        return [u.rstrip("/") for u in settings.rasa.urls]
     if settings.rasa.url:
-        return settings.rasa.url.rstrip("/")
-    return f"http://{settings.rasa.host}:{settings.rasa.port}"
+        return [settings.rasa.url.rstrip("/")]
+    return [f"http://{settings.rasa.host}:{settings.rasa.port}"]
 
 
 def build_dialog(settings: Settings, url: str | None = None) -> DialogEngine:
     from dialogs.auth import shared_token
     from dialogs.engine import RasaDialogEngine
 
-    return RasaDialogEngine(url or rasa_url(settings), timeout=settings.rasa.parse_timeout,
-                            token=shared_token(settings))
+    urls = [url] if url and not settings.rasa.urls else rasa_urls(settings)
+    return RasaDialogEngine(urls, timeout=settings.rasa.parse_timeout, token=shared_token(settings))
 
 
 def build_recognizer(settings: Settings) -> Recognizer:
@@ -91,15 +99,20 @@ def line_names(settings: Settings) -> set[str]:
 
 
 def build_phone(app: App, dialog: DialogEngine, *, recognizer: Recognizer | None = None,
-                synthesizer: Synthesizer | None = None, placer=None, sip: bool | None = None, **kwargs):
+                synthesizer: Synthesizer | None = None, placer=None, sip: bool | None = None, prompts=None,
+                **kwargs):
     """The phone check-in pipeline over the configured recognizer and synthesizer, with its
     lines: Twilio (placing calls when ``placer`` is given; its webhooks always) and, when the
     settings route elders to it (or ``sip``), the SIP trunk — started by ``start_lines``."""
     from voice.session import CallPipeline
     from voice.twilio_line import TwilioLine
 
+    if prompts is None:
+        from tanfang.prompts_catalog import library
+
+        prompts = library(app.settings)
     pipeline = CallPipeline(app, dialog, recognizer or build_recognizer(app.settings),
-                            synthesizer or build_synthesizer(app.settings), **kwargs)
+                            synthesizer or build_synthesizer(app.settings), prompts=prompts, **kwargs)
     pipeline.add_line(TwilioLine(app.settings, pipeline, placer))
     if sip if sip is not None else "sip" in line_names(app.settings):
         from voice.sip_line import SipLine
