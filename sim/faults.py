@@ -37,7 +37,9 @@ from core import plan
 from core.app import App
 from core.settings import REPO_ROOT, load_settings
 from data.models import CallAttempt, Elder, EmergencyContact, Task, Visit, VisitTurn, Visitor, utcnow
-from sim.twilio_peer import SimulatedTwilio, Step, local_server, parse_script
+from sim.calls import Step, parse_script
+from sim.net import local_server
+from sim.twilio_peer import SimulatedTwilio
 from tanfang import wiring
 
 # The elder: it's me (1), yes, now is fine (1), walking as before (1), then the fall, said aloud.
