@@ -48,6 +48,9 @@ TEMPLATES: dict[str, SmsTemplate] = {t.kind: t for t in (
     SmsTemplate("family_digest", "每周向家属发送的小结",
                 "${name}本周问候${visits}次，${status}，关爱服务${cares}次。",
                 ("name", "visits", "status", "cares")),
+    SmsTemplate("pause_notice", "家属暂停问候电话时告诉负责的探访员",
+                "${name}的家属（${by}）暂停了问候电话：${dates}，原因：${reason}。暂停期间不打问候电话，需要时请上门看看。",
+                ("name", "by", "dates", "reason")),
 )}
 
 
