@@ -85,8 +85,6 @@ def test_summary_counts_notifications_by_channel(day):
     n = summary["notifications"]
     assert n["by_channel"].get("wecom", 0) >= 1 and n["by_channel"].get("sms", 0) >= 1
     assert sum(n["by_channel"].values()) == n["sent"]
-    if summary["telegram"] == "telegram":
-        assert n["by_channel"].get("telegram", 0) >= 1  # Telegram visitors and families too
     assert summary["template_sms"].get("urgent", 0) >= 1 and summary["wecom"]["cards"] >= 1
 
 
