@@ -346,11 +346,12 @@ class DemoDay:
     async def _accept_on_wecom(self, task_id: int, visitor_id: int | None) -> None:
         with self.app.db.session() as s:
             user = s.get(Visitor, visitor_id).wecom_user_id if visitor_id else None
-        if not user or not any(f"#{task_id}" in c.text for c in self.mainland.cards_to(user)):
+        mark = f"#{task_id}："  # the card's first line: 【…】P1 紧急任务 #12：…
+        if not user or not any(mark in c.text for c in self.mainland.cards_to(user)):
             return
         url = f"http://127.0.0.1:{self.ports['web']}{self.settings.wecom.callback_path}"
-        resp = await self.mainland.click(user, "接单", url)
-        if resp.status_code == 200:
+        resp = await self.mainland.click(user, "接单", url, containing=mark)
+        if resp.status_code == 200 and resp.content:  # the encrypted update_button reply: accepted
             self._acked.add(task_id)
             self.wecom_accepted.append(task_id)
             self.live.event(f"探访员在企业微信上接单：任务 #{task_id}")

@@ -86,8 +86,9 @@ class MainlandStandIns:
     def cards_to(self, user: str) -> list[Delivered]:
         return [m for m in self.wecom.to(user) if m.msgtype == "template_card"]
 
-    async def click(self, user: str, label: str, callback_url: str) -> httpx.Response:
-        """``user`` taps ``label`` on the newest card that has it: WeCom's callback to the service."""
-        query, body = self.wecom.click(user, label, self.callback_token, self.callback_aes_key)
+    async def click(self, user: str, label: str, callback_url: str, *, containing: str | None = None) -> httpx.Response:
+        """``user`` taps ``label`` on the newest card that has it (and ``containing`` in its text, e.g.
+        the task's "#12"): WeCom's callback to the service."""
+        query, body = self.wecom.click(user, label, self.callback_token, self.callback_aes_key, containing=containing)
         async with httpx.AsyncClient(timeout=30) as client:
             return await client.post(f"{callback_url}?{query}", content=body)

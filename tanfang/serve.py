@@ -31,7 +31,6 @@ from typing import Any, Callable
 
 import click
 
-from bot import wecom
 from core import routing
 from scheduler import jobs
 from scheduler.runner import SchedulerService
@@ -140,6 +139,8 @@ def service_plan(app, host: str, port: int) -> dict[str, Any]:
 def channel_parts(s) -> dict[str, dict[str, Any]]:
     """The message channels' parts: SMS (Alibaba Cloud templates or Twilio), WeCom, its callback;
     the settings each one misses come from the same functions the wiring and routing use."""
+    from bot import wecom
+
     provider = routing.sms_provider(s)  # aliyun chosen but incomplete: Twilio's free text, when configured
     sms_missing = routing.aliyun_sms_missing(s) if s.sms.provider == "aliyun" else routing.twilio_missing(s)
     wecom_missing = wecom.missing_settings(s)
