@@ -19,7 +19,6 @@ from core.channels import RecordingChannel
 from core.escalation import escalate_grade, escalate_overdue, escalate_undelivered, record_call_outcome
 from core.outbox import OutboxDispatcher, delivered_by
 from core.ports import Grade
-from core.settings import Secrets
 from core.tasks import create_task
 from data.models import CallAttempt, Elder, EmergencyContact, FamilyMember, OutboxMessage, Task
 from sim.mainland import MainlandStandIns
@@ -53,6 +52,15 @@ def _fall(s, settings, ids):
     [task] = escalate_grade(s, settings, elder=s.get(Elder, ids["elder"]), visit=None,
                             grade=Grade("urgent", "health", ("摔倒",)), text="俺今儿早上摔了一跤，起不来了", now=NOW)
     return task.id
+
+
+def build_channels_for(settings, db):
+    """The service's outbox channels (tanfang.wiring.build_channels) for these settings."""
+    from core.app import App
+
+    app = App(settings=settings)
+    app.__dict__["db"] = db
+    return build_channels(app)
 
 
 def _rows(s, task_id=None):
@@ -133,14 +141,6 @@ async def test_sms_fallback_when_the_wecom_card_fails_for_good_and_the_record_sh
     [text] = mainland.texts_to("13837800101")
     assert text.text == f"【探访关爱】您有一个P1 紧急任务#{task_id}：王秀英，老人说：俺今儿早上摔了一跤，起不来了。请打开企业微信或Telegram处理。"
     assert [m.to for m in mainland.wecom.inbox] == ["YangLei"]
-
-
-def build_channels_for(settings, db):
-    from core.app import App
-
-    app = App(settings=settings)
-    app.__dict__["db"] = db
-    return build_channels(app)
 
 
 async def test_sms_fallback_after_the_attempts_are_used_up_and_a_p1_failing_everywhere_is_escalated(db, settings):
