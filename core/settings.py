@@ -249,6 +249,9 @@ class EscalationSettings(_Section):
 class OutboxSettings(_Section):
     max_attempts: int = 8
     backoff_seconds: list[int] = Field(default_factory=lambda: [5, 30, 120, 600])
+    # the channels messages are routed over (core.routing.running_channels); empty: every channel
+    # whose settings are complete
+    channels: list[Literal["telegram", "wecom", "sms"]] = Field(default_factory=list)
 
 
 class AlertRule(_Section):

@@ -1,7 +1,8 @@
 """Column types that keep personal data sealed in the database (keys and tokens: :mod:`data.crypto`).
 
 * ``Sealed(purpose, plain_length)``/``SealedText(purpose)``: the attribute holds the plain value
-  (``elder.phone``), the column an AES-GCM token. A sealed column cannot be compared by value
+  (``elder.phone``), the column an AES-GCM token. ``SealedJSON`` is a ``SealedText`` whose
+  attribute is a JSON value (a message's SMS template and its variables). A sealed column cannot be compared by value
   (every token has a fresh nonce): ``Elder.phone == x`` raises, look-ups go through the hash.
 * ``KeyedHash(purpose)``: the HMAC of the value, for look-ups and uniqueness. Bind the *plain*
   value: ``select(Elder).where(Elder.id_number_hash == "41022519...")`` hashes it (after the
@@ -16,6 +17,7 @@ there, so two databases with different keys can be open in one process (rotation
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any, Callable
 
@@ -108,6 +110,22 @@ class SealedText(_SealedBase):
     def __init__(self, purpose: str = "text"):
         super().__init__()
         self.purpose = purpose
+
+
+class SealedJSON(SealedText):
+    """A JSON value (dict, list) sealed as text: the token holds its compact JSON. Rotation and the
+    migrations see an ordinary sealed text column."""
+
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect) -> str | None:
+        if value is None:
+            return None
+        return super().process_bind_param(json.dumps(value, ensure_ascii=False, sort_keys=True), dialect)
+
+    def process_result_value(self, value: str | None, dialect) -> Any:
+        plain = super().process_result_value(value, dialect)
+        return None if plain is None else json.loads(plain)
 
 
 class HashValue(str):

@@ -5,8 +5,9 @@ stream, the Telegram webhook) on uvicorn; phone check-ins (``app.phone_checkin``
 Vosk, the configured synthesizer, the Twilio client); the embedded Rasa when ``rasa.url`` is
 empty; the Telegram bot (webhook or polling) with its reminder loop; and the scheduler
 (APScheduler on the database's job store) with its dialers (phone, Telegram) and the outbox
-channels (SMS through Twilio, Telegram). A part whose settings or secrets are missing is left out
-with a one-line notice naming them; the dashboard is always served.
+channels (SMS through Alibaba Cloud templates or Twilio, WeCom, Telegram) and the WeCom callback.
+A part whose settings or secrets are missing is left out with a one-line notice naming them; the
+dashboard is always served.
 
 The web server answers at once; Telegram, Rasa (which may train a model first), the Vosk model
 and then the scheduler come up behind it, so no check-in is dialed before the dialog is ready.
@@ -30,6 +31,7 @@ from typing import Any, Callable
 
 import click
 
+from core import routing
 from scheduler import jobs
 from scheduler.runner import SchedulerService
 from tanfang import wiring
@@ -53,11 +55,8 @@ ROLE_PARTS = {
 
 # ---- what can run -------------------------------------------------------------------------------
 def _twilio_missing(settings, *, public: bool) -> list[str]:
-    secrets, tw = settings.secrets, settings.twilio
-    missing = [name for name, value in (("TANFANG_TWILIO_ACCOUNT_SID", secrets.twilio_account_sid),
-                                        ("TANFANG_TWILIO_AUTH_TOKEN", secrets.twilio_auth_token),
-                                        ("twilio.from_number", tw.from_number)) if not value]
-    if public and not tw.public_base_url:
+    missing = routing.twilio_missing(settings)
+    if public and not settings.twilio.public_base_url:
         missing.append("twilio.public_base_url")
     return missing
 
@@ -152,9 +151,7 @@ def _full_plan(app, host: str, port: int) -> dict[str, Any]:
     parts["sip"] = {"enabled": "sip" in lines and not sip_missing, "registrar": s.sip.registrar or s.sip.proxy,
                     "missing": sip_missing if "sip" in lines else ["phone.line: sip (或 phone.line_by_area)"],
                     "notice": "没有 SIP 中继 (no SIP trunk: elders' calls go through the other line)"}
-    sms_missing = _twilio_missing(s, public=False)
-    parts["sms"] = {"enabled": not sms_missing, "missing": sms_missing,
-                    "notice": "不发短信 (SMS waits in the outbox)"}
+    parts.update(channel_parts(s))
     tg_missing = [] if s.secrets.telegram_bot_token else ["TANFANG_TELEGRAM_BOT_TOKEN"]
     if s.telegram.mode not in TELEGRAM_MODES:
         tg_missing.append(f"telegram.mode (polling | webhook, not {s.telegram.mode!r})")
@@ -173,11 +170,36 @@ def _full_plan(app, host: str, port: int) -> dict[str, Any]:
                      "missing": [],
                      "notice": "不启动对话服务 (no Rasa: nothing to talk through)"}
     dialers = [name for name, part in (("phone", "phone"), ("telegram", "telegram")) if parts[part]["enabled"]]
-    channels = [name for name in ("sms", "telegram") if parts[name]["enabled"]]
+    channels = [name for name in ("sms", "telegram", "wecom") if parts[name]["enabled"]]
+    if parts["wecom"]["enabled"]:  # mounted with WeCom; it answers 503 until the callback secrets are set
+        parts["web"]["serves"].append(s.wecom.callback_path)
     parts["scheduler"] = {"enabled": db["ok"], "dialers": dialers, "channels": channels,
+                          "routes_over": sorted(routing.running_channels(s)),  # core.routing: who gets what where
                           "missing": [] if db["ok"] else ["database.url"]}
     return {"ok": db["ok"], "would_run": [k for k, v in parts.items() if v["enabled"]],
             "left_out": [k for k, v in parts.items() if not v["enabled"]], "parts": parts}
+
+
+def channel_parts(s) -> dict[str, dict[str, Any]]:
+    """The message channels' parts: SMS (Alibaba Cloud templates or Twilio), WeCom, its callback;
+    the settings each one misses come from the same functions the wiring and routing use."""
+    from bot import wecom
+
+    provider = routing.sms_provider(s)  # aliyun chosen but incomplete: Twilio's free text, when configured
+    sms_missing = routing.aliyun_sms_missing(s) if s.sms.provider == "aliyun" else routing.twilio_missing(s)
+    wecom_missing = wecom.missing_settings(s)
+    callback_missing = wecom_missing + wecom.callback_missing(s)
+    base = s.twilio.public_base_url.rstrip("/")
+    return {
+        "sms": {"enabled": provider is not None, "provider": provider or s.sms.provider, "missing": sms_missing,
+                "templates": sorted(s.sms.templates) if s.sms.provider == "aliyun" else None,
+                "notice": "不发短信 (SMS waits in the outbox)"},
+        "wecom": {"enabled": not wecom_missing, "api_base_url": s.wecom.api_base_url, "missing": wecom_missing,
+                  "notice": "不发企业微信消息 (no WeCom: its people are told by SMS when they have a mobile)"},
+        "wecom_callback": {"enabled": not callback_missing, "missing": callback_missing,
+                           "url": f"{base}{s.wecom.callback_path}" if base else None,
+                           "notice": "企业微信卡片按钮无效 (WeCom card buttons do nothing)"},
+    }
 
 
 def notices(plan: dict[str, Any]) -> list[str]:
@@ -251,7 +273,7 @@ class Service:
             placer = wiring.build_placer(s) if "twilio" in wiring.line_names(s) else None
             self.phone = wiring.build_phone(self.app, self.dialog, recognizer=self.recognizer, placer=placer, **clock)
         webhook_bot = self.application if self.role in ("all", "web") else None
-        return build_web_app(self.app, phone=self.phone, telegram=webhook_bot)
+        return build_web_app(self.app, phone=self.phone, telegram=webhook_bot, wecom=self._on("wecom"))
 
     async def start_telegram(self) -> None:
         s, application = self.settings, self.application
@@ -296,7 +318,8 @@ class Service:
         lines = ({n: line for n, line in self.phone.lines.items() if n in wiring.line_names(self.settings)}
                  if self.phone is not None else None)
         dialer = wiring.build_dialer(self.app, lines=lines, application=self.application)
-        channels = wiring.build_channels(self.app, application=self.application, sms=self._on("sms"))
+        channels = wiring.build_channels(self.app, application=self.application, sms=self._on("sms"),
+                                         wecom=self._on("wecom"))
         clock = {"clock": self.clock} if self.clock is not None else {}
         return jobs.JobContext(self.app, dialer, channels, queue=self.queue, **clock)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 from typing import Any, Callable
 
+from core import routing
 from core.app import App
 from core.checkin import CheckInService
 from core.ports import DialogEngine, MessageChannel, Recognizer, Synthesizer
@@ -146,13 +147,29 @@ def build_telegram(app: App, *, checkin_factory=None, url: str | None = None, to
                              recognizer_factory=recognizer if recognizer is not None else recognizer_factory(app.settings))
 
 
-def build_channels(app: App, *, application=None, sms: bool = True) -> dict[str, MessageChannel]:
-    """The outbox's channels: SMS through Twilio when configured, Telegram through ``application``."""
+def build_sms(settings: Settings) -> MessageChannel:
+    """The ``sms`` channel: Alibaba Cloud template SMS when ``sms.provider: aliyun`` and its
+    settings are complete, else Twilio (free text; raises when Twilio is not configured)."""
+    if settings.sms.provider == "aliyun" and not routing.aliyun_sms_missing(settings):
+        from bot.aliyun_sms import AliyunSmsChannel
+
+        return AliyunSmsChannel(settings)
+    from voice.twilio_sms import TwilioSmsChannel
+
+    return TwilioSmsChannel(settings)
+
+
+def build_channels(app: App, *, application=None, sms: bool = True, wecom: bool = True) -> dict[str, MessageChannel]:
+    """The outbox's channels: SMS (``build_sms``), WeCom when its settings are complete
+    (``bot.wecom.missing_settings``), Telegram through ``application``."""
     channels: dict[str, MessageChannel] = {}
     if sms:
-        from voice.twilio_sms import TwilioSmsChannel
+        channels["sms"] = build_sms(app.settings)
+    if wecom:
+        from bot.wecom import WeComChannel, missing_settings
 
-        channels["sms"] = TwilioSmsChannel(app.settings)
+        if not missing_settings(app.settings):
+            channels["wecom"] = WeComChannel(app.settings)
     if application is not None:
         from bot.channel import TelegramChannel
 
