@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from sqlalchemy import String, Table, Text, bindparam, column, event, select, table, update
 from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from data import idcard, phone
@@ -64,6 +65,10 @@ _BY_VALUE = {operators.eq, operators.ne, operators.in_op, operators.not_in_op, o
 
 class _NoValueComparison(TypeDecorator.Comparator):
     def operate(self, op, *other, **kwargs):
+        # Comparing with another column is not a comparison by value: SQLAlchemy itself does it when it
+        # matches a cached statement's result columns (an annotated column against the plain one).
+        if other and isinstance(other[0], ColumnElement) and not isinstance(other[0], BindParameter):
+            return super().operate(op, *other, **kwargs)
         if op in _BY_VALUE and not (op in (operators.eq, operators.ne) and other and other[0] is None):
             raise TypeError(f"加密列 {self.expr} 不能按值比较，请用它的 _hash 列"
                             f" (a sealed column cannot be compared by value: use its hash column)")
