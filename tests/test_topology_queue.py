@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from core import plan
+from core.recovery import lease as recovery_lease, recover
 from data import call_status
 from data.models import CallAttempt
 from scheduler import jobs
@@ -201,23 +202,33 @@ def test_duplicate_jobs_dial_each_attempt_once_and_respect_the_cap(app, redis_ur
 
 
 async def test_sweep_settles_the_calls_of_a_dead_worker_and_the_ladder_retries(app, redis_url):
+    """A ringing call whose worker's lease expired is failed at once and the ladder retries; an
+    answered call of a dead worker is left to the recovery sweep (its heartbeat, core.recovery),
+    which also grades what the elder said — the dial job must not settle it first."""
     app.settings.topology.redis_url = redis_url
     when = plan.to_utc(app.settings, dt.datetime.combine(DAY, dt.time(9, 30)))
-    live_id, dead_id = _attempts(app, 2, when)
+    live_id, ringing_id, answered_id = _attempts(app, 3, when)
     with app.db.session() as s:
-        for attempt_id in (live_id, dead_id):
+        for attempt_id, status in ((live_id, "answered"), (ringing_id, "ringing"), (answered_id, "answered")):
             a = s.get(CallAttempt, attempt_id)
-            a.status, a.started_at, a.answered_at = "answered", when, when
+            a.status, a.started_at = status, when
+            a.answered_at = when if status == "answered" else None
     queue = DialQueue(app.settings)
     queue.redis.set(f"tanfang:lease:{live_id}", "calls-1", px=60_000)  # its worker is alive
     ctx = jobs.JobContext(app=app, dialer=CallingDialer(app), clock=lambda: when + dt.timedelta(minutes=1),
                           queue=queue)
     await jobs.run_dial_due(ctx)
     with app.db.session() as s:
-        live, dead = s.get(CallAttempt, live_id), s.get(CallAttempt, dead_id)
+        live, ringing, answered = (s.get(CallAttempt, i) for i in (live_id, ringing_id, answered_id))
         assert live.status == "answered" and live.settled_at is None
-        assert dead.status == "failed" and dead.settled_at is not None
-        retry = s.scalars(select(CallAttempt).where(CallAttempt.elder_id == dead.elder_id,
+        assert ringing.status == "failed" and ringing.settled_at is not None
+        retry = s.scalars(select(CallAttempt).where(CallAttempt.elder_id == ringing.elder_id,
                                                     CallAttempt.attempt_no == 2)).one()
         assert retry.status == "scheduled"
+        assert answered.status == "answered" and answered.settled_at is None  # the recovery sweep's
+    with app.db.session() as s:
+        report = recover(s, app.settings, now=when + recovery_lease(app.settings) + dt.timedelta(seconds=5))
+    assert report["calls_settled"] == 2  # both answered calls' heartbeats stopped (the test wrote none)
+    with app.db.session() as s:
+        assert s.get(CallAttempt, answered_id).settled_at is not None
     queue.close()
