@@ -77,7 +77,12 @@ URGENT_INTENT_BY_RULE = {"摔倒": "urgent_fall", "胸痛或气短": "urgent_che
 CONFIRM_QUESTION = {"燃气泄漏": "您是说闻到煤气味了吗？", "着火": "您是说着火了、冒烟了吗？",
                     "摔倒": "您是说有人摔倒了吗？", "晕倒": "您是说有人晕倒了、叫不醒吗？",
                     "胸痛或气短": "您是说胸口疼、喘不上气吗？", "中风征兆": "您是说嘴歪了、半边身子不听使唤吗？",
-                    "低血糖": "您是说心慌、手抖、出虚汗吗？", "房屋倒塌": "您是说房子塌了吗？"}
+                    "低血糖": "您是说心慌、手抖、出虚汗吗？", "房屋倒塌": "您是说房子塌了吗？",
+                    "轻生念头": "您是说心里苦、不想活了吗？", "断粮": "您是说家里没吃的了吗？",
+                    "家庭暴力": "您是说有人打您吗？", "呼救": "您是说要人赶快来帮忙吗？"}
+# the rule topic an urgent intent of the classifier is about (for the question back)
+INTENT_TOPIC = {intent: rule for rule, intent in reversed(list(URGENT_INTENT_BY_RULE.items()))}
+URGENT_DIMENSION_BY_RULE = {r: d for r, d, _ in URGENT_RULES}
 
 # the words the urgent rules also match by sound (homophones and near-homophones of the recognizer)
 SOUND_WORDS: dict[str, tuple[str, ...]] = {
@@ -376,14 +381,39 @@ def rests_on_one_word(grade: Grade, parse: ParseResult | None = None) -> bool:
     return not rules and parse is not None and parse.confidence < 0.6
 
 
+def _topic_of(reason: str) -> str | None:
+    """The urgent rule topic a reason is about: 规则:摔倒, 规则(近音):摔倒, 确认:摔倒 -> 摔倒;
+    意图:urgent_fall(0.41) -> 摔倒."""
+    tail = reason.split(":", 1)[-1]
+    if tail in URGENT_INTENT_BY_RULE:
+        return tail
+    return INTENT_TOPIC.get(tail.split("(")[0])
+
+
+def confirm_topic(grade: Grade) -> str | None:
+    """The urgent topic a grade is about (the first reason that names one), or None."""
+    return next((t for t in map(_topic_of, grade.reasons) if t in CONFIRM_QUESTION), None)
+
+
+def urgent_intent(grade: Grade) -> str | None:
+    """The dialog's urgent intent (its advice and goodbye) for an urgent grade that the safety
+    rules read plainly (``规则:``) or the elder confirmed (``确认:``); None for a grade that still
+    rests on sound or on the classifier (the classifier's own intent already steers the dialog)."""
+    if grade.risk != "urgent":
+        return None
+    for reason in grade.reasons:
+        if reason.startswith(("规则:", "确认:")):
+            topic = _topic_of(reason)
+            if topic is not None:
+                return URGENT_INTENT_BY_RULE[topic]
+    return None
+
+
 def needs_confirmation(grade: Grade, parse: ParseResult | None = None) -> str | None:
     """The short yes/no question to ask back before moving on, or None. Only for grades that rest
     on sound or on one word; an urgent grade is never lowered by this (the caller escalates on
     "yes" or silence, and closes the question on a confirmed "no")."""
     if not (rests_on_sound(grade) or rests_on_one_word(grade, parse)):
         return None
-    for reason in grade.reasons:
-        topic = reason.split(":", 1)[-1]
-        if topic in CONFIRM_QUESTION:
-            return CONFIRM_QUESTION[topic] + "是的话请按1，不是请按2。"
-    return None
+    topic = confirm_topic(grade)
+    return None if topic is None else CONFIRM_QUESTION[topic] + "是的话请按1，不是请按2。"
