@@ -74,7 +74,7 @@ QUESTIONS: tuple[Question, ...] = (
              "家里水电正常吗？正常请按1，不正常请按2。",
              bad_value="unsafe", good_value="safe",
              concern_intents=("report_utility_problem",),
-             topic=r"水|电|灯|线|闸|插座|开关|停|管子|表|费"),
+             topic=r"水|电(?!话|视|脑)|灯|线|闸|插座|开关|停|管子|表|费"),
     Question("safety_gas_heating", "safety_form", "gas_heating_safety",
              "做饭用气、冬天取暖，都安全吗？",
              "用气取暖安全吗？安全请按1，不安全请按2。",
