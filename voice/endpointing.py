@@ -17,7 +17,8 @@ Two more pieces for the call (issue #16 items 6 and 7), pure as well:
   when it is above the line's noise floor by ``margin_db``, above ``min_dbfs``, and above the
   prompt's own level less ``echo_loss_db`` (a handset may leak the prompt back: its echo is at
   least that much quieter than the prompt); ``min_speech_s`` of such frames (short dips of
-  ``gap_s`` allowed) is a barge-in, and ``push`` returns its onset.
+  ``gap_s`` allowed) is a barge-in, and ``push`` returns its onset. Without a floor from the
+  endpointer (the call's first prompt), the first ``warmup_s`` only teach it.
 * ``AdaptiveSilence`` — the silence that ends an answer follows the speaker: after a few answers,
   ``factor`` x their typical pause *inside* an answer (the 75th percentile of the pauses the
   endpointer saw), between ``min_s`` and ``max_s``; before that, the configured silence.
@@ -168,6 +169,7 @@ class BargeInConfig:
     margin_db: float = 15.0
     min_dbfs: float = -38.0
     echo_loss_db: float = 20.0
+    warmup_s: float = 0.3  # with no noise floor known, the first frames only teach it
 
     @classmethod
     def from_settings(cls, voice, sample_rate: int = 8000) -> "BargeInConfig":
@@ -191,6 +193,7 @@ class BargeIn:
         self._gap = 0.0
         self._onset: float | None = None
         self.detected: float | None = None
+        self._learning = noise_floor is None and self.config.warmup_s > 0
 
     def threshold(self) -> float:
         c = self.config
@@ -209,6 +212,10 @@ class BargeIn:
         start = self.elapsed
         self.elapsed += dur
         level = frame_dbfs(pcm16)
+        if self._learning:  # no floor known yet (the call's first prompt): learn it first
+            self.noise_floor = level if self.noise_floor is None else min(self.noise_floor, level)
+            self._learning = self.elapsed + 1e-9 < c.warmup_s
+            return None
         if level > self.threshold():
             if self._onset is None:
                 self._onset = start
