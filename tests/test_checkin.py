@@ -225,7 +225,7 @@ async def test_a_grade_that_rests_on_sound_is_asked_back_and_a_yes_escalates(app
     back = await svc.hear(visit_id, "屋里有一股没趣味", asr_confidence=0.8, alternatives=["屋里有一股煤气为"])
     assert back.reply.messages == [GAS_BACK] and back.reply.expects == "confirm" and not back.reply.ended
     assert calls == [] and back.task_ids == []  # not escalated before the elder is asked
-    assert _elder_turns(app, visit_id)[0][1] == "none" and _elder_turns(app, visit_id)[0][2][0] == "待确认"
+    assert _elder_turns(app, visit_id)[0][1] is None and _elder_turns(app, visit_id)[0][2][0] == "待确认"
     yes = await svc.hear(visit_id, "是的")
     assert yes.grade.risk == "urgent" and yes.grade.reasons[0] == "确认:燃气泄漏"
     assert dialog.seen == ["屋里有一股没趣味", "/urgent_gas_leak"]  # the answer itself never reaches the dialog
