@@ -56,6 +56,7 @@ from core.understanding import confirmation  # noqa: E402
 from tests.voice_fixtures import on_line  # noqa: E402
 from voice.audio import pcm16_to_ulaw, resample_pcm16, ulaw_to_pcm16  # noqa: E402
 from voice.metrics import cer  # noqa: E402
+from voice.vosk_recognizer import keyword_alternatives  # noqa: E402
 
 CACHE = Path("~/.cache/tanfang/tts-robust").expanduser()
 DECODED = Path("~/.cache/tanfang/asr-robust").expanduser()
@@ -225,21 +226,22 @@ def line_audio(speech, condition: str, rng, noises, loss_zero: bool, denoise: st
 
 
 # -- recognition and grading ----------------------------------------------------------------------
-def recognize(recognizer, pcm: bytes) -> tuple[str, list[str]]:
+def recognize(recognizer, pcm: bytes) -> tuple[str, list[str], float]:
     stream = recognizer.stream(LINE_RATE)
     frame = LINE_RATE // 50 * 2
     for i in range(0, len(pcm), frame):
         stream.accept(pcm[i:i + frame])
     t = stream.finish()
-    return t.text, list(t.alternatives)
+    return t.text, list(t.alternatives), t.confidence
 
 
-def with_confirmation(rows: list[dict], grades: list, parses: list | None) -> dict:
-    """What the call does with each grade (``core.understanding.confirmation``, the recognizer's
-    confidence not counted): escalate at once, ask back, or let pass. Urgent answers: caught
+def with_confirmation(rows: list[dict], grades: list, parses: list | None, confs: list | None = None) -> dict:
+    """What the call does with each grade (``core.understanding.confirmation``, with the
+    recognizer's confidence when the decode recorded it): escalate at once, ask back, or let pass. Urgent answers: caught
     directly (escalated at once) and caught or confirmed (escalated, or asked back — a yes or
     silence escalates); fine answers: escalated at once (false alarms) and asked back (a cost)."""
-    asks = [confirmation(g, parses[i] if parses else None) is not None for i, g in enumerate(grades)]
+    asks = [confirmation(g, parses[i] if parses else None, confs[i] if confs else None) is not None
+            for i, g in enumerate(grades)]
 
     def rate(kind, ok):
         sel = [(g, a) for r, g, a in zip(rows, grades, asks) if r["kind"] == kind]
@@ -251,16 +253,17 @@ def with_confirmation(rows: list[dict], grades: list, parses: list | None) -> di
             "fine_asked_back": rate("fine", lambda g, a: a)}
 
 
-def figures(rows: list[dict], heard: list[tuple[str, list[str]]], parses: list | None,
+def figures(rows: list[dict], heard: list[tuple], parses: list | None,
             spotted: list | None = None, spot_min: float = 0.95) -> dict:
     from dialogs.eval.evaluate import recalls
 
     def grade_all(with_alts: bool, with_nlu: bool, with_kws: bool = False):
         def alts_of(i, alts):
-            extra = [p for p, c in spotted[i] if c >= spot_min] if with_kws and spotted else []
+            extra = keyword_alternatives(heard[i][0], spotted[i], spot_min) if with_kws and spotted else []
             return (list(alts) + extra) if with_alts else ()
-        return [grade_answer(text, parses[i] if with_nlu else None, r["expects"], alts_of(i, alts))
-                for i, (r, (text, alts)) in enumerate(zip(rows, heard))]
+        return [grade_answer(h[0], parses[i] if with_nlu else None, r["expects"], alts_of(i, h[1]))
+                for i, (r, h) in enumerate(zip(rows, heard))]
+    confs = [h[2] if len(h) > 2 else None for h in heard]
     lengths = [len(r["text"]) for r in rows]
     out = {"cer": round(sum(cer(r["text"], h[0]) * n for r, h, n in zip(rows, heard, lengths)) / sum(lengths), 4)}
     variants = {"rules_best": (False, False), "rules_nbest": (True, False)}
@@ -275,7 +278,7 @@ def figures(rows: list[dict], heard: list[tuple[str, list[str]]], parses: list |
         r = recalls(rows, grades)
         out[name] = {k: (None if r[k] is None else round(r[k], 4))
                      for k in ("urgent_recall", "concern_recall", "false_alarm_rate")}
-        out[name].update(with_confirmation(rows, grades, parses if how[1] else None))
+        out[name].update(with_confirmation(rows, grades, parses if how[1] else None, confs))
         out[name]["missed_urgent"] = len(r["missed_urgent"])
         out[name]["false_alarms"] = r["false_alarms"]
     return out
@@ -373,7 +376,7 @@ def run_condition(condition: str, seed: int, rows, speech, recognizer, noises, u
     cache = heard_cache(voice, condition + _nr(denoise), seed, loss_zero, recognizer.max_alternatives,
                         [r["text"] for r in rows])
     if regrade and cache.is_file():
-        heard = [(h[0], list(h[1])) for h in json.loads(cache.read_text(encoding="utf-8"))]
+        heard = [(h[0], list(h[1]), *h[2:]) for h in json.loads(cache.read_text(encoding="utf-8"))]
     else:
         rng = np.random.default_rng(seed)  # the same seed gives the same noise, loss and offsets
         heard = [recognize(recognizer, line_audio(s, condition, rng, noises, loss_zero, denoise)) for s in speech]

@@ -13,7 +13,9 @@ that write the answers), pure and table-tested:
 * **Should the call ask back before moving on?** (:func:`confirmation`) When the grade rests on
   sound (a homophone, an n-best alternative, a keyword the spotter heard and the free decode did
   not), on one word against the classifier, on the classifier alone with low confidence, or the
-  recognizer's confidence is low, the elder is asked "您是说闻到煤气味了吗？是的话请按1，不是请按2。".
+  recognizer's confidence is low, the elder is asked "您是说闻到煤气味了吗？是的话请按1，不是请按2。";
+  when the words are garbled (confidence below ``GARBLED_ASR_CONFIDENCE``) and name no emergency,
+  "不好意思，我没太听清。您那边是不是有急事，要人赶快来帮忙？".
   A yes, anything that is not a clear no, or silence escalates (``Confirmation.if_yes``); a
   confirmed no closes the question. An urgent grade the safety rules read plainly (by characters)
   is never confirmed and never lowered: it escalates at once.
@@ -33,6 +35,11 @@ from core.questions import BY_SLOT, KEYPAD, QUESTIONS
 
 # -- ask back ---------------------------------------------------------------------------------------
 LOW_ASR_CONFIDENCE = 0.55   # mean word confidence below this: the recognizer is unsure
+# Below this the words are garbled: whatever they were graded, the elder is asked whether they need
+# help now (GARBLED_QUESTION) — an emergency the recognizer lost still gets its question back.
+GARBLED_ASR_CONFIDENCE = 0.5
+GARBLED_TOPIC = "呼救"
+GARBLED_QUESTION = "不好意思，我没太听清。您那边是不是有急事，要人赶快来帮忙？"
 CONFIRM_HINT = "是的话请按1，不是请按2。"
 CONFIRMED = "确认:"         # reason prefix of a grade the elder confirmed (or left unanswered)
 DENIED = "否认:"            # reason prefix of a question the elder closed with a no
@@ -58,11 +65,11 @@ def confirmation(grade: Grade, parse: ParseResult | None = None,
                  asr_confidence: float | None = None) -> Confirmation | None:
     """The question back for an unsure grade, or None (a sure one, a fine one, or one with no
     topic to ask about). ``asr_confidence`` is the recognizer's (None for typed text)."""
-    if grade.risk == "none" or _firm_urgent(grade):
+    if _firm_urgent(grade):
         return None
     topic = confirm_topic(grade)
     if topic is None:
-        return None
+        return _garbled(grade, asr_confidence)
     unsure_words = needs_confirmation(grade, parse) is not None
     unsure_ears = asr_confidence is not None and asr_confidence < LOW_ASR_CONFIDENCE
     nlu_only_urgent = grade.risk == "urgent" and not any(r.startswith("规则") for r in grade.reasons)
@@ -74,6 +81,15 @@ def confirmation(grade: Grade, parse: ParseResult | None = None,
     if_no = Grade(grade.risk, grade.dimension, rest) if rest and grade.risk == "concern" else Grade()
     if_no = Grade(if_no.risk, if_no.dimension, (f"{DENIED}{topic}",) + if_no.reasons)
     return Confirmation(CONFIRM_QUESTION[topic] + CONFIRM_HINT, topic, if_yes, if_no)
+
+
+def _garbled(grade: Grade, asr_confidence: float | None) -> Confirmation | None:
+    """Words the recognizer could hardly make out (and no urgent topic in them): is it an emergency?"""
+    if asr_confidence is None or asr_confidence >= GARBLED_ASR_CONFIDENCE:
+        return None
+    if_yes = Grade("urgent", URGENT_DIMENSION_BY_RULE[GARBLED_TOPIC], (f"{CONFIRMED}{GARBLED_TOPIC}",) + grade.reasons)
+    if_no = Grade(grade.risk, grade.dimension, (f"{DENIED}{GARBLED_TOPIC}",) + grade.reasons)
+    return Confirmation(GARBLED_QUESTION + CONFIRM_HINT, GARBLED_TOPIC, if_yes, if_no)
 
 
 def _about(reason: str, topic: str) -> bool:

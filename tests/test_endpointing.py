@@ -128,13 +128,16 @@ def test_the_endpointer_keeps_the_pauses_inside_an_answer():
     assert ep.pauses == pytest.approx([0.6, 1.0], abs=0.03)  # the 50 ms dip is no pause; the final silence ends it
 
 
-@pytest.mark.parametrize("pauses, expected", [
-    ([], 1.2), ([1.0, 1.0], 1.2),                 # too little known: the configured silence
-    ([0.25, 0.3, 0.2, 0.3], 0.8),                  # a brisk speaker: the least wait
-    ([0.9, 1.0, 1.1, 0.8, 1.0], 1.6),              # a slow one: 1.6 x the 75th percentile
-    ([2.0, 2.5, 3.0], 2.5),                        # bounded
+@pytest.mark.parametrize("answers, expected", [
+    ([], 1.2), ([[1.0, 0.2]], 1.2),                            # too little known: the configured silence
+    ([[0.25, 0.2], [0.3], [0.2, 0.2, 0.3]], 0.8),             # a brisk speaker: the least wait
+    ([[1.0, 0.2, 0.2], [0.9, 0.25], [1.1, 0.2]], 1.6),        # a slow one: 1.6 x the median longest pause
+    ([[0.2, 0.2, 0.2, 1.0], [0.2, 1.0]], 1.6),                # word gaps do not hide the long pauses
+    ([[2.0], [2.5], [3.0]], 2.5),                             # bounded
+    ([[1.0], [], [1.0]], 1.6),                                # an answer without a pause changes nothing
 ])
-def test_adaptive_silence(pauses, expected):
+def test_adaptive_silence(answers, expected):
     a = AdaptiveSilence(initial_s=1.2, min_s=0.8, max_s=2.5, factor=1.6)
-    a.add(pauses)
+    for pauses in answers:
+        a.add(pauses)
     assert a.silence_s() == pytest.approx(expected, abs=0.01)

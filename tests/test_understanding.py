@@ -66,6 +66,13 @@ def test_read_yes_no(text, said):
     assert read_yes_no(text) == said
 
 
+def test_garbled_words_are_asked_whether_it_is_an_emergency():
+    c = confirmation(Grade(), None, 0.2)
+    assert c.question.startswith("不好意思，我没太听清。您那边是不是有急事") and c.topic == "呼救"
+    assert c.if_yes.risk == "urgent" and urgent_intent(c.if_yes) == "urgent_fall"
+    assert c.if_no == Grade("none", None, (f"{DENIED}呼救",))
+
+
 def test_confirmation_for_a_grade_that_rests_on_sound():
     g = grade_answer("屋里有一股没趣味", None, "safety_gas_heating", ["屋里有一股煤气为"])
     c = confirmation(g)
@@ -82,8 +89,11 @@ def test_confirmation_for_a_grade_that_rests_on_sound():
     (Grade("urgent", "health", ("意图:urgent_fall(0.41)",)), ParseResult("x", "urgent_fall", 0.41), None, True),
     (Grade("urgent", "health", ("意图:urgent_fall(0.93)",)), ParseResult("x", "urgent_fall", 0.93), 0.9, False),
     (Grade("urgent", "health", ("意图:urgent_fall(0.93)",)), ParseResult("x", "urgent_fall", 0.93), 0.3, True),
-    (Grade("concern", "health", ("规则:身体不适",)), ParseResult("x", "answer_fine", 0.9), 0.3, False),  # no topic
-    (Grade(), None, 0.1, False),
+    (Grade("concern", "health", ("规则:身体不适",)), ParseResult("x", "answer_fine", 0.9), 0.52, False),  # no topic
+    (Grade("concern", "health", ("规则:身体不适",)), ParseResult("x", "answer_fine", 0.9), 0.3, True),  # garbled
+    (Grade(), None, 0.1, True),      # garbled words: is it an emergency?
+    (Grade(), None, 0.9, False),
+    (Grade(), None, None, False),    # typed text, a key press
 ])
 def test_when_to_ask_back(grade, parse, asr, asked):
     assert (confirmation(grade, parse, asr) is not None) == asked

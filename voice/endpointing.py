@@ -20,8 +20,9 @@ Two more pieces for the call (issue #16 items 6 and 7), pure as well:
   ``gap_s`` allowed) is a barge-in, and ``push`` returns its onset. Without a floor from the
   endpointer (the call's first prompt), the first ``warmup_s`` only teach it.
 * ``AdaptiveSilence`` — the silence that ends an answer follows the speaker: after a few answers,
-  ``factor`` x their typical pause *inside* an answer (the 75th percentile of the pauses the
-  endpointer saw), between ``min_s`` and ``max_s``; before that, the configured silence.
+  ``factor`` x their typical longest pause *inside* an answer (the median over answers of the
+  longest pause the endpointer saw in each), between ``min_s`` and ``max_s``; before that, the
+  configured silence.
 """
 
 from __future__ import annotations
@@ -243,17 +244,20 @@ def active_dbfs(pcm16: bytes, sample_rate: int = 8000) -> float | None:
 
 @dataclass
 class AdaptiveSilence:
-    """The end-of-answer silence of one call, following the elder's own pauses."""
+    """The end-of-answer silence of one call, following the elder's own pauses: each answer
+    counts with its longest inner pause (short gaps between words say nothing about how long the
+    elder may think mid-sentence); once ``min_answers`` answers had one, the silence is ``factor``
+    x their median, between ``min_s`` and ``max_s``."""
 
     initial_s: float = 1.2
     min_s: float = 0.8
     max_s: float = 2.5
     factor: float = 1.6
-    min_pauses: int = 3
-    keep: int = 30
+    min_answers: int = 2
+    keep: int = 10
 
     def __post_init__(self) -> None:
-        self.pauses: list[float] = []
+        self.longest: list[float] = []
 
     @classmethod
     def from_settings(cls, voice) -> "AdaptiveSilence":
@@ -261,10 +265,12 @@ class AdaptiveSilence:
                    max_s=max(voice.end_silence_max, voice.end_silence_min), factor=voice.end_silence_factor)
 
     def add(self, pauses: list[float]) -> None:
-        self.pauses = (self.pauses + [p for p in pauses if p > 0])[-self.keep:]
+        """The pauses inside one answer (``Endpointer.pauses``)."""
+        if pauses:
+            self.longest = (self.longest + [max(pauses)])[-self.keep:]
 
     def silence_s(self) -> float:
-        if len(self.pauses) < self.min_pauses:
+        if len(self.longest) < self.min_answers:
             return self.initial_s
-        typical = float(np.percentile(self.pauses, 75))
+        typical = float(np.median(self.longest))
         return round(min(self.max_s, max(self.min_s, self.factor * typical)), 3)

@@ -61,6 +61,7 @@ from voice.endpointing import (
     END, MAX_LENGTH, NO_SPEECH, AdaptiveSilence, BargeIn, BargeInConfig, EndpointConfig, Endpointer, active_dbfs,
 )
 from voice.keypad import REPEAT, dtmf_answer, is_repeat_request, scale_values
+from voice.vosk_recognizer import keyword_alternatives
 
 log = logging.getLogger("tanfang.voice.session")
 
@@ -522,7 +523,7 @@ class CallSession:
         if spot is None or not self.pipeline.settings.voice.spot_keywords or not self._utterance:
             return []
         hits = await asyncio.to_thread(spot, bytes(self._utterance), RATE)
-        return [phrase for phrase, _ in hits if phrase not in text]
+        return keyword_alternatives(text, hits)
 
     async def _prefer_free_decode(self, text: str, confidence: float) -> tuple[str, float, list[str]]:
         """The grammar only sharpens short answers ("是的", "不中"). The same audio is decoded again

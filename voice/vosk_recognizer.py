@@ -44,9 +44,7 @@ DEFAULT_ALTERNATIVES = 5  # n-best hypotheses of free decoding (voice.max_altern
 # the model's words separated by spaces; ``grammar_phrases`` drops the ones the model lacks.
 GRAMMARS: dict[str, list[str]] = {
     "yesno": ["是 的", "是", "对", "对 的", "不是", "不 是", "没有", "没", "有", "好", "好 的", "行", "中",
-              "不中", "不 中", "不", "不 对", "不要", "不用", "可以", "要", "嗯",
-              # the identity question: freely decoded on a fresh stream 是我 comes back as 是玩 (see voice-asr.md)
-              "是 我", "是 俺", "喂 是 我", "喂 是 俺", "是 我 是 我", "我 是"],
+              "不中", "不 中", "不", "不 对", "不要", "不用", "可以", "要", "嗯"],
     "scale": ["好", "很 好", "挺 好", "还 行", "还行", "还 可以", "一般", "马马虎虎", "不好", "不 好",
               "差", "很 差", "不 太 好", "不行", "不 行"],
 }
@@ -230,6 +228,13 @@ def spot_keywords(words: list[dict], phrases: list[str], min_confidence: float =
                 if not any(text in longer for longer in hits):
                     hits[text] = min(c for _, c in window)
     return list(hits.items())
+
+
+def keyword_alternatives(text: str, hits: list[tuple[str, float]],
+                         min_confidence: float = SPOT_MIN_CONFIDENCE) -> list[str]:
+    """The spotted phrases to give the grading as alternatives: sure enough, and not already in
+    the text (there the grading reads them in their sentence: 燃气灶是新换的 is safe, 燃气 alone is not)."""
+    return [p for p, c in hits if c >= min_confidence and p not in (text or "")]
 
 
 class VoskStream:
