@@ -171,35 +171,37 @@ def answer_fits(slot: str, text: str | None, intent: str | None = None, confiden
     if raw.startswith("/") or KEYPAD.get(raw.rstrip("。.!！")):
         return Fit(True, "keypad")
     t = normalize(raw)
+    if len(t) <= SHORT_ANSWER:
+        return Fit(True, "short")
+    if _JUDGING.search(t) or _LEADING_YES_NO.match(raw):
+        return Fit(True, "judging")  # 水电煤气都没问题 may answer three questions
     for other_slot, other in earlier:
         if other_slot and other_slot != slot and same_sentence(t, other):
             return Fit(False, "same_as_other")
-    if len(t) <= SHORT_ANSWER:
-        return Fit(True, "short")
     if q.topic and re.search(q.topic, t):
         return Fit(True, "topic")
     if intent in q.concern_intents and (confidence or 0) >= 0.5:
         return Fit(True, "intent")
-    if _JUDGING.search(t) or _LEADING_YES_NO.match(raw):
-        return Fit(True, "judging")
     return Fit(False, "off_topic")
 
 
 def implausible_items(answers: list[tuple[str, str | None]]) -> set[str]:
     """The item keys whose stored answer is not plausible: ``answers`` = (item key, source text)
-    of a visit. An item is implausible when its text (a sentence, not a short answer) is also the
-    text of another item, or when no question of that item would take it (:func:`answer_fits`).
-    Answers without a text (entered by a visitor, a key press) are plausible."""
+    of a visit. An item is implausible when no question of that item would take its text (as
+    :func:`answer_fits` judges it, the other items' texts as the earlier answers: the same
+    sentence stored for two items fits neither). Answers without a text are plausible."""
     bad: set[str] = set()
     for i, (item, text) in enumerate(answers):
         if not text:
             continue
         parts = [p.strip() for p in text.split(" / ") if p.strip()]  # two questions on one item
-        if any(same_sentence(p, other) for p in parts for j, (it, other_text) in enumerate(answers)
-               if j != i and it != item and other_text for other in other_text.split(" / ")):
-            bad.add(item)
-            continue
         slots = [q.slot for q in QUESTIONS if q.item_key == item]
-        if slots and not any(answer_fits(s, p).ok for s in slots for p in parts):
+        earlier = [(_slot_of(it), p) for j, (it, other) in enumerate(answers)
+                   if j != i and it != item and other for p in other.split(" / ")]
+        if slots and not any(answer_fits(s, p, earlier=earlier).ok for s in slots for p in parts):
             bad.add(item)
     return bad
+
+
+def _slot_of(item_key: str) -> str | None:
+    return next((q.slot for q in QUESTIONS if q.item_key == item_key), None)

@@ -17,7 +17,8 @@ GARBLED = "奴隶有因故没趣味我也不知道咋回事油"
     ("health_mobility", "还中", (), True, "short"),
     ("health_mobility", "/affirm", (), True, "keypad"),
     ("safety_house", "1", (), True, "keypad"),
-    ("health_mobility", "腿脚还行，就是上楼费劲", (), True, "topic"),
+    ("health_mobility", "腿脚还行，就是上楼费劲", (), True, "judging"),
+    ("health_mobility", "腿脚就是上楼费劲", (), True, "topic"),
     ("economy_benefits", "这个月的低保还没见着", (), True, "topic"),
     ("safety_utilities", "孩子们一年到头也不来个电话", (), False, "off_topic"),  # 电话 is not 电
     ("health_mental", "没有，这个月的还没到", (), True, "judging"),        # a no first, then details
@@ -27,6 +28,8 @@ GARBLED = "奴隶有因故没趣味我也不知道咋回事油"
     ("health_mental", "奴隶有因故没趣味我也不知道咋回事", (("health_mobility", GARBLED),), False, "same_as_other"),
     ("health_mobility", GARBLED + "腿", (("health_mobility", GARBLED),), True, "topic"),  # the same question again
     ("health_mental", "还行", (("health_mobility", "还行"),), True, "short"),  # short answers may repeat
+    ("safety_utilities", "房子结实着呢，水电煤气都没问题", (("safety_house", "房子结实着呢，水电煤气都没问题"),),
+     True, "judging"),  # one judging sentence may answer several questions
     ("nonsense_slot", "还行", (), False, "not_a_question"),
 ])
 def test_answer_fits(slot, text, earlier, ok, why):
@@ -55,6 +58,11 @@ def test_same_sentence_and_implausible_items():
     answers = [("mobility", GARBLED), ("illness", GARBLED), ("mental", "睡得挺好"), ("economy", "钱够花 / 收到了"),
                ("housing_safety", "孩子们都不回来看我"), ("daily_care", None)]
     assert implausible_items(answers) == {"mobility", "illness", "housing_safety"}
+    safe = "房子结实着呢，水电煤气都没问题"
+    assert implausible_items([("housing_safety", safe), ("water_electricity_safety", safe),
+                              ("gas_heating_safety", safe)]) == set()
+    twice = "腿脚不行了走不动道"
+    assert implausible_items([("mobility", twice), ("daily_care", twice)]) == {"mobility", "daily_care"}
 
 
 @pytest.mark.parametrize("text, said", [
