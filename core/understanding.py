@@ -98,7 +98,7 @@ def _about(reason: str, topic: str) -> bool:
 
 
 _YES = re.compile(r"^(是|对|嗯|有|中|可不|就是|没错|闻到|闻着|摔了|着了|1|一|按1)")
-_NO = re.compile(r"^(不是|不对|没有|没|不|木有|冇|错了|听错|2|二|按2)")
+_NO = re.compile(r"^(不是|不对|没有|没|不|木有|冇|错了|听错|2|二|按2|挺好|都好|好着|好好的|还行|还中|中着)")
 
 
 def read_yes_no(text: str | None) -> str | None:

@@ -68,6 +68,7 @@ def test_same_sentence_and_implausible_items():
 @pytest.mark.parametrize("text, said", [
     ("是的", "yes"), ("是", "yes"), ("对对对", "yes"), ("嗯，闻到了", "yes"), ("1", "yes"), ("/affirm", "yes"),
     ("喂，是啊", "yes"), ("不是", "no"), ("没有，没啥味", "no"), ("2", "no"), ("/deny", "no"), ("俺没说这个", "no"),
+    ("挺好的，没事", "no"), ("没事没事", "no"), ("好着哩", "no"),  # all is well: not an emergency
     ("你说啥", None), ("", None),
 ])
 def test_read_yes_no(text, said):

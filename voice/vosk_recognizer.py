@@ -57,7 +57,7 @@ GRAMMARS: dict[str, list[str]] = {
 # ("您是说闻到煤气味了吗？"), never to a silent pass nor, alone, to an escalation.
 KEYWORDS: list[str] = [
     "煤气 味", "煤气", "燃气", "天然气", "液化气", "漏气", "臭 鸡蛋 味",
-    "着火 了", "着火", "冒烟", "起火", "失火",
+    "着火 了", "着火", "冒烟", "起火",  # not 失火: 是我 is heard as it (a demo elder's 喂，是我，是我)
     "摔倒", "摔 了 一 跤", "摔 了", "跌倒",
     "叫 不 醒", "喊 不 醒", "晕倒", "昏倒", "晕 过去",
     "喘 不 上 气", "上 不 来 气", "胸口 疼", "心口 疼",
