@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import base64
 import json
 import statistics
 import sys
@@ -37,10 +39,13 @@ from dialogs.runtime import EmbeddedRasa  # noqa: E402
 from sim.faults import FaultHarness, free_port, verify  # noqa: E402
 
 
+DATA_KEY = base64.b64encode(os.urandom(32)).decode()  # the run's processes share its database
+
+
 def _rasa(workdir: Path, database_url: str) -> EmbeddedRasa:
     env = {"TANFANG_DATA_DIR": str(workdir / "rasa"), "TANFANG_DATABASE_URL": database_url,
            "TANFANG_RASA__PORT": str(free_port()), "TANFANG_RASA__ACTION_PORT": str(free_port()),
-           "TANFANG_RASA_TOKEN": "bench-faults-" + str(time.time_ns())}
+           "TANFANG_RASA_TOKEN": "bench-faults-" + str(time.time_ns()), "TANFANG_DATA_KEY": DATA_KEY}
     settings = load_settings(env=env)
     App(settings=settings).ready_db()
     return EmbeddedRasa(settings, log=lambda m: print(m, file=sys.stderr)).start()
@@ -78,7 +83,7 @@ async def main_async(args) -> dict:
     rasa_ready = time.monotonic() - began
     try:
         async with FaultHarness(workdir / "run", database_url=database_url, rasa_url=rasa.url,
-                                rasa_token=rasa.token, seed=args.seed) as harness:
+                                rasa_token=rasa.token, seed=args.seed, data_key=DATA_KEY) as harness:
             progress = (lambda i, n: None) if args.json else (
                 lambda i, n: print(f"\rkills {i}/{n}", end="", file=sys.stderr, flush=True))
             calls = await _kills(harness, args.kills, progress)

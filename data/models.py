@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from data import call_status, sealed
-from data.sealed import KeyedHash, Sealed, SealedText
+from data.sealed import KeyedHash, Sealed, SealedJSON, SealedText
 
 PHONE_LENGTH = 16  # E.164: "+" and at most 15 digits
 
@@ -560,11 +560,14 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
-    channel: Mapped[str] = mapped_column(String(16))  # telegram | sms | console
+    channel: Mapped[str] = mapped_column(String(16))  # telegram | wecom | sms | console
     recipient: Mapped[str] = mapped_column(Sealed("text", 64))  # chat id or E.164 phone number: sealed
     recipient_kind: Mapped[str | None] = mapped_column(String(32))  # visitor | emergency_contact | family
     body: Mapped[str] = mapped_column(SealedText())  # carries names and phone numbers: sealed
-    payload: Mapped[dict | None] = mapped_column(JSON)  # e.g. inline buttons
+    payload: Mapped[dict | None] = mapped_column(JSON)  # task card actions, who it is for (never personal data)
+    # the SMS template {"kind", "params"} (core.sms_templates): its variables are names, phone
+    # numbers and what the elder said, so sealed like the body
+    template: Mapped[dict | None] = mapped_column(SealedJSON())
     elder_id: Mapped[int | None] = mapped_column(ForeignKey("elders.id"))
     task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
     state: Mapped[str] = mapped_column(String(16), default="pending")

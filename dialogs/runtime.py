@@ -14,6 +14,18 @@ token of ``dialogs.auth``, get only the environment they need (not the app's sec
 the process that started them. Servers already on the configured ports are reused only when they
 prove they serve this deployment (our token, our database); it stops what it started. With
 ``rasa.url`` set it starts nothing and uses that external server.
+
+:class:`EmbeddedRasa` starts ``rasa run`` (in the Rasa environment) and the action server
+(``python -m rasa_sdk`` in this app's environment), reusing servers that already answer on the
+configured ports, and stops what it started. With ``rasa.url`` set it starts nothing and uses
+that external server.
+
+Scaled out (docs/deploy.md), each Rasa server is started with an ``endpoints.yml`` generated
+from the settings (:func:`endpoints_config`): a SQL tracker store on PostgreSQL
+(``rasa.tracker_store_url``; the password reaches Rasa through its environment, never the file)
+so a conversation outlives the server that held it and memory stays bounded, and a
+``RedisLockStore`` (``rasa.lock_store_url``) so that several servers process one conversation's
+turns one at a time, in order.
 """
 
 from __future__ import annotations
@@ -221,6 +233,74 @@ def logs_dir(settings: Settings) -> Path:
     return private_dir(settings.app.data_dir / "logs")  # 0700, in the 0700 data folder
 
 
+TRACKER_PASSWORD_ENV = "TANFANG_RASA_TRACKER_PASSWORD"
+LOCK_PASSWORD_ENV = "TANFANG_RASA_LOCK_PASSWORD"
+
+
+def sql_tracker_store(url: str) -> dict:
+    """``postgresql://user:pw@host:5432/db`` -> Rasa's ``tracker_store`` section (type SQL)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    backend = u.get_backend_name()
+    if backend not in ("postgresql", "sqlite"):
+        raise RasaRuntimeError(f"rasa.tracker_store_url must be postgresql:// (or sqlite:///), not {backend}")
+    out: dict = {"type": "SQL", "dialect": "postgresql" if backend == "postgresql" else "sqlite",
+                 "db": u.database or "rasa"}
+    if u.host:
+        out["url"] = u.host  # Rasa passes the endpoint's url to SQLTrackerStore as its host
+    if u.port:
+        out["port"] = u.port
+    if u.username:
+        out["username"] = u.username
+    if u.password:
+        out["password"] = "${%s}" % TRACKER_PASSWORD_ENV  # Rasa substitutes ${VAR} from its environment
+    if u.query:
+        out["query"] = dict(u.query)
+    return out
+
+
+def redis_lock_store(url: str) -> dict:
+    """``redis://:pw@host:6379/1`` -> Rasa's ``lock_store`` section (type redis)."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    if u.scheme not in ("redis", "rediss"):
+        raise RasaRuntimeError(f"rasa.lock_store_url must be redis://host:port/db, not {url!r}")
+    out: dict = {"type": "redis", "url": u.hostname or "localhost", "port": u.port or 6379,
+                 "db": int((u.path or "/1").strip("/") or 1), "key_prefix": "tanfang", "use_ssl": u.scheme == "rediss"}
+    if u.password:
+        out["password"] = "${%s}" % LOCK_PASSWORD_ENV
+    return out
+
+
+def endpoints_config(settings: Settings, action_url: str | None, base: dict | None = None) -> dict:
+    """The endpoints.yml of a Rasa server of this deployment (pure: settings in, mapping out)."""
+    data = dict(base or {})
+    if action_url:
+        data["action_endpoint"] = {"url": f"{action_url}/webhook"}
+    else:
+        data.pop("action_endpoint", None)
+    if settings.rasa.tracker_store_url:
+        data["tracker_store"] = sql_tracker_store(settings.rasa.tracker_store_url)
+    if settings.rasa.lock_store_url:
+        data["lock_store"] = redis_lock_store(settings.rasa.lock_store_url)
+    return data
+
+
+def _store_passwords(settings: Settings) -> dict[str, str]:
+    from urllib.parse import urlsplit
+
+    from sqlalchemy.engine import make_url
+
+    env = {}
+    if settings.rasa.tracker_store_url and make_url(settings.rasa.tracker_store_url).password:
+        env[TRACKER_PASSWORD_ENV] = make_url(settings.rasa.tracker_store_url).password
+    if settings.rasa.lock_store_url and urlsplit(settings.rasa.lock_store_url).password:
+        env[LOCK_PASSWORD_ENV] = urlsplit(settings.rasa.lock_store_url).password
+    return env
+
+
 # What a child process gets from our environment: enough to run, none of the app's secrets.
 _PASS_THROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
@@ -231,8 +311,10 @@ def _base_env() -> dict[str, str]:
 
 def _rasa_env_vars(settings: Settings, token: str | None = None) -> dict[str, str]:
     """Rasa's environment: the basics, Rasa's own switches, and (to serve) the shared token and
-    who its parent is. Not the app's environment: no Twilio or Telegram token, no database URL."""
+    who its parent is. Not the app's environment: no Twilio or Telegram token, no database URL
+    (the passwords of the tracker and lock stores, when scaled out, reach it here, never in a file)."""
     env = _base_env()
+    env.update(_store_passwords(settings))
     env.update({
         "RASA_TELEMETRY_ENABLED": "false",
         # Rasa's training cache goes next to the models, never into the repository.
@@ -246,9 +328,14 @@ def _rasa_env_vars(settings: Settings, token: str | None = None) -> dict[str, st
 
 
 def _action_env_vars(settings: Settings, token: str) -> dict[str, str]:
-    """The action server's environment: where to write (the database of this deployment), the
-    shared token, its parent; nothing else of the app's (no Twilio or Telegram secrets)."""
+    """The action server's environment: where to write (the database of this deployment) and the
+    key its personal numbers are sealed with, the shared token, its parent; nothing else of the
+    app's (no Twilio or Telegram secrets)."""
     env = _base_env()
+    for name, secret in (("TANFANG_DATA_KEY", settings.secrets.data_key),
+                         ("TANFANG_DATA_KEY_OLD", settings.secrets.data_key_old)):
+        if secret is not None:
+            env[name] = secret.get_secret_value()
     env.update({
         "TANFANG_DATABASE_URL": settings.database_url,
         "TANFANG_DATA_DIR": str(settings.app.data_dir),
@@ -450,19 +537,17 @@ class EmbeddedRasa:
         self.started.append("actions")
 
     def _endpoints_file(self) -> Path:
-        """dialogs/endpoints.yml with the action endpoint on the configured action port, sending the
-        shared token (``${TANFANG_RASA_TOKEN}``: Rasa reads it from its environment, the file holds
-        no secret)."""
+        """dialogs/endpoints.yml with this server's action endpoint (sending the shared token
+        ``${TANFANG_RASA_TOKEN}``: Rasa reads it from its environment, the file holds no secret), tracker
+        and lock stores (one file per port: several servers may share a data folder)."""
         src = self.project / "endpoints.yml"
-        data = {}
+        base = {}
         if src.is_file():
-            data = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
+            base = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
+        data = endpoints_config(self.settings, self.action_url if self.actions_module else None, base)
         if self.actions_module:
-            data["action_endpoint"] = {"url": f"{self.action_url}/webhook",
-                                       "headers": {"Authorization": bearer("${%s}" % TOKEN_ENV)}}
-        else:
-            data.pop("action_endpoint", None)
-        out = logs_dir(self.settings).parent / "rasa-endpoints.yml"
+            data["action_endpoint"]["headers"] = {"Authorization": bearer("${%s}" % TOKEN_ENV)}
+        out = logs_dir(self.settings).parent / f"rasa-endpoints-{self.settings.rasa.port}.yml"
         out.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
         return out
 

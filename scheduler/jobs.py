@@ -59,6 +59,11 @@ class JobContext:
     channels: dict[str, MessageChannel] = field(default_factory=dict)
     clock: Callable[[], dt.datetime] = utcnow
     stats: dict[str, int] = field(default_factory=dict)
+    queue: object | None = None  # scheduler.queue.DialQueue on many machines: phone attempts go there
+
+    @property
+    def is_live(self) -> Callable[[int], bool] | None:
+        return getattr(self.queue, "is_live", None)
 
     @property
     def settings(self):
@@ -87,39 +92,157 @@ def context() -> JobContext:
 
 
 # ---- planning -------------------------------------------------------------------------------
-def plan_calls(session: Session, settings, now: dt.datetime) -> list[CallAttempt]:
-    """Create today's first attempt for every elder who is due and not planned yet."""
+PLAN_BATCH = 5000  # elders per batch: memory stays flat from a village to a province
+
+
+def plan_calls(session: Session, settings, now: dt.datetime, *, batch: int = PLAN_BATCH) -> list[str]:
+    """Create today's first attempt for every elder who is due and not planned yet; the slot keys
+    created. Set-based, in batches of elder ids: per batch one query for the elders, two for their
+    last contacts, one for today's existing slots (only when some exist), and one bulk write that
+    skips a slot someone else planned meanwhile (``ON CONFLICT DO NOTHING`` on ``slot_key``). On
+    PostgreSQL the writes go through their own connection in a thread (COPY + INSERT … SELECT,
+    committed per batch: planning is idempotent), so the database writes batch k while Python
+    plans batch k+1 — the two cores both work."""
     today = plan.local_today(settings, now)
     now_local = plan.to_local(settings, now)
-    planned = {p[0] for k in session.scalars(
-        select(CallAttempt.slot_key).where(CallAttempt.slot_key.like(f"elder:%:{today.isoformat()}:%")))
-        if (p := plan.parse_slot_key(k)) is not None}
     campaigns = plan.active_campaigns(session, today)
-    created = []
-    for elder in session.scalars(select(Elder).order_by(Elder.id)):
+    any_today = session.scalar(select(CallAttempt.id).where(
+        CallAttempt.slot_key.like(f"elder:%:{today.isoformat()}:%")).limit(1)) is not None
+    created: list[str] = []
+    writer = _PlanWriter(session)
+    last_id = 0
+    try:
+        while True:
+            elders = session.connection().execute(select(*_PLAN_COLUMNS).where(Elder.id > last_id)
+                                                  .order_by(Elder.id).limit(batch)).all()
+            if not elders:
+                break
+            lo, hi = elders[0].id, elders[-1].id
+            last_id = hi
+            rows = _plan_batch(session, settings, elders, today, now, now_local, campaigns, lo, hi, any_today)
+            if rows:
+                writer.write(rows)
+                created.extend(r["slot_key"] for r in rows)
+    finally:
+        writer.close()
+    return created
+
+
+class _PlanWriter:
+    """Writes planned rows: in the session (SQLite), or on PostgreSQL in a thread of its own."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.pg = session.get_bind().dialect.name == "postgresql"
+        self._pending = None
+        self._pool = None
+        if self.pg:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="plan-writer")
+            self._raw = session.get_bind().raw_connection()
+
+    def write(self, rows: list[dict]) -> None:
+        if not self.pg:
+            self.session.execute(_insert_ignoring_duplicates(self.session), rows)
+            return
+        if self._pending is not None:
+            self._pending.result()  # one batch in flight at a time: memory stays flat
+        self._pending = self._pool.submit(_copy_rows, self._raw, rows)
+
+    def close(self) -> None:
+        if not self.pg:
+            return
+        try:
+            if self._pending is not None:
+                self._pending.result()
+        finally:
+            self._pool.shutdown()
+            self._raw.close()
+
+
+# what planning reads of an elder (rows, not ORM objects: a province is a million of them)
+_PLAN_COLUMNS = [Elder.id, Elder.consent_visit, Elder.preferred_channel, Elder.paused_until, Elder.pause_reason,
+                 Elder.phone, Elder.telegram_chat_id, Elder.preferred_call_start, Elder.preferred_call_end,
+                 Elder.county, Elder.township, Elder.village, Elder.living_alone, Elder.empty_nest,
+                 Elder.left_behind, Elder.disabled_care, Elder.severely_disabled, Elder.family_planning]
+
+
+def _plan_batch(session, settings, elders, today, now, now_local, campaigns, lo, hi, any_today=True) -> list[dict]:
+    planned = set(session.connection().execute(select(CallAttempt.elder_id).where(
+        CallAttempt.elder_id.between(lo, hi), CallAttempt.slot_key.like(f"elder:%:{today.isoformat()}:%"))
+    ).scalars()) if any_today else set()
+    last = plan.last_contact_days(session, settings, lo, hi)
+    alike: dict[tuple, tuple[int, tuple[str, ...]]] = {}  # frequency and messages of elders alike
+    this_minute = now_local.replace(second=0, microsecond=0)
+    rows = []
+    for elder in elders:
         if elder.id in planned:
             continue
-        p = plan.plan_day(session, settings, elder, today, campaigns)
+        key = (elder.living_alone, elder.empty_nest, elder.left_behind, elder.disabled_care,
+               elder.severely_disabled, elder.family_planning) + ((elder.county, elder.township, elder.village)
+                                                                  if campaigns else ())
+        if key not in alike:
+            alike[key] = (plan.frequency_days(settings, elder, campaigns),
+                          tuple(plan.safety_messages(campaigns, elder)))
+        freq, msgs = alike[key]
+        p = plan.decide_day(settings, elder, today, campaigns, last.get(elder.id), freq=freq, msgs=msgs)
         if not p.due:
             continue
         start, end = plan.call_window(settings, elder)
         if end > start and now_local.time() >= end:
             continue  # planned too late (the service was down all morning): tomorrow
-        when_local = max(p.first_call_local, now_local.replace(second=0, microsecond=0))
+        when_local = max(p.first_call_local, this_minute)
         when = plan.to_utc(settings, when_local)
-        if plan.is_quiet(settings, when):
-            continue
-        attempt = CallAttempt(elder_id=elder.id, channel=p.channel, slot_key=plan.slot_key(elder.id, today, 1),
-                              attempt_no=1, status="scheduled", scheduled_for=when, created_at=now, updated_at=now)
-        session.add(attempt)
-        created.append(attempt)
-    session.flush()
-    return created
+        if when_local != p.first_call_local and plan.is_quiet(settings, when):
+            continue  # (a first slot is never in quiet hours; "now" may be)
+        rows.append({"elder_id": elder.id, "channel": p.channel, "slot_key": plan.slot_key(elder.id, today, 1),
+                     "attempt_no": 1, "status": "scheduled", "scheduled_for": when, "created_at": now,
+                     "updated_at": now})
+    return rows
+
+
+_PLANNED_COLUMNS = ("elder_id", "channel", "slot_key", "attempt_no", "status", "scheduled_for", "created_at",
+                    "updated_at")
+
+
+def _copy_rows(raw, rows: list[dict]) -> None:
+    """PostgreSQL: COPY into a temporary table, then INSERT … SELECT … ON CONFLICT DO NOTHING."""
+    cols = ", ".join(_PLANNED_COLUMNS)
+    with raw.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS tanfang_planned (elder_id integer, channel varchar(16), "
+                    "slot_key varchar(100), attempt_no integer, status varchar(16), scheduled_for timestamp, "
+                    "created_at timestamp, updated_at timestamp)")
+        with cur.copy(f"COPY tanfang_planned ({cols}) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row(tuple(r[c] for c in _PLANNED_COLUMNS))
+        cur.execute(f"INSERT INTO call_attempts ({cols}) SELECT {cols} FROM tanfang_planned "
+                    "ON CONFLICT (slot_key) DO NOTHING")
+        cur.execute("TRUNCATE tanfang_planned")
+    raw.commit()
+
+
+def _insert_ignoring_duplicates(session: Session):
+    """A many-row INSERT (executemany: SQLAlchemy batches it into multi-row statements)."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy import insert
+        return insert(CallAttempt)
+    return insert(CallAttempt).on_conflict_do_nothing(index_elements=["slot_key"])
 
 
 # ---- dialing --------------------------------------------------------------------------------
-def settle_ended(session: Session, settings, now: dt.datetime) -> int:
-    """Run the ladder once for every ended call not yet settled, and for calls lost mid-way."""
+def settle_ended(session: Session, settings, now: dt.datetime, *, is_live: Callable[[int], bool] | None = None) -> int:
+    """Run the ladder once for every ended call not yet settled, and for calls lost mid-way.
+
+    With call workers on other machines (``is_live``: the worker's lease in Redis), a queued or
+    ringing call whose worker died is lost as soon as its lease has expired; without leases (one
+    process) after ``STALE_CALL_MINUTES``. Answered calls whose process died are settled by the
+    recovery sweep (``core.recovery``, the call's heartbeat)."""
     n = 0
     # a phone call whose visit is still open is not over for the ladder yet: its session is closing
     # it, or its process died and the recovery sweep settles it (core.recovery)
@@ -135,10 +258,36 @@ def settle_ended(session: Session, settings, now: dt.datetime) -> int:
                                                      CallAttempt.started_at < stale_before,
                                                      ~_waiting_chat()).order_by(CallAttempt.id))
     for attempt in list(lost):
+        if is_live is not None and is_live(attempt.id):
+            continue
         record_call_outcome(session, settings, attempt=attempt, status="failed", now=now,
                             reason="未收到通话结果（服务重启或外呼中断）")
         n += 1
+    if is_live is not None:
+        n += settle_orphaned(session, settings, now, is_live)
     return n + settle_silent_chats(session, settings, now) + settle_idle_chats(session, settings, now)
+
+
+def settle_orphaned(session: Session, settings, now: dt.datetime, is_live: Callable[[int], bool]) -> int:
+    """Phone calls placed and not yet answered whose call worker holds no lease any more (it died).
+    An answered call of a dead worker is the recovery sweep's (``core.recovery``: its heartbeat
+    stops; the sweep also grades and escalates the words it stored but never graded)."""
+    n = 0
+    unfinished = session.scalars(select(CallAttempt).where(
+        CallAttempt.channel == "phone", CallAttempt.settled_at.is_(None),
+        CallAttempt.status.in_(call_status.PENDING))
+        .order_by(CallAttempt.id))
+    for attempt in list(unfinished):
+        if is_live(attempt.id):
+            continue
+        if attempt.visit_id is not None:
+            visit = session.get(Visit, attempt.visit_id)
+            if visit is not None and visit.status == "in_progress":
+                visit.status, visit.ended_at = "incomplete", now
+        record_call_outcome(session, settings, attempt=attempt, status="failed", now=now,
+                            reason="通话中断：外呼进程失去联系（已保存的回答保留）")
+        n += 1
+    return n
 
 
 def _waiting_chat():
@@ -210,54 +359,70 @@ def _claim(session: Session, attempt_id: int, now: dt.datetime) -> bool:
     return result.rowcount == 1
 
 
+def is_dialable(ctx: JobContext, attempt_id: int) -> bool:
+    with ctx.db.session() as s:
+        attempt = s.get(CallAttempt, attempt_id)
+        return attempt is not None and attempt.status == call_status.SCHEDULED
+
+
+def attempt_status(ctx: JobContext, attempt_id: int) -> str | None:
+    with ctx.db.session() as s:
+        return s.scalar(select(CallAttempt.status).where(CallAttempt.id == attempt_id))
+
+
+def call_is_over(status: str | None) -> bool:
+    return status in call_status.FINAL
+
+
 def _settle_and_find_due(ctx: JobContext, now: dt.datetime) -> list:
     with ctx.db.session() as s:
-        ctx.count("settled", settle_ended(s, ctx.settings, now))
-        return s.execute(select(CallAttempt.id, CallAttempt.elder_id, CallAttempt.slot_key)
+        ctx.count("settled", settle_ended(s, ctx.settings, now, is_live=ctx.is_live))
+        return s.execute(select(CallAttempt.id, CallAttempt.channel, CallAttempt.slot_key)
                          .where(CallAttempt.status == "scheduled", CallAttempt.scheduled_for <= now)
                          .order_by(CallAttempt.scheduled_for, CallAttempt.id)).all()
 
 
-def _skip_reason(settings, attempt: CallAttempt, key: str, today: dt.date, now: dt.datetime) -> str | None:
-    parsed = plan.parse_slot_key(key)
+def _skip_reason(settings, attempt: CallAttempt, elder: Elder, now: dt.datetime, today: dt.date) -> tuple[str, str] | None:
+    """(status, reason) when a due attempt must not be dialed now, else None."""
+    parsed = plan.parse_slot_key(attempt.slot_key)
     day = parsed[1] if parsed else plan.local_today(settings, attempt.scheduled_for or now)
     if day != today:
-        return "已过当天，未拨打"
+        return "canceled", "已过当天，未拨打"
     if plan.is_quiet(settings, now) and not (attempt.meta or {}).get("urgent"):
-        return "静默时段，不打电话"  # a device's urgent alarm is checked on at any hour
+        return "canceled", "静默时段，不打电话"  # a device's urgent alarm is checked on at any hour
+    if not elder.consent_visit or (elder.paused_until and today <= elder.paused_until):
+        return "paused", "老人暂停或不同意探访"
     return None
 
 
-def _claim_for_dialing(ctx: JobContext, attempt_id: int, elder_id: int, key: str, now: dt.datetime
-                       ) -> CallRequest | None:
-    """Claim one due attempt for dialing (or cancel it: past day, quiet hours, paused elder); the
-    request to dial, or None. The claim is committed before the call is placed: a crash then
-    leaves a 'queued' row that is settled as failed later, never a second call for this slot."""
+def claim_for_dial(ctx: JobContext, attempt_id: int, now: dt.datetime) -> CallRequest | None:
+    """Claim one due attempt (``scheduled`` -> ``queued``, one conditional UPDATE) and return what
+    to dial; None when it is not to be dialed (claimed by someone else, cancelled, paused).
+    Whoever runs this — the scheduler itself, or a call worker that got the job from the queue
+    twice — dials at most once per attempt row. The claim is committed before the call is placed:
+    a crash then leaves a 'queued' row that is settled as failed later, never a second call."""
     settings = ctx.settings
     today = plan.local_today(settings, now)
     with ctx.db.session() as s:
         attempt = s.get(CallAttempt, attempt_id)
-        if attempt.status != "scheduled":
+        if attempt is None or attempt.status != "scheduled":
             return None
-        elder = s.get(Elder, elder_id)
-        skip = _skip_reason(settings, attempt, key, today, now)
-        if skip:
-            if _claim(s, attempt_id, now):
-                s.refresh(attempt)
-                record_call_outcome(s, settings, attempt=attempt, status="canceled", now=now, reason=skip)
-                ctx.count("cancelled")
-            return None
-        if not elder.consent_visit or (elder.paused_until and today <= elder.paused_until):
-            if _claim(s, attempt_id, now):
-                s.refresh(attempt)
-                attempt.status, attempt.settled_at = "canceled", now
-                attempt.reason = "老人暂停或不同意探访"
-            return None
+        elder = s.get(Elder, attempt.elder_id)
+        skip = _skip_reason(settings, attempt, elder, now, today)
         if not _claim(s, attempt_id, now):
             return None  # someone else has it
+        s.refresh(attempt)
+        if skip is not None:
+            status, reason = skip
+            if status == "paused":
+                attempt.status, attempt.settled_at, attempt.reason = "canceled", now, reason
+            else:
+                record_call_outcome(s, settings, attempt=attempt, status=status, now=now, reason=reason)
+                ctx.count("cancelled")
+            return None
         campaigns, meta = plan.active_campaigns(s, today), attempt.meta or {}
-        return CallRequest(attempt_id=attempt_id, elder_id=elder_id, channel=attempt.channel,
-                           phone=elder.phone, telegram_chat_id=elder.telegram_chat_id, slot_key=key,
+        return CallRequest(attempt_id=attempt_id, elder_id=elder.id, channel=attempt.channel,
+                           phone=elder.phone, telegram_chat_id=elder.telegram_chat_id, slot_key=attempt.slot_key,
                            attempt_no=attempt.attempt_no, safety_messages=tuple(plan.safety_messages(campaigns, elder)),
                            reason=meta.get("reason"), opening=meta.get("opening"))
 
@@ -270,9 +435,9 @@ def _dial_failed(ctx: JobContext, attempt_id: int, exc: Exception) -> None:
                             reason=f"外呼失败：{exc}"[:200])
 
 
-async def _dial(ctx: JobContext, request: CallRequest) -> bool:
-    """Place the call; a refusal is recorded on the attempt (the ladder retries) or, when the line
-    could not take it, the attempt waits. True when the call was placed."""
+async def dial_claimed(ctx: JobContext, request: CallRequest) -> bool:
+    """Place a claimed attempt's call; a refusal is recorded on the attempt (the ladder retries) or,
+    when the line could not take it, the attempt waits. True when the call was placed."""
     try:
         await ctx.dialer.dial(request)
         ctx.count("dialed")
@@ -287,19 +452,24 @@ async def _dial(ctx: JobContext, request: CallRequest) -> bool:
 
 
 async def run_dial_due(ctx: JobContext, now: dt.datetime | None = None) -> int:
-    """Settle ended calls, then dial every due attempt exactly once. Returns calls placed.
-
-    The database work runs in worker threads: in ``tanfang serve`` this job shares the event loop
-    with live calls, whose audio must never wait for a database lock."""
+    """Settle ended calls, then dial every due attempt exactly once — or, with a queue
+    (``ctx.queue``, many machines), send its dial job to the call workers. Returns calls placed
+    (or jobs sent). The database work runs in worker threads: in ``tanfang serve`` this job
+    shares the event loop with live calls, whose audio must never wait for a database lock."""
     now = now or ctx.clock()
     placed = 0
     due = await asyncio.to_thread(_settle_and_find_due, ctx, now)
-    if ctx.dialer is None:
-        return 0  # settling only (``scheduler tick`` in a process that places no calls)
-    for attempt_id, elder_id, key in due:
-        request = await asyncio.to_thread(_claim_for_dialing, ctx, attempt_id, elder_id, key, now)
+    for attempt_id, channel, key in due:
+        if ctx.queue is not None and channel in ctx.queue.channels:
+            if await asyncio.to_thread(ctx.queue.enqueue, attempt_id, key):
+                placed += 1
+                ctx.count("enqueued")
+            continue
+        if ctx.dialer is None:
+            continue  # settling only (``scheduler tick`` in a process that places no calls)
+        request = await asyncio.to_thread(claim_for_dial, ctx, attempt_id, now)
         if request is not None:
-            placed += await _dial(ctx, request)
+            placed += await dial_claimed(ctx, request)
     return placed
 
 

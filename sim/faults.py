@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import json
 import logging
@@ -37,7 +38,9 @@ from core import plan
 from core.app import App
 from core.settings import REPO_ROOT, load_settings
 from data.models import CallAttempt, Elder, EmergencyContact, Task, Visit, VisitTurn, Visitor, utcnow
-from sim.twilio_peer import SimulatedTwilio, Step, local_server, parse_script
+from sim.calls import Step, parse_script
+from sim.net import local_server
+from sim.twilio_peer import SimulatedTwilio
 from tanfang import wiring
 
 # The elder: it's me (1), yes, now is fine (1), walking as before (1), then the fall, said aloud.
@@ -144,13 +147,16 @@ class FaultHarness:
     seed: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    # the key personal numbers are sealed with, shared by every process on the database (and the
+    # action server's); a fresh one when the run has its own database
+    data_key: str = field(default_factory=lambda: base64.b64encode(os.urandom(32)).decode())
 
     async def __aenter__(self) -> "FaultHarness":
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.rng = random.Random(self.seed)
         # every kill drops the stream and refuses the status callback: expected, kept on each CallLog.error
         logging.getLogger("tanfang.sim.twilio_peer").setLevel(logging.CRITICAL)
-        settings = load_settings(env={"TANFANG_DATABASE_URL": self.database_url,
+        settings = load_settings(env={"TANFANG_DATABASE_URL": self.database_url, "TANFANG_DATA_KEY": self.data_key,
                                       "TANFANG_DATA_DIR": str(self.workdir / "harness")})
         self.app = App(settings=settings, actor="fault-harness")
         self.app.ready_db()
@@ -177,6 +183,7 @@ class FaultHarness:
         env.update({
             "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1",
             "TANFANG_DATABASE_URL": self.database_url, "TANFANG_DATA_DIR": str(self.workdir / "var"),
+            "TANFANG_DATA_KEY": self.data_key,
             "TANFANG_RASA_URL": self.rasa_url, "TANFANG_RASA_TOKEN": self.rasa_token,
             "TANFANG_TWILIO_ACCOUNT_SID": self.account_sid, "TANFANG_TWILIO_AUTH_TOKEN": self.auth_token,
             "TANFANG_TWILIO__FROM_NUMBER": "+8637100000000", "TANFANG_TWILIO__API_BASE_URL": self.peer_url,

@@ -10,6 +10,9 @@ nobody; it answers as a person would (or as a machine, or not at all) and speaks
 Audio goes faster than real time: the elder's speech and the trailing silence that ends it are
 sent as fast as the socket takes them; while waiting for the bot, silence is paced at real time
 (as Twilio would send it). The endpointing works in audio time, so the result is the same.
+With ``real_time=True`` (the load benchmark, ``bench/concurrent_calls.py``) every frame is paced
+at 20 ms, the bot's prompts "play" at 8 kHz before their mark comes back, and each call records
+its turn gaps: from the end of the elder's speech to the first audio of the bot's next prompt.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class CallLog:
     closed_by: str | None = None  # bot | elder
     fillers: int = 0              # "请稍等" heard while the bot thought (not prompts: the elder waits on)
     cleared: int = 0              # prompts the bot stopped (``clear``) while the elder talked over them
+    turn_gaps: list[float] = field(default_factory=list)  # real_time: end of speech -> next prompt audio
     audio_seconds_sent: float = 0.0
     wall_seconds: float = 0.0
     error: str | None = None
@@ -110,7 +114,14 @@ class SimulatedTwilio:
 
     def __init__(self, account_sid: str, auth_token: str, script: list[Step], synthesizer: Synthesizer, *,
                  answer: str = "human", listener=None, clock: Callable[[], float] = time.monotonic,
-                 callee: Callable[[str, int], tuple[str, list]] | None = None):
+                 callee: Callable[[str, int], tuple[str, list]] | None = None, real_time: bool = False,
+                 line_noise_dbfs: float | None = None):
+        self.real_time = real_time
+        # a real line is never digital zero: low noise under everything sent (None: exact silence).
+        # With the no-dither model copy, exact zeros make Kaldi hallucinate ("诶诶诶…") and its final
+        # lattice take seconds (bench/concurrent_calls.py found it)
+        self.line_noise_dbfs = line_noise_dbfs
+        self._rng = None
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.validator = RequestValidator(auth_token)
@@ -241,6 +252,18 @@ class SimulatedTwilio:
             call.wall_seconds = self.clock() - started
             call.done.set()
 
+    def _on_line(self, ulaw: bytes) -> bytes:
+        if self.line_noise_dbfs is None:
+            return ulaw
+        import numpy as np
+
+        if self._rng is None:
+            self._rng = np.random.default_rng(7)
+        sigma = 32768 * 10 ** (self.line_noise_dbfs / 20)
+        pcm = np.frombuffer(ulaw_to_pcm16(ulaw), dtype="<i2").astype(np.int32)
+        noisy = np.clip(pcm + self._rng.normal(0, sigma, pcm.size), -32768, 32767).astype("<i2")
+        return pcm16_to_ulaw(noisy.tobytes())
+
     async def _elder_audio(self, text: str) -> bytes:
         """The elder's words as mu-law; ``<1.5>`` inside the text is a pause of that many seconds
         (a slow speaker: "腿脚还行<1.4>就是上楼费劲")."""
@@ -278,6 +301,16 @@ class SimulatedTwilio:
         call = self.calls[sid]
         await asyncio.wait_for(call.done.wait(), timeout)
         return call
+
+
+def _trailing_silence_s(ulaw: bytes, level: int = 300) -> float:
+    """How long the synthesized speech ends in silence (it has ended before its last sample)."""
+    samples = ulaw_to_pcm16(ulaw)
+    import numpy as np
+
+    a = np.abs(np.frombuffer(samples, dtype="<i2").astype(np.int32))
+    loud = np.nonzero(a > level)[0]
+    return 0.0 if loud.size == 0 else (a.size - 1 - loud[-1]) / RATE
 
 
 def _stream_of(xml: str) -> tuple[str, dict[str, str]] | None:
@@ -360,6 +393,9 @@ class _StreamPeer:
         self.hold_marks = False
         self.held: list[str] = []
         self.played_s = 0.0
+        self.speech_end: float | None = None  # real time: when the elder's last answer stopped
+        self.played_until = 0.0               # real time: when the bot's audio so far has played out
+        self.next_frame: float | None = None  # real time: when the next paced frame is due
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -374,7 +410,7 @@ class _StreamPeer:
             async for message in self.ws:
                 data = json.loads(message)
                 if data.get("event") == "media":
-                    self.current.extend(base64.b64decode(data["media"]["payload"]))
+                    self.on_media(base64.b64decode(data["media"]["payload"]))
                 elif data.get("event") == "mark":
                     if self.hold_marks:
                         self.held.append(data["mark"]["name"])
@@ -388,7 +424,17 @@ class _StreamPeer:
             self.closed.set()
             self.bot_done.set()
 
+    def on_media(self, payload: bytes) -> None:
+        now = time.monotonic()
+        if self.speech_end is not None:  # the first audio of the bot's next prompt: the turn gap
+            self.call.turn_gaps.append(now - self.speech_end)
+            self.speech_end = None
+        self.played_until = max(self.played_until, now) + len(payload) / RATE
+        self.current.extend(payload)
+
     async def on_mark(self, name: str) -> None:
+        if self.peer.real_time:  # Twilio echoes a mark once the audio before it has played
+            await asyncio.sleep(max(0.0, self.played_until - time.monotonic()))
         await self.send(codec.mark_message(self.stream_sid, name))  # played: echo it back
         if name.startswith(FILLER_MARK):  # "请稍等": the elder waits for the question
             self.call.fillers += 1
@@ -415,20 +461,28 @@ class _StreamPeer:
 
     async def send_audio(self, ulaw: bytes, *, paced: bool = False) -> None:
         call = self.call
+        paced = paced or self.peer.real_time
         for off in range(0, len(ulaw), FRAME_BYTES):
             if self.current and (self.hold_marks or self.held):
                 self.played_s += FRAME_BYTES / RATE  # the prompt plays while we send
                 if self.held and self.played_s * RATE >= len(self.current):
                     await self.release_held()
-            piece = ulaw[off:off + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff")
+            piece = self.peer._on_line(ulaw[off:off + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff"))
             self.chunk += 1
             await self.ws.send(codec.encode(codec.inbound_media_message(
                 self.stream_sid, piece, self.next_seq(), self.chunk, round(call.audio_seconds_sent * 1000))))
             call.audio_seconds_sent += FRAME_BYTES / RATE
             if paced:
-                await asyncio.sleep(FRAME_BYTES / RATE)
+                await self._pace()
             elif self.chunk % 25 == 0:
                 await asyncio.sleep(0)
+
+    async def _pace(self) -> None:
+        """One frame's time, on a schedule, so that the pace does not drift under load."""
+        now = time.monotonic()
+        due = self.next_frame if self.next_frame is not None and self.next_frame > now - 0.2 else now
+        self.next_frame = due + FRAME_BYTES / RATE
+        await asyncio.sleep(max(0.0, self.next_frame - now))
 
     async def silence_until_bot(self, deadline: float) -> bool:
         """Silence at full speed for a moment, then paced; True when the bot spoke."""
@@ -445,7 +499,10 @@ class _StreamPeer:
     async def do(self, step: Step) -> None:
         await self.send_audio(SILENCE * int(THINK_S * RATE / FRAME_BYTES))
         if step.kind == "say":
-            await self.send_audio(await self.peer._elder_audio(step.value))
+            speech = await self.peer._elder_audio(step.value)
+            await self.send_audio(speech)
+            if self.peer.real_time:
+                self.speech_end = time.monotonic() - _trailing_silence_s(speech)
         elif step.kind == "dtmf":
             for digit in step.value:
                 await self.ws.send(codec.encode(codec.dtmf_message(self.stream_sid, digit, self.next_seq())))

@@ -20,7 +20,8 @@ def _reminders(app) -> None:
 
 async def start_reminder_loop(app, application) -> None:
     """Polling mode: reminders and the Telegram outbox every ``notify_interval_seconds``."""
-    dispatcher = OutboxDispatcher(app.db, app.settings, build_channels(app, application=application, sms=False))
+    dispatcher = OutboxDispatcher(app.db, app.settings, build_channels(app, application=application, sms=False,
+                                                                       wecom=False))
 
     async def loop():
         while True:

@@ -53,7 +53,8 @@ def test_check_with_twilio_and_telegram_webhook(tmp_path):
     parts = plan["parts"]
     assert parts["telegram"]["enabled"]
     assert parts["telegram"]["webhook_url"] == "https://tanfang.example.org/telegram/webhook"
-    assert parts["rasa"] == {"enabled": True, "mode": "external", "url": "http://127.0.0.1:9", "missing": [],
+    assert parts["rasa"] == {"enabled": True, "mode": "external", "url": "http://127.0.0.1:9",
+                             "urls": ["http://127.0.0.1:9"], "missing": [],
                              "notice": parts["rasa"]["notice"]}
     assert set(parts["scheduler"]["channels"]) == {"sms", "telegram"}
     if parts["phone"]["enabled"]:  # the Vosk model and a synthesizer are installed here

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from core.ports import DialogReply
 from data.models import CallAttempt, Visit, VisitTurn
-from sim.twilio_peer import local_server
+from sim.net import local_server
 from tanfang.web import build_web_app
 from tests.helpers import make_elder
 from sim.dialog import ScriptedDialog

@@ -68,6 +68,7 @@ log = logging.getLogger("tanfang.voice.session")
 RATE = 8000            # telephone audio: 8 kHz mono PCM16 between lines and the session
 FRAME_BYTES = 320      # 20 ms of PCM16
 FEED_BYTES = 10 * FRAME_BYTES  # the recognizer is fed 200 ms at a time
+PREROLL_FRAMES = 25            # 0.5 s before the detected start of speech goes to the recognizer too
 
 # What the bot says when it must end the call itself.
 NO_SPEECH_PROMPT = "您好，您能听到吗？请说话，或者按1表示是，按2表示不是。"
@@ -81,6 +82,7 @@ SHORT_ANSWER_CHARS = 3  # a free transcript this short is a short answer: the gr
 PAUSE_BETWEEN_MESSAGES_S = 0.4
 PROMPT_CACHE = 256
 MAX_CALL_ID = 64       # CallAttempt.provider_sid: Twilio's CallSid is 34, a SIP Call-ID rarely longer
+STREAM_POOL = 64  # idle recognizer streams kept per grammar (a new Kaldi recognizer decodes ~5x slower)
 
 
 @dataclass
@@ -108,8 +110,10 @@ class CallPipeline:
 
     def __init__(self, app: App, dialog: DialogEngine, recognizer: Recognizer | None,
                  synthesizer: Synthesizer | None, *, escalate=None, grader=None,
-                 clock: Callable[[], dt.datetime] = utcnow, grammars: Mapping[str, list[str]] | None = None):
+                 clock: Callable[[], dt.datetime] = utcnow, grammars: Mapping[str, list[str]] | None = None,
+                 prompts=None):
         self.app = app
+        self.prompts = prompts  # voice.prompts.PromptLibrary: recorded audio for the fixed texts
         self.settings = app.settings
         self.checkin = CheckInService(app, dialog, escalate=escalate, grader=grader, clock=clock)
         self.recognizer = recognizer
@@ -120,6 +124,7 @@ class CallPipeline:
         self.sessions: dict[int, CallSession] = {}  # attempt id -> live session
         self._prompts: OrderedDict[str, bytes] = OrderedDict()
         self._heartbeat: asyncio.Task | None = None
+        self._streams: dict[tuple | None, list] = {}  # grammar -> idle, reset recognizer streams
 
     def add_line(self, line: PhoneLine) -> PhoneLine:
         self.lines[line.name] = line
@@ -274,16 +279,47 @@ class CallPipeline:
 
     # -- what sessions need --------------------------------------------------------------------
     async def prompt_audio(self, text: str) -> bytes:
-        """A prompt as 8 kHz PCM16, synthesized once (off the event loop) and cached."""
+        """A prompt as 8 kHz PCM16, cached: recorded audio for its fixed parts when imported
+        (``tanfang prompts import``), synthesized (off the event loop) only for what is missing —
+        a name, a number — or for all of it when it has no recording."""
         cached = self._prompts.get(text)
         if cached is not None:
             self._prompts.move_to_end(text)
             return cached
-        audio = await asyncio.to_thread(self.synthesizer.synthesize, text, RATE)
+        pieces = self.prompts.pieces(text) if self.prompts is not None else None
+        if pieces is None:
+            audio = await asyncio.to_thread(self.synthesizer.synthesize, text, RATE)
+        else:
+            audio = b"".join([p if isinstance(p, bytes) else await asyncio.to_thread(self.synthesizer.synthesize, p, RATE)
+                              for p in pieces])
         self._prompts[text] = audio
         while len(self._prompts) > PROMPT_CACHE:
             self._prompts.popitem(last=False)
         return audio
+
+    def checkout_stream(self, grammar: list[str] | None):
+        """A recognizer stream for one utterance: an idle one when there is one. Streams are
+        reused call after call (``finish`` resets them): creating a Kaldi recognizer, and its
+        first seconds of audio, cost ~5x the decoding of a warm one (docs/voice-asr.md)."""
+        idle = self._streams.get(tuple(grammar) if grammar else None)
+        return idle.pop() if idle else self.recognizer.stream(RATE, grammar=grammar)
+
+    def warm_streams(self, calls: int) -> int:
+        """Create the streams ``calls`` concurrent calls need before the first call (blocking: run
+        it in a thread at start): a free one and one per grammar each. Returns how many."""
+        made = 0
+        for grammar in [None, *self.grammars.values()]:
+            idle = self._streams.setdefault(tuple(grammar) if grammar else None, [])
+            while len(idle) < min(calls, STREAM_POOL):
+                idle.append(self.recognizer.stream(RATE, grammar=grammar))
+                made += 1
+        return made
+
+    def checkin_stream(self, grammar: list[str] | None, stream) -> None:
+        """Give back a stream that was finished (reset); an unfinished one is dropped."""
+        idle = self._streams.setdefault(tuple(grammar) if grammar else None, [])
+        if len(idle) < STREAM_POOL:
+            idle.append(stream)
 
     def finish_visit(self, visit_id: int, reason: str) -> None:
         with self.app.db.session() as s:
@@ -345,8 +381,10 @@ class CallSession:
         self._no_speech_repeats = 0
         self._stream = None
         self._stream_grammar: list[str] | None = None
+        self._free = None  # with a grammar: the free decoding of the same audio, streamed alongside
         self._utterance = bytearray()
         self._pending = bytearray()
+        self._preroll: deque[bytes] = deque(maxlen=PREROLL_FRAMES)
         self._busy: asyncio.Task | None = None
         self._decode_lock = asyncio.Lock()
         self._closed = False
@@ -385,11 +423,21 @@ class CallSession:
         await self._hear_frame(pcm16)
 
     async def _hear_frame(self, pcm16: bytes) -> None:
-        self._utterance.extend(pcm16)
-        self._pending.extend(pcm16)
-        if len(self._pending) >= FEED_BYTES:
-            await self._feed()
         verdict = self.endpointer.push(pcm16)
+        if self.endpointer.in_speech or verdict in (END, MAX_LENGTH):
+            # the recognizer hears the speech (with the moment before it), not the silence while
+            # the elder thinks or says nothing: silence costs as much to decode as words
+            if self._preroll:
+                before = b"".join(self._preroll)
+                self._pending.extend(before)
+                self._utterance.extend(before)  # the keyword spotter hears the onset too
+                self._preroll.clear()
+            self._utterance.extend(pcm16)
+            self._pending.extend(pcm16)
+            if len(self._pending) >= FEED_BYTES:
+                await self._feed()
+        else:
+            self._preroll.append(pcm16)
         if verdict == NO_SPEECH:
             self._start_busy(self._no_speech())
         elif verdict in (END, MAX_LENGTH):
@@ -412,9 +460,9 @@ class CallSession:
         if self.ended:
             await self._hang_up_from_our_side()
         else:
-            await self._listen_from(self._preroll(self.preroll_frames))
+            await self._listen_from(self._last_frames(self.preroll_frames))
 
-    def _preroll(self, frames: int) -> list[bytes]:
+    def _last_frames(self, frames: int) -> list[bytes]:
         recent = list(self._recent)
         return recent[len(recent) - min(frames, len(recent)):] if frames > 0 else []
 
@@ -429,7 +477,7 @@ class CallSession:
         except Exception as exc:  # noqa: BLE001 — the line is gone: the hang-up path records it
             log.info("could not stop the prompt on %s: %s", self.call_id, exc)
         back = self.barge.elapsed - onset  # seconds of the elder's voice already received
-        await self._listen_from(self._preroll(self.preroll_frames + math.ceil(back / 0.02 - 1e-9)))
+        await self._listen_from(self._last_frames(self.preroll_frames + math.ceil(back / 0.02 - 1e-9)))
 
     async def _listen_from(self, frames: list[bytes]) -> None:
         """Start listening, the recognizer and the endpointer first given ``frames`` (received
@@ -474,13 +522,15 @@ class CallSession:
 
     def _start_listening(self) -> None:
         grammar = self._grammar()
-        self._stream = self.pipeline.recognizer.stream(RATE, grammar=grammar)
+        self._stream = self.pipeline.checkout_stream(grammar)
+        self._free = self.pipeline.checkout_stream(None) if grammar else None
         self._stream_grammar = grammar
         if self.silence is not None:
             self.endpointer.config.silence_s = self.silence.silence_s()
         self.endpointer.reset()
         self._utterance = bytearray()
         self._pending = bytearray()
+        self._preroll.clear()
         self.partials = []
         self.listening = True
 
@@ -494,8 +544,9 @@ class CallSession:
         chunk, self._pending = bytes(self._pending), bytearray()
         if not chunk or self._stream is None:
             return
+        stream, free = self._stream, self._free
         async with self._decode_lock:
-            partial = await asyncio.to_thread(self._stream.accept, chunk)
+            partial = await asyncio.to_thread(_accept, stream, free, chunk)
         if partial and (not self.partials or self.partials[-1] != partial):
             self.partials.append(partial)
 
@@ -503,12 +554,19 @@ class CallSession:
         if self.silence is not None:
             self.silence.add(self.endpointer.pauses)
         await self._feed()
+        stream, free, grammar = self._stream, self._free, self._stream_grammar
+        if stream is None:
+            return
+        self._stream = self._free = None
         async with self._decode_lock:
-            transcript = await asyncio.to_thread(self._stream.finish)
+            transcript, free_transcript = await asyncio.to_thread(_finish, stream, free)
+        self.pipeline.checkin_stream(grammar, stream)
+        if free is not None:
+            self.pipeline.checkin_stream(None, free)
         text, confidence = transcript.text.strip(), transcript.confidence
         alternatives = list(transcript.alternatives)
-        if self._stream_grammar:
-            text, confidence, alternatives = await self._prefer_free_decode(text, confidence)
+        if grammar:
+            text, confidence, alternatives = self._prefer_free_decode(text, confidence, free_transcript)
         text = text.replace("[unk]", "").strip()
         if not text:
             await self._no_speech()
@@ -525,11 +583,11 @@ class CallSession:
         hits = await asyncio.to_thread(spot, bytes(self._utterance), RATE)
         return keyword_alternatives(text, hits)
 
-    async def _prefer_free_decode(self, text: str, confidence: float) -> tuple[str, float, list[str]]:
-        """The grammar only sharpens short answers ("是的", "不中"). The same audio is decoded again
-        freely: when the elder said more than a grammar phrase ("孩子们一年到头也不来个电话" must not
+    def _prefer_free_decode(self, text: str, confidence: float, free) -> tuple[str, float, list[str]]:
+        """The grammar only sharpens short answers ("是的", "不中"). The same audio is decoded
+        freely alongside (streamed with it, so nothing is decoded again at the end of the answer):
+        when the elder said more than a grammar phrase ("孩子们一年到头也不来个电话" must not
         shrink to "没"), the free transcript is what they said."""
-        free = await asyncio.to_thread(self.pipeline.recognizer.transcribe, bytes(self._utterance), RATE, None)
         short = text.replace("[unk]", "").strip()
         said = free.text.replace("[unk]", "").strip()
         if not short or short in said or len(said) > SHORT_ANSWER_CHARS:
@@ -658,6 +716,19 @@ class CallSession:
     def _forget(self) -> None:
         if self.pipeline.sessions.get(self.attempt_id) is self:
             del self.pipeline.sessions[self.attempt_id]
+
+
+def _accept(stream, free, chunk: bytes) -> str | None:
+    """Decode a chunk (in a worker thread): the listening stream, and the free one beside it."""
+    partial = stream.accept(chunk)
+    if free is not None:
+        free_partial = free.accept(chunk)
+        return free_partial or partial
+    return partial
+
+
+def _finish(stream, free):
+    return stream.finish(), (free.finish() if free is not None else None)
 
 
 def _log_task_error(task: asyncio.Task) -> None:

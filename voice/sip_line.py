@@ -539,7 +539,7 @@ class SipLine:
         if call.answered_at is not None or call.inbound:
             # the session hears of the end first (it notes why), then the attempt gets its final status
             report = None if call.inbound or call.attempt_id is None else functools.partial(
-                self._line_status, call.attempt_id, status, call.sip_call_id, reason)
+                self._spawn_status, call.attempt_id, status, call.sip_call_id, reason)
             call.pump.post("closed", report)
         else:
             self._report(call, status, reason)  # never answered: no session to tell

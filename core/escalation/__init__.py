@@ -5,8 +5,9 @@ Everything here runs inside the caller's unit of work (never commits), so a task
 notifications are written together with the turn or the call outcome that caused them.
 
 * urgent answer -> P1 task (kind ``urgent``) for the responsible visitor with an acknowledgement
-  deadline; every emergency contact is told (SMS, plus Telegram when linked); the visitor is told
-  (Telegram, else SMS) with the elder's address and emergency contact.
+  deadline; every emergency contact is told, and the visitor with the elder's address and
+  emergency contact — each on their own channel (Telegram, WeCom or SMS; ``notify``), an urgent
+  message falling back to SMS when the chat fails.
 * concern -> P2 task routed by dimension (``escalation.routes``), with a deadline; a repeated
   concern of the same elder and dimension is merged into the open task.
 * no answer -> the ladder of ``scheduler.no_answer`` (retries, ask the family, a visitor call-back
@@ -21,7 +22,7 @@ call's status), ``overdue`` and ``undelivered``.
 """
 
 from core.escalation.ladder import missed_days_running
-from core.escalation.notify import notify_contacts, notify_visitor, task_buttons
+from core.escalation.notify import notify_contacts, notify_handed, notify_person, notify_visitor, task_card
 from core.escalation.outcome import record_call_outcome, report_call_outcome
 from core.escalation.overdue import escalate_overdue
 from core.escalation.routing import area_visitors, responsible_visitor, routed_visitor, supervisor_of
@@ -35,6 +36,7 @@ __all__ = [
     "DIMENSION_LABELS", "IN_PERSON_KINDS", "area_visitors", "escalate_grade", "escalate_overdue",
     "escalate_undelivered", "undelivered_urgent",
     "missed_days_running", "notify_contacts", "notify_visitor", "record_call_outcome", "report_call_outcome",
-    "request_callback", "responsible_visitor", "routed_visitor", "supervisor_of", "task_buttons",
+    "request_callback", "responsible_visitor", "routed_visitor", "supervisor_of", "task_card", "notify_handed",
+    "notify_person",
     "contact_line", "full_address", "merge_task",
 ]

@@ -69,8 +69,9 @@ def retry_later_today(session: Session, settings, attempt: CallAttempt, day: dt.
 
 def ask_family(session: Session, settings, elder: Elder, day: dt.date, attempts: int, now: dt.datetime) -> int:
     """The emergency contacts (and consenting family) are asked to look in; messages queued."""
-    return len(notify_contacts(session, elder, task=None, now=now, family=True,
+    return len(notify_contacts(session, settings, elder, task=None, now=now, family=True,
                                key=f"noanswer:{elder.id}:{day.isoformat()}",
+                               template=w.no_answer_sms(elder, day, attempts),
                                body=w.no_answer_to_family(settings, elder, day, attempts)))
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.escalation import wording as w
-from core.escalation.notify import notify_visitor, task_buttons
+from core.escalation.notify import notify_visitor, task_card
 from core.escalation.routing import supervisor_of
 from data.models import Task, TaskEvent, Visitor, utcnow
 
@@ -43,9 +43,11 @@ def escalate_overdue(session: Session, settings, *, now: dt.datetime | None = No
         task.events.append(TaskEvent(at=now, actor="system", action="escalated",
                                      note=w.overdue_note(task.escalation_level, person.name if above else "无上级")))
         if above:
-            notify_visitor(session, person, task=task, now=now, elder=task.elder,
+            notify_visitor(session, settings, person, task=task, now=now, elder=task.elder,
                            dedupe_key=f"escalate:task{task.id}:level{task.escalation_level}",
-                           payload=task_buttons(task), body=w.overdue_to_supervisor(settings, task.elder, task))
+                           payload=task_card(task, session, person),  # a supervisor's card: 指派 too
+                           template=w.escalation_sms(settings, task, task.elder),
+                           body=w.overdue_to_supervisor(settings, task.elder, task))
         else:
             log.error("P1 task %s unacknowledged and nobody above to escalate to", task.id)
     session.flush()

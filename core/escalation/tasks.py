@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from core import labels, plan
 from core.escalation import wording as w
-from core.escalation.notify import notify_contacts, notify_visitor, task_buttons
+from core.escalation.notify import notify_contacts, notify_visitor, task_card
 from core.escalation.routing import responsible_visitor, routed_visitor, supervisor_of
 from core.ports import Grade
 from core.tasks import create_task, open_task_of
@@ -64,14 +64,17 @@ def urgent_task(session, settings, *, elder, visit, grade, text, now) -> Task:
         ack_deadline=ack_deadline, now=now,
     )
     key = f"urgent:task{task.id}"
-    notify_contacts(session, elder, task=task, now=now, key=key,
+    notify_contacts(session, settings, elder, task=task, now=now, key=key, template=w.urgent_sms(elder, visitor, said),
                     body=w.urgent_to_contacts(settings, elder, visitor, said))
-    notify_visitor(session, visitor, task=task, now=now, elder=elder,
-                   dedupe_key=f"{key}:visitor{visitor.id if visitor else 0}", payload=task_buttons(task),
+    notify_visitor(session, settings, visitor, task=task, now=now, elder=elder,
+                   dedupe_key=f"{key}:visitor{visitor.id if visitor else 0}", payload=task_card(task),
+                   template=w.task_sms(task, elder, f"老人说：{said}"),
                    body=w.urgent_to_visitor(settings, elder, task, said, reasons, ack_deadline))
     if visitor is None:
-        notify_visitor(session, supervisor_of(session, None, elder), task=task, now=now, elder=elder,
-                       dedupe_key=f"{key}:nobody", body=w.urgent_unassigned(settings, elder, task, said))
+        sup = supervisor_of(session, None, elder)
+        notify_visitor(session, settings, sup, task=task, now=now, elder=elder, dedupe_key=f"{key}:nobody",
+                       payload=task_card(task, session, sup), template=w.task_sms(task, elder, "没有负责探访员，请立即指派"),
+                       body=w.urgent_unassigned(settings, elder, task, said))
     return task
 
 
@@ -90,8 +93,9 @@ def concern_task(session, settings, *, elder, visit, grade, text, now) -> Task:
         visit_id=visit.id if visit is not None else None, title=w.concern_title(elder, label, action),
         detail=w.said_detail(said), assignee_id=visitor.id if visitor else None, deadline=deadline, now=now,
     )
-    notify_visitor(session, visitor, task=task, now=now, elder=elder, dedupe_key=f"concern:task{task.id}:assigned",
-                   payload=task_buttons(task),
+    notify_visitor(session, settings, visitor, task=task, now=now, elder=elder,
+                   dedupe_key=f"concern:task{task.id}:assigned", payload=task_card(task),
+                   template=w.task_sms(task, elder, f"{label}：{said}"),
                    body=w.concern_to_visitor(settings, elder, task, label, said, action, deadline))
     return task
 
@@ -120,8 +124,10 @@ def callback_task(session: Session, settings, *, elder: Elder, visitor: Visitor 
         session, elder_id=elder.id, kind="callback", priority=priority, visit_id=visit.id if visit else None,
         title=title, detail=w.callback_detail(elder), assignee_id=visitor.id if visitor else None,
         deadline=end_of_local_day(settings, day), now=now)
-    notify_visitor(session, visitor, task=task, now=now, elder=elder, dedupe_key=f"{key}:task{task.id}:callback",
-                   payload=task_buttons(task), body=w.callback_to_visitor(settings, elder, task, said))
+    notify_visitor(session, settings, visitor, task=task, now=now, elder=elder,
+                   dedupe_key=f"{key}:task{task.id}:callback", payload=task_card(task),
+                   template=w.task_sms(task, elder, "请今天给老人回电话或上门"),
+                   body=w.callback_to_visitor(settings, elder, task, said))
     return task
 
 
@@ -132,6 +138,8 @@ def in_person_task(session: Session, settings, *, elder: Elder, visitor: Visitor
         session, elder_id=elder.id, kind="visit", priority=2, title=w.in_person_title(elder, missed),
         detail=w.in_person_detail(elder), assignee_id=visitor.id if visitor else None,
         deadline=end_of_local_day(settings, day + dt.timedelta(days=1)), now=now)
-    notify_visitor(session, visitor, task=task, now=now, elder=elder, dedupe_key=f"noanswer:task{task.id}:visit",
-                   payload=task_buttons(task), body=w.in_person_to_visitor(settings, elder, task, missed))
+    notify_visitor(session, settings, visitor, task=task, now=now, elder=elder,
+                   dedupe_key=f"noanswer:task{task.id}:visit", payload=task_card(task),
+                   template=w.task_sms(task, elder, f"连续{missed}天电话未接通，请上门"),
+                   body=w.in_person_to_visitor(settings, elder, task, missed))
     return task

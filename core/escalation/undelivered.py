@@ -1,10 +1,11 @@
 """Emergency messages the outbox gave up on: never only a log line.
 
-A message of a P1 task (an urgent answer, an overdue escalation) that failed for good
-(``outbox.max_attempts`` used up) becomes a P1 task for the supervisor, who is told on another
-channel than the one that failed; the message keeps the id of that task in its payload
-(``undelivered_task_id``), so it is escalated once. ``undelivered_urgent`` is what the dashboard
-shows (the list and its count, scoped to an area).
+A message of a P1 task (an urgent answer, an overdue escalation) that failed for good on every
+route — its chat channel and then its SMS fallback (``core.outbox.fall_back``; a failed message
+with a ``fallback_id`` is covered by that fallback) — becomes a P1 task for the supervisor, who is
+told on another channel than the one that failed; the message keeps the id of that task in its
+payload (``undelivered_task_id``), so it is escalated once. ``undelivered_urgent`` is what the
+dashboard shows (the list and its count, scoped to an area).
 
 Messages that are themselves such notices (``undelivered:...``) are not escalated again (no loop
 between supervisors): they stay on the dashboard's list, and the log says so.
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.escalation import wording as w
-from core.escalation.notify import notify_visitor, task_buttons
+from core.escalation.notify import notify_visitor, task_card
 from core.escalation.routing import supervisor_of
 from core.escalation.tasks import merge
 from core.tasks import create_task
@@ -43,7 +44,12 @@ def _area(county: str | None, township: str | None, village: str | None) -> list
 
 
 def _recipient_of(visitor: Visitor, msg: OutboxMessage) -> bool:
-    return msg.recipient in {str(visitor.telegram_chat_id or ""), visitor.phone or ""}
+    return msg.recipient in {str(visitor.telegram_chat_id or ""), visitor.phone or "", visitor.wecom_user_id or ""}
+
+
+def _fell_back(msg: OutboxMessage) -> bool:
+    """A fallback was queued for it: that row is what delivers (or fails) the message now."""
+    return bool((msg.payload or {}).get("fallback_id"))
 
 
 def _supervisor_for(session: Session, original: Task, msg: OutboxMessage) -> Visitor | None:
@@ -62,9 +68,10 @@ def escalate_one(session: Session, settings, msg: OutboxMessage, original: Task,
                        assignee_id=sup.id if sup else None, deadline=now + dt.timedelta(hours=2),
                        ack_deadline=now + dt.timedelta(minutes=settings.escalation.ack_deadline_minutes), now=now)
     msg.payload = {**(msg.payload or {}), "undelivered_task_id": task.id}
-    sent = notify_visitor(session, sup, task=task, now=now, elder=elder, avoid=msg.channel,
+    sent = notify_visitor(session, settings, sup, task=task, now=now, elder=elder, avoid=msg.channel,
                           dedupe_key=f"{NOTICE_PREFIX}msg{msg.id}:visitor{sup.id if sup else 0}",
-                          payload=task_buttons(task),
+                          payload=task_card(task, session, sup),
+                          template=w.task_sms(task, elder, f"紧急任务#{original.id}的通知未送达，请立即电话联系"),
                           body=w.undelivered_to_supervisor(settings, elder, task, original, msg.recipient_kind))
     if not sent:
         log.error("urgent message %s undelivered and no supervisor reachable (task %s)", msg.id, task.id)
@@ -76,7 +83,7 @@ def escalate_undelivered(session: Session, settings, *, now: dt.datetime | None 
     (one per emergency: more failed messages of the same task are noted on it)."""
     now = now or utcnow()
     made: list[Task] = []
-    rows = session.execute(_failed_p1(session)).all()
+    rows = [(m, t) for m, t in session.execute(_failed_p1(session)).all() if not _fell_back(m)]
     handled = {m.task_id: (m.payload or {}).get("undelivered_task_id") for m, _ in rows}
     for msg, original in rows:
         seen = msg.payload or {}
@@ -103,7 +110,8 @@ def undelivered_urgent(session: Session, *, county: str | None = None, township:
     """For the dashboard: the messages of P1 tasks that failed for good in the area (newest first),
     with the task each was escalated to. ``{"count": n, "items": [...]}``; no phone numbers or chat
     ids (the recipient's kind only)."""
-    rows = session.execute(_failed_p1(session, *_area(county, township, village))).all()
+    rows = [(m, t) for m, t in session.execute(_failed_p1(session, *_area(county, township, village))).all()
+            if not _fell_back(m)]
     items = [{"message_id": m.id, "created_at": m.created_at.isoformat() if m.created_at else None,
               "channel": m.channel, "recipient_kind": m.recipient_kind, "attempts": m.attempts,
               "last_error": (m.last_error or "")[:200], "elder_id": t.elder_id, "elder_name": t.elder.name,

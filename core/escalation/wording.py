@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 
 from core import plan
+from core.sms_templates import template_payload
+from core.tasks import PRIORITY_LABELS
 from data import phone as phones
 from data.models import VISITOR_ROLES, Elder, Task, Visitor
 
@@ -47,6 +49,37 @@ def local_day(day: dt.date) -> str:
 
 def _head(settings) -> str:
     return f"【{settings.app.name}】"
+
+
+# ---- SMS templates (core.sms_templates): the same message as a mainland template SMS ------------
+def visitor_line(visitor: Visitor | None) -> str:
+    return f"{visitor.name} {phones.national(visitor.phone)}".strip() if visitor else "待指派"
+
+
+def task_sms(task: Task, elder: Elder, summary: str) -> dict:
+    """``visitor_task``: a visitor told of a task by SMS (no chat channel, or the chat failed)."""
+    return template_payload("visitor_task", priority=PRIORITY_LABELS.get(task.priority, f"P{task.priority}"),
+                            task=f"#{task.id}", name=elder.name, summary=quote(summary, 35) or "请处理")
+
+
+def urgent_sms(elder: Elder, visitor: Visitor | None, said: str) -> dict:
+    return template_payload("urgent", name=elder.name, said=quote(said, 35) or "需要帮助",
+                            phone=phones.national(elder.phone) or "无电话", visitor=visitor_line(visitor))
+
+
+def no_answer_sms(elder: Elder, day: dt.date, attempts: int) -> dict:
+    return template_payload("no_answer", date=local_day(day), name=elder.name, count=str(attempts))
+
+
+def escalation_sms(settings, task: Task, elder: Elder) -> dict:
+    return template_payload("escalation", task=f"#{task.id}", name=elder.name,
+                            since=hhmm(settings, task.created_at))
+
+
+def handed_to_visitor(settings, task: Task) -> str:
+    elder = task.elder
+    return (f"{_head(settings)}任务 #{task.id} 转给您处理：{task.title}。地址：{full_address(elder)}。"
+            f"老人电话：{phones.national(elder.phone) or '无'}。{contact_line(elder)}。")
 
 
 # ---- urgent answers --------------------------------------------------------------------------
@@ -158,7 +191,7 @@ def callback_to_visitor(settings, elder: Elder, task: Task, said: str) -> str:
 
 # ---- messages the outbox gave up on ----------------------------------------------------------
 RECIPIENT_KINDS = {"visitor": "探访员", "emergency_contact": "紧急联系人", "family": "家属"}
-CHANNEL_LABELS = {"telegram": "Telegram", "sms": "短信", "console": "控制台"}
+CHANNEL_LABELS = {"telegram": "Telegram", "wecom": "企业微信", "sms": "短信", "console": "控制台"}
 
 
 def undelivered_title(elder: Elder, task: Task) -> str:

@@ -479,7 +479,7 @@ async def _tick(app, now: dt.datetime, dial: bool) -> dict:
     notes: dict[str, str] = {}
     dialer = None
     if dial and not _twilio_missing(s, public=True):
-        dialer = wiring.build_dialer(app, line=wiring.build_placer(s))
+        dialer = wiring.build_dialer(app, lines={"twilio": wiring.build_placer(s)})
     elif dial:
         notes["dial"] = "未配置 Twilio，不拨打 (Twilio not configured: ended calls settled, nothing dialed)"
     application = wiring.build_telegram(app, updater=False) if s.secrets.telegram_bot_token else None

@@ -7,6 +7,7 @@ are the real ones. ``bench/faults.py`` runs the long versions (100 kills).
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -18,10 +19,14 @@ import pytest
 from core.settings import REPO_ROOT
 
 
+# one data key for every process of a test run: they share its database (data/crypto.py)
+DATA_KEY = base64.b64encode(os.urandom(32)).decode()
+
+
 def base_env(**extra: str) -> dict[str, str]:
     """A child's environment without the developer's TANFANG_* settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TANFANG_") or k.startswith("TANFANG_TEST_")}
-    env.update(PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1", **extra)
+    env.update({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", "TANFANG_DATA_KEY": DATA_KEY, **extra})
     return env
 
 

@@ -38,6 +38,7 @@ async def service(tmp_path):
     svc = ServiceProcess(env, port, tmp_path / "serve.log")
     await svc.start()
     svc.app = App(settings=load_settings(env={"TANFANG_DATABASE_URL": env["TANFANG_DATABASE_URL"],
+                                              "TANFANG_DATA_KEY": env["TANFANG_DATA_KEY"],  # the service's key
                                               "TANFANG_DATA_DIR": str(tmp_path / "harness")}))
     yield svc
     svc.app.close()
@@ -122,5 +123,5 @@ async def test_forged_and_replayed_stream_starts_are_refused(service):
     assert await _start(ws_url, "CA-s1", params_a, signature=good_sig)       # Twilio's own start
     assert not await _start(ws_url, "CA-s1", params_a, signature=good_sig)   # the same start, replayed
     with service.app.db.session() as s:
-        assert s.query(Visit).count() == 1  # only the genuine stream opened a visit
+        assert s.query(Visit).count() == 1, service.log()[-4000:]  # only the genuine stream opened a visit
     assert "media stream refused" in service.log()

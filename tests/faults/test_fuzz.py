@@ -167,7 +167,7 @@ updates = st.one_of(
 @pytest.fixture
 def telegram(sqlite_app):
     """The bot's webhook in the web app, the bot talking to the emulator; errors its handlers raise."""
-    from bot.emulator import TelegramEmulator, unavailable_reason
+    from sim.telegram_emulator import TelegramEmulator, unavailable_reason
     from tanfang import wiring
 
     reason = unavailable_reason()

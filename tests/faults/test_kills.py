@@ -15,7 +15,6 @@ One module, in order, on one pair of dialog servers:
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import subprocess
@@ -34,7 +33,7 @@ from data.models import CallAttempt, Task, Visit, VisitAnswer
 from dialogs.runtime import EmbeddedRasa, RasaRuntimeError
 from sim.faults import FaultHarness, free_port, verify
 from tanfang import wiring
-from tests.faults.conftest import base_env, children_of, wait_gone
+from tests.faults.conftest import DATA_KEY, base_env, children_of, wait_gone
 from tests.helpers import make_elder
 from voice.audio import pcm16_to_ulaw
 from voice.session import GOODBYE_FAULT
@@ -56,7 +55,7 @@ time.sleep(3600)
 def _env(tmp, name: str, port: int, action_port: int, token: str = TOKEN) -> dict[str, str]:
     return {"TANFANG_DATA_DIR": str(tmp / name), "TANFANG_DATABASE_URL": f"sqlite:///{tmp / name}.db",
             "TANFANG_RASA__PORT": str(port), "TANFANG_RASA__ACTION_PORT": str(action_port),
-            "TANFANG_RASA_TOKEN": token}
+            "TANFANG_RASA_TOKEN": token, "TANFANG_DATA_KEY": DATA_KEY}
 
 
 def _ready_settings(env: dict[str, str]):
@@ -157,7 +156,7 @@ def test_a_server_of_another_deployment_on_the_port_is_never_reused(servers):
 # ---- 3. the service killed in the middle of calls ------------------------------------------------------
 async def test_the_service_killed_mid_call_loses_nothing(servers, tmp_path):
     settings = servers.settings
-    async with FaultHarness(tmp_path, database_url=settings.database_url, rasa_url=servers.rasa.url,
+    async with FaultHarness(tmp_path, database_url=settings.database_url, rasa_url=servers.rasa.url, data_key=DATA_KEY,
                             rasa_token=TOKEN, seed=14) as harness:
         calls = [await harness.call_and_kill(1, kill_after=1, delay_s=0.0),       # during the bot's reply
                  await harness.call_and_kill(2, urgent_stored=True),              # the phrase kept, maybe not graded
@@ -181,7 +180,7 @@ async def test_rasa_killed_mid_call_the_elder_hears_the_fault_goodbye_and_is_cal
         server.kill()
         server.wait(timeout=30)
 
-    async with FaultHarness(tmp_path, database_url=servers.settings.database_url, rasa_url=rasa.url,
+    async with FaultHarness(tmp_path, database_url=servers.settings.database_url, rasa_url=rasa.url, data_key=DATA_KEY,
                             rasa_token=TOKEN, seed=15) as harness:
         attempt_id, call = await harness.call_with_dialog_down(9, kill_rasa)
         service_settings = load_settings(env=harness.service_env())

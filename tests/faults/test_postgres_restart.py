@@ -22,7 +22,7 @@ from core.app import App
 from core.settings import load_settings
 from data.models import CallAttempt
 from sim.faults import ServiceProcess, free_port
-from tests.faults.conftest import base_env, cli
+from tests.faults.conftest import DATA_KEY, base_env, cli
 from tests.helpers import make_elder
 from voice.signature import sign
 
@@ -75,7 +75,7 @@ async def test_the_service_recovers_from_a_postgres_restart_by_itself(cluster, t
     service = ServiceProcess(env, port, tmp_path / "serve.log")
     await service.start()
     try:
-        app = App(settings=load_settings(env={"TANFANG_DATABASE_URL": cluster["url"],
+        app = App(settings=load_settings(env={"TANFANG_DATABASE_URL": cluster["url"], "TANFANG_DATA_KEY": DATA_KEY,
                                               "TANFANG_DATA_DIR": str(tmp_path / "harness")}))
         with app.db.session() as s:
             attempt = CallAttempt(elder_id=make_elder(s).id, channel="phone", slot_key="elder:1:manual",

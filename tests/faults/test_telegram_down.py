@@ -1,6 +1,6 @@
 """The Telegram Bot API is down for 10 minutes, then back: 0 notifications lost (#14 fault suite).
 
-The emulator process (telegram-test-api, bot/emulator.py) really stops; ``tanfang scheduler tick``
+The emulator process (telegram-test-api, sim/telegram_emulator.py) really stops; ``tanfang scheduler tick``
 runs in its own processes on the scheduler's clock (``--at``), so ten minutes of outbox backoff
 pass in seconds. Every message is delivered once the emulator is back, and none twice.
 """
@@ -14,7 +14,7 @@ import os
 import pytest
 from sqlalchemy import select
 
-from bot.emulator import TelegramEmulator, unavailable_reason
+from sim.telegram_emulator import TelegramEmulator, unavailable_reason
 from core import plan
 from core.app import App
 from core.escalation import escalate_grade
