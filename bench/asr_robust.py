@@ -393,18 +393,19 @@ def run_condition(condition: str, seed: int, rows, speech, recognizer, noises, u
 
 
 def spread(runs: list[dict]) -> dict:
-    """Mean, min and max over runs of each figure."""
+    """Median, mean, min and max over runs (seeds) of each figure."""
     out: dict = {"condition": runs[0]["condition"], "runs": len(runs), "seeds": [r["seed"] for r in runs]}
     def stat(values):
         values = [v for v in values if v is not None]
         if not values:
             return None
-        return {"mean": round(statistics.mean(values), 4), "min": min(values), "max": max(values)}
+        return {"median": round(statistics.median(values), 4), "mean": round(statistics.mean(values), 4),
+                "min": min(values), "max": max(values)}
     out["cer"] = stat([r["cer"] for r in runs])
     for variant in ("rules_best", "rules_nbest", "nlu_rules_best", "nlu_rules_nbest", "rules_nbest_kws",
                     "nlu_rules_nbest_kws"):
         if variant in runs[0]:
-            out[variant] = {k: stat([r[variant][k] for r in runs])
+            out[variant] = {k: stat([r[variant].get(k) for r in runs])
                             for k in ("urgent_recall", "concern_recall", "false_alarm_rate", "urgent_direct",
                                       "urgent_caught_or_confirmed", "concern_caught_or_confirmed",
                                       "fine_false_alarm_direct", "fine_asked_back")}
@@ -415,8 +416,8 @@ def _pct(s) -> str:
     if s is None:
         return "–"
     if s["min"] == s["max"]:
-        return f"{s['mean']:.1%}"
-    return f"{s['mean']:.1%} ({s['min']:.1%}–{s['max']:.1%})"
+        return f"{s['median']:.1%}"
+    return f"{s['median']:.1%} ({s['min']:.1%}–{s['max']:.1%})"
 
 
 def print_table(summary: list[dict]) -> None:
@@ -448,7 +449,7 @@ def print_confirmation_table(summary: list[dict]) -> None:
     for s in summary:
         for variant in ("rules_nbest", "rules_nbest_kws", "nlu_rules_nbest", "nlu_rules_nbest_kws"):
             v = s.get(variant)
-            if v is None or "urgent_direct" not in v:
+            if v is None or v.get("urgent_direct") is None:
                 continue
             print(f"| {s['condition']} | {variant} | {_pct(v['urgent_direct'])} | {_pct(v['urgent_caught_or_confirmed'])} | "
                   f"{_pct(v['concern_caught_or_confirmed'])} | {_pct(v['fine_false_alarm_direct'])} | "
