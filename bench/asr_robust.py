@@ -27,7 +27,7 @@ and false alarms on fine answers, graded by ``core.grading.grade_answer`` with t
 (best text only, and with the n-best alternatives) and, with ``--rasa``, rules OR NLU through a
 real Rasa server (EmbeddedRasa on 127.0.0.1:27005/27055 unless TANFANG_RASA__PORT is set). Noise,
 loss positions and babble offsets come from ``--seed``; ``--runs N`` repeats the seeded conditions
-with N seeds and reports mean, min and max. Decoding uses the deterministic no-dither model copy.
+with N seeds and reports the median, mean, min and max. Decoding uses the deterministic no-dither model copy.
 The recognizer's output per condition is cached under ~/.cache/tanfang/asr-robust (keyed by
 voice, condition, seed, n-best and texts): ``--regrade`` grades it again without decoding, after a
 change to the rules or the model. The JSON summary is the last line with ``--json``.
@@ -56,7 +56,7 @@ from core.understanding import confirmation  # noqa: E402
 from tests.voice_fixtures import on_line  # noqa: E402
 from voice.audio import pcm16_to_ulaw, resample_pcm16, ulaw_to_pcm16  # noqa: E402
 from voice.metrics import cer  # noqa: E402
-from voice.vosk_recognizer import keyword_alternatives  # noqa: E402
+from voice.vosk_recognizer import KEYWORDS, keyword_alternatives  # noqa: E402
 
 CACHE = Path("~/.cache/tanfang/tts-robust").expanduser()
 DECODED = Path("~/.cache/tanfang/asr-robust").expanduser()
@@ -288,7 +288,7 @@ def spot_all(recognizer, speech, condition: str, seed: int, noises, loss_zero: b
              texts: list[str], denoise: str = "none") -> list[list[tuple[str, float]]]:
     """Keyword spotting on each answer (the same degraded audio: same seed, same order), every hit
     kept with its confidence so that the threshold is chosen when grading; cached like the decode."""
-    cache = heard_cache(voice, condition + "-kws" + _nr(denoise), seed, loss_zero, 0, texts)
+    cache = heard_cache(voice, condition + "-kws" + _nr(denoise), seed, loss_zero, 0, texts + ["#", *KEYWORDS])
     if cache.is_file():
         return [[(p, c) for p, c in h] for h in json.loads(cache.read_text(encoding="utf-8"))]
     rng = np.random.default_rng(seed)
@@ -360,7 +360,8 @@ def noise_makers(voice: str) -> dict:
 def heard_cache(voice: str, condition: str, seed: int, loss_zero: bool, alternatives: int, texts: list[str]) -> Path:
     """Where the recognizer's output for one condition is kept: decoding is the slow part, so the
     grading can be rerun on it (``--regrade``) after the rules change."""
-    key = hashlib.sha256(json.dumps([voice, condition, seed if condition in SEEDED else 0, loss_zero,
+    seeded = condition.split("-")[0] in SEEDED  # tv10-kws, tv10-wiener: still one decode per seed
+    key = hashlib.sha256(json.dumps([voice, condition, seed if seeded else 0, loss_zero,
                                      alternatives, texts], ensure_ascii=False).encode()).hexdigest()[:16]
     return DECODED / f"{voice}-{condition}-{key}.json"
 

