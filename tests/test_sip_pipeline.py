@@ -86,6 +86,10 @@ async def test_on_sip_words_said_over_a_prompt_stop_it_and_are_heard(sqlite_app,
 
     attempt_id = await pipeline.place_call(elder_id, line="sip")
     await h.aw("answered", 15)
+    for _ in range(200):  # the pipeline registers the session once its database write (off the loop) is done
+        if attempt_id in pipeline.sessions:
+            break
+        await asyncio.sleep(0.05)
     session = pipeline.sessions[attempt_id]
     h.send("wait_speech", after=1.0, timeout=40)
     await h.aw("speaking", 45)
