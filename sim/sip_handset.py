@@ -19,6 +19,8 @@ command                                                 what it does
                                                         ``"flush": true`` forgets earlier prompts
 {"cmd": "say", "pcm": "a.raw", "hangup_after": 1.0}     play 8 kHz PCM16 (raw or .wav); optionally
                                                         hang up that many seconds into it
+{"cmd": "wait_speech", "after": 1.0, "timeout": 20}     wait until the bot has been speaking for
+                                                        ``after`` s (then ``say`` talks over it)
 {"cmd": "dtmf", "digits": "1", "method": "info"}        keypad: rfc4733 (default) or info
 {"cmd": "silence", "seconds": 3}                        stay quiet
 {"cmd": "stats"}                                        what was heard so far (``stats`` event)
@@ -29,7 +31,7 @@ command                                                 what it does
 =====================================================  =========================================
 
 Events: ready, registered, incoming (with the INVITE as received), state, media (the codec),
-answered, prompt_end (``speech_s``; ``speech_at``: when its first voiced frame arrived), said,
+answered, speaking (``wait_speech``: the bot is speaking), prompt_end (``speech_s``; ``speech_at``: when its first voiced frame arrived), said,
 dtmf_sent, dtmf_heard, stats, closed (``code``; ``recording``: a WAV of what was heard;
 ``levels``: a JSON file of per-frame levels from the answer on), error, done (each command's
 completion, with its ``cmd``).
@@ -264,6 +266,18 @@ class _Handset:
             self.emit("prompt_timeout")
             return
         self.emit("prompt_end", **prompt)
+
+    def cmd_wait_speech(self, cmd: dict) -> None:
+        """Until the bot's prompt has been heard for ``after`` seconds: the moment to talk over it."""
+        after, end = float(cmd.get("after", 1.0)), time.monotonic() + float(cmd.get("timeout", 20))
+        while time.monotonic() < end:
+            with self.lock:
+                speaking = self.endpointer.in_speech and time.monotonic() - self.speech_at >= after
+            if speaking:
+                self.emit("speaking", since=self.speech_at)
+                return
+            time.sleep(0.02)
+        self.emit("prompt_timeout")
 
     def cmd_say(self, cmd: dict) -> None:
         pcm = _read_pcm(cmd["pcm"])

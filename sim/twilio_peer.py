@@ -57,6 +57,7 @@ THINK_S = 0.4                    # the elder's pause before answering
 # Phone Number" (https://www.twilio.com/docs/glossary/what-e164, https://www.twilio.com/docs/api/errors/21211)
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 TRAILING_FAST_S = 2.0            # silence after an answer sent at full speed (> end-of-utterance 1.2 s)
+PAUSE = re.compile(r"<(\d+(?:\.\d+)?)>")  # a pause inside an answer, in seconds
 BOT_TIMEOUT_S = 180.0            # wall-clock wait for the bot's next prompt (first Rasa/TTS calls are slow)
 
 
@@ -83,6 +84,7 @@ class CallLog:
     steps_done: list[Step] = field(default_factory=list)
     closed_by: str | None = None  # bot | elder
     fillers: int = 0              # "请稍等" heard while the bot thought (not prompts: the elder waits on)
+    cleared: int = 0              # prompts the bot stopped (``clear``) while the elder talked over them
     turn_gaps: list[float] = field(default_factory=list)  # real_time: end of speech -> next prompt audio
     audio_seconds_sent: float = 0.0
     wall_seconds: float = 0.0
@@ -263,9 +265,16 @@ class SimulatedTwilio:
         return pcm16_to_ulaw(noisy.tobytes())
 
     async def _elder_audio(self, text: str) -> bytes:
+        """The elder's words as mu-law; ``<1.5>`` inside the text is a pause of that many seconds
+        (a slow speaker: "腿脚还行<1.4>就是上楼费劲")."""
         if text not in self._speech:
-            pcm = await asyncio.to_thread(self.synthesizer.synthesize, text, RATE)
-            self._speech[text] = pcm16_to_ulaw(pcm)
+            audio = b""
+            for k, part in enumerate(PAUSE.split(text)):
+                if k % 2:
+                    audio += SILENCE * int(float(part) * RATE / FRAME_BYTES)
+                elif part.strip():
+                    audio += pcm16_to_ulaw(await asyncio.to_thread(self.synthesizer.synthesize, part, RATE))
+            self._speech[text] = audio
         return self._speech[text]
 
     async def _media(self, call: CallLog, url: str, parameters: dict[str, str]) -> None:
@@ -327,7 +336,7 @@ class SimulationResult:
         return {"status_callbacks": [list(p) for p in call.status_posts], "voice_webhook": call.voice_status,
                 "prompts_heard": len(call.prompts), "prompt_seconds": round(sum(p.seconds for p in call.prompts), 1),
                 "elder_audio_seconds": round(call.audio_seconds_sent, 1), "wall_seconds": round(call.wall_seconds, 1),
-                "closed_by": call.closed_by, "error": call.error}
+                "closed_by": call.closed_by, "error": call.error, "prompts_cleared": call.cleared}
 
 
 def simulated_credentials(settings) -> None:
@@ -377,6 +386,13 @@ class _StreamPeer:
         self.bot_done = asyncio.Event()   # the bot finished a prompt (a mark arrived)
         self.closed = asyncio.Event()
         self.current = bytearray()
+        # talking over a prompt (a ``barge`` step): the prompt plays in audio time — its marks are
+        # held until the frames we send have covered its length, or echoed at once on ``clear``
+        # (Twilio answers a clear with the marks still queued:
+        # https://www.twilio.com/docs/voice/media-streams/websocket-messages#send-a-clear-message)
+        self.hold_marks = False
+        self.held: list[str] = []
+        self.played_s = 0.0
         self.speech_end: float | None = None  # real time: when the elder's last answer stopped
         self.played_until = 0.0               # real time: when the bot's audio so far has played out
         self.next_frame: float | None = None  # real time: when the next paced frame is due
@@ -396,9 +412,12 @@ class _StreamPeer:
                 if data.get("event") == "media":
                     self.on_media(base64.b64decode(data["media"]["payload"]))
                 elif data.get("event") == "mark":
-                    await self.on_mark(data["mark"]["name"])
+                    if self.hold_marks:
+                        self.held.append(data["mark"]["name"])
+                    else:
+                        await self.on_mark(data["mark"]["name"])
                 elif data.get("event") == "clear":
-                    self.current.clear()
+                    await self.on_clear()
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -424,10 +443,30 @@ class _StreamPeer:
             self.bot_done.set()
         self.current.clear()
 
+    async def on_clear(self) -> None:
+        if self.held:
+            self.call.cleared += 1
+        await self.release_held()
+        self.current.clear()
+
+    async def release_held(self) -> None:
+        """The held prompt has played (or was cleared): its marks go back, it is heard as far as it played."""
+        held, self.held = self.held, []
+        for name in held:
+            await self.send(codec.mark_message(self.stream_sid, name))
+            played = min(len(self.current), int(self.played_s * RATE))
+            self.call.prompts.append(HeardPrompt(name, played / RATE, bytes(self.current[:played])))
+            self.current.clear()
+        self.played_s = 0.0
+
     async def send_audio(self, ulaw: bytes, *, paced: bool = False) -> None:
         call = self.call
         paced = paced or self.peer.real_time
         for off in range(0, len(ulaw), FRAME_BYTES):
+            if self.current and (self.hold_marks or self.held):
+                self.played_s += FRAME_BYTES / RATE  # the prompt plays while we send
+                if self.held and self.played_s * RATE >= len(self.current):
+                    await self.release_held()
             piece = self.peer._on_line(ulaw[off:off + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff"))
             self.chunk += 1
             await self.ws.send(codec.encode(codec.inbound_media_message(
@@ -471,11 +510,34 @@ class _StreamPeer:
         elif step.kind == "wait":
             await self.send_audio(SILENCE * int(float(step.value) * RATE / FRAME_BYTES))
 
+    async def barge(self, step: Step, deadline: float) -> None:
+        """Talk over the prompt: wait (paced) for it to start, let it play ``after`` seconds, then
+        speak; the prompt goes on playing under the words unless the bot clears it."""
+        after, _, text = step.value.partition(":")
+        start = float(after)  # seconds into the prompt; negative: that long before its end
+        while not self.current and not self.closed.is_set() and self.peer.clock() < deadline:
+            await self.send_audio(SILENCE, paced=True)
+        if start < 0:  # the whole prompt is needed to know its end: its mark follows its audio
+            for _ in range(300):
+                if self.held or self.closed.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            start = max(0.0, len(self.current) / RATE + start - self.played_s)
+        await self.send_audio(SILENCE * int(start * RATE / FRAME_BYTES))
+        speech = await self.peer._elder_audio(text)
+        self.hold_marks = False  # the bot's answer to these words is awaited as usual
+        await self.send_audio(speech)
+
     async def play_script(self) -> None:
         call, clock = self.call, self.peer.clock
-        if not await self.silence_until_bot(clock() + BOT_TIMEOUT_S):
+        script = call.script
+
+        def barge_next(i: int) -> bool:
+            return i < len(script) and isinstance(script[i], Step) and script[i].kind == "barge"
+        self.hold_marks = barge_next(0)
+        if not self.hold_marks and not await self.silence_until_bot(clock() + BOT_TIMEOUT_S):
             raise TimeoutError("the bot never spoke")
-        for step in call.script:
+        for i, step in enumerate(script):
             if self.closed.is_set():
                 break
             self.bot_done.clear()
@@ -484,8 +546,14 @@ class _StreamPeer:
             if step.kind == "hangup":
                 call.steps_done.append(step)
                 break
-            await self.do(step)
+            if step.kind == "barge":
+                await self.barge(step, clock() + BOT_TIMEOUT_S)
+            else:
+                await self.do(step)
             call.steps_done.append(step)
+            self.hold_marks = barge_next(i + 1)
+            if self.hold_marks:
+                continue  # the next step talks over the bot's next prompt
             if not await self.silence_until_bot(clock() + BOT_TIMEOUT_S):
                 if not self.closed.is_set():
                     raise TimeoutError("the bot did not answer")
