@@ -191,6 +191,9 @@ class WeComSettings(_Section):
     api_base_url: str = "https://qyapi.weixin.qq.com"
     callback_path: str = "/wecom/callback"
     callback_max_age_seconds: int = 300  # a callback whose timestamp is older (or newer) is refused
+    # WeCom drops app messages over these per member (document/path/90454): the outbox paces them
+    per_member_per_minute: int = Field(default=30, ge=1)
+    per_member_per_hour: int = Field(default=1000, ge=1)
 
 
 class SmsSettings(_Section):
