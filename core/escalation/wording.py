@@ -132,6 +132,11 @@ def overdue_note(level: int, who: str) -> str:
     return f"超过确认时限未确认，第 {level} 级上报 -> {who}"
 
 
+def exhausted_note(level: int, max_escalations: int) -> str:
+    return (f"已上报 {level} 次（上限 {max_escalations} 次）仍无人确认：不再发上报消息，"
+            "留在主管的待办里，标记为「上报已达上限」")
+
+
 def overdue_to_supervisor(settings, elder: Elder, task: Task) -> str:
     return (f"{_head(settings)}上报（第 {task.escalation_level} 级）：P1 紧急任务 #{task.id} "
             f"{task.title}，{hhmm(settings, task.created_at)} 起无人确认。"

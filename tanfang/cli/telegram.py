@@ -79,7 +79,7 @@ def telegram_run(app, no_rasa):
     try:
         application = wiring.build_telegram(
             app, checkin_factory=wiring.chat_checkin_factory(app, rasa.url) if rasa else _no_rasa)
-        application.post_init = lambda a: start_reminder_loop(app, a)
+        application.post_init = lambda a: start_reminder_loop(app, a, reminders=True)  # no scheduler here
         click.echo("Telegram 机器人已启动（轮询模式），Ctrl+C 停止。")
         application.run_polling()
     except RuntimeError as exc:
@@ -93,8 +93,9 @@ def telegram_run(app, no_rasa):
 @click.option("--json", "as_json", is_flag=True, help="JSON 输出 (JSON output)")
 @pass_app
 def telegram_notify(app, as_json):
-    """写入一次提醒到发件箱：任务到期、家属紧急通知、打电话提醒、每周小结 (queue reminders once)."""
-    from bot.notify import run_all
+    """写入一次提醒到发件箱，按每人的渠道（Telegram、企业微信、短信）：任务到期、家属紧急通知、打电话提醒、
+    家属每周小结、主管每日待办 (queue the due reminders and digests once, on each person's channel)."""
+    from core.reminders import run_all
     with app.ready_db().session() as s:
         counts = run_all(s, app.settings)
     echo_json(counts) if as_json else click.echo("；".join(f"{k}: {v}" for k, v in counts.items()))
