@@ -14,7 +14,7 @@ from tanfang.cli import cli
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 ENGLISH_IN_BRACKETS = re.compile(r"\([^()]*[A-Za-z]{2,}[^()]*\)")
-BRACKETED = re.compile(r"\([^()]*\)")
+BRACKETED = re.compile(r"\([^()]*\)|`[^`]*`")  # the English, and `quoted commands`
 # two lowercase English words in a row outside the brackets: an English phrase where Chinese belongs
 ENGLISH_PHRASE = re.compile(r"\b[a-z]{2,} [a-z]{2,}\b")
 WIDTH = 80  # click's help width (at most 80 columns)
