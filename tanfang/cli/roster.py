@@ -7,9 +7,14 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from tanfang.cli.common import UserError, area_parts, echo_json, json_option, pass_app, role_filter_option
 from core import alerts, referrals
 from core.labels import choices
 from core.privacy import audit, mask_id, mask_phone
@@ -17,7 +22,14 @@ from data import idcard, repo, roster
 from data import phone as phones
 from data.models import ASSISTING_UNITS, CHANNELS, PERSON_CHANNELS, SEXES, VISITOR_ROLES
 from data.roster_mapping import HeaderMapping
-
+from tanfang.cli.common import (
+    UserError,
+    area_parts,
+    echo_json,
+    json_option,
+    pass_app,
+    role_filter_option,
+)
 
 
 def _progress(total: int, label: str):

@@ -10,13 +10,35 @@ import click
 from sqlalchemy import select
 
 from core import emergency, labels, plan, workforce
-from tanfang import wiring
-from tanfang.cli.common import (UserError, area_option, date_option, echo_json, elder_id_option, json_option,
-                                month_option, pass_app, task_actor_option)
 from core.coverage import coverage_guard, coverage_report, parse_month
 from core.privacy import audit
-from core.tasks import PRIORITY_LABELS, TaskStateError, close_task, task_dict, transition
-from data.models import HANDLING_ACTIONS, OPEN_TASK_STATES, Campaign, Elder, Task, utcnow
+from core.tasks import (
+    PRIORITY_LABELS,
+    TaskStateError,
+    close_task,
+    task_dict,
+    transition,
+)
+from data.models import (
+    HANDLING_ACTIONS,
+    OPEN_TASK_STATES,
+    Campaign,
+    Elder,
+    Task,
+    utcnow,
+)
+from tanfang import wiring
+from tanfang.cli.common import (
+    UserError,
+    area_option,
+    date_option,
+    echo_json,
+    elder_id_option,
+    json_option,
+    month_option,
+    pass_app,
+    task_actor_option,
+)
 
 
 def _date(value: str, what: str) -> dt.date:
@@ -143,7 +165,7 @@ def tasks_ack(app, task_id: int, actor: str) -> None:
 @click.option("--provider", "provider_id", type=int, default=None, help="服务人员编号 (provider: visitor id)")
 @click.option("--no-care-record", is_flag=True, help="不写关爱服务记录 (write no care record)")
 @click.option("--handled", multiple=True,
-              help="处置记录，紧急任务必填，可多次：" + "、".join(HANDLING_ACTIONS) + "，可加 @HH:MM "
+              help="处置记录，紧急任务必填，可多次：" + " ".join(HANDLING_ACTIONS) + "，可加 @HH:MM "
                    "(what was done for an urgent task; repeatable; optional @HH:MM)")
 @click.option("--minutes", type=int, default=None, help="服务时长，分钟，默认从到达到完成 (minutes of service; default: arrival to close)")
 @task_actor_option()

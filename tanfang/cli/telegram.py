@@ -7,7 +7,13 @@ import click
 from core.labels import choices
 from data.models import VISITOR_ROLES
 from tanfang import wiring
-from tanfang.cli.common import UserError, echo_json, elder_id_option, json_option, pass_app
+from tanfang.cli.common import (
+    UserError,
+    echo_json,
+    elder_id_option,
+    json_option,
+    pass_app,
+)
 from tanfang.telegram_loop import start_reminder_loop
 
 
