@@ -52,7 +52,7 @@ def style_problem(text: str | None) -> str | None:
             return f"does not start with Chinese: {para[:40]!r}"
         if not ENGLISH_IN_BRACKETS.search(para):
             return f"no English in brackets: {para[:60]!r}"
-        phrase = ENGLISH_PHRASE.search(BRACKETED.sub("", para))
+        phrase = ENGLISH_PHRASE.search(BRACKETED.sub("|", para))
         if phrase:
             return f"English outside the brackets ({phrase.group()!r}): {para[:60]!r}"
     return None

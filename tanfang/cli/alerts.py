@@ -11,19 +11,12 @@ from sqlalchemy import select
 
 from core import alerts, plan
 from core.alert_rules import COLUMNS, parse_time
-from core.labels import choices, key_for
+from core.labels import key_for
 from core.privacy import audit
 from data import repo, roster
 from data.models import DEVICE_KINDS, Device
-from tanfang.cli.common import (
-    UserError,
-    date_option,
-    echo_json,
-    elder_ref_option,
-    import_table,
-    json_option,
-    pass_app,
-)
+from tanfang.cli.common import (UserError, choices_help, date_option, echo_json, elder_ref_option, import_table,
+                                json_option, pass_app)
 from tanfang.web.alerts import sign
 
 
@@ -136,7 +129,7 @@ def _date(text: str | None) -> dt.date | None:
 
 @devices_group.command("add")
 @elder_ref_option(required=True)
-@click.option("--device", "kind", required=True, help="设备类型：" + choices(DEVICE_KINDS) + " (device kind)")
+@click.option("--device", "kind", required=True, help=choices_help("设备类型", DEVICE_KINDS, "device kind"))
 @click.option("--vendor", required=True, help="厂商名，小写英文，即报警地址 /alerts/<厂商> (vendor, as in /alerts/<vendor>)")
 @click.option("--device-id", required=True, help="厂商的设备编号 (the vendor's device id)")
 @click.option("--rules", default=None, help='本设备的规则，JSON，如 {"no_flow": {"at_least": 36}} (rules of this device, JSON)')

@@ -18,15 +18,7 @@ from core.emergency import CHANNEL_LABELS as CHANNELS
 from core.emergency import OUTBOX_STATES as STATES
 from core.emergency import RECIPIENTS
 from tanfang import wiring
-from tanfang.cli.common import (
-    UserError,
-    echo_json,
-    elder_id_option,
-    json_option,
-    line_option,
-    pass_app,
-    voice_option,
-)
+from tanfang.cli.common import UserError, echo_json, elder_id_option, json_option, line_option, pass_app, voice_option
 
 
 @click.group("call")

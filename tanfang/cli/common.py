@@ -71,7 +71,15 @@ def bilingual_help_options(cmd: click.Command) -> None:
         bilingual_help_options(sub)
 
 
+def choices_help(what: str, labels: dict[str, str], english: str) -> str:
+    """``角色：key(label) key(label) … (role)``, spaced so that the help wraps between choices."""
+    return f"{what}：" + " ".join(f"{k}({v})" for k, v in labels.items()) + f" ({english})"
+
+
 # ---- options many commands share (one text each) -------------------------------------------------
+VISITOR_ROLE_HELP = choices_help("角色", VISITOR_ROLES, "role")
+
+
 def json_option(help: str = "以 JSON 输出 (print JSON)"):
     return click.option("--json", "as_json", is_flag=True, help=help)
 

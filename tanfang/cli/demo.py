@@ -9,15 +9,7 @@ from pathlib import Path
 
 import click
 
-from tanfang.cli.common import (
-    UserError,
-    date_option,
-    echo_json,
-    json_option,
-    line_option,
-    pass_app,
-    voice_option,
-)
+from tanfang.cli.common import UserError, date_option, echo_json, json_option, line_option, pass_app, voice_option
 
 
 def _view(live):

@@ -7,19 +7,11 @@ import datetime as dt
 import click
 
 from core import plan, referrals
-from core.labels import choices
 from core.privacy import audit
 from data import repo
 from data.models import REFERRAL_STATUSES, Referral, Task
-from tanfang.cli.common import (
-    UserError,
-    echo_json,
-    elder_ref_option,
-    handler_option,
-    import_table,
-    json_option,
-    pass_app,
-)
+from tanfang.cli.common import (UserError, choices_help, echo_json, elder_ref_option, handler_option, import_table,
+                                json_option, pass_app)
 
 
 @click.group("referrals")
@@ -92,7 +84,7 @@ def referrals_list(app, elder_ref, status, only_open, open_over, as_json) -> Non
 
 @referrals_group.command("update")
 @click.argument("referral_id", type=int)
-@click.option("--status", required=True, help="新状态：" + choices(REFERRAL_STATUSES) + " (the new status)")
+@click.option("--status", required=True, help=choices_help("新状态", REFERRAL_STATUSES, "the new status"))
 @handler_option()
 @click.option("--note", default=None, help="说明 (note)")
 @pass_app

@@ -12,15 +12,7 @@ from core import forms, reports
 from core.auth import AuthError, add_user, set_password, unlock
 from core.privacy import audit
 from data.models import Elder, StaffUser, Visit
-from tanfang.cli.common import (
-    UserError,
-    area_option,
-    echo_json,
-    json_option,
-    month_option,
-    pass_app,
-    xlsx_option,
-)
+from tanfang.cli.common import UserError, area_option, echo_json, json_option, month_option, pass_app, xlsx_option
 
 
 @click.group("form")

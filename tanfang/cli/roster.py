@@ -16,20 +16,13 @@ from rich.progress import (
 )
 
 from core import alerts, referrals
-from core.labels import choices
 from core.privacy import audit, mask_id, mask_phone
 from data import idcard, repo, roster
 from data import phone as phones
 from data.models import ASSISTING_UNITS, CHANNELS, PERSON_CHANNELS, SEXES, VISITOR_ROLES
 from data.roster_mapping import HeaderMapping
-from tanfang.cli.common import (
-    UserError,
-    area_parts,
-    echo_json,
-    json_option,
-    pass_app,
-    role_filter_option,
-)
+from tanfang.cli.common import (VISITOR_ROLE_HELP, UserError, area_parts, echo_json, json_option, pass_app,
+                                role_filter_option)
 
 
 def _progress(total: int, label: str):
@@ -314,7 +307,7 @@ def _role(value: str) -> str:
 
 @visitors_group.command("add")
 @click.option("--name", required=True, help="姓名 (name)")
-@click.option("--role", required=True, help="角色：" + choices(VISITOR_ROLES) + " (role)")
+@click.option("--role", required=True, help=VISITOR_ROLE_HELP)
 @click.option("--phone", help="电话 (phone number)")
 @area_parts
 @click.option("--channel", default="", help="联系渠道：Telegram、企业微信或短信，默认 Telegram (channel)")

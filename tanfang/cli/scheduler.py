@@ -28,17 +28,8 @@ from data.models import (
     utcnow,
 )
 from tanfang import wiring
-from tanfang.cli.common import (
-    UserError,
-    area_option,
-    date_option,
-    echo_json,
-    elder_id_option,
-    json_option,
-    month_option,
-    pass_app,
-    task_actor_option,
-)
+from tanfang.cli.common import (UserError, area_option, date_option, echo_json, elder_id_option, json_option,
+                                month_option, pass_app, task_actor_option)
 
 
 def _date(value: str, what: str) -> dt.date:

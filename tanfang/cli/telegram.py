@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import click
 
-from core.labels import choices
-from data.models import VISITOR_ROLES
 from tanfang import wiring
-from tanfang.cli.common import (
-    UserError,
-    echo_json,
-    elder_id_option,
-    json_option,
-    pass_app,
-)
+from tanfang.cli.common import VISITOR_ROLE_HELP, UserError, echo_json, elder_id_option, json_option, pass_app
 from tanfang.telegram_loop import start_reminder_loop
 
 
 @click.command("invite")
-@click.option("--role", required=True, help="角色：" + choices(VISITOR_ROLES) + " (role)")
+@click.option("--role", required=True, help=VISITOR_ROLE_HELP)
 @click.option("--area", default=None, help="负责区域：县/乡镇/村，如 兰考县/城关镇/东街村 (area in charge)")
 @click.option("--name", required=True, help="姓名 (name)")
 @json_option()

@@ -11,16 +11,8 @@ from core.escalation import notify_handed
 from core.privacy import audit
 from core.reports import ReportError, parse_month
 from data.models import VISITOR_ROLES, Task, Visitor, utcnow
-from tanfang.cli.common import (
-    UserError,
-    area_option,
-    echo_json,
-    json_option,
-    month_option,
-    pass_app,
-    role_filter_option,
-    xlsx_option,
-)
+from tanfang.cli.common import (UserError, area_option, echo_json, json_option, month_option, pass_app,
+                                role_filter_option, xlsx_option)
 from tanfang.cli.reports import report_group
 from tanfang.cli.scheduler import tasks_group
 
