@@ -1,4 +1,5 @@
-"""What every command module shares: the one-line user error, JSON output, the App."""
+"""What every command module shares: the one-line user error, JSON output, the App, the bilingual
+-h/--help and the options many commands repeat (one help text each)."""
 
 from __future__ import annotations
 
