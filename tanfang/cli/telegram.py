@@ -101,7 +101,7 @@ def telegram_run(app, no_rasa):
 @json_option()
 @pass_app
 def telegram_notify(app, as_json):
-    """把到期的提醒和小结写入发件箱一次 (queue the due reminders and digests once).
+    """写入到期的提醒和小结 (queue the due reminders and digests).
 
     任务到期、家属紧急通知、打电话提醒、家属每周小结、主管每日待办；渠道为 Telegram、企业微信或短信
     (tasks due, urgent news for family, call reminders, the weekly family summary, the supervisors'
