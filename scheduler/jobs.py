@@ -540,12 +540,16 @@ async def run_reminders(ctx: JobContext, now: dt.datetime | None = None) -> dict
     return counts
 
 
+async def _made_now(ctx: JobContext, work, stat: str) -> int:
+    """``work`` in one unit at the clock's now; how many things it made, counted under ``stat``."""
+    n = len(await in_unit(ctx, work, now=ctx.clock()))
+    ctx.count(stat, n)
+    return n
+
+
 # ---- the jobs (no arguments; registered with explicit IDs) -----------------------------------
 async def plan_today() -> int:
-    ctx = context()
-    n = len(await in_unit(ctx, plan_calls, now=ctx.clock()))
-    ctx.count("planned", n)
-    return n
+    return await _made_now(context(), plan_calls, "planned")
 
 
 async def recover_calls() -> int:
@@ -589,10 +593,7 @@ async def send_reminders() -> int:
 
 
 async def coverage_guard() -> int:
-    ctx = context()
-    n = len(await in_unit(ctx, _coverage_guard, now=ctx.clock()))
-    ctx.count("coverage_tasks", n)
-    return n
+    return await _made_now(context(), _coverage_guard, "coverage_tasks")
 
 
 # ---- every job once (``tanfang scheduler tick``) -------------------------------------------------
