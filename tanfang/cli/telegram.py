@@ -28,8 +28,7 @@ def visitors_invite(app, role, area, name, as_json):
             out = {"visitor_id": v.id, "name": v.name, "invite_code": code, "valid_days": ttl}
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    echo_json(out) if as_json else click.echo(f"{name}（编号 {out['visitor_id']}）的邀请码：{code}（{ttl} 天内有效，只能用一次）\n"
-                                                f"请在与机器人的私聊里发送：/start {code}")
+    _show_invite(out, as_json, f"{name}（编号 {out['visitor_id']}）", code, ttl)
 
 
 @click.group("family")
@@ -57,8 +56,14 @@ def family_invite(app, elder_id, name, relation, as_json):
             out = {"family_member_id": fm.id, "elder_id": elder_id, "invite_code": code, "valid_days": ttl}
     except (LookupError, PermissionError) as exc:
         raise UserError(str(exc)) from exc
-    echo_json(out) if as_json else click.echo(f"{name}的邀请码：{code}（{ttl} 天内有效，只能用一次）\n"
-                                                f"请在与机器人的私聊里发送：/start {code}")
+    _show_invite(out, as_json, name, code, ttl)
+
+
+def _show_invite(out: dict, as_json: bool, who: str, code: str, ttl: int) -> None:
+    if as_json:
+        echo_json(out)
+    else:
+        click.echo(f"{who}的邀请码：{code}（{ttl} 天内有效，只能用一次）\n请在与机器人的私聊里发送：/start {code}")
 
 
 @click.group("telegram")
