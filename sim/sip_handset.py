@@ -29,7 +29,9 @@ command                                                 what it does
 =====================================================  =========================================
 
 Events: ready, registered, incoming (with the INVITE as received), state, media (the codec),
-answered, prompt_end (``speech_s``; ``speech_at``: when its first voiced frame arrived), said,
+answered, prompt_start (``at``: when a prompt's first voiced frame arrived), prompt_end
+(``speech_s``; ``speech_at``: when its first voiced frame arrived), said (``sent_at``: when the
+frame holding the answer's last sample went out),
 dtmf_sent, dtmf_heard, stats, closed (``code``; ``recording``: a WAV of what was heard;
 ``levels``: a JSON file of per-frame levels from the answer on), error, done (each command's
 completion, with its ``cmd``).
@@ -224,6 +226,7 @@ class _Handset:
             event = ep.push(pcm)
             if event == SPEECH_START:  # arrival time of the prompt's first voiced frame
                 self.speech_at = time.monotonic() - (ep.elapsed - ep.speech_start) + 0.02
+                self.emit("prompt_start", at=self.speech_at)
             elif event == END:
                 self.prompts.put({"speech_s": round(ep.utterance_s, 2), "at": time.monotonic(),
                                   "speech_at": self.speech_at})
@@ -279,8 +282,9 @@ class _Handset:
         end = time.monotonic() + len(pcm) / 16000 + 10
         while time.monotonic() < end:
             try:
-                if self.said.get(timeout=0.5) == mark:
-                    self.emit("said", mark=mark, seconds=len(pcm) / 16000, at=time.monotonic())
+                if self.said.get(timeout=0.5) == mark:  # sent_at: when its last frame went out as RTP
+                    self.emit("said", mark=mark, seconds=len(pcm) / 16000, at=time.monotonic(),
+                              sent_at=self.queue.marks_out.get(mark))
                     return
             except queue.Empty:
                 if self.call is None:

@@ -10,6 +10,10 @@ nobody; it answers as a person would (or as a machine, or not at all) and speaks
 Audio goes faster than real time: the elder's speech and the trailing silence that ends it are
 sent as fast as the socket takes them; while waiting for the bot, silence is paced at real time
 (as Twilio would send it). The endpointing works in audio time, so the result is the same.
+With ``realtime=True`` (the line benchmark) every frame goes at real time on a steady 20 ms
+schedule, and a prompt's mark is echoed only when its audio would have finished playing, as on a
+real call; the times the elder's answers were sent and the prompts arrived are kept
+(``CallLog.answers_sent``, ``HeardPrompt.arrived_at``).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class HeardPrompt:
     seconds: float
     audio: bytes = field(repr=False, default=b"")
     text: str | None = None  # when the simulator was given a recognizer to listen with
+    arrived_at: float | None = None  # clock time of its first media message
 
 
 @dataclass
@@ -79,6 +84,7 @@ class CallLog:
     steps_done: list[Step] = field(default_factory=list)
     closed_by: str | None = None  # bot | elder
     audio_seconds_sent: float = 0.0
+    answers_sent: list[tuple[float, float]] = field(default_factory=list)  # clock times: first, last frame
     wall_seconds: float = 0.0
     error: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -106,7 +112,7 @@ class SimulatedTwilio:
 
     def __init__(self, account_sid: str, auth_token: str, script: list[Step], synthesizer: Synthesizer, *,
                  answer: str = "human", listener=None, clock: Callable[[], float] = time.monotonic,
-                 callee: Callable[[str, int], tuple[str, list]] | None = None):
+                 callee: Callable[[str, int], tuple[str, list]] | None = None, realtime: bool = False):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.validator = RequestValidator(auth_token)
@@ -116,6 +122,7 @@ class SimulatedTwilio:
         self.listener = listener  # optional Recognizer: transcribe what the bot said
         self.clock = clock
         self.callee = callee
+        self.realtime = realtime
         self.calls: dict[str, CallLog] = {}
         self.messages: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task] = set()
@@ -342,6 +349,10 @@ class _StreamPeer:
         self.bot_done = asyncio.Event()   # the bot finished a prompt (a mark arrived)
         self.closed = asyncio.Event()
         self.current = bytearray()
+        self.arrived_at: float | None = None  # first media message of the prompt being received
+        self.playing_until = 0.0               # realtime: when the audio received so far has played
+        self._due: float | None = None         # realtime: when the next frame is to be sent
+        self.last_sent = 0.0                   # clock time of the latest media message sent
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -356,20 +367,41 @@ class _StreamPeer:
             async for message in self.ws:
                 data = json.loads(message)
                 if data.get("event") == "media":
-                    self.current.extend(base64.b64decode(data["media"]["payload"]))
+                    self._media(base64.b64decode(data["media"]["payload"]))
                 elif data.get("event") == "mark":
                     name = data["mark"]["name"]
-                    self.call.prompts.append(HeardPrompt(name, len(self.current) / RATE, bytes(self.current)))
+                    self.call.prompts.append(HeardPrompt(name, len(self.current) / RATE, bytes(self.current),
+                                                         arrived_at=self.arrived_at))
                     self.current.clear()
-                    await self.send(codec.mark_message(self.stream_sid, name))  # played: echo it back
+                    self.arrived_at = None
+                    if self.peer.realtime:  # played: echo it back once the audio has played out
+                        await asyncio.sleep(max(0.0, self.playing_until - self.peer.clock()))
+                    await self.send(codec.mark_message(self.stream_sid, name))
                     self.bot_done.set()
                 elif data.get("event") == "clear":
                     self.current.clear()
+                    self.playing_until = self.peer.clock()
         except websockets.ConnectionClosed:
             pass
         finally:
             self.closed.set()
             self.bot_done.set()
+
+    def _media(self, ulaw: bytes) -> None:
+        now = self.peer.clock()
+        if self.arrived_at is None:
+            self.arrived_at = now
+        self.current.extend(ulaw)
+        self.playing_until = max(self.playing_until, now) + len(ulaw) / RATE
+
+    async def _next_frame(self) -> None:
+        """Real time: wait for the next 20 ms slot of a steady schedule (restarted after a stall)."""
+        now = self.peer.clock()
+        if self._due is None or self._due < now - 0.1:
+            self._due = now
+        self._due += FRAME_BYTES / RATE
+        if self._due > now:
+            await asyncio.sleep(self._due - now)
 
     async def send_audio(self, ulaw: bytes, *, paced: bool = False) -> None:
         call = self.call
@@ -378,15 +410,18 @@ class _StreamPeer:
             self.chunk += 1
             await self.ws.send(codec.encode(codec.inbound_media_message(
                 self.stream_sid, piece, self.next_seq(), self.chunk, round(call.audio_seconds_sent * 1000))))
+            self.last_sent = self.peer.clock()
             call.audio_seconds_sent += FRAME_BYTES / RATE
-            if paced:
+            if self.peer.realtime:
+                await self._next_frame()
+            elif paced:
                 await asyncio.sleep(FRAME_BYTES / RATE)
             elif self.chunk % 25 == 0:
                 await asyncio.sleep(0)
 
     async def silence_until_bot(self, deadline: float) -> bool:
         """Silence at full speed for a moment, then paced; True when the bot spoke."""
-        for _ in range(int(TRAILING_FAST_S * RATE / FRAME_BYTES)):
+        for _ in range(0 if self.peer.realtime else int(TRAILING_FAST_S * RATE / FRAME_BYTES)):
             if self.bot_done.is_set():
                 break
             await self.send_audio(SILENCE)
@@ -399,7 +434,10 @@ class _StreamPeer:
     async def do(self, step: Step) -> None:
         await self.send_audio(SILENCE * int(THINK_S * RATE / FRAME_BYTES))
         if step.kind == "say":
-            await self.send_audio(await self.peer._elder_audio(step.value))
+            speech = await self.peer._elder_audio(step.value)
+            started = self.peer.clock()
+            await self.send_audio(speech)
+            self.call.answers_sent.append((started, self.last_sent))
         elif step.kind == "dtmf":
             for digit in step.value:
                 await self.ws.send(codec.encode(codec.dtmf_message(self.stream_sid, digit, self.next_seq())))
