@@ -136,7 +136,7 @@ class CallResult:
     cpu_s: float = 0.0             # the service process
     cpu_above_idle_s: float = 0.0
     peers_cpu_s: dict[str, float] = field(default_factory=dict)
-    gaps_s: list[float] = field(default_factory=list)
+    turns: list[dict[str, float]] = field(default_factory=list)  # per spoken answer: the gap and its parts
     answers: list[dict[str, Any]] = field(default_factory=list)  # said, heard, cer
     keys_sent: int = 0
     keys_heard: int = 0
@@ -144,20 +144,36 @@ class CallResult:
     error: str | None = None
 
 
-def turn_gaps(answers_sent: list[tuple[float, float]], answer_pcm: list[bytes],
-              prompts_at: list[float]) -> list[float]:
-    """End of each answer's speech (the frame with its last voiced sample sent) to the first
-    prompt voice arriving after it."""
-    gaps = []
+STAGES = ("end_of_speech", "dialog", "replied", "play")  # the service's steps, in order (``Bench.stamps``)
+PARTS = ("endpointing", "recognition", "dialog", "reply", "to_far_end")  # the turn gap between them
+
+
+def turn_gaps(answers_sent: list[tuple[float, float]], answer_pcm: list[bytes], prompts_at: list[float],
+              stamps: list[tuple[str, float]]) -> list[dict[str, float]]:
+    """Per spoken answer: ``gap``, from the end of its speech (the frame with its last voiced
+    sample sent) to the first prompt voice arriving after it; and its parts, when the service
+    answered it: ``endpointing`` (to the endpointer's END), ``recognition`` (final decodes and
+    storing the turn, to the dialog's call), ``dialog``, ``reply`` (grading, storing, the
+    prompt's audio, to ``play``), ``to_far_end`` (the prompt's leading quiet and the line)."""
+    turns = []
     for (_, last_frame), pcm in zip(answers_sent, answer_pcm):
         span = voiced_span(pcm)
-        if span is None:
-            continue
-        spoken_end = last_frame - (len(pcm) / 2 / RATE - span[1])
         later = [t for t in prompts_at if t > last_frame]
-        if later:
-            gaps.append(min(later) - spoken_end)
-    return gaps
+        if span is None or not later:
+            continue
+        spoken_end, voice_at = last_frame - (len(pcm) / 2 / RATE - span[1]), min(later)
+        turn = {"gap": voice_at - spoken_end}
+        marks = [spoken_end]
+        for stage in STAGES:
+            at = next((t for what, t in stamps if what == stage and marks[-1] <= t <= voice_at), None)
+            if at is None:
+                break
+            marks.append(at)
+        if len(marks) == len(STAGES) + 1:
+            marks.append(voice_at)
+            turn.update({name: marks[i + 1] - marks[i] for i, name in enumerate(PARTS)})
+        turns.append(turn)
+    return turns
 
 
 def score(result: CallResult, steps_done: list[Step], turns) -> None:
@@ -176,14 +192,18 @@ def score(result: CallResult, steps_done: list[Step], turns) -> None:
 class SwitchedDialog:
     """The pipeline's ``DialogEngine``: the scripted dialog of the call being run."""
 
-    def __init__(self):
+    def __init__(self, stamps: list[tuple[str, float]]):
         self.current = ScriptedDialog()
+        self.stamps = stamps
 
     async def start(self, conversation_id, metadata):
         return await self.current.start(conversation_id, metadata)
 
     async def send(self, conversation_id, text, metadata=None):
-        return await self.current.send(conversation_id, text, metadata)
+        self.stamps.append(("dialog", time.monotonic()))
+        reply = await self.current.send(conversation_id, text, metadata)
+        self.stamps.append(("replied", time.monotonic()))
+        return reply
 
     async def parse(self, text):
         return await self.current.parse(text)
@@ -192,8 +212,9 @@ class SwitchedDialog:
 class RecordingRecognizer:
     """The real recognizer, keeping the audio each utterance's stream was given (``--save``)."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, stamps: list[tuple[str, float]]):
         self.inner = inner
+        self.stamps = stamps  # (what, clock time): the service's steps, for the turn gap's parts
         self.utterances: list[tuple[bytes, str]] = []
 
     def stream(self, rate, grammar=None):
@@ -277,6 +298,7 @@ class Bench:
         self.idle_cpu_per_s = 0.0
         self.twilio_sids: list[str] = []
         self.timeline: list[tuple] = []  # the far end's view of the latest call (--save)
+        self.stamps: list[tuple[str, float]] = []  # the service's steps: end of speech, dialog, play
 
     async def start(self, voices: list[str]) -> None:
         from core.app import App
@@ -289,9 +311,9 @@ class Bench:
         self.app = App(settings=s, actor="bench")
         self.app.ready_db()
         self.stack.callback(self.app.close)
-        self.recognizer = RecordingRecognizer(await asyncio.to_thread(wiring.build_recognizer, s))
+        self.recognizer = RecordingRecognizer(await asyncio.to_thread(wiring.build_recognizer, s), self.stamps)
         await asyncio.to_thread(self.recognizer.inner.transcribe, bytes(16000), RATE, None)  # load the model
-        self.dialog = SwitchedDialog()
+        self.dialog = SwitchedDialog(self.stamps)
         await self._speech(voices)
         await self._start_sip()
         self.pipeline = wiring.build_phone(self.app, self.dialog, recognizer=self.recognizer, sip=True)
@@ -327,12 +349,33 @@ class Bench:
         answered = self.pipeline.answered
 
         async def keep(attempt_id, call_id, audio):
+            play = audio.play
+
+            async def stamped(pcm16, mark):
+                self.stamps.append(("play", time.monotonic()))
+                await play(pcm16, mark)
+
+            audio.play = stamped
             session = await answered(attempt_id, call_id, audio)
             if session is not None:
                 self.sessions[session.attempt_id] = session
+                self._stamp_end_of_speech(session.endpointer)
             return session
 
         self.pipeline.answered = keep  # the lines report answered calls to this
+
+    def _stamp_end_of_speech(self, endpointer) -> None:
+        from voice.endpointing import END, MAX_LENGTH
+
+        push = endpointer.push
+
+        def stamped(pcm16: bytes):
+            verdict = push(pcm16)
+            if verdict in (END, MAX_LENGTH):
+                self.stamps.append(("end_of_speech", time.monotonic()))
+            return verdict
+
+        endpointer.push = stamped
 
     async def _start_twilio(self) -> None:
         from sim.net import local_server
@@ -400,7 +443,7 @@ class Bench:
         pids = self.peer_pids(line)
         peers0 = {name: proc_cpu(p) for name, p in pids.items()}
         cpu0, t0 = time.process_time(), time.monotonic()
-        heard_before = len(self.recognizer.utterances)
+        heard_before, stamped = len(self.recognizer.utterances), len(self.stamps)
         try:
             run = self._sip_call if line == "sip" else self._twilio_call
             attempt_id, steps_done, sent, prompts_at = await run(steps, voice)
@@ -413,7 +456,7 @@ class Bench:
         result.cpu_above_idle_s = result.cpu_s - self.idle_cpu_per_s * result.wall_s
         result.peers_cpu_s = {name: round(proc_cpu(pids[name]) - c, 3) for name, c in peers0.items()}
         said_pcm = [self.speech[voice][s.value] for s in steps_done if s.kind == "say"]
-        result.gaps_s = turn_gaps(sent, said_pcm, prompts_at)
+        result.turns = turn_gaps(sent, said_pcm, prompts_at, self.stamps[stamped:])
         session = self.sessions.pop(attempt_id, None)
         score(result, steps_done, session.turns if session else [])
         if line == "sip" and session is not None:
@@ -460,6 +503,8 @@ class Bench:
         from sim.sip_call import _wait_over
 
         await _wait_over(self.pipeline, attempt_id, 60)
+        if attempt_id in self.pipeline.sessions:
+            raise TimeoutError(f"attempt {attempt_id}: the call was not over 60 s after the elder's script")
 
     def _keep_audio(self, result: CallResult, first: int, said_pcm: list[bytes]) -> None:
         """``--save``: the answers as sent and as the recognizer got them, and the call's figures."""
@@ -484,7 +529,9 @@ def line_figures(results: list[CallResult]) -> dict[str, Any]:
     """One repetition's figures for one line."""
     answers = [a for r in results for a in r.answers]
     heard = [a["cer"] for a in answers if a["cer"] is not None]
-    gaps = [g for r in results for g in r.gaps_s]
+    turns = [t for r in results for t in r.turns]
+    gaps = [t["gap"] for t in turns]
+    parts = {name: [t[name] for t in turns if name in t] for name in PARTS}
     calls = [r for r in results if not r.error]
     n = max(len(calls), 1)
     peers: dict[str, float] = {}
@@ -498,6 +545,7 @@ def line_figures(results: list[CallResult]) -> dict[str, Any]:
         "wall_s_per_call": round(sum(r.wall_s for r in calls) / n, 1),
         "peers_cpu_s_per_call": {k: round(v, 2) for k, v in sorted(peers.items())},
         "turn_gap_p50_s": _r(pct(gaps, 0.5)), "turn_gap_p95_s": _r(pct(gaps, 0.95)), "turns": len(gaps),
+        "turn_gap_parts_p50_s": {name: _r(pct(v, 0.5)) for name, v in parts.items()},
         "answers": len(answers), "exact": sum(1 for c in heard if c == 0),
         "within_20pct": sum(1 for c in heard if c <= 0.2), "lost": len(answers) - len(heard),
         "mean_cer": _r(statistics.fmean(heard) if heard else None),
@@ -562,6 +610,7 @@ def print_table(result: dict[str, Any]) -> None:
             cells.append(f"{text:>28}")
         print(f"{label:24}" + "".join(cells))
     for name, figures in lines.items():
+        print(f"{name}: turn gap parts p50 s {figures['all']['turn_gap_parts_p50_s']}")
         print(f"{name}: peers CPU s/call {figures['all']['peers_cpu_s_per_call']}; by voice "
               + "; ".join(f"{v}: CER {f['mean_cer']} lost {f['lost']}/{f['answers']}" for v, f in figures["by_voice"].items()))
         if figures["rtp_received"]:
@@ -584,7 +633,7 @@ async def run(args) -> dict[str, Any]:
                         for line in (lines if rep % 2 == 0 else lines[::-1]):
                             r = await bench.call(line, script, voice, rep)
                             print(f"[{rep}] {line:6} {voice:6} {script:9} cpu {r.cpu_s:5.2f}s wall {r.wall_s:5.1f}s "
-                                  f"gaps {[round(g, 2) for g in r.gaps_s]} "
+                                  f"gaps {[round(t['gap'], 2) for t in r.turns]} "
                                   f"heard {[(a['heard'], a['cer']) for a in r.answers]} {r.error or ''}",
                                   file=sys.stderr, flush=True)
             return report(bench, lines, args.reps, args)
