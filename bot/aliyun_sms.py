@@ -38,6 +38,7 @@ from alibabacloud_tea_openapi import utils_models as open_api_models
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
 from darabonba.runtime import RuntimeOptions
 
+from core import routing
 from core.ports import PermanentDeliveryError
 from core.settings import Settings
 from core.sms_templates import TEMPLATES
@@ -63,10 +64,8 @@ class SmsRetry(RuntimeError):
 
 
 def missing_settings(settings: Settings) -> list[str]:
-    s, secrets = settings.sms, settings.secrets
-    return [name for name, ok in (("TANFANG_ALIYUN_ACCESS_KEY_ID", secrets.aliyun_access_key_id),
-                                  ("TANFANG_ALIYUN_ACCESS_KEY_SECRET", secrets.aliyun_access_key_secret),
-                                  ("sms.sign_name", s.sign_name), ("sms.templates", s.templates)) if not ok]
+    """What sending still needs (the rule is core.routing's, which routing and serve share)."""
+    return routing.aliyun_sms_missing(settings)
 
 
 def aliyun_phone(number: str) -> str:

@@ -18,7 +18,7 @@ from telegram.ext import (Application, ApplicationBuilder, CallbackQueryHandler,
                           ContextTypes, MessageHandler, TypeHandler, filters)
 from telegram.request import HTTPXRequest
 
-from bot import handlers_elder, handlers_family, handlers_visitor, updates, visit_form
+from bot import cards, handlers_elder, handlers_family, handlers_visitor, updates, visit_form
 from bot.access import UNKNOWN_TEXT, Who, who
 from bot.invites import JoinError, attempt_join
 from bot.privacy import PrivateOnlyBot, private_only
@@ -27,7 +27,7 @@ from core.app import App
 log = logging.getLogger(__name__)
 
 HELP = {
-    "visitor": "探访人员：/tasks 查看我的任务；任务卡上的按钮：接单、已电话联系、已上门、完成、转派。",
+    "visitor": "探访人员：/tasks 查看我的任务；任务卡上的按钮：接单、已电话联系、已到达、完成、转派（主管还可以指派）。",
     "family": "家属：/status 老人近况；/pause 天数 原因 暂停问候电话（如住院）；/called 我今天给老人打过电话。",
     "elder": "您好！发送 /checkin 开始今天的问候，可以打字，也可以发语音。",
 }
@@ -157,11 +157,14 @@ def build_application(app: App, *, checkin_factory, recognizer_factory=None, tok
     application.add_handler(CommandHandler("pause", role("family")(handlers_family.pause_command)))
     application.add_handler(CommandHandler("called", role("family")(handlers_family.called_command)))
     application.add_handler(CommandHandler("checkin", role("elder")(handlers_elder.checkin_command)))
-    application.add_handler(CallbackQueryHandler(role("visitor")(handlers_visitor.task_button), pattern=r"^task:\d+:\w+$"))
-    application.add_handler(CallbackQueryHandler(role("visitor")(handlers_visitor.satisfaction_button), pattern=r"^sat:\d+:\w+$"))
-    application.add_handler(CallbackQueryHandler(role("visitor")(visit_form.start_form), pattern=r"^form:\d+$"))
+    # the button contract is bot/cards.py's (rendered and parsed there); the visit form owns fv:
+    application.add_handler(CallbackQueryHandler(role("visitor")(handlers_visitor.task_button), pattern=cards.TASK_PATTERN))
+    application.add_handler(CallbackQueryHandler(role("visitor")(handlers_visitor.satisfaction_button),
+                                                 pattern=cards.SAT_PATTERN))
+    application.add_handler(CallbackQueryHandler(role("visitor")(visit_form.start_form), pattern=cards.FORM_PATTERN))
     application.add_handler(CallbackQueryHandler(role("visitor")(visit_form.answer_button), pattern=r"^fv:\d+:\d+:\w+$"))
-    application.add_handler(CallbackQueryHandler(role("family")(handlers_family.false_alarm_button), pattern=r"^fa:\d+$"))
+    application.add_handler(CallbackQueryHandler(role("family")(handlers_family.false_alarm_button),
+                                                 pattern=cards.FALSE_ALARM_PATTERN))
     application.add_handler(MessageHandler(filters.VOICE, role("elder")(handlers_elder.voice_message)))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, text))
     application.add_handler(MessageHandler(filters.ALL, lambda u, c: _unknown_or_help(u, c)))

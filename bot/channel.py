@@ -12,6 +12,7 @@ from typing import Any
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.cards import payload_rows
 from bot.privacy import NotPrivateChat, is_private_chat_id
 from core.ports import PermanentDeliveryError
 
@@ -19,12 +20,12 @@ log = logging.getLogger(__name__)
 
 
 def buttons_markup(payload: dict[str, Any] | None) -> InlineKeyboardMarkup | None:
-    """``payload["buttons"]``: a list of {text, callback_data} (one row) or a list of such lists."""
-    buttons = (payload or {}).get("buttons")
-    if not buttons:
+    """The inline keyboard of a message: core's ``{"task_id", "actions"}`` rendered as Telegram
+    buttons by :func:`bot.cards.payload_rows` (the one owner of the ``callback_data`` format)."""
+    rows = payload_rows(payload)
+    if not rows:
         return None
-    rows = buttons if isinstance(buttons[0], list) else [buttons[i:i + 3] for i in range(0, len(buttons), 3)]
-    return InlineKeyboardMarkup([[InlineKeyboardButton(b["text"], callback_data=b["callback_data"]) for b in row]
+    return InlineKeyboardMarkup([[InlineKeyboardButton(text, callback_data=data) for text, data in row]
                                  for row in rows])
 
 

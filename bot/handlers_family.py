@@ -10,12 +10,14 @@ from sqlalchemy import select
 from telegram import Update
 from telegram.ext import ContextTypes
 
+from bot import cards
 from bot.access import Who, audit_read
 from bot.cards import status_text
 from core import plan
-from core.escalation import notify_visitor, responsible_visitor, supervisor_of
-from core.outbox import enqueue
+from core.escalation import notify_visitor, responsible_visitor, supervisor_of, wording
+from core.escalation.notify import route_for
 from core.privacy import audit
+from core.sms_templates import template_payload
 from data.models import OPEN_TASK_STATES, FamilyMember, Task, TaskEvent, Visit, VisitTurn, utcnow
 
 log = logging.getLogger(__name__)
@@ -73,11 +75,14 @@ def pause_calls(app, who: Who, days: int, reason: str, now: dt.datetime | None =
         audit(s, who.actor, "update", "elder", elder.id, f"telegram: calls paused {today}..{until}: {reason}")
         visitor = responsible_visitor(s, elder) or supervisor_of(s, None, elder)
         notify_visitor(  # (a second /pause with the same dates the same day: told once)
-            s, visitor, elder=elder, task=None, now=now, dedupe_key=f"pause:elder{elder.id}:fm{fm.id}:{today}:{until}",
+            s, settings, visitor, elder=elder, task=None, now=now,
+            dedupe_key=f"pause:elder{elder.id}:fm{fm.id}:{today}:{until}",
+            template=template_payload("pause_notice", name=elder.name, by=by, dates=f"{today:%m月%d日}至{until:%m月%d日}",
+                                      reason=reason),
             body=(f"【{settings.app.name}】{elder.name}的家属（{by}）暂停了问候电话："
                   f"{today:%m月%d日}—{until:%m月%d日}（{days} 天），原因：{reason}。"
                   "暂停期间系统不打问候电话；如有疑问请联系家属，需要时请上门看看。"))
-        told = visitor is not None and bool(visitor.telegram_chat_id or visitor.phone)
+        told = visitor is not None and route_for(settings, visitor, urgent=False) is not None
         if not told:
             log.warning("elder %s paused by family %s: no visitor to tell", elder.id, fm.id)
         return (f"好的，{today:%m月%d日}到{until:%m月%d日}（{days} 天）不给{elder.name}打问候电话，"
@@ -105,7 +110,7 @@ async def false_alarm_button(update: Update, context: ContextTypes.DEFAULT_TYPE,
     """「确认是误报」 on an urgent alert: recorded on the task and told to its visitor (who closes it)."""
     q = update.callback_query
     app = context.bot_data["tanfang_app"]
-    task_id = int(q.data.split(":")[1])
+    task_id = cards.parse(q.data).task_id  # fa:<task id> (bot/cards.py)
     with app.db.session() as s:
         fm = s.get(FamilyMember, who.id)
         task = s.get(Task, task_id)
@@ -117,12 +122,10 @@ async def false_alarm_button(update: Update, context: ContextTypes.DEFAULT_TYPE,
         else:
             note = f"家属{fm.name}（{fm.relation or '家属'}）确认是误报，老人没事"
             task.events.append(TaskEvent(at=utcnow(), actor=who.actor, action="false_alarm", note=note))
-            if task.assignee is not None and task.assignee.telegram_chat_id:
-                enqueue(s, channel="telegram", recipient=task.assignee.telegram_chat_id, recipient_kind="visitor",
-                        dedupe_key=f"falsealarm:task{task.id}:fm{fm.id}", elder_id=task.elder_id, task_id=task.id,
-                        body=f"任务 #{task.id}：{note}。请核实后点「完成」关闭。",
-                        payload={"task_id": task.id, "buttons": [
-                            {"text": "完成", "callback_data": f"task:{task.id}:done"}]})
+            notify_visitor(s, app.settings, task.assignee, elder=task.elder, task=task, now=utcnow(),
+                           dedupe_key=f"falsealarm:task{task.id}:fm{fm.id}", payload={"task_id": task.id, "actions": ["close"]},
+                           template=wording.task_sms(task, task.elder, "家属确认是误报，请核实后关闭"),
+                           body=f"任务 #{task.id}：{note}。请核实后点「完成」关闭。")
             text = "谢谢，已告诉负责的探访员，他们核实后会关闭这件事。"
     await q.answer()
     await q.message.reply_text(text)

@@ -84,9 +84,11 @@ def _command(update: Update) -> tuple[str, list[str]] | None:
 async def private_only(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The first handler of every update: anything from a chat that is not private stops here."""
     chat = update.effective_chat
-    if chat is None or chat.type == ChatType.PRIVATE:
+    if chat is None or (chat.type == ChatType.PRIVATE and is_private_chat_id(chat.id)):
         return
     log.warning("update %s from %s chat %s refused: private chats only", update.update_id, chat.type, chat.id)
+    if not is_private_chat_id(chat.id) and chat.type == ChatType.PRIVATE:
+        raise ApplicationHandlerStop  # "private" with an id no private chat has: a forged update, no answer
     if update.callback_query is not None:
         await update.callback_query.answer(NEUTRAL_TEXT, show_alert=True)
     elif (cmd := _command(update)) is not None:

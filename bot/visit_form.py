@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from telegram import Update
 from telegram.ext import ContextTypes
 
+from bot import cards
 from bot.access import Who
 from data.catalogue import load_catalogue
 from data.models import CareService, Task, Visit, VisitAnswer, Visitor, utcnow
@@ -29,7 +30,7 @@ def question(visit_id: int, i: int) -> tuple[str, list[list[tuple[str, str]]]]:
 async def start_form(update: Update, context: ContextTypes.DEFAULT_TYPE, who: Who) -> None:
     q = update.callback_query
     app = context.bot_data["tanfang_app"]
-    task_id = int(q.data.split(":")[1])
+    task_id = cards.parse(q.data).task_id  # form:<task id> (bot/cards.py renders it after a close)
     with app.db.session() as s:
         task = s.get(Task, task_id)
         if task is None or task.assignee_id != who.id:

@@ -40,7 +40,14 @@ def routes(app: App, application) -> list:
         except ValueError:
             return JSONResponse({"ok": False, "error": "body is not JSON"}, status_code=400)
         application = await get_application()
-        await application.process_update(Update.de_json(data, application.bot))
+        try:  # a JSON value that is no Update (a list, wrong types) is refused, never a 500
+            update = Update.de_json(data, application.bot) if isinstance(data, dict) else None
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            log.warning("telegram webhook: not an Update (%s)", type(exc).__name__)
+            update = None
+        if update is None:
+            return JSONResponse({"ok": False, "error": "not a Telegram Update"}, status_code=400)
+        await application.process_update(update)
         return JSONResponse({"ok": True})
 
     return [Route(app.settings.telegram.webhook_path, webhook, methods=["POST"])]

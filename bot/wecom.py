@@ -28,6 +28,7 @@ from wechatpy.exceptions import WeChatClientException
 from wechatpy.work import WeChatClient
 
 from bot import wecom_wire as wire
+from core import routing
 from core.ports import PermanentDeliveryError
 from core.settings import Settings
 
@@ -47,9 +48,16 @@ class WeComRetry(RuntimeError):
 
 
 def missing_settings(settings: Settings) -> list[str]:
-    s, secrets = settings.wecom, settings.secrets
-    return [name for name, ok in (("wecom.corp_id", s.corp_id), ("wecom.agent_id", s.agent_id),
-                                  ("TANFANG_WECOM_SECRET", secrets.wecom_secret)) if not ok]
+    """What sending still needs (the rule is core.routing's, which routing and serve share)."""
+    return routing.wecom_missing(settings)
+
+
+def callback_missing(settings: Settings) -> list[str]:
+    """What the callback URL (button clicks, replies) still needs beyond sending."""
+    secrets = settings.secrets
+    return [name for name, ok in (("TANFANG_WECOM_CALLBACK_TOKEN", secrets.wecom_callback_token),
+                                  ("TANFANG_WECOM_CALLBACK_AES_KEY", secrets.wecom_callback_aes_key),
+                                  ("twilio.public_base_url", settings.twilio.public_base_url)) if not ok]
 
 
 class _TimeoutSession(requests.Session):

@@ -39,8 +39,9 @@ from wechatpy.exceptions import InvalidSignatureException, WeChatException
 from wechatpy.work.crypto import WeChatCrypto
 
 from bot import wecom_wire as wire
+from core.escalation import notify_handed
 from core.outbox import enqueue
-from core.task_actions import ACTIONS, ActionRefused, Actor, allowed_actions, assign_candidates, check, perform
+from core.task_actions import ACTIONS, ActionRefused, Actor, assign_candidates, check, close_problem, perform
 from data.models import SATISFACTION, CallbackReceipt, ChatState, Task, Visitor, utcnow
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,8 @@ class WeComCallback:
         except ActionRefused as exc:
             self._say(s, event, str(exc), key.task_id, "refused")
             return None
-        self._hand_over(s, event, result.task_id, result.handed_to)
+        notify_handed(s, self.settings, s.get(Task, result.task_id), result.handed_to, key=f"wecom:{event.replay_key}",
+                      now=utcnow())
         return wire.DONE_LABELS.get(key.action, "已处理")
 
     def _ask_description(self, s: Session, event, actor: Actor, task_id: int) -> str:
@@ -199,8 +201,9 @@ class WeComCallback:
         if not task_id or state.get("description"):
             return HELP_TEXT
         text = " ".join((event.content or "").split())
-        if len(text) < 2:
-            return "请写下做了什么（至少两个字）。"
+        problem = close_problem(s.get(Task, task_id), text)
+        if problem:
+            return problem  # asked again: the closing state stays
         self._set_state(s, event.user, {"closing": task_id, "description": text[:500]})
         buttons = [{"text": label, "key": wire.button_key(task_id, "sat", key)} for key, label in SATISFACTION.items()]
         self._say(s, event, f"任务 #{task_id}：老人对这次服务满意吗？\n处理情况：{text[:120]}", task_id, "sat",
@@ -212,20 +215,6 @@ class WeComCallback:
         enqueue(s, channel="wecom", recipient=event.user, recipient_kind="visitor", body=text, payload=payload,
                 task_id=task_id if task_id and s.get(Task, task_id) else None,
                 dedupe_key=f"wecom:{event.replay_key}:{tag}"[:200])
-
-    def _hand_over(self, s: Session, event, task_id: int, visitor_ids: list[int]) -> None:
-        """The card of a task that changed hands, for each new holder who is on WeCom (other
-        channels: phase 2 routes them through core.routing)."""
-        task = s.get(Task, task_id)
-        for vid in visitor_ids:
-            v = s.get(Visitor, vid)
-            if v is None or v.channel != "wecom" or not v.wecom_user_id:
-                continue
-            actions = allowed_actions(s, task, Actor("visitor", v.id, "wecom"))
-            enqueue(s, channel="wecom", recipient=v.wecom_user_id, recipient_kind="visitor", task_id=task.id,
-                    elder_id=task.elder_id, body=f"任务 #{task.id} 转给您处理：{task.title}\n{task.detail or ''}",
-                    payload={"task_id": task.id, "actions": actions},
-                    dedupe_key=f"wecom:{event.replay_key}:handed:{vid}"[:200])
 
     def _state(self, s: Session, user: str) -> dict[str, Any]:
         row = s.scalar(select(ChatState).where(ChatState.channel == "wecom", ChatState.user_ref == user))

@@ -37,10 +37,11 @@ CARD_TASK_ID_MAX_BYTES = 128
 DUPLICATE_CHECK_SECONDS = 1800
 GROUP_PREFIX = "chat:"  # an outbox recipient "chat:<chatid>" is a group chat, anything else a UserID
 
-BUTTON_LABELS = {"accept": "接单", "arrived": "已到达", "close": "完成", "reassign": "转派", "assign": "指派"}
-DONE_LABELS = {"accept": "已接单", "arrived": "已到达", "reassign": "已转派", "assign": "已指派", "close": "已完成",
-               "pick": "请选择人员", "closing": "请回复处理情况"}
-LEGACY_ACTIONS = {"ack": "accept", "visited": "arrived", "done": "close", "handover": "reassign"}
+BUTTON_LABELS = {"accept": "接单", "called": "已电话联系", "arrived": "已到达", "close": "完成", "reassign": "转派",
+                 "assign": "指派"}
+DONE_LABELS = {"accept": "已接单", "called": "已电话联系", "arrived": "已到达", "reassign": "已转派", "assign": "已指派",
+               "close": "已完成", "pick": "请选择人员", "closing": "请回复处理情况"}
+LEGACY_ACTIONS = {"ack": "accept", "called": "called", "visited": "arrived", "done": "close", "handover": "reassign"}
 KEY_PREFIX = "tf"
 
 # errcode -> how to treat it (全局错误码 90313)

@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import escalation, plan
+from core.escalation import wording
 from core.alert_rules import (
     PRIORITY_OF_LEVEL,
     EventIn,
@@ -38,8 +39,10 @@ from core.alert_rules import (
     parse_row,
 )
 from core.labels import choices
+from core.sms_templates import template_payload
 from core.tasks import create_task
 from data import call_status
+from data import phone as phones
 from data.models import (
     ALERT_LEVELS,
     ALERT_OUTCOMES,
@@ -335,18 +338,24 @@ def urgent_task(session: Session, settings, item: Resolved, verdict: Verdict, no
                        assignee_id=visitor.id if visitor else None, deadline=now + dt.timedelta(hours=2),
                        ack_deadline=ack, now=now)
     key = f"alert:task{task.id}"
-    who = f"负责探访员：{visitor.name} {visitor.phone or ''}".strip() if visitor else "负责探访员：待指派"
-    escalation.notify_contacts(session, elder, task=task, now=now, key=key, body=(
-        f"【{name}】紧急：{elder.name}家的{_device(item)}在{_when(settings, item.ev.at, now)}报警（{verdict.label}），"
-        f"可能需要帮助。我们正在给老人打电话。请马上联系老人（{elder.phone or '无电话'}），必要时拨打120。{who}。"))
-    escalation.notify_visitor(session, visitor, task=task, now=now, elder=elder, dedupe_key=f"{key}:visitor",
-                              payload=escalation.task_buttons(task), body=(
+    who = f"负责探访员：{visitor.name} {phones.national(visitor.phone)}".strip() if visitor else "负责探访员：待指派"
+    when = _when(settings, item.ev.at, now)
+    sms = template_payload("device_alert", name=elder.name, device=_device(item), time=when, what=verdict.label,
+                           phone=phones.national(elder.phone) or "无电话", visitor=wording.visitor_line(visitor))
+    escalation.notify_contacts(session, settings, elder, task=task, now=now, key=key, template=sms, body=(
+        f"【{name}】紧急：{elder.name}家的{_device(item)}在{when}报警（{verdict.label}），"
+        f"可能需要帮助。我们正在给老人打电话。请马上联系老人（{phones.national(elder.phone) or '无电话'}），必要时拨打120。{who}。"))
+    escalation.notify_visitor(session, settings, visitor, task=task, now=now, elder=elder, dedupe_key=f"{key}:visitor",
+                              payload=escalation.task_card(task),
+                              template=wording.task_sms(task, elder, f"{_device(item)}报警：{verdict.label}"), body=(
         f"【{name}】P1 紧急任务 #{task.id}：{elder.name}家的{_device(item)}报警（{verdict.label}，"
-        f"{_when(settings, item.ev.at, now)}）。地址：{escalation.full_address(elder)}。老人电话：{elder.phone or '无'}。"
+        f"{_when(settings, item.ev.at, now)}）。地址：{escalation.full_address(elder)}。老人电话：{phones.national(elder.phone) or '无'}。"
         f"{escalation.contact_line(elder)}。请在 {plan.to_local(settings, ack):%H:%M} 前确认接单。"))
     if visitor is None:
-        escalation.notify_visitor(session, escalation.supervisor_of(session, None, elder), task=task, now=now,
-                                  elder=elder, dedupe_key=f"{key}:nobody", payload=escalation.task_buttons(task), body=(
+        sup = escalation.supervisor_of(session, None, elder)
+        escalation.notify_visitor(session, settings, sup, task=task, now=now, elder=elder, dedupe_key=f"{key}:nobody",
+                                  payload=escalation.task_card(task, session, sup),
+                                  template=wording.task_sms(task, elder, "设备报警，没有负责探访员，请立即指派"), body=(
             f"【{name}】P1 紧急任务 #{task.id} 没有负责探访员：{elder.name}家的{_device(item)}报警（{verdict.label}）。"
             f"地址：{escalation.full_address(elder)}。{escalation.contact_line(elder)}。请立即指派。"))
     return task
@@ -362,8 +371,9 @@ def concern_task(session: Session, settings, item: Resolved, verdict: Verdict, n
                        title=f"关注：{elder.name} — {_device(item)}：{verdict.label}",
                        detail=detail or f"{_what(settings, item, verdict, now)}。请联系老人了解情况。",
                        assignee_id=visitor.id if visitor else None, deadline=deadline, now=now)
-    escalation.notify_visitor(session, visitor, task=task, now=now, elder=elder,
-                              dedupe_key=f"alert:task{task.id}:visitor", payload=escalation.task_buttons(task), body=(
+    escalation.notify_visitor(session, settings, visitor, task=task, now=now, elder=elder,
+                              dedupe_key=f"alert:task{task.id}:visitor", payload=escalation.task_card(task),
+                              template=wording.task_sms(task, elder, f"{_device(item)}：{verdict.label}"), body=(
         f"【{settings.app.name}】P2 关注任务 #{task.id}：{elder.name}家的{_device(item)}提示「{verdict.label}」"
         f"（{_when(settings, item.ev.at, now)}）。地址：{escalation.full_address(elder)}。"
         f"请在 {plan.to_local(settings, deadline):%m-%d %H:%M} 前处理。"))

@@ -9,10 +9,29 @@ Twilio outage only delays messages: they stay ``pending`` until delivered or ``m
 used up (then ``failed``, visible in ``tanfang outbox`` views and the logs). A channel that raises
 :class:`core.ports.PermanentDeliveryError` (unknown user, refused template) fails the message at
 once, with the reason in ``last_error``: retrying it would only repeat the refusal.
+
+An urgent message (``payload["urgent"]``, with ``payload["person"]`` naming who it is for) that
+fails for good on its chat channel falls back to the person's next route
+(``core.routing.next_route``: SMS), as a new row with the dedupe key ``<key>:fallback:<channel>``
+written in the same transaction as the failure; the failed row keeps ``fallback_id`` and the new
+one ``fallback_of``. Which channel delivered a message is the channel of the row that went
+``sent`` (:func:`delivered_by`). A message of a P1 task that failed on every route becomes a P1
+task for the supervisor (``core.escalation.undelivered``, run by the scheduler every minute) and is
+listed on the dashboard.
+
+The SMS template of a message (``template``: kind and variables, ``core.sms_templates``) is kept
+sealed beside the body and handed to the channel as ``payload["template"]``.
+
+Delivery is at least once: the ``dedupe_key`` is ours (one row per event and recipient), and a
+dispatcher that dies between the provider's answer and marking the row ``sent`` sends it again
+after the lease. Neither provider takes an idempotency key for sending: Telegram's ``sendMessage``
+has none, and Twilio's Messages API has none (its ``I-Twilio-Idempotency-Token`` header is on the
+webhooks Twilio sends *us*).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Any
@@ -21,18 +40,22 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core import routing
 from core.ports import MessageChannel, PermanentDeliveryError
-from data.models import OutboxMessage, utcnow
+from data.models import EmergencyContact, FamilyMember, OutboxMessage, Visitor, utcnow
 
 log = logging.getLogger(__name__)
 
 CLAIM_LEASE_SECONDS = 300  # a claimed message whose sender died is retried after this
+PERSON_MODELS = {"visitor": Visitor, "family": FamilyMember, "emergency_contact": EmergencyContact}
 
 
 def enqueue(session: Session, *, channel: str, recipient: str | int, body: str, dedupe_key: str,
             recipient_kind: str | None = None, elder_id: int | None = None, task_id: int | None = None,
-            payload: dict[str, Any] | None = None, now: dt.datetime | None = None) -> OutboxMessage | None:
-    """Add a pending message; ``None`` (and nothing added) when ``dedupe_key`` was already used."""
+            payload: dict[str, Any] | None = None, now: dt.datetime | None = None,
+            template: dict[str, Any] | None = None) -> OutboxMessage | None:
+    """Add a pending message; ``None`` (and nothing added) when ``dedupe_key`` was already used.
+    ``template``: the SMS template ``{"kind", "params"}`` (``template_payload(...)["template"]``)."""
     if not dedupe_key:
         raise ValueError("dedupe_key is required (it is what prevents a message being sent twice)")
     if recipient is None or str(recipient).strip() == "":
@@ -45,7 +68,7 @@ def enqueue(session: Session, *, channel: str, recipient: str | int, body: str, 
             return None
     at = now if now is not None else utcnow()
     msg = OutboxMessage(channel=channel, recipient=str(recipient), recipient_kind=recipient_kind, body=body,
-                        payload=payload, elder_id=elder_id, task_id=task_id, dedupe_key=dedupe_key,
+                        payload=payload, template=template, elder_id=elder_id, task_id=task_id, dedupe_key=dedupe_key,
                         state="pending", attempts=0, next_attempt_at=at, created_at=at)
     if session.get_bind().dialect.name == "sqlite":
         # one writer at a time on SQLite: the check above cannot race. (pysqlite would turn an
@@ -62,6 +85,50 @@ def enqueue(session: Session, *, channel: str, recipient: str | int, body: str, 
     return msg
 
 
+def delivered_by(session: Session, msg: OutboxMessage) -> OutboxMessage | None:
+    """The row that delivered ``msg``: itself when sent, else its fallback's (None: not delivered)."""
+    seen = set()
+    while msg is not None and msg.id not in seen:
+        if msg.state == "sent":
+            return msg
+        seen.add(msg.id)
+        nxt = (msg.payload or {}).get("fallback_id")
+        msg = session.get(OutboxMessage, nxt) if nxt else None
+    return None
+
+
+def fall_back(session: Session, settings, row: OutboxMessage, now: dt.datetime) -> OutboxMessage | None:
+    """An urgent message failed for good on ``row.channel``: the same message on the person's next
+    route (SMS), in the caller's transaction. None when it is not urgent or nothing is left."""
+    payload = row.payload or {}
+    ref = payload.get("person") or {}
+    model = PERSON_MODELS.get(ref.get("kind"))
+    if not payload.get("urgent") or model is None or payload.get("fallback_id"):
+        return None
+    person = session.get(model, ref.get("id"))
+    route = routing.next_route(person, row.channel, urgent=True, available=routing.running_channels(settings)) \
+        if person is not None else None
+    if route is None:
+        return None
+    carried = {k: v for k, v in payload.items() if k not in ("provider_message_id", "fallback_id")}
+    new = enqueue(session, channel=route.channel, recipient=route.address, body=row.body,
+                  dedupe_key=f"{row.dedupe_key}:fallback:{route.channel}"[:200], recipient_kind=row.recipient_kind,
+                  elder_id=row.elder_id, task_id=row.task_id, payload={**carried, "fallback_of": row.id},
+                  template=row.template, now=now)
+    if new is not None:
+        row.payload = {**payload, "fallback_id": new.id}
+        log.warning("outbox message %s (%s) failed for good: falling back to %s as message %s", row.id, row.channel,
+                    route.channel, new.id)
+    return new
+
+
+def channel_payload(msg: OutboxMessage) -> dict[str, Any] | None:
+    """What the channel is given: the payload, with the sealed SMS template as ``template``."""
+    if not msg.template:
+        return msg.payload
+    return {**(msg.payload or {}), "template": msg.template}
+
+
 def backoff_seconds(settings, attempts: int) -> int:
     """Wait after the ``attempts``-th failed attempt (the last value repeats)."""
     steps = settings.outbox.backoff_seconds or [60]
@@ -72,22 +139,24 @@ class OutboxDispatcher:
     """Delivers due outbox messages; safe to run in several processes at once."""
 
     def __init__(self, db, settings, channels: dict[str, MessageChannel], *, batch: int = 100,
-                 lease_seconds: int = CLAIM_LEASE_SECONDS):
+                 lease_seconds: int = CLAIM_LEASE_SECONDS, task_ids=None):
+        """``task_ids``: deliver only the messages of these tasks (a simulation on a real database)."""
         self.db = db
+        self.task_ids = None if task_ids is None else list(task_ids)
         self.settings = settings
         self.channels = dict(channels)
         self.batch = batch
         self.lease = dt.timedelta(seconds=lease_seconds)
+        self.fallbacks = 0  # fallback messages queued by this dispatcher
 
     def _due_ids(self, now: dt.datetime) -> list[tuple[int, int]]:
+        due = select(OutboxMessage.id, OutboxMessage.attempts).where(
+            OutboxMessage.state == "pending", OutboxMessage.next_attempt_at <= now,
+            OutboxMessage.channel.in_(list(self.channels)))
+        if self.task_ids is not None:
+            due = due.where(OutboxMessage.task_id.in_(self.task_ids))
         with self.db.session() as s:
-            rows = s.execute(
-                select(OutboxMessage.id, OutboxMessage.attempts)
-                .where(OutboxMessage.state == "pending", OutboxMessage.next_attempt_at <= now,
-                       OutboxMessage.channel.in_(list(self.channels)))
-                .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-                .limit(self.batch)
-            ).all()
+            rows = s.execute(due.order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(self.batch)).all()
             return [(r[0], r[1]) for r in rows]
 
     def _claim(self, msg_id: int, attempts: int, now: dt.datetime) -> OutboxMessage | None:
@@ -120,27 +189,39 @@ class OutboxDispatcher:
                 row.last_error = (error or "unknown error")[:2000]
                 if permanent or row.attempts >= self.settings.outbox.max_attempts:
                     row.state = "failed"
-                    log.error("outbox message %s to %s failed for good: %s", row.id, row.recipient, error)
+                    log.error("outbox message %s (%s, task %s) failed for good: %s", row.id, row.channel,
+                              row.task_id, error)
+                    if fall_back(s, self.settings, row, now) is not None:
+                        self.fallbacks += 1
                 else:
                     row.next_attempt_at = now + dt.timedelta(seconds=backoff_seconds(self.settings, row.attempts))
 
     async def deliver_due(self, now: dt.datetime | None = None) -> int:
-        """Send every due message once; returns how many were delivered now."""
+        """Send every due message once; returns how many were delivered now. The database work
+        runs in worker threads (the event loop may be carrying live calls)."""
         now = now if now is not None else utcnow()
+        before = self.fallbacks
+        delivered = await self._deliver_batch(now)
+        if self.fallbacks > before:  # urgent messages that just fell back to SMS go in this pass too
+            delivered += await self._deliver_batch(now)
+        return delivered
+
+    async def _deliver_batch(self, now: dt.datetime) -> int:
         delivered = 0
-        for msg_id, attempts in self._due_ids(now):
-            msg = self._claim(msg_id, attempts, now)
+        for msg_id, attempts in await asyncio.to_thread(self._due_ids, now):
+            msg = await asyncio.to_thread(self._claim, msg_id, attempts, now)
             if msg is None:
                 continue  # another dispatcher has it
             channel = self.channels[msg.channel]
             try:
-                provider_id = await channel.send(msg.recipient, msg.body, msg.payload)
+                provider_id = await channel.send(msg.recipient, msg.body, channel_payload(msg))
             except PermanentDeliveryError as exc:
-                self._finish(msg, sent=False, now=now, error=f"permanent: {exc}", permanent=True)
+                await asyncio.to_thread(self._finish, msg, sent=False, now=now, error=f"permanent: {exc}",
+                                        permanent=True)
                 continue
             except Exception as exc:  # noqa: BLE001 — any failure of the channel is retried
-                self._finish(msg, sent=False, now=now, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.to_thread(self._finish, msg, sent=False, now=now, error=f"{type(exc).__name__}: {exc}")
                 continue
-            self._finish(msg, sent=True, now=now, provider_id=provider_id)
+            await asyncio.to_thread(self._finish, msg, sent=True, now=now, provider_id=provider_id)
             delivered += 1
         return delivered

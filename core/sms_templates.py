@@ -39,7 +39,7 @@ TEMPLATES: dict[str, SmsTemplate] = {t.kind: t for t in (
     SmsTemplate("no_answer", "问候电话多次未接通，请家属联系老人",
                 "${date}给${name}打了${count}次问候电话都没有接通。请您方便时联系一下老人，或告诉网格员老人是否外出。",
                 ("date", "name", "count")),
-    SmsTemplate("visitor_task", "探访员没有企业微信/Telegram时的任务通知",
+    SmsTemplate("visitor_task", "探访员的任务通知：没有企业微信/Telegram，或紧急任务的聊天消息发不出去时",
                 "您有一个${priority}任务${task}：${name}，${summary}。请打开企业微信或Telegram处理。",
                 ("priority", "task", "name", "summary")),
     SmsTemplate("escalation", "紧急任务超时无人确认，上报主管",
@@ -48,6 +48,9 @@ TEMPLATES: dict[str, SmsTemplate] = {t.kind: t for t in (
     SmsTemplate("family_digest", "每周向家属发送的小结",
                 "${name}本周问候${visits}次，${status}，关爱服务${cares}次。",
                 ("name", "visits", "status", "cares")),
+    SmsTemplate("pause_notice", "家属暂停问候电话时告诉负责的探访员",
+                "${name}的家属（${by}）暂停了问候电话：${dates}，原因：${reason}。暂停期间不打问候电话，需要时请上门看看。",
+                ("name", "by", "dates", "reason")),
 )}
 
 

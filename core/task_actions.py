@@ -4,6 +4,8 @@ Core states only the decisions; each channel renders and parses its own buttons 
 :func:`perform`. The actions:
 
 * ``accept`` (接单) — an open task is acknowledged (stops the P1 escalation clock);
+* ``called`` (已电话联系) — the person phoned the elder: the task is in progress (not in person);
+  later presses are noted on the task;
 * ``arrived`` (已到达) — the person is with the elder: the task is in progress, the visit in person;
 * ``close`` (完成) — done, with the care record of form section 六 (what was done, satisfaction);
   an urgent (P1) task also with its emergency record (处置记录, core/emergency.py: the actions
@@ -29,26 +31,27 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from core import emergency, referrals, workforce
-from core.escalation import area_visitors, supervisor_of
+from core.escalation.routing import area_visitors, supervisor_of
 from core.privacy import audit
 from core.tasks import STATE_LABELS, close_task, reassign, transition
-from data.models import SATISFACTION, Task, Visitor, utcnow
+from data.models import SATISFACTION, Task, TaskEvent, Visitor, utcnow
 
-ACTIONS = {"accept": "接单", "arrived": "已到达", "close": "完成", "reassign": "转派", "assign": "指派",
-           "refer": "转介"}
+ACTIONS = {"accept": "接单", "called": "已电话联系", "arrived": "已到达", "close": "完成", "reassign": "转派",
+           "assign": "指派", "refer": "转介"}
 STATE_ACTIONS: dict[str, tuple[str, ...]] = {
-    "open": ("accept", "arrived", "close", "reassign", "assign", "refer"),
-    "acknowledged": ("arrived", "close", "reassign", "assign", "refer"),
-    "in_progress": ("close", "reassign", "assign", "refer"),
+    "open": ("accept", "called", "arrived", "close", "reassign", "assign", "refer"),
+    "acknowledged": ("called", "arrived", "close", "reassign", "assign", "refer"),
+    "in_progress": ("called", "close", "reassign", "assign", "refer"),
     "done": (),
     "cancelled": (),
 }
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
-    "assignee": frozenset({"accept", "arrived", "close", "reassign", "refer"}),
+    "assignee": frozenset({"accept", "called", "arrived", "close", "reassign", "refer"}),
     "supervisor": frozenset(ACTIONS),
     "admin": frozenset(ACTIONS),
 }
 ARRIVED_NOTE = "已到达（上门）"
+CALLED_NOTE = "已电话联系"
 MAX_CHAIN = 6  # supervisors above a visitor that are looked at
 
 
@@ -170,6 +173,8 @@ def perform(session: Session, *, task_id: int, action: str, actor: Actor, target
     check(session, task, actor, action)
     if action == "accept":
         result = _accept(session, task, actor, now)
+    elif action == "called":
+        result = _called(session, task, actor, now)
     elif action == "arrived":
         transition(session, task, "in_progress", actor=actor.tag, note=ARRIVED_NOTE, now=now)
         result = ActionResult(action, task.id, task.state, f"#{task.id} 已记录：已到达老人身边。处理后请点「完成」。")
@@ -194,6 +199,25 @@ def _accept(session: Session, task: Task, actor: Actor, now: dt.datetime) -> Act
     transition(session, task, "acknowledged", actor=actor.tag, note=f"{actor.channel or 'chat'} 接单", now=now)
     return ActionResult("accept", task.id, task.state, f"已接单 #{task.id}。处理后请点「完成」填写关爱记录。",
                         handed_to=handed)
+
+
+def _called(session: Session, task: Task, actor: Actor, now: dt.datetime) -> ActionResult:
+    if task.state in ("open", "acknowledged"):
+        transition(session, task, "in_progress", actor=actor.tag, note=CALLED_NOTE, now=now)
+    else:
+        task.events.append(TaskEvent(at=now, actor=actor.tag, action="called", note=CALLED_NOTE))
+    return ActionResult("called", task.id, task.state, f"#{task.id} 已记录：{CALLED_NOTE}。处理后请点「完成」。")
+
+
+def close_problem(task: Task, description: str | None) -> str | None:
+    """Why a close with this description would be refused (asked before the satisfaction, so a
+    chat can ask again): too short, or an urgent task's note naming no handling action."""
+    text = " ".join((description or "").split())
+    if len(text) < 2:
+        return "请写下做了什么（至少两个字）(describe what was done)"
+    if task is not None and emergency.required(task) and not emergency.from_text(text):
+        return emergency.HOWTO
+    return None
 
 
 def was_there(task: Task) -> bool:

@@ -32,6 +32,10 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     kwargs = {"echo": echo, "future": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    else:
+        # a server restart leaves dead connections in the pool: each is tested when checked out
+        # and replaced, so the service recovers by itself (no request fails on a stale connection)
+        kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         @event.listens_for(engine, "connect")

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from data import call_status, sealed
-from data.sealed import KeyedHash, Sealed, SealedText
+from data.sealed import KeyedHash, Sealed, SealedJSON, SealedText
 
 PHONE_LENGTH = 16  # E.164: "+" and at most 15 digits
 
@@ -386,6 +386,9 @@ class Visit(TimestampMixin, Base):
     entered_by: Mapped[str | None] = mapped_column(String(64))  # 数据录入人
     elder_signature: Mapped[str | None] = mapped_column(String(64))    # 被探访老年人签字
     visitor_signature: Mapped[str | None] = mapped_column(String(64))  # 探访人签字
+    # the call-back promised during this visit ("工作人员会给您回电话"): made once, then kept here
+    callback_task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tasks.id", use_alter=True, name="fk_visits_callback_task_id_tasks"))
 
     elder: Mapped[Elder] = relationship(back_populates="visits")
     visitor: Mapped[Visitor | None] = relationship()
@@ -531,6 +534,8 @@ class CallAttempt(TimestampMixin, Base):
     reason: Mapped[str | None] = mapped_column(String(200))
     settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # outcome processed by the scheduler
     meta: Mapped[dict | None] = mapped_column(JSON)  # why this call: {"reason": "device_alert", "opening": ...}
+    # refreshed by the process running the live call; a stale one means that process died
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class Campaign(TimestampMixin, Base):
@@ -555,11 +560,14 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
-    channel: Mapped[str] = mapped_column(String(16))  # telegram | sms | console
+    channel: Mapped[str] = mapped_column(String(16))  # telegram | wecom | sms | console
     recipient: Mapped[str] = mapped_column(Sealed("text", 64))  # chat id or E.164 phone number: sealed
     recipient_kind: Mapped[str | None] = mapped_column(String(32))  # visitor | emergency_contact | family
     body: Mapped[str] = mapped_column(SealedText())  # carries names and phone numbers: sealed
-    payload: Mapped[dict | None] = mapped_column(JSON)  # e.g. inline buttons
+    payload: Mapped[dict | None] = mapped_column(JSON)  # task card actions, who it is for (never personal data)
+    # the SMS template {"kind", "params"} (core.sms_templates): its variables are names, phone
+    # numbers and what the elder said, so sealed like the body
+    template: Mapped[dict | None] = mapped_column(SealedJSON())
     elder_id: Mapped[int | None] = mapped_column(ForeignKey("elders.id"))
     task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
     state: Mapped[str] = mapped_column(String(16), default="pending")

@@ -1,7 +1,8 @@
 """Column types that keep personal data sealed in the database (keys and tokens: :mod:`data.crypto`).
 
 * ``Sealed(purpose, plain_length)``/``SealedText(purpose)``: the attribute holds the plain value
-  (``elder.phone``), the column an AES-GCM token. A sealed column cannot be compared by value
+  (``elder.phone``), the column an AES-GCM token. ``SealedJSON`` is a ``SealedText`` whose
+  attribute is a JSON value (a message's SMS template and its variables). A sealed column cannot be compared by value
   (every token has a fresh nonce): ``Elder.phone == x`` raises, look-ups go through the hash.
 * ``KeyedHash(purpose)``: the HMAC of the value, for look-ups and uniqueness. Bind the *plain*
   value: ``select(Elder).where(Elder.id_number_hash == "41022519...")`` hashes it (after the
@@ -16,11 +17,13 @@ there, so two databases with different keys can be open in one process (rotation
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any, Callable
 
 from sqlalchemy import String, Table, Text, bindparam, column, event, select, table, update
 from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from data import idcard, phone
@@ -62,6 +65,10 @@ _BY_VALUE = {operators.eq, operators.ne, operators.in_op, operators.not_in_op, o
 
 class _NoValueComparison(TypeDecorator.Comparator):
     def operate(self, op, *other, **kwargs):
+        # Comparing with another column is not a comparison by value: SQLAlchemy itself does it when it
+        # matches a cached statement's result columns (an annotated column against the plain one).
+        if other and isinstance(other[0], ColumnElement) and not isinstance(other[0], BindParameter):
+            return super().operate(op, *other, **kwargs)
         if op in _BY_VALUE and not (op in (operators.eq, operators.ne) and other and other[0] is None):
             raise TypeError(f"加密列 {self.expr} 不能按值比较，请用它的 _hash 列"
                             f" (a sealed column cannot be compared by value: use its hash column)")
@@ -108,6 +115,22 @@ class SealedText(_SealedBase):
     def __init__(self, purpose: str = "text"):
         super().__init__()
         self.purpose = purpose
+
+
+class SealedJSON(SealedText):
+    """A JSON value (dict, list) sealed as text: the token holds its compact JSON. Rotation and the
+    migrations see an ordinary sealed text column."""
+
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect) -> str | None:
+        if value is None:
+            return None
+        return super().process_bind_param(json.dumps(value, ensure_ascii=False, sort_keys=True), dialect)
+
+    def process_result_value(self, value: str | None, dialect) -> Any:
+        plain = super().process_result_value(value, dialect)
+        return None if plain is None else json.loads(plain)
 
 
 class HashValue(str):

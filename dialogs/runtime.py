@@ -7,15 +7,31 @@ use under ``<rasa.cache_dir>/rasa-env/<sha256(requirements-rasa.txt)[:12]>/`` (a
 trains on (config.yml, domain, data/**) plus the requirements file — so an unchanged project is
 never trained twice, on a laptop or in CI.
 
+:class:`EmbeddedRasa` starts ``rasa run`` (in the Rasa environment, through
+``dialogs/rasa_launcher.py``) and the action server (``python -m dialogs.action_server``: rasa-sdk
+behind a token check, in this app's environment). Both listen on the loopback, require the shared
+token of ``dialogs.auth``, get only the environment they need (not the app's secrets) and end with
+the process that started them. Servers already on the configured ports are reused only when they
+prove they serve this deployment (our token, our database); it stops what it started. With
+``rasa.url`` set it starts nothing and uses that external server.
+
 :class:`EmbeddedRasa` starts ``rasa run`` (in the Rasa environment) and the action server
 (``python -m rasa_sdk`` in this app's environment), reusing servers that already answer on the
 configured ports, and stops what it started. With ``rasa.url`` set it starts nothing and uses
 that external server.
+
+Scaled out (docs/deploy.md), each Rasa server is started with an ``endpoints.yml`` generated
+from the settings (:func:`endpoints_config`): a SQL tracker store on PostgreSQL
+(``rasa.tracker_store_url``; the password reaches Rasa through its environment, never the file)
+so a conversation outlives the server that held it and memory stays bounded, and a
+``RedisLockStore`` (``rasa.lock_store_url``) so that several servers process one conversation's
+turns one at a time, in order.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import os
@@ -34,6 +50,8 @@ import yaml
 
 from core.settings import REPO_ROOT, Settings
 from data.files import open_private, private_dir
+from dialogs.auth import TOKEN_ENV, bearer, identity, shared_token
+from dialogs.rasa_launcher import PARENT_ENV
 
 DIALOGS_DIR = REPO_ROOT / "dialogs"
 REQUIREMENTS = DIALOGS_DIR / "requirements-rasa.txt"
@@ -215,8 +233,88 @@ def logs_dir(settings: Settings) -> Path:
     return private_dir(settings.app.data_dir / "logs")  # 0700, in the 0700 data folder
 
 
-def _rasa_env_vars(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
+TRACKER_PASSWORD_ENV = "TANFANG_RASA_TRACKER_PASSWORD"
+LOCK_PASSWORD_ENV = "TANFANG_RASA_LOCK_PASSWORD"
+
+
+def sql_tracker_store(url: str) -> dict:
+    """``postgresql://user:pw@host:5432/db`` -> Rasa's ``tracker_store`` section (type SQL)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    backend = u.get_backend_name()
+    if backend not in ("postgresql", "sqlite"):
+        raise RasaRuntimeError(f"rasa.tracker_store_url must be postgresql:// (or sqlite:///), not {backend}")
+    out: dict = {"type": "SQL", "dialect": "postgresql" if backend == "postgresql" else "sqlite",
+                 "db": u.database or "rasa"}
+    if u.host:
+        out["url"] = u.host  # Rasa passes the endpoint's url to SQLTrackerStore as its host
+    if u.port:
+        out["port"] = u.port
+    if u.username:
+        out["username"] = u.username
+    if u.password:
+        out["password"] = "${%s}" % TRACKER_PASSWORD_ENV  # Rasa substitutes ${VAR} from its environment
+    if u.query:
+        out["query"] = dict(u.query)
+    return out
+
+
+def redis_lock_store(url: str) -> dict:
+    """``redis://:pw@host:6379/1`` -> Rasa's ``lock_store`` section (type redis)."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    if u.scheme not in ("redis", "rediss"):
+        raise RasaRuntimeError(f"rasa.lock_store_url must be redis://host:port/db, not {url!r}")
+    out: dict = {"type": "redis", "url": u.hostname or "localhost", "port": u.port or 6379,
+                 "db": int((u.path or "/1").strip("/") or 1), "key_prefix": "tanfang", "use_ssl": u.scheme == "rediss"}
+    if u.password:
+        out["password"] = "${%s}" % LOCK_PASSWORD_ENV
+    return out
+
+
+def endpoints_config(settings: Settings, action_url: str | None, base: dict | None = None) -> dict:
+    """The endpoints.yml of a Rasa server of this deployment (pure: settings in, mapping out)."""
+    data = dict(base or {})
+    if action_url:
+        data["action_endpoint"] = {"url": f"{action_url}/webhook"}
+    else:
+        data.pop("action_endpoint", None)
+    if settings.rasa.tracker_store_url:
+        data["tracker_store"] = sql_tracker_store(settings.rasa.tracker_store_url)
+    if settings.rasa.lock_store_url:
+        data["lock_store"] = redis_lock_store(settings.rasa.lock_store_url)
+    return data
+
+
+def _store_passwords(settings: Settings) -> dict[str, str]:
+    from urllib.parse import urlsplit
+
+    from sqlalchemy.engine import make_url
+
+    env = {}
+    if settings.rasa.tracker_store_url and make_url(settings.rasa.tracker_store_url).password:
+        env[TRACKER_PASSWORD_ENV] = make_url(settings.rasa.tracker_store_url).password
+    if settings.rasa.lock_store_url and urlsplit(settings.rasa.lock_store_url).password:
+        env[LOCK_PASSWORD_ENV] = urlsplit(settings.rasa.lock_store_url).password
+    return env
+
+
+# What a child process gets from our environment: enough to run, none of the app's secrets.
+_PASS_THROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+def _base_env() -> dict[str, str]:
+    return {name: os.environ[name] for name in _PASS_THROUGH if name in os.environ}
+
+
+def _rasa_env_vars(settings: Settings, token: str | None = None) -> dict[str, str]:
+    """Rasa's environment: the basics, Rasa's own switches, and (to serve) the shared token and
+    who its parent is. Not the app's environment: no Twilio or Telegram token, no database URL
+    (the passwords of the tracker and lock stores, when scaled out, reach it here, never in a file)."""
+    env = _base_env()
+    env.update(_store_passwords(settings))
     env.update({
         "RASA_TELEMETRY_ENABLED": "false",
         # Rasa's training cache goes next to the models, never into the repository.
@@ -224,8 +322,41 @@ def _rasa_env_vars(settings: Settings) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONUNBUFFERED": "1",
     })
-    env.pop("PYTHONPATH", None)  # the app's path must not leak into the 3.10 environment
+    if token:
+        env.update({TOKEN_ENV: token, PARENT_ENV: str(os.getpid())})
     return env
+
+
+def _action_env_vars(settings: Settings, token: str) -> dict[str, str]:
+    """The action server's environment: where to write (the database of this deployment) and the
+    key its personal numbers are sealed with, the shared token, its parent; nothing else of the
+    app's (no Twilio or Telegram secrets)."""
+    env = _base_env()
+    for name, secret in (("TANFANG_DATA_KEY", settings.secrets.data_key),
+                         ("TANFANG_DATA_KEY_OLD", settings.secrets.data_key_old)):
+        if secret is not None:
+            env[name] = secret.get_secret_value()
+    env.update({
+        "TANFANG_DATABASE_URL": settings.database_url,
+        "TANFANG_DATA_DIR": str(settings.app.data_dir),
+        "TANFANG_OUTPUT_DIR": str(settings.app.output_dir),
+        TOKEN_ENV: token,
+        PARENT_ENV: str(os.getpid()),
+        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONUNBUFFERED": "1",
+    })
+    if settings.config_path:
+        env["TANFANG_CONFIG"] = str(settings.config_path)
+    return env
+
+
+def _die_with_parent() -> None:  # pragma: no cover — runs in the child between fork and exec
+    """``prctl(PR_SET_PDEATHSIG, SIGTERM)``: the kernel ends the child when its parent dies, even by
+    ``kill -9`` (the child's own watchdog covers systems without prctl)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def train(settings: Settings, project: Path = DIALOGS_DIR, requirements: Path = REQUIREMENTS,
@@ -282,16 +413,16 @@ def _tail(path: Path, lines: int = 3) -> str:
 # ---- serving ----------------------------------------------------------------------------------
 
 
-def _get(url: str, timeout: float = 2.0) -> httpx.Response | None:
+def _get(url: str, timeout: float = 2.0, **kwargs) -> httpx.Response | None:
     try:
-        return httpx.get(url, timeout=timeout)
+        return httpx.get(url, timeout=timeout, **kwargs)
     except httpx.HTTPError:
         return None
 
 
-def rasa_status(url: str, timeout: float = 2.0) -> dict | None:
-    """``/status`` of a Rasa server (``model_file`` etc.), or None when nothing answers."""
-    resp = _get(url.rstrip("/") + "/status", timeout)
+def _get_json(url: str, timeout: float, **kwargs) -> dict | None:
+    """The JSON of a 200 answer; None when nothing answers, refuses (401...) or sends no JSON."""
+    resp = _get(url, timeout, **kwargs)
     if resp is None or resp.status_code != 200:
         return None
     try:
@@ -300,9 +431,26 @@ def rasa_status(url: str, timeout: float = 2.0) -> dict | None:
         return None
 
 
-def action_server_up(url: str, timeout: float = 2.0) -> bool:
-    resp = _get(url.rstrip("/") + "/health", timeout)
-    return resp is not None and resp.status_code == 200
+def rasa_status(url: str, timeout: float = 2.0, token: str | None = None) -> dict | None:
+    """``/status`` of a Rasa server (``model_file`` etc.), or None when nothing answers or the
+    server does not accept ``token``."""
+    return _get_json(url.rstrip("/") + "/status", timeout, params={"token": token} if token else None)
+
+
+def port_answers(url: str, timeout: float = 2.0) -> bool:
+    """Something answers HTTP at ``url`` (whoever it is)."""
+    return _get(url, timeout) is not None
+
+
+def action_server_identity(url: str, token: str | None, timeout: float = 2.0) -> dict | None:
+    """The action server's ``/health`` (its deployment's identity), or None when nothing answers
+    or it does not accept ``token``."""
+    headers = {"Authorization": bearer(token)} if token else None
+    return _get_json(url.rstrip("/") + "/health", timeout, headers=headers)
+
+
+def action_server_up(url: str, timeout: float = 2.0, token: str | None = None) -> bool:
+    return action_server_identity(url, token, timeout) is not None
 
 
 def _model_loaded(status: dict | None) -> bool:
@@ -313,9 +461,13 @@ def _model_loaded(status: dict | None) -> bool:
 class EmbeddedRasa:
     """Rasa + the action server for this app. ``with EmbeddedRasa(settings) as rasa: rasa.url``.
 
-    Also an async context manager (the blocking start runs in a thread). Servers already answering
-    on ``rasa.port`` / ``rasa.action_port`` are reused and left running; only what this object
-    started is stopped. With ``settings.rasa.url`` set nothing is started.
+    Also an async context manager (the blocking start runs in a thread). Both servers bind to the
+    loopback (``rasa.host``, ``rasa.action_host``) and require the shared token
+    (``dialogs.auth``); they end with the process that started them (``prctl`` death signal and
+    a watchdog of their own). A server already answering on ``rasa.port`` / ``rasa.action_port`` is
+    reused — and left running — only when it proves it serves this deployment: it accepts our
+    token, and the action server writes to our database; anything else on the port is an error,
+    never a silent reuse. With ``settings.rasa.url`` set nothing is started.
     """
 
     settings: Settings
@@ -341,14 +493,19 @@ class EmbeddedRasa:
 
     @property
     def action_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.rasa.action_port}"
+        return f"http://{self.settings.rasa.action_host}:{self.settings.rasa.action_port}"
+
+    @property
+    def token(self) -> str:
+        return shared_token(self.settings)
 
     # -- lifecycle --
 
     def start(self) -> "EmbeddedRasa":
         if self.external:
-            if not _model_loaded(rasa_status(self.url, timeout=self.settings.rasa.parse_timeout)):
-                raise RasaRuntimeError(f"the external Rasa server {self.url} does not answer /status with a model")
+            if not _model_loaded(rasa_status(self.url, timeout=self.settings.rasa.parse_timeout, token=self.token)):
+                raise RasaRuntimeError(f"the external Rasa server {self.url} does not answer /status with a model "
+                                       f"(down, or it does not accept {TOKEN_ENV})")
             return self
         try:
             self._start_actions()
@@ -358,39 +515,39 @@ class EmbeddedRasa:
             raise
         return self
 
+    def _ours(self, who: dict | None) -> bool:
+        return who is not None and all(who.get(k) == v for k, v in identity(self.settings).items())
+
     def _start_actions(self) -> None:
         if not self.actions_module:
             return
-        if action_server_up(self.action_url):
-            return
-        env = dict(os.environ)
         s = self.settings
-        env.update({
-            "TANFANG_DATABASE_URL": s.database_url,
-            "TANFANG_DATA_DIR": str(s.app.data_dir),
-            "TANFANG_OUTPUT_DIR": str(s.app.output_dir),
-            "PYTHONUNBUFFERED": "1",
-        })
-        if s.config_path:
-            env["TANFANG_CONFIG"] = str(s.config_path)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        cmd = [sys.executable, "-m", "rasa_sdk", "--actions", self.actions_module,
-               "--port", str(s.rasa.action_port)]
-        self._spawn("actions", cmd, env, cwd=REPO_ROOT)
-        self._wait("action server", lambda: action_server_up(self.action_url), self._procs[-1], 60)
+        who = action_server_identity(self.action_url, self.token)
+        if self._ours(who):
+            return  # the same deployment's server (another process of it, or a test's earlier start)
+        if who is not None or port_answers(self.action_url + "/health"):
+            raise RasaRuntimeError(
+                f"端口 {s.rasa.action_port} 上的动作服务不属于本部署 (the action server on {self.action_url} does not "
+                f"serve this deployment: another token or another database); stop it or set rasa.action_port")
+        cmd = [sys.executable, "-m", "dialogs.action_server", "--actions", self.actions_module,
+               "--host", s.rasa.action_host, "--port", str(s.rasa.action_port)]
+        self._spawn("actions", cmd, _action_env_vars(s, self.token), cwd=REPO_ROOT)
+        self._wait("action server", lambda: self._ours(action_server_identity(self.action_url, self.token)),
+                   self._procs[-1], 60)
         self.started.append("actions")
 
     def _endpoints_file(self) -> Path:
-        """dialogs/endpoints.yml with the action endpoint on the configured action port."""
+        """dialogs/endpoints.yml with this server's action endpoint (sending the shared token
+        ``${TANFANG_RASA_TOKEN}``: Rasa reads it from its environment, the file holds no secret), tracker
+        and lock stores (one file per port: several servers may share a data folder)."""
         src = self.project / "endpoints.yml"
-        data = {}
+        base = {}
         if src.is_file():
-            data = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
+            base = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
+        data = endpoints_config(self.settings, self.action_url if self.actions_module else None, base)
         if self.actions_module:
-            data["action_endpoint"] = {"url": f"{self.action_url}/webhook"}
-        else:
-            data.pop("action_endpoint", None)
-        out = logs_dir(self.settings).parent / "rasa-endpoints.yml"
+            data["action_endpoint"]["headers"] = {"Authorization": bearer("${%s}" % TOKEN_ENV)}
+        out = logs_dir(self.settings).parent / f"rasa-endpoints-{self.settings.rasa.port}.yml"
         out.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
         return out
 
@@ -398,19 +555,22 @@ class EmbeddedRasa:
         s = self.settings
         if self.model is None:
             self.model, _ = train(s, self.project, self.requirements, log=self.log)
-        status = rasa_status(self.url)
+        status = rasa_status(self.url, token=self.token)
         if status is not None:
             if Path(str(status.get("model_file", ""))).name != self.model.name:
                 self._load_model(self.model)
             return
+        if port_answers(self.url + "/"):
+            raise RasaRuntimeError(f"端口 {s.rasa.port} 上的 Rasa 不接受本部署的令牌 (the Rasa server on {self.url} "
+                                   f"does not accept this deployment's token); stop it or set rasa.port")
         env_path = ensure_rasa_env(s, self.requirements, log=self.log)
         cmd = [
-            str(env_path / "bin" / "rasa"), "run", "--enable-api",
+            str(env_path / "bin" / "python"), str(DIALOGS_DIR / "rasa_launcher.py"), "run", "--enable-api",
             "-m", str(self.model), "-i", s.rasa.host, "--port", str(s.rasa.port),
             "--endpoints", str(self._endpoints_file()),
         ]
-        self._spawn("server", cmd, _rasa_env_vars(s), cwd=self.project)
-        self._wait("Rasa server", lambda: _model_loaded(rasa_status(self.url)), self._procs[-1],
+        self._spawn("server", cmd, _rasa_env_vars(s, self.token), cwd=self.project)
+        self._wait("Rasa server", lambda: _model_loaded(rasa_status(self.url, token=self.token)), self._procs[-1],
                    self.startup_timeout)
         self.started.append("server")
 
@@ -418,7 +578,8 @@ class EmbeddedRasa:
         """A reused server runs another model: replace it with the current one."""
         self.log(f"Rasa on {self.url} runs another model; loading {model.name}")
         try:
-            resp = httpx.put(self.url + "/model", json={"model_file": str(model)}, timeout=self.startup_timeout)
+            resp = httpx.put(self.url + "/model", params={"token": self.token}, json={"model_file": str(model)},
+                             timeout=self.startup_timeout)
         except httpx.HTTPError as exc:
             raise RasaRuntimeError(f"could not load {model.name} into {self.url}: {exc}") from exc
         if resp.status_code != 204:
@@ -431,7 +592,7 @@ class EmbeddedRasa:
         fh.flush()
         self._files.append(fh)
         proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
         proc.logfile = logfile  # type: ignore[attr-defined]
         self._procs.append(proc)
 
@@ -504,14 +665,20 @@ def status_report(settings: Settings, project: Path = DIALOGS_DIR, requirements:
     except RasaRuntimeError as exc:
         report["model"], report["model_trained"], report["model_error"] = None, False, str(exc)
     url = settings.rasa.url.rstrip("/") if settings.rasa.url else f"http://{settings.rasa.host}:{settings.rasa.port}"
-    status = rasa_status(url)
+    token = shared_token(settings)
+    status = rasa_status(url, token=token)
     report["server_url"] = url
     report["server_up"] = status is not None
+    report["server_answers"] = status is not None or port_answers(url + "/")
     report["server_model"] = Path(status["model_file"]).name if status and status.get("model_file") else None
     report["server_model_current"] = bool(
         report["server_model"] and report.get("model") and report["server_model"] == Path(report["model"]).name
     )
-    action_url = f"http://127.0.0.1:{settings.rasa.action_port}"
+    action_url = f"http://{settings.rasa.action_host}:{settings.rasa.action_port}"
     report["action_server_url"] = action_url
-    report["action_server_up"] = None if settings.rasa.url else action_server_up(action_url)
+    who = None if settings.rasa.url else action_server_identity(action_url, token)
+    report["action_server_up"] = None if settings.rasa.url else who is not None
+    report["action_server_ours"] = None if settings.rasa.url else bool(
+        who and all(who.get(k) == v for k, v in identity(settings).items()))
+    report["token_configured"] = settings.secrets.rasa_token is not None
     return report

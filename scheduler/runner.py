@@ -37,7 +37,7 @@ class JobSpec:
 
 
 def job_specs(settings, *, tick_seconds: int = 60, outbox_seconds: int = 15, escalate_seconds: int = 60,
-              start: dt.datetime | None = None) -> list[JobSpec]:
+              recover_seconds: int = 60, start: dt.datetime | None = None) -> list[JobSpec]:
     """The service's jobs. ``start`` anchors interval triggers (the simulator's clock)."""
     tz = settings.app.timezone
     kw = {"timezone": tz}
@@ -45,6 +45,7 @@ def job_specs(settings, *, tick_seconds: int = 60, outbox_seconds: int = 15, esc
         kw["start_date"] = start
     return [
         JobSpec("plan_today", jobs.plan_today, CronTrigger(hour=0, minute=5, timezone=tz), "每日排定问候电话"),
+        JobSpec("recover_calls", jobs.recover_calls, IntervalTrigger(seconds=recover_seconds, **kw), "结算中断的通话"),
         JobSpec("dial_due", jobs.dial_due, IntervalTrigger(seconds=tick_seconds, **kw), "拨打到期的问候电话"),
         JobSpec("deliver_outbox", jobs.deliver_outbox, IntervalTrigger(seconds=outbox_seconds, **kw), "发送通知"),
         JobSpec("escalate_overdue", jobs.escalate_overdue, IntervalTrigger(seconds=escalate_seconds, **kw), "超时未确认的紧急任务上报"),
@@ -76,7 +77,8 @@ class SchedulerService:
 
     async def start(self) -> AsyncIOScheduler:
         jobs.set_context(self.ctx)
-        # catch up at once: today's plan and whatever fell due while the service was down
+        # catch up at once: calls a crash left answered, today's plan, whatever fell due meanwhile
+        await jobs.recover_calls()
         await jobs.plan_today()
         await jobs.dial_due()
         self.scheduler = build_scheduler(self.ctx.settings, self.ctx.db.engine,

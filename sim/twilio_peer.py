@@ -10,10 +10,11 @@ nobody; it answers as a person would (or as a machine, or not at all) and speaks
 Audio goes faster than real time: the elder's speech and the trailing silence that ends it are
 sent as fast as the socket takes them; while waiting for the bot, silence is paced at real time
 (as Twilio would send it). The endpointing works in audio time, so the result is the same.
-With ``realtime=True`` (the line benchmark) every frame goes at real time on a steady 20 ms
-schedule, and a prompt's mark is echoed only when its audio would have finished playing, as on a
-real call; the times the elder's answers were sent and the prompts arrived are kept
-(``CallLog.answers_sent``, ``HeardPrompt.arrived_at``).
+With ``real_time=True`` (the load benchmark, ``bench/concurrent_calls.py``) every frame is paced
+at 20 ms, the bot's prompts "play" at 8 kHz before their mark comes back, and each call records
+its turn gaps: from the end of the elder's speech to the first audio of the bot's next prompt.
+The times the elder's answers were sent and the prompts arrived are kept too
+(``CallLog.answers_sent``, ``HeardPrompt.arrived_at``: the line benchmark, ``bench/lines_side_by_side.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from tanfang.web import build_web_app
 from tanfang.wiring import build_placer
 from voice.audio import pcm16_to_ulaw, ulaw_to_pcm16
 from voice import twilio_codec as codec
+from voice.session import FILLER_MARK
 from voice.twilio_codec import FRAME_BYTES, RATE
 
 log = logging.getLogger("tanfang.sim.twilio_peer")
@@ -83,6 +85,8 @@ class CallLog:
     script: list[Step] = field(default_factory=list)
     steps_done: list[Step] = field(default_factory=list)
     closed_by: str | None = None  # bot | elder
+    fillers: int = 0              # "请稍等" heard while the bot thought (not prompts: the elder waits on)
+    turn_gaps: list[float] = field(default_factory=list)  # real_time: end of speech -> next prompt audio
     audio_seconds_sent: float = 0.0
     answers_sent: list[tuple[float, float]] = field(default_factory=list)  # clock times: first, last frame
     wall_seconds: float = 0.0
@@ -112,7 +116,14 @@ class SimulatedTwilio:
 
     def __init__(self, account_sid: str, auth_token: str, script: list[Step], synthesizer: Synthesizer, *,
                  answer: str = "human", listener=None, clock: Callable[[], float] = time.monotonic,
-                 callee: Callable[[str, int], tuple[str, list]] | None = None, realtime: bool = False):
+                 callee: Callable[[str, int], tuple[str, list]] | None = None, real_time: bool = False,
+                 line_noise_dbfs: float | None = None):
+        self.real_time = real_time
+        # a real line is never digital zero: low noise under everything sent (None: exact silence).
+        # With the no-dither model copy, exact zeros make Kaldi hallucinate ("诶诶诶…") and its final
+        # lattice take seconds (bench/concurrent_calls.py found it)
+        self.line_noise_dbfs = line_noise_dbfs
+        self._rng = None
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.validator = RequestValidator(auth_token)
@@ -122,7 +133,6 @@ class SimulatedTwilio:
         self.listener = listener  # optional Recognizer: transcribe what the bot said
         self.clock = clock
         self.callee = callee
-        self.realtime = realtime
         self.calls: dict[str, CallLog] = {}
         self.messages: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task] = set()
@@ -244,6 +254,18 @@ class SimulatedTwilio:
             call.wall_seconds = self.clock() - started
             call.done.set()
 
+    def _on_line(self, ulaw: bytes) -> bytes:
+        if self.line_noise_dbfs is None:
+            return ulaw
+        import numpy as np
+
+        if self._rng is None:
+            self._rng = np.random.default_rng(7)
+        sigma = 32768 * 10 ** (self.line_noise_dbfs / 20)
+        pcm = np.frombuffer(ulaw_to_pcm16(ulaw), dtype="<i2").astype(np.int32)
+        noisy = np.clip(pcm + self._rng.normal(0, sigma, pcm.size), -32768, 32767).astype("<i2")
+        return pcm16_to_ulaw(noisy.tobytes())
+
     async def _elder_audio(self, text: str) -> bytes:
         if text not in self._speech:
             pcm = await asyncio.to_thread(self.synthesizer.synthesize, text, RATE)
@@ -274,6 +296,16 @@ class SimulatedTwilio:
         call = self.calls[sid]
         await asyncio.wait_for(call.done.wait(), timeout)
         return call
+
+
+def _trailing_silence_s(ulaw: bytes, level: int = 300) -> float:
+    """How long the synthesized speech ends in silence (it has ended before its last sample)."""
+    samples = ulaw_to_pcm16(ulaw)
+    import numpy as np
+
+    a = np.abs(np.frombuffer(samples, dtype="<i2").astype(np.int32))
+    loud = np.nonzero(a > level)[0]
+    return 0.0 if loud.size == 0 else (a.size - 1 - loud[-1]) / RATE
 
 
 def _stream_of(xml: str) -> tuple[str, dict[str, str]] | None:
@@ -349,10 +381,11 @@ class _StreamPeer:
         self.bot_done = asyncio.Event()   # the bot finished a prompt (a mark arrived)
         self.closed = asyncio.Event()
         self.current = bytearray()
+        self.speech_end: float | None = None  # real time: when the elder's last answer stopped
+        self.played_until = 0.0               # real time: when the bot's audio so far has played out
+        self.next_frame: float | None = None  # real time: when the next paced frame is due
         self.arrived_at: float | None = None  # first media message of the prompt being received
-        self.playing_until = 0.0               # realtime: when the audio received so far has played
-        self._due: float | None = None         # realtime: when the next frame is to be sent
-        self.last_sent = 0.0                   # clock time of the latest media message sent
+        self.last_sent = 0.0                  # clock time of the latest media message sent
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -367,61 +400,66 @@ class _StreamPeer:
             async for message in self.ws:
                 data = json.loads(message)
                 if data.get("event") == "media":
-                    self._media(base64.b64decode(data["media"]["payload"]))
+                    self.on_media(base64.b64decode(data["media"]["payload"]))
                 elif data.get("event") == "mark":
-                    name = data["mark"]["name"]
-                    self.call.prompts.append(HeardPrompt(name, len(self.current) / RATE, bytes(self.current),
-                                                         arrived_at=self.arrived_at))
-                    self.current.clear()
-                    self.arrived_at = None
-                    if self.peer.realtime:  # played: echo it back once the audio has played out
-                        await asyncio.sleep(max(0.0, self.playing_until - self.peer.clock()))
-                    await self.send(codec.mark_message(self.stream_sid, name))
-                    self.bot_done.set()
+                    await self.on_mark(data["mark"]["name"])
                 elif data.get("event") == "clear":
                     self.current.clear()
-                    self.playing_until = self.peer.clock()
+                    self.played_until = self.peer.clock()
         except websockets.ConnectionClosed:
             pass
         finally:
             self.closed.set()
             self.bot_done.set()
 
-    def _media(self, ulaw: bytes) -> None:
+    def on_media(self, payload: bytes) -> None:
         now = self.peer.clock()
         if self.arrived_at is None:
             self.arrived_at = now
-        self.current.extend(ulaw)
-        self.playing_until = max(self.playing_until, now) + len(ulaw) / RATE
+        if self.speech_end is not None:  # the first audio of the bot's next prompt: the turn gap
+            self.call.turn_gaps.append(now - self.speech_end)
+            self.speech_end = None
+        self.played_until = max(self.played_until, now) + len(payload) / RATE
+        self.current.extend(payload)
 
-    async def _next_frame(self) -> None:
-        """Real time: wait for the next 20 ms slot of a steady schedule (restarted after a stall)."""
-        now = self.peer.clock()
-        if self._due is None or self._due < now - 0.1:
-            self._due = now
-        self._due += FRAME_BYTES / RATE
-        if self._due > now:
-            await asyncio.sleep(self._due - now)
+    async def on_mark(self, name: str) -> None:
+        if self.peer.real_time:  # Twilio echoes a mark once the audio before it has played
+            await asyncio.sleep(max(0.0, self.played_until - self.peer.clock()))
+        await self.send(codec.mark_message(self.stream_sid, name))  # played: echo it back
+        if name.startswith(FILLER_MARK):  # "请稍等": the elder waits for the question
+            self.call.fillers += 1
+        else:
+            self.call.prompts.append(HeardPrompt(name, len(self.current) / RATE, bytes(self.current),
+                                                 arrived_at=self.arrived_at))
+            self.bot_done.set()
+        self.current.clear()
+        self.arrived_at = None
 
     async def send_audio(self, ulaw: bytes, *, paced: bool = False) -> None:
         call = self.call
+        paced = paced or self.peer.real_time
         for off in range(0, len(ulaw), FRAME_BYTES):
-            piece = ulaw[off:off + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff")
+            piece = self.peer._on_line(ulaw[off:off + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff"))
             self.chunk += 1
             await self.ws.send(codec.encode(codec.inbound_media_message(
                 self.stream_sid, piece, self.next_seq(), self.chunk, round(call.audio_seconds_sent * 1000))))
             self.last_sent = self.peer.clock()
             call.audio_seconds_sent += FRAME_BYTES / RATE
-            if self.peer.realtime:
-                await self._next_frame()
-            elif paced:
-                await asyncio.sleep(FRAME_BYTES / RATE)
+            if paced:
+                await self._pace()
             elif self.chunk % 25 == 0:
                 await asyncio.sleep(0)
 
+    async def _pace(self) -> None:
+        """One frame's time, on a schedule, so that the pace does not drift under load."""
+        now = self.peer.clock()
+        due = self.next_frame if self.next_frame is not None and self.next_frame > now - 0.2 else now
+        self.next_frame = due + FRAME_BYTES / RATE
+        await asyncio.sleep(max(0.0, self.next_frame - now))
+
     async def silence_until_bot(self, deadline: float) -> bool:
         """Silence at full speed for a moment, then paced; True when the bot spoke."""
-        for _ in range(0 if self.peer.realtime else int(TRAILING_FAST_S * RATE / FRAME_BYTES)):
+        for _ in range(int(TRAILING_FAST_S * RATE / FRAME_BYTES)):
             if self.bot_done.is_set():
                 break
             await self.send_audio(SILENCE)
@@ -438,6 +476,8 @@ class _StreamPeer:
             started = self.peer.clock()
             await self.send_audio(speech)
             self.call.answers_sent.append((started, self.last_sent))
+            if self.peer.real_time:
+                self.speech_end = self.peer.clock() - _trailing_silence_s(speech)
         elif step.kind == "dtmf":
             for digit in step.value:
                 await self.ws.send(codec.encode(codec.dtmf_message(self.stream_sid, digit, self.next_seq())))

@@ -100,10 +100,14 @@ class WeComApiStandIn:
     def to(self, recipient: str) -> list[Delivered]:
         return [m for m in self.inbox if m.to == recipient]
 
-    def click(self, user: str, label: str, token: str, aes_key: str, *, now: int | None = None) -> tuple[str, str]:
-        """What WeCom posts when ``user`` taps the button ``label`` on the newest card that has one:
-        (query, body) for the callback URL (see :func:`callback_post`)."""
+    def click(self, user: str, label: str, token: str, aes_key: str, *, now: int | None = None,
+              containing: str | None = None) -> tuple[str, str]:
+        """What WeCom posts when ``user`` taps the button ``label`` on the newest card that has one
+        (and whose text has ``containing``, e.g. "#12"): (query, body) for the callback URL (see
+        :func:`callback_post`)."""
         for card in reversed(self.to(user)):
+            if containing is not None and containing not in card.text:
+                continue
             for button in (card.card or {}).get("button_list") or []:
                 if button.get("text") == label:
                     xml = click_xml(self.corp_id, user, self.agent_id, button["key"], card.card["task_id"],

@@ -5,8 +5,9 @@ stream, the Telegram webhook) on uvicorn; phone check-ins (``app.phone_checkin``
 Vosk, the configured synthesizer, the Twilio client); the embedded Rasa when ``rasa.url`` is
 empty; the Telegram bot (webhook or polling) with its reminder loop; and the scheduler
 (APScheduler on the database's job store) with its dialers (phone, Telegram) and the outbox
-channels (SMS through Twilio, Telegram). A part whose settings or secrets are missing is left out
-with a one-line notice naming them; the dashboard is always served.
+channels (SMS through Alibaba Cloud templates or Twilio, WeCom, Telegram) and the WeCom callback.
+A part whose settings or secrets are missing is left out with a one-line notice naming them; the
+dashboard is always served.
 
 The web server answers at once; Telegram, Rasa (which may train a model first), the Vosk model
 and then the scheduler come up behind it, so no check-in is dialed before the dialog is ready.
@@ -30,6 +31,7 @@ from typing import Any, Callable
 
 import click
 
+from core import routing
 from scheduler import jobs
 from scheduler.runner import SchedulerService
 from tanfang import wiring
@@ -42,15 +44,19 @@ from tanfang.web import build_web_app
 log = logging.getLogger("tanfang.serve")
 
 TELEGRAM_MODES = ("polling", "webhook")
+ROLES = ("all", "web", "calls", "scheduler")
+# what each role runs (docs/deploy.md); "all" is the single process of one machine
+ROLE_PARTS = {
+    "web": {"web", "database", "telegram"},
+    "calls": {"web", "database", "phone", "rasa", "queue"},
+    "scheduler": {"web", "database", "scheduler", "sms", "telegram", "queue"},
+}
 
 
 # ---- what can run -------------------------------------------------------------------------------
 def _twilio_missing(settings, *, public: bool) -> list[str]:
-    secrets, tw = settings.secrets, settings.twilio
-    missing = [name for name, value in (("TANFANG_TWILIO_ACCOUNT_SID", secrets.twilio_account_sid),
-                                        ("TANFANG_TWILIO_AUTH_TOKEN", secrets.twilio_auth_token),
-                                        ("twilio.from_number", tw.from_number)) if not value]
-    if public and not tw.public_base_url:
+    missing = routing.twilio_missing(settings)
+    if public and not settings.twilio.public_base_url:
         missing.append("twilio.public_base_url")
     return missing
 
@@ -91,8 +97,45 @@ def _database(app) -> dict[str, Any]:
     return out
 
 
-def service_plan(app, host: str, port: int) -> dict[str, Any]:
-    """What ``serve`` would run with these settings, and what each left-out part is missing."""
+def _apply_role(plan: dict[str, Any], settings, role: str) -> dict[str, Any]:
+    """Keep the parts of ``role``; on many machines the queue (Redis) and external Rasa are needed."""
+    from scheduler.leader import needs_election
+
+    parts = plan["parts"]
+    parts["topology"] = {"enabled": True, "role": role, "missing": [],
+                         "election": "postgresql advisory lock" if needs_election(settings.database_url) else "none (one machine)"}
+    if role == "all":
+        return plan
+    keep = ROLE_PARTS[role]
+    redis_missing = [] if settings.topology.redis_url else ["topology.redis_url (TANFANG_REDIS_URL)"]
+    parts["queue"] = {"enabled": not redis_missing, "missing": redis_missing,
+                      "notice": "没有拨号队列 (no queue: dial jobs cannot reach the call workers)"}
+    if role == "web" and settings.telegram.mode != "webhook":
+        keep = keep - {"telegram"}  # polling runs in exactly one process: the `all` role
+    if "rasa" in keep and not (settings.rasa.url or settings.rasa.urls):
+        parts["rasa"].update(enabled=False, missing=["rasa.urls (external Rasa servers)"])
+        parts["phone"].update(enabled=False, missing=parts["phone"]["missing"] + ["rasa.urls"])
+    for name, part in parts.items():
+        if name not in keep and name != "topology":
+            part.update(enabled=False, role_excluded=True)
+    needed = [n for n in ("database", "queue") if n in keep and not parts[n]["enabled"]]
+    plan["ok"] = not needed
+    plan["would_run"] = [k for k, v in parts.items() if v["enabled"]]
+    plan["left_out"] = [k for k, v in parts.items() if not v["enabled"] and not v.get("role_excluded")]
+    return plan
+
+
+def service_plan(app, host: str, port: int, role: str = "all") -> dict[str, Any]:
+    """What ``serve --role ROLE`` would run with these settings, and what each left-out part is missing."""
+    plan = _apply_role(_full_plan(app, host, port), app.settings, role)
+    if role in ("all", "calls"):
+        from tanfang.prompts_catalog import library
+
+        plan["prompts"] = library(app.settings).coverage()  # recorded prompts: what has audio
+    return plan
+
+
+def _full_plan(app, host: str, port: int) -> dict[str, Any]:
     s = app.settings
     parts: dict[str, dict[str, Any]] = {}
     parts["web"] = {"enabled": True, "url": f"http://{host}:{port}", "serves": ["/healthz", "/dashboard",
@@ -108,9 +151,7 @@ def service_plan(app, host: str, port: int) -> dict[str, Any]:
     parts["sip"] = {"enabled": "sip" in lines and not sip_missing, "registrar": s.sip.registrar or s.sip.proxy,
                     "missing": sip_missing if "sip" in lines else ["phone.line: sip (或 phone.line_by_area)"],
                     "notice": "没有 SIP 中继 (no SIP trunk: elders' calls go through the other line)"}
-    sms_missing = _twilio_missing(s, public=False)
-    parts["sms"] = {"enabled": not sms_missing, "missing": sms_missing,
-                    "notice": "不发短信 (SMS waits in the outbox)"}
+    parts.update(channel_parts(s))
     tg_missing = [] if s.secrets.telegram_bot_token else ["TANFANG_TELEGRAM_BOT_TOKEN"]
     if s.telegram.mode not in TELEGRAM_MODES:
         tg_missing.append(f"telegram.mode (polling | webhook, not {s.telegram.mode!r})")
@@ -124,16 +165,41 @@ def service_plan(app, host: str, port: int) -> dict[str, Any]:
     if s.telegram.mode == "webhook" and s.twilio.public_base_url:
         parts["telegram"]["webhook_url"] = s.twilio.public_base_url.rstrip("/") + s.telegram.webhook_path
     needs_dialog = parts["phone"]["enabled"] or parts["telegram"]["enabled"]
-    parts["rasa"] = {"enabled": needs_dialog, "mode": "external" if s.rasa.url else "embedded",
-                     "url": s.rasa.url.rstrip("/") if s.rasa.url else f"http://{s.rasa.host}:{s.rasa.port}",
+    parts["rasa"] = {"enabled": needs_dialog, "mode": "external" if (s.rasa.url or s.rasa.urls) else "embedded",
+                     "url": wiring.rasa_url(s), "urls": wiring.rasa_urls(s),
                      "missing": [],
                      "notice": "不启动对话服务 (no Rasa: nothing to talk through)"}
     dialers = [name for name, part in (("phone", "phone"), ("telegram", "telegram")) if parts[part]["enabled"]]
-    channels = [name for name in ("sms", "telegram") if parts[name]["enabled"]]
+    channels = [name for name in ("sms", "telegram", "wecom") if parts[name]["enabled"]]
+    if parts["wecom"]["enabled"]:  # mounted with WeCom; it answers 503 until the callback secrets are set
+        parts["web"]["serves"].append(s.wecom.callback_path)
     parts["scheduler"] = {"enabled": db["ok"], "dialers": dialers, "channels": channels,
+                          "routes_over": sorted(routing.running_channels(s)),  # core.routing: who gets what where
                           "missing": [] if db["ok"] else ["database.url"]}
     return {"ok": db["ok"], "would_run": [k for k, v in parts.items() if v["enabled"]],
             "left_out": [k for k, v in parts.items() if not v["enabled"]], "parts": parts}
+
+
+def channel_parts(s) -> dict[str, dict[str, Any]]:
+    """The message channels' parts: SMS (Alibaba Cloud templates or Twilio), WeCom, its callback;
+    the settings each one misses come from the same functions the wiring and routing use."""
+    from bot import wecom
+
+    provider = routing.sms_provider(s)  # aliyun chosen but incomplete: Twilio's free text, when configured
+    sms_missing = routing.aliyun_sms_missing(s) if s.sms.provider == "aliyun" else routing.twilio_missing(s)
+    wecom_missing = wecom.missing_settings(s)
+    callback_missing = wecom_missing + wecom.callback_missing(s)
+    base = s.twilio.public_base_url.rstrip("/")
+    return {
+        "sms": {"enabled": provider is not None, "provider": provider or s.sms.provider, "missing": sms_missing,
+                "templates": sorted(s.sms.templates) if s.sms.provider == "aliyun" else None,
+                "notice": "不发短信 (SMS waits in the outbox)"},
+        "wecom": {"enabled": not wecom_missing, "api_base_url": s.wecom.api_base_url, "missing": wecom_missing,
+                  "notice": "不发企业微信消息 (no WeCom: its people are told by SMS when they have a mobile)"},
+        "wecom_callback": {"enabled": not callback_missing, "missing": callback_missing,
+                           "url": f"{base}{s.wecom.callback_path}" if base else None,
+                           "notice": "企业微信卡片按钮无效 (WeCom card buttons do nothing)"},
+    }
 
 
 def notices(plan: dict[str, Any]) -> list[str]:
@@ -144,7 +210,7 @@ def notices(plan: dict[str, Any]) -> list[str]:
         if name == "database":
             out.append(f"数据库不可用 database unavailable ({part['url']}): {part.get('error')}")
             continue
-        if name in ("rasa", "scheduler"):
+        if name in ("rasa", "scheduler") and not part["missing"]:
             continue  # follows from the parts above
         out.append(f"{name}: {part['notice']} — 需要 needs: {', '.join(part['missing'])}")
     return out
@@ -177,6 +243,12 @@ class Service:
     phone: Any = None
     scheduler: Any = None
     recognizer: Any = None
+    role: str = "all"
+    clock: Any = None            # the simulated clock of a test day (--sim-clock); None: real time
+    dial_worker: Any = None      # calls: the Celery consumer thread
+    queue: Any = None            # scheduler: scheduler.queue.DialQueue
+    _leader_stop: Any = None
+    _leader_task: Any = None
     _loop_tasks: set = field(default_factory=set)
     _server: Any = None
 
@@ -191,14 +263,17 @@ class Service:
         """Everything that needs no network: the PTB Application, the phone check-in, the web app."""
         s = self.settings
         url = self.plan["parts"]["rasa"]["url"]
+        clock = {"clock": self.clock} if self.clock is not None else {}
         if self._on("telegram"):
-            self.application = wiring.build_telegram(self.app, url=url, updater=s.telegram.mode == "polling")
+            polling = s.telegram.mode == "polling" and self.role == "all"
+            self.application = wiring.build_telegram(self.app, url=url, updater=polling)
         if self._on("phone"):
             self.dialog = wiring.build_dialog(s, url)
             self.recognizer = wiring.build_recognizer(s)
             placer = wiring.build_placer(s) if "twilio" in wiring.line_names(s) else None
-            self.phone = wiring.build_phone(self.app, self.dialog, recognizer=self.recognizer, placer=placer)
-        return build_web_app(self.app, phone=self.phone, telegram=self.application)
+            self.phone = wiring.build_phone(self.app, self.dialog, recognizer=self.recognizer, placer=placer, **clock)
+        webhook_bot = self.application if self.role in ("all", "web") else None
+        return build_web_app(self.app, phone=self.phone, telegram=webhook_bot, wecom=self._on("wecom"))
 
     async def start_telegram(self) -> None:
         s, application = self.settings, self.application
@@ -211,7 +286,9 @@ class Service:
             await start_reminder_loop(self.app, application)
         self._loop_tasks = asyncio.all_tasks() - before
         await application.start()
-        if s.telegram.mode == "polling":
+        if self.role == "scheduler":
+            self.echo("Telegram: 仅发送 send-only (check-ins and notifications; updates reach the web role)")
+        elif s.telegram.mode == "polling":
             await application.updater.start_polling()
             self.echo("Telegram: 轮询模式 polling")
         else:
@@ -220,11 +297,12 @@ class Service:
             self.echo(f"Telegram: webhook {url}")
 
     async def start_rasa(self) -> None:
+        from dialogs.auth import shared_token
         from dialogs.runtime import EmbeddedRasa, RasaRuntimeError, rasa_status
 
         part = self.plan["parts"]["rasa"]
-        if part["mode"] == "external":
-            status = await asyncio.to_thread(rasa_status, part["url"], 2.0)
+        if part["mode"] == "external" or self.role != "all":
+            status = await asyncio.to_thread(rasa_status, part["url"], 2.0, shared_token(self.settings))
             if status is None:
                 self.echo(f"注意 notice: Rasa {part['url']} 没有应答 (not answering): check-ins apologise and keep "
                           "the words until it does (rasa.url)")
@@ -236,14 +314,69 @@ class Service:
         except RasaRuntimeError as exc:
             self.echo(f"注意 notice: Rasa 启动失败 could not start ({exc}); set rasa.url to an external server")
 
-    async def start_scheduler(self) -> None:
+    def job_context(self) -> jobs.JobContext:
         lines = ({n: line for n, line in self.phone.lines.items() if n in wiring.line_names(self.settings)}
                  if self.phone is not None else None)
         dialer = wiring.build_dialer(self.app, lines=lines, application=self.application)
-        channels = wiring.build_channels(self.app, application=self.application, sms=self._on("sms"))
-        self.scheduler = SchedulerService(jobs.JobContext(self.app, dialer, channels))
+        channels = wiring.build_channels(self.app, application=self.application, sms=self._on("sms"),
+                                         wecom=self._on("wecom"))
+        clock = {"clock": self.clock} if self.clock is not None else {}
+        return jobs.JobContext(self.app, dialer, channels, queue=self.queue, **clock)
+
+    async def start_scheduler(self) -> None:
+        ctx = self.job_context()
+        self.scheduler = SchedulerService(ctx, tick_seconds=self.settings.topology.tick_seconds)
         await self.scheduler.start()
-        self.echo(f"调度器 scheduler: 拨号 dialers {sorted(dialer.dialers) or '-'}, 通知 channels {sorted(channels) or '-'}")
+        via = " + 队列 queue (phone → call workers)" if self.queue is not None else ""
+        self.echo(f"调度器 scheduler: 拨号 dialers {sorted(ctx.dialer.dialers) or '-'}{via}, "
+                  f"通知 channels {sorted(ctx.channels) or '-'}")
+
+    async def stop_scheduler(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
+
+    async def start_leader_election(self) -> None:
+        """Role ``scheduler``: standby until elected (PostgreSQL advisory lock), then lead."""
+        from scheduler.leader import LeaderLock, lead_while_elected, needs_election
+        from scheduler.queue import DialQueue
+
+        self.queue = DialQueue(self.settings)
+        if not needs_election(self.settings.database_url):
+            await self.start_scheduler()  # SQLite: one machine, nothing to elect
+            return
+        topo = self.settings.topology
+        lock = LeaderLock(self.settings.database_url, topo.leader_lock_key)
+        self._leader_stop = asyncio.Event()
+        say = {"leader": "调度器当选 elected leader", "standby": None, "lost": "失去领导权 leadership lost"}
+
+        def on_state(state: str) -> None:
+            if say.get(state):
+                self.echo(say[state])
+            if state == "standby" and say["standby"] is None:
+                self.echo("调度器待命 standby (another scheduler leads)")
+                say["standby"] = ""
+
+        self._leader_task = asyncio.create_task(lead_while_elected(
+            lock, retry_seconds=topo.leader_retry_seconds, on_elected=self.start_scheduler,
+            on_lost=self.stop_scheduler, stop=self._leader_stop, on_state=on_state))
+
+    async def start_dial_worker(self) -> None:
+        """Role ``calls``: consume dial jobs (Celery on Redis) with ``max_concurrent_calls`` threads."""
+        import socket
+
+        from scheduler.queue import DialWorker, WorkerThread, celery_app, redis_client, set_worker
+
+        s = self.settings
+        name = f"calls-{socket.gethostname()}-{os.getpid()}"
+        ctx = self.job_context()
+        worker = DialWorker(ctx, asyncio.get_running_loop(), redis_client(s.topology.redis_url), name=name,
+                            line="twilio", calls_per_second=s.twilio.calls_per_second)
+        set_worker(worker)
+        self.dial_worker = WorkerThread(celery_app(s), concurrency=s.topology.max_concurrent_calls, hostname=name)
+        self.dial_worker.start()
+        self.echo(f"外呼进程 call worker {name}: 最多 {s.topology.max_concurrent_calls} 路 (max concurrent calls), "
+                  f"{s.twilio.calls_per_second:g} 次/秒 (calls per second, whole line)")
 
     async def bring_up(self) -> None:
         try:
@@ -266,13 +399,20 @@ class Service:
             await self.start_rasa()
         if self.recognizer is not None:
             await asyncio.to_thread(lambda: self.recognizer.model)  # load Vosk before the first call
+            # and the recognizers of as many calls as this process takes (a new one decodes slowly)
+            await asyncio.to_thread(self.phone.warm_streams, self.settings.topology.max_concurrent_calls)
         if self.phone is not None:
             await wiring.start_lines(self.phone)
             sip = self.phone.lines.get("sip")
             if sip is not None:
                 self.echo(f"SIP: {sip.registration.describe()}")
-        await self.start_scheduler()
-        self.echo("服务已就绪 ready")
+        if self.role == "all":
+            await self.start_scheduler()
+        elif self.role == "scheduler":
+            await self.start_leader_election()
+        elif self.role == "calls" and self.phone is not None:
+            await self.start_dial_worker()
+        self.echo(f"服务已就绪 ready (role {self.role})")
 
     async def stop_telegram(self) -> None:
         application, self.application = self.application, None
@@ -289,7 +429,21 @@ class Service:
         with contextlib.suppress(Exception):
             await application.shutdown()
 
+    async def stop_roles(self) -> None:
+        if self._leader_task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._leader_task, timeout=10)
+        if self.dial_worker is not None:
+            await asyncio.to_thread(self.dial_worker.stop)  # warm: running calls end first (30 s at most)
+            from scheduler.queue import set_worker
+
+            set_worker(None)
+        if self.queue is not None:
+            self.queue.close()
+
     def request_stop(self) -> None:
+        if self._leader_stop is not None:
+            self._leader_stop.set()
         if self.scheduler is not None:
             self.scheduler.stop()  # no new check-ins from now on
         if self._server is not None:
@@ -331,6 +485,7 @@ class Service:
             if not serving.done():
                 with contextlib.suppress(BaseException):
                     await serving
+            await self.stop_roles()
             await self.stop_telegram()
             if self.rasa is not None:
                 await asyncio.to_thread(self.rasa.stop)

@@ -13,15 +13,20 @@ from tanfang.wiring import build_channels
 log = logging.getLogger(__name__)
 
 
+def _reminders(app) -> None:
+    with app.db.session() as s:
+        run_all(s, app.settings)
+
+
 async def start_reminder_loop(app, application) -> None:
     """Polling mode: reminders and the Telegram outbox every ``notify_interval_seconds``."""
-    dispatcher = OutboxDispatcher(app.db, app.settings, build_channels(app, application=application, sms=False))
+    dispatcher = OutboxDispatcher(app.db, app.settings, build_channels(app, application=application, sms=False,
+                                                                       wecom=False))
 
     async def loop():
         while True:
-            try:
-                with app.db.session() as s:
-                    run_all(s, app.settings)
+            try:  # the database work in a worker thread: the loop also carries live calls' audio
+                await asyncio.to_thread(_reminders, app)
                 await dispatcher.deliver_due()
             except Exception:  # noqa: BLE001 — keep the bot running; the outbox retries
                 log.exception("telegram notify loop failed")

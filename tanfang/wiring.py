@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 from typing import Any, Callable
 
+from core import routing
 from core.app import App
 from core.checkin import CheckInService
 from core.ports import DialogEngine, MessageChannel, Recognizer, Synthesizer
@@ -32,16 +33,26 @@ def build_app(settings: Settings | None = None, actor: str | None = None) -> App
 
 # ---- dialog, speech -----------------------------------------------------------------------------
 def rasa_url(settings: Settings) -> str:
-    """The Rasa server the dialog talks to: ``rasa.url``, else the embedded one's address."""
+    """The (first) Rasa server the dialog talks to: ``rasa.urls[0]``, ``rasa.url``, else the
+    embedded one's address."""
+    return rasa_urls(settings)[0]
+
+
+def rasa_urls(settings: Settings) -> list[str]:
+    """Every Rasa server the dialog spreads its turns over (``rasa.urls``, scaled out), else one."""
+    if settings.rasa.urls:
+        return [u.rstrip("/") for u in settings.rasa.urls]
     if settings.rasa.url:
-        return settings.rasa.url.rstrip("/")
-    return f"http://{settings.rasa.host}:{settings.rasa.port}"
+        return [settings.rasa.url.rstrip("/")]
+    return [f"http://{settings.rasa.host}:{settings.rasa.port}"]
 
 
 def build_dialog(settings: Settings, url: str | None = None) -> DialogEngine:
+    from dialogs.auth import shared_token
     from dialogs.engine import RasaDialogEngine
 
-    return RasaDialogEngine(url or rasa_url(settings), timeout=settings.rasa.parse_timeout)
+    urls = [url] if url and not settings.rasa.urls else rasa_urls(settings)
+    return RasaDialogEngine(urls, timeout=settings.rasa.parse_timeout, token=shared_token(settings))
 
 
 def build_recognizer(settings: Settings) -> Recognizer:
@@ -89,15 +100,20 @@ def line_names(settings: Settings) -> set[str]:
 
 
 def build_phone(app: App, dialog: DialogEngine, *, recognizer: Recognizer | None = None,
-                synthesizer: Synthesizer | None = None, placer=None, sip: bool | None = None, **kwargs):
+                synthesizer: Synthesizer | None = None, placer=None, sip: bool | None = None, prompts=None,
+                **kwargs):
     """The phone check-in pipeline over the configured recognizer and synthesizer, with its
     lines: Twilio (placing calls when ``placer`` is given; its webhooks always) and, when the
     settings route elders to it (or ``sip``), the SIP trunk — started by ``start_lines``."""
     from voice.session import CallPipeline
     from voice.twilio_line import TwilioLine
 
+    if prompts is None:
+        from tanfang.prompts_catalog import library
+
+        prompts = library(app.settings)
     pipeline = CallPipeline(app, dialog, recognizer or build_recognizer(app.settings),
-                            synthesizer or build_synthesizer(app.settings), **kwargs)
+                            synthesizer or build_synthesizer(app.settings), prompts=prompts, **kwargs)
     pipeline.add_line(TwilioLine(app.settings, pipeline, placer))
     if sip if sip is not None else "sip" in line_names(app.settings):
         from voice.sip_line import SipLine
@@ -131,13 +147,29 @@ def build_telegram(app: App, *, checkin_factory=None, url: str | None = None, to
                              recognizer_factory=recognizer if recognizer is not None else recognizer_factory(app.settings))
 
 
-def build_channels(app: App, *, application=None, sms: bool = True) -> dict[str, MessageChannel]:
-    """The outbox's channels: SMS through Twilio when configured, Telegram through ``application``."""
+def build_sms(settings: Settings) -> MessageChannel:
+    """The ``sms`` channel: Alibaba Cloud template SMS when ``sms.provider: aliyun`` and its
+    settings are complete, else Twilio (free text; raises when Twilio is not configured)."""
+    if settings.sms.provider == "aliyun" and not routing.aliyun_sms_missing(settings):
+        from bot.aliyun_sms import AliyunSmsChannel
+
+        return AliyunSmsChannel(settings)
+    from voice.twilio_sms import TwilioSmsChannel
+
+    return TwilioSmsChannel(settings)
+
+
+def build_channels(app: App, *, application=None, sms: bool = True, wecom: bool = True) -> dict[str, MessageChannel]:
+    """The outbox's channels: SMS (``build_sms``), WeCom when its settings are complete
+    (``bot.wecom.missing_settings``), Telegram through ``application``."""
     channels: dict[str, MessageChannel] = {}
     if sms:
-        from voice.twilio_sms import TwilioSmsChannel
+        channels["sms"] = build_sms(app.settings)
+    if wecom:
+        from bot.wecom import WeComChannel, missing_settings
 
-        channels["sms"] = TwilioSmsChannel(app.settings)
+        if not missing_settings(app.settings):
+            channels["wecom"] = WeComChannel(app.settings)
     if application is not None:
         from bot.channel import TelegramChannel
 

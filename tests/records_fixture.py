@@ -69,8 +69,15 @@ def build(session) -> dict:
     d = _elder(session, 4, "赵玉珍", "兰考县", "城关镇", "和平村", disabled_care=True)
     e = _elder(session, 5, "刘长山", "兰考县", "谷营镇", "东村", sex="M")
     f = _elder(session, 6, "陈明华", "杞县", "城郊乡", "西村", disabled_care=True)
+    v1, v2 = _printed_sample(session, a, grid)
+    v3 = _other_visits(session, b, c, d, e, f)
+    _tasks(session, a, b, e, f, v1)
+    session.flush()
+    return {"grid": grid, "a": a, "b": b, "c": c, "d": d, "e": e, "f": f, "v1": v1, "v2": v2, "v3": v3}
 
-    # section 二/三/四 for 王秀英 (the printed sample)
+
+def _printed_sample(session, a, grid):
+    """王秀英: sections 二/三/四 of the printed sample, a phone visit with answers and one in person."""
     a.household_members.append(HouseholdMember(seq=1, name="王秀英", sex="F", id_number=a.id_number,
                                                relation_to_head="户主", health="高血压", on_dibao=True))
     a.household_members.append(HouseholdMember(seq=2, name="王建国", sex="M", id_number="410225197001010033",
@@ -80,8 +87,6 @@ def build(session) -> dict:
                                            monthly_benefits=Decimal("350.50"))
     a.assistance.append(Assistance(unit_type="township_village", unit_name="幸福村村委会",
                                    responsible_person="李网格", measures="每周电话问候，代购药品"))
-
-    # 王秀英: phone (complete, with answers) and in person (complete)
     v1 = _visit(session, a, 1, "phone", 3, risk="concern", visitor_id=grid.id, entered_by="探访系统",
                 needs="希望有人帮忙买药", suggested_care="安排网格员每周上门一次", elder_signature="王秀英")
     answers = {"household_change": ("no_change", None, "none"), "speech": ("no_change", None, "none"),
@@ -101,6 +106,10 @@ def build(session) -> dict:
                             in_person=True))
     _call(session, a, 3, "no_answer", 1)
     _call(session, a, 3, "completed", 2, v1)
+    return v1, v2
+
+
+def _other_visits(session, b, c, d, e, f):
     # 李桂兰: chat, complete, one economy concern
     v3 = _visit(session, b, 1, "chat", 5, risk="concern")
     session.add(VisitAnswer(visit_id=v3.id, item_key="economy", value="worse", risk="concern"))
@@ -119,8 +128,10 @@ def build(session) -> dict:
     # 陈明华: only a visit in October (not this month)
     _visit(session, f, 1, "phone", 15, month=10)
     _call(session, f, 1, "no_answer", 1)  # 2026-11-01: not reached
+    return v3
 
-    # tasks
+
+def _tasks(session, a, b, e, f, v1):
     session.add(Task(elder_id=e.id, kind="urgent", priority=1, dimension="health", state="open", title="摔倒，需上门",
                      deadline=dt.datetime(2026, 11, 20, 12, 0), created_at=dt.datetime(2026, 11, 20, 9, 30)))
     session.add(Task(elder_id=a.id, visit_id=v1.id, kind="concern", priority=2, dimension="safety",
@@ -131,5 +142,3 @@ def build(session) -> dict:
                      closed_at=dt.datetime(2026, 11, 8)))
     session.add(Task(elder_id=f.id, kind="coverage", priority=3, state="open", title="本月尚未探访",
                      deadline=dt.datetime(2026, 11, 25), created_at=dt.datetime(2026, 11, 20)))
-    session.flush()
-    return {"grid": grid, "a": a, "b": b, "c": c, "d": d, "e": e, "f": f, "v1": v1, "v2": v2, "v3": v3}

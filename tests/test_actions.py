@@ -12,15 +12,20 @@ from sqlalchemy import select
 from data.models import Visit, VisitAnswer
 from dialogs.actions import actions as A
 from dialogs.actions import store
+from dialogs.auth import PROOF_KEY, conversation_proof
 from core.questions import BY_SLOT, FORMS, QUESTIONS, answer_value
 from tests.helpers import make_elder
 
 DOMAIN: dict = {"forms": {f: {"required_slots": [q.slot for q in QUESTIONS if q.form == f]} for f in FORMS}}
 
 
+TOKEN = "actions-test-token"
+
+
 @pytest.fixture
 def visit_id(db):
     store.set_database(db)
+    store.set_token(TOKEN)
     with db.session() as s:
         elder = make_elder(s)
         v = Visit(elder_id=elder.id, seq=1, method="phone", visit_date=dt.date(2026, 11, 28))
@@ -29,10 +34,13 @@ def visit_id(db):
         vid = v.id
     yield vid
     store.set_database(None)
+    store.set_token(None)
 
 
 def tracker(sender: str, text: str, intent: str, *, slots=None, form=None, requested=None, metadata=None,
-            confidence=0.9, entities=None, events=None) -> Tracker:
+            confidence=0.9, entities=None, events=None, signed_with=TOKEN) -> Tracker:
+    """A tracker as Rasa sends it; the message signed by the app (``dialogs.auth``) unless told otherwise."""
+    metadata = {**({PROOF_KEY: conversation_proof(signed_with, sender)} if signed_with else {}), **(metadata or {})}
     slots = dict(slots or {})
     if requested:
         slots["requested_slot"] = requested
@@ -40,7 +48,7 @@ def tracker(sender: str, text: str, intent: str, *, slots=None, form=None, reque
         "sender_id": sender,
         "slots": slots,
         "latest_message": {"text": text, "intent": {"name": intent, "confidence": confidence},
-                           "entities": entities or [], "metadata": metadata or {}},
+                           "entities": entities or [], "metadata": metadata},
         "events": events or [],
         "paused": False,
         "followup_action": None,
@@ -80,11 +88,26 @@ async def test_typed_digit_is_the_keypad_answer(db, visit_id):
     assert answers(db, visit_id)["illness"].risk == "concern"
 
 
-async def test_visit_id_from_metadata_when_sender_is_not_a_visit(db, visit_id):
-    await validate("safety_form", "safety_house", "房子漏雨", "report_house_unsafe", "console-1",
-                   metadata={"visit_id": visit_id, "elder_id": 1, "elder_name": "王秀英"})
-    row = answers(db, visit_id)["housing_safety"]
-    assert (row.value, row.risk) == ("unsafe", "concern")
+@pytest.mark.parametrize("case", ["not a visit conversation", "metadata names another visit", "unsigned",
+                                  "signed with another token", "visit already closed"])
+async def test_answers_are_written_only_into_the_conversations_own_open_visit(db, visit_id, case):
+    """Rasa's REST channel takes anyone's message: the actions write only into the visit the
+    conversation is about, while it is open, when the app signed the message (#14.2)."""
+    sender, kw = f"visit-{visit_id}", {}
+    if case == "not a visit conversation":
+        sender, kw = "console-1", {"metadata": {"visit_id": visit_id}}
+    elif case == "metadata names another visit":
+        kw = {"metadata": {"visit_id": visit_id + 1}}
+    elif case == "unsigned":
+        kw = {"signed_with": None}
+    elif case == "signed with another token":
+        kw = {"signed_with": "someone-else"}
+    else:
+        with db.session() as s:
+            s.get(Visit, visit_id).status = "complete"
+    d, slots = await validate("safety_form", "safety_house", "房子漏雨", "report_house_unsafe", sender, **kw)
+    assert slots["safety_house"] == "unsafe"  # the conversation goes on as before...
+    assert answers(db, visit_id) == {}       # ...but nothing is written
 
 
 async def test_two_questions_on_one_item_keep_the_worse_answer(db, visit_id):
@@ -172,7 +195,9 @@ def test_every_question_maps_onto_a_catalogue_item_and_scale():
 
 def test_visit_id_of():
     assert store.visit_id_of("visit-42", None) == 42
-    assert store.visit_id_of("tg-1", {"visit_id": "7"}) == 7
+    assert store.visit_id_of("visit-42", {"visit_id": "42"}) == 42
+    assert store.visit_id_of("visit-42", {"visit_id": 7}) is None   # another visit's id: refused
+    assert store.visit_id_of("tg-1", {"visit_id": "7"}) is None     # metadata alone names no visit
     assert store.visit_id_of("tg-1", {}) is None
 
 

@@ -52,7 +52,7 @@ def test_a_pressed_call_button_takes_the_urgent_path_and_calls_at_once(db, setti
         assert task.ack_deadline == now + dt.timedelta(minutes=settings.escalation.ack_deadline_minutes)
         assert "呼叫按钮" in task.title and "按下了呼叫按钮" in task.title
         msgs = {m.recipient_kind: m for m in s.scalars(select(OutboxMessage).where(OutboxMessage.task_id == task.id))}
-        assert msgs["emergency_contact"].recipient == "13900002222" and "10:05报警" in msgs["emergency_contact"].body
+        assert msgs["emergency_contact"].recipient == "+8613900002222" and "10:05报警" in msgs["emergency_contact"].body
         assert msgs["visitor"].channel == "telegram" and msgs["visitor"].payload["task_id"] == task.id
         assert "10:21 前确认接单" in msgs["visitor"].body  # 15 minutes to accept, local time
         call = s.get(CallAttempt, result.calls[0])

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from tanfang.cli import cli
-from dialogs.runtime import action_server_up, rasa_status
+from dialogs.runtime import port_answers
 from sim.net import free_port
 
 pytest_plugins = ["tests.rasa_fixtures"]
@@ -67,6 +67,6 @@ def test_assess_starts_and_stops_embedded_rasa(rasa_server, tmp_path):
     result = CliRunner().invoke(cli, ["assess", "--json", "你好"], env=env)
     assert result.exit_code == 0, result.output + (result.stderr or "")
     assert json.loads(result.stdout.splitlines()[0])["text"] == "你好"
-    assert rasa_status(f"http://127.0.0.1:{port}") is None
-    assert not action_server_up(f"http://127.0.0.1:{action_port}")
+    assert not port_answers(f"http://127.0.0.1:{port}/")  # both servers were stopped
+    assert not port_answers(f"http://127.0.0.1:{action_port}/health")
     assert (tmp_path / "var" / "logs" / "rasa-server.log").is_file()

@@ -87,6 +87,36 @@ async def test_a_full_simulated_check_in_escalates_a_fall(sqlite_app, speech):
         assert visit.risk == "urgent" and visit.ended_at is not None
 
 
+async def test_sms_after_a_simulated_fall_the_contact_gets_the_template_sms(sqlite_app, speech):
+    """``tanfang call simulate``'s delivery step: the escalation's messages go out once through the
+    simulated channels — the emergency contact's urgent template SMS through the Alibaba Cloud
+    stand-in (the Dysms SDK, signed) — and the report gives each notification's channel and state."""
+    from sim.calls import deliver_notifications
+    from sim.mainland import MainlandStandIns
+
+    app = sqlite_app
+    mainland = MainlandStandIns.configure(app.settings)
+    with app.db.session() as s:
+        elder_id = make_elder(s).id
+    dialog = ScriptedDialog([
+        DialogReply(messages=["您别着急，我们马上请人去看您。"], grade=Grade("urgent", "health", ("摔倒",))),
+        DialogReply(messages=["好的，再见。"], ended=True, outcome="complete"),
+    ])
+    phone = _phone(app, dialog, speech, grader=no_grade)
+    result = await simulate_check_in(app, phone, elder_id, parse_script(["我今天早上摔了一跤。", "好"]), speech[1])
+    async with mainland.serve():
+        received = await deliver_notifications(app, result, mainland)
+    report = call_report(app, result, received)
+    [esc] = report["escalations"]
+    [to_contact] = [n for n in esc["notifications"] if n["recipient_kind"] == "emergency_contact"]
+    assert to_contact == {"channel": "sms", "recipient_kind": "emergency_contact", "state": "sent", "template": "urgent",
+                          "fallback_of": None, "delivered_by": "sms"}
+    [sms] = report["sms_received"]
+    assert sms["to"] != "13900002222" and sms["to"].endswith("2222")  # masked in the report
+    assert sms["text"].startswith("【探访关爱】紧急：王秀英在问候电话里说“") and "摔" in sms["text"]
+    assert sms["template"] == app.settings.sms.templates["urgent"]
+
+
 async def test_hang_up_mid_call_keeps_the_answer_and_marks_incomplete(sqlite_app, speech):
     app = sqlite_app
     with app.db.session() as s:
@@ -162,4 +192,8 @@ def test_tanfang_call_simulate_with_rasa(tmp_path, monkeypatch):
     out = json.loads(result.output[result.output.index("{"):])
     assert out["visit_id"] and out["outcome"] in {"incomplete", "complete"}
     assert any(t["risk"] == "urgent" for t in out["turns"]), out["turns"]
-    assert any(e["risk"] == "urgent" and e["task_id"] for e in out["escalations"])
+    [urgent] = [e for e in out["escalations"] if e["risk"] == "urgent" and e["task_id"]]
+    # the contact's template SMS was really sent (the Alibaba Cloud stand-in), and the report says so
+    assert {"channel": "sms", "recipient_kind": "emergency_contact", "state": "sent"}.items() <= \
+        next(n for n in urgent["notifications"] if n["recipient_kind"] == "emergency_contact").items()
+    assert out["sms_received"] and "摔" in out["sms_received"][0]["text"]

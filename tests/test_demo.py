@@ -13,7 +13,7 @@ from sqlalchemy import select
 from tanfang.wiring import build_app
 from core.settings import load_settings
 from data.catalogue import load_catalogue
-from data.models import CallAttempt, Elder, OutboxMessage, Task, Visit
+from data.models import CallAttempt, Elder, OutboxMessage, Task, Visit, Visitor
 from sim.demo_day import DemoDay, DemoOptions
 from sim.personas import load_personas
 
@@ -50,24 +50,42 @@ def test_outputs_are_written(day):
         assert summary["telegram"] == "telegram"  # CI installs the emulator: the real bot is exercised
 
 
-def test_the_fall_gives_a_p1_task_in_the_visitors_chat_and_tells_the_emergency_contact(day):
+def test_the_fall_gives_a_p1_task_accepted_on_wecom_and_texts_the_emergency_contact(day):
+    """The sample visitors file mixes channels: 幸福村's grid worker 马丽 is on WeCom. The fall's P1
+    card reaches her on the WeCom stand-in, her tap on 接单 comes back as WeCom's encrypted callback
+    and accepts the task; the emergency contact gets the urgent template SMS on the Aliyun stand-in."""
     runner, summary, _ = day
     [elder_id] = _elders_of(runner, "fell")
     with runner.app.db.session() as s:
         [task] = s.scalars(select(Task).where(Task.elder_id == elder_id, Task.kind == "urgent")).all()
         assert task.priority == 1 and task.assignee_id is not None
+        visitor = s.get(Visitor, task.assignee_id)
+        assert (visitor.name, visitor.channel, visitor.wecom_user_id) == ("马丽", "wecom", "MaLi")
         pushes = s.scalars(select(OutboxMessage).where(OutboxMessage.task_id == task.id)).all()
         to_visitor = [m for m in pushes if m.recipient_kind == "visitor"]
         assert to_visitor and all(m.state == "sent" for m in to_visitor)
-        if summary["telegram"] == "telegram":
-            assert to_visitor[0].channel == "telegram"
-            assert task.state == "acknowledged"  # the visitor pressed 接单 on the pushed card
-            assert any(e.actor.startswith("visitor:") and e.action for e in task.events)
+        assert to_visitor[0].channel == "wecom" and to_visitor[0].recipient == "MaLi"
+        assert task.state == "acknowledged" and task.id in summary["wecom"]["accepted_by_click"]
+        accepted = [e for e in task.events if e.action == "acknowledged"]
+        assert accepted and accepted[0].actor == f"visitor:{visitor.id}" and "wecom" in accepted[0].note
         contact = s.get(Elder, elder_id).emergency_contacts[0]
         sms = [m for m in pushes if m.recipient_kind == "emergency_contact" and m.channel == "sms"]
         assert sms and sms[0].state == "sent" and sms[0].recipient == contact.phone
-    received = [m for m in runner.peer.messages if m["to"] == contact.phone]
-    assert received and "摔" in received[0]["body"]  # the contact's phone got the SMS from the twilio client
+        assert sms[0].template["kind"] == "urgent"
+    [card] = [c for c in runner.mainland.cards_to("MaLi") if f"#{task.id}" in c.text]
+    assert [b["text"] for b in card.card["button_list"]][0] == "接单"
+    [text] = runner.mainland.texts_to(contact.phone)
+    assert text.text.startswith("【探访关爱】紧急：") and "摔" in text.text  # the filed wording, its variables
+    assert text.template_code == runner.settings.sms.templates["urgent"]
+    assert not [m for m in runner.peer.messages if m["to"] == contact.phone]  # not by Twilio's free text
+
+
+def test_summary_counts_notifications_by_channel(day):
+    _, summary, _ = day
+    n = summary["notifications"]
+    assert n["by_channel"].get("wecom", 0) >= 1 and n["by_channel"].get("sms", 0) >= 1
+    assert sum(n["by_channel"].values()) == n["sent"]
+    assert summary["template_sms"].get("urgent", 0) >= 1 and summary["wecom"]["cards"] >= 1
 
 
 def test_never_answers_gets_three_attempts_then_a_task(day):

@@ -42,6 +42,55 @@ def test_heldout_set_never_overlaps_training_data():
     assert overlap == []
 
 
+def _grams(text: str, n: int = 4) -> set[str]:
+    t = _norm(text)
+    return {t[i:i + n] for i in range(max(1, len(t) - n + 1))}
+
+
+def near_duplicates(texts: list[str], train: set[str], threshold: float = 0.8) -> list[tuple[str, str, float]]:
+    """(held-out text, training text, Jaccard of character 4-grams) above the threshold."""
+    train_grams = [(t, _grams(t)) for t in train]
+    found = []
+    for text in texts:
+        g = _grams(text)
+        for t, tg in train_grams:
+            j = len(g & tg) / len(g | tg)
+            if j > threshold:
+                found.append((text, t, round(j, 2)))
+    return found
+
+
+def test_near_duplicate_check_catches_a_copied_line():
+    train = {_norm("俺家老婆子刚才一头栽那儿了，咋叫都叫不醒")}
+    assert near_duplicates(["俺家老婆子刚才一头栽那儿了，咋叫都叫不醒啊"], train)
+    assert not near_duplicates(["老伴在厕所里半天没出来"], train)
+
+
+def test_independent_heldout_never_overlaps_training_data():
+    from dialogs.eval.evaluate import load_blind, load_independent
+
+    rows = load_independent() + load_blind()
+    train = training_texts()
+    texts = [r["text"] for r in rows]
+    assert [t for t in texts if _norm(t) in train] == []
+    assert near_duplicates(texts, train) == []
+
+
+def test_independent_heldout_is_big_and_varied_enough():
+    from dialogs.eval.evaluate import load_heldout, load_independent
+
+    rows = load_independent()
+    kinds = {k: [r for r in rows if r["kind"] == k] for k in ("urgent", "concern", "fine")}
+    assert len(rows) >= 150 and len(kinds["urgent"]) >= 40 and len(kinds["concern"]) >= 60 and len(kinds["fine"]) >= 50
+    assert {r["dimension"] for r in kinds["concern"]} == {"health", "economy", "family", "safety", "needs"}
+    assert {r["intent"] for r in kinds["urgent"]} == set(URGENT_INTENTS)
+    assert len({r["who"] for r in rows}) >= 8  # many voices, not one
+    asked = {r["expects"] for r in rows} - {None}
+    assert asked == {q.slot for q in QUESTIONS}  # answers to every question
+    heldout = {_norm(r["text"]) for r in load_heldout()}
+    assert not [r["text"] for r in rows if _norm(r["text"]) in heldout]  # not a copy of the first set
+
+
 def test_heldout_covers_every_urgent_intent_and_the_kinds():
     from dialogs.eval.evaluate import load_heldout
 

@@ -42,12 +42,17 @@ def test_urgent_creates_p1_and_notifies_contacts_and_visitor(db, settings):
         assert task.ack_deadline == NOW + dt.timedelta(minutes=settings.escalation.ack_deadline_minutes)
         assert task.merged_count == 2 and [e.action for e in task.events] == ["created", "merged"]
         msgs = {(m.channel, m.recipient, m.recipient_kind): m for m in s.scalars(select(OutboxMessage))}
-        assert set(msgs) == {("sms", "+8613900002222", "emergency_contact"), ("telegram", "9001", "emergency_contact"),
-                             ("telegram", "7001", "visitor")}
+        # each person on the first route of their own channel: the contact chose SMS (a linked
+        # Telegram chat does not add a second message), the visitor Telegram
+        assert set(msgs) == {("sms", "+8613900002222", "emergency_contact"), ("telegram", "7001", "visitor")}
         to_visitor = msgs[("telegram", "7001", "visitor")]
         assert "幸福路3号" in to_visitor.body and "王建国" in to_visitor.body and "13900002222" in to_visitor.body
-        assert to_visitor.payload["task_id"] == task_id
-        assert "摔了一跤" in msgs[("sms", "+8613900002222", "emergency_contact")].body
+        assert to_visitor.payload["task_id"] == task_id and "callback_data" not in str(to_visitor.payload)
+        assert to_visitor.payload["actions"] == ["accept", "called", "arrived", "close", "reassign", "refer"]
+        assert to_visitor.template["kind"] == "visitor_task" and to_visitor.payload["urgent"] is True
+        to_contact = msgs[("sms", "+8613900002222", "emergency_contact")]
+        assert "摔了一跤" in to_contact.body
+        assert to_contact.template["kind"] == "urgent" and to_contact.template["params"]["phone"] == "13800001111"
         assert all(m.task_id == task_id and m.state == "pending" for m in msgs.values())
 
 

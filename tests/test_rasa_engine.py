@@ -89,7 +89,7 @@ def test_reply_reads_end_outcome_and_expected_answer():
 
 @pytest.fixture
 async def engine(rasa_server):
-    eng = RasaDialogEngine(rasa_server.url, timeout=rasa_server.settings.rasa.parse_timeout)
+    eng = RasaDialogEngine(rasa_server.url, timeout=rasa_server.settings.rasa.parse_timeout, token=rasa_server.token)
     yield eng
     await eng.aclose()
 
@@ -154,8 +154,8 @@ def test_running_servers_are_reused_and_left_running(rasa_server):
     with again:
         assert again.started == [] and again.url == rasa_server.url
     # The running server holds the model of the current content (loaded into it if dialogs/ changed).
-    assert rasa_status(rasa_server.url)["model_file"].endswith(again.model.name)
-    assert action_server_up(rasa_server.action_url)
+    assert rasa_status(rasa_server.url, token=rasa_server.token)["model_file"].endswith(again.model.name)
+    assert action_server_up(rasa_server.action_url, token=rasa_server.token)
     assert Path(rasa_server.settings.app.data_dir / "logs" / "rasa-server.log").is_file()
 
 
@@ -165,4 +165,4 @@ def test_external_url_starts_nothing(rasa_server, settings):
     settings.rasa.port = free_port()  # nothing there: it must not be used
     with EmbeddedRasa(settings) as ext:
         assert ext.url == rasa_server.url and ext.started == []
-    assert rasa_status(rasa_server.url) is not None
+    assert rasa_status(rasa_server.url, token=rasa_server.token) is not None

@@ -184,6 +184,8 @@ def test_endpoints_point_at_the_configured_action_port(settings, project):
     text = path.read_text(encoding="utf-8")
     assert "http://127.0.0.1:5999/webhook" in text and "5055" not in text
     assert str(settings.app.data_dir) in str(path)
+    # the Rasa server sends the shared token from its environment; the file holds no secret
+    assert "Authorization: Bearer ${TANFANG_RASA_TOKEN}" in text
 
 
 def test_real_python310_is_found_when_installed(settings):

@@ -53,7 +53,8 @@ def test_check_with_twilio_and_telegram_webhook(tmp_path):
     parts = plan["parts"]
     assert parts["telegram"]["enabled"]
     assert parts["telegram"]["webhook_url"] == "https://tanfang.example.org/telegram/webhook"
-    assert parts["rasa"] == {"enabled": True, "mode": "external", "url": "http://127.0.0.1:9", "missing": [],
+    assert parts["rasa"] == {"enabled": True, "mode": "external", "url": "http://127.0.0.1:9",
+                             "urls": ["http://127.0.0.1:9"], "missing": [],
                              "notice": parts["rasa"]["notice"]}
     assert set(parts["scheduler"]["channels"]) == {"sms", "telegram"}
     if parts["phone"]["enabled"]:  # the Vosk model and a synthesizer are installed here
@@ -135,7 +136,7 @@ def test_serve_boots_refuses_unsigned_webhooks_registers_jobs_and_stops_cleanly(
         serve.wait_ready()
         with sqlite3.connect(serve.db) as conn:
             jobs = {row[0] for row in conn.execute("SELECT id FROM apscheduler_jobs")}
-        assert jobs == {"plan_today", "dial_due", "deliver_outbox", "escalate_overdue", "coverage_guard"}
+        assert jobs == {"plan_today", "recover_calls", "dial_due", "deliver_outbox", "escalate_overdue", "coverage_guard"}
         assert httpx.get(f"{serve.url}/dashboard", timeout=5).status_code in (200, 302, 303, 307)
         assert serve.terminate() == 0, serve.log()
     finally:

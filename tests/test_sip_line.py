@@ -106,6 +106,7 @@ async def test_sip_outbound_call_plays_hears_and_reports_statuses(sip_line, hand
 
     h.send("hangup")
     await live.wait_closed()
+    await events.wait_status(1, cs.COMPLETED)  # statuses reach the pipeline off the loop, in order
     assert events.status_names(1) == [cs.RINGING, cs.ANSWERED, cs.COMPLETED]
     assert "对方挂断" in events.statuses[-1][3]
     assert all(entry[2] == call_id for entry in events.statuses)
@@ -139,6 +140,7 @@ async def test_sip_far_end_hangs_up_mid_answer_and_what_came_before_is_intact(si
     assert voiced == list(range(voiced[0], voiced[0] + len(voiced)))  # no gaps, nothing lost in between
     for i in voiced[1:-1]:
         assert abs(dominant_hz(frames[i]) - 500) < 60
+    await events.wait_status(1, cs.COMPLETED)  # statuses reach the pipeline off the loop, in order
     assert events.status_names(1)[-1] == cs.COMPLETED
     assert live.closed_at >= live.frames[-1][0]  # closed() came after the last frame
 

@@ -39,11 +39,11 @@ def test_assignee_walks_the_task_to_a_care_record(db, settings):
     with db.session() as s:
         ids = _setup(s, settings)
         task = s.get(Task, ids["task"])
-        assert card_actions(task) == ["accept", "arrived", "close", "reassign", "refer"]
-        assert allowed_actions(s, task, _v(ids["grid"])) == ["accept", "arrived", "close", "reassign", "refer"]
+        assert card_actions(task) == ["accept", "called", "arrived", "close", "reassign", "refer"]
+        assert allowed_actions(s, task, _v(ids["grid"])) == ["accept", "called", "arrived", "close", "reassign", "refer"]
         r = perform(s, task_id=ids["task"], action="accept", actor=_v(ids["grid"]), now=NOW)
         assert r.state == "acknowledged" and "已接单" in r.message
-        assert card_actions(task) == ["arrived", "close", "reassign", "refer"]
+        assert card_actions(task) == ["called", "arrived", "close", "reassign", "refer"]
         perform(s, task_id=ids["task"], action="arrived", actor=_v(ids["grid"]), now=NOW)
         r = perform(s, task_id=ids["task"], action="close", actor=_v(ids["grid"]), description="已上门，扶起老人，送医检查",
                     satisfaction="satisfied", now=NOW)
@@ -89,7 +89,7 @@ def test_supervisor_of_an_escalated_p1_assigns_it_to_someone(db, settings):
         task = s.get(Task, ids["task"])
         assert task.escalation_level == 2
         for sup in ("lead", "boss"):  # the whole chain above the assignee may act
-            assert allowed_actions(s, task, _v(ids[sup])) == ["accept", "arrived", "close", "reassign", "assign", "refer"]
+            assert allowed_actions(s, task, _v(ids[sup])) == ["accept", "called", "arrived", "close", "reassign", "assign", "refer"]
         assert [v.name for v in assign_candidates(s, task)] == ["赵小雨"]
         r = perform(s, task_id=ids["task"], action="assign", actor=_v(ids["boss"]), target_id=ids["vol"],
                     settings=settings, now=late)

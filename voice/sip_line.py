@@ -296,6 +296,8 @@ class SipLine:
         self._reg_seen: asyncio.Event | None = None
         self.playout: list[PlayQueue] = []          # play queues of recent calls (measurements)
         self.received: dict[str, dict[str, float]] = {}  # SIP Call-ID -> RTP received (recent calls)
+        self._status_lock = asyncio.Lock()          # statuses reach the pipeline in the line's order
+        self._status_tasks: set[asyncio.Task] = set()
 
     # -- settings -------------------------------------------------------------------------------
     def _domain(self) -> str:
@@ -553,7 +555,7 @@ class SipLine:
         if call.answered_at is not None or call.inbound:
             # the session hears of the end first (it notes why), then the attempt gets its final status
             report = None if call.inbound or call.attempt_id is None else functools.partial(
-                self._line_status, call.attempt_id, status, call.sip_call_id, reason)
+                self._spawn_status, call.attempt_id, status, call.sip_call_id, reason)
             call.pump.post("closed", report)
         else:
             self._report(call, status, reason)  # never answered: no session to tell
@@ -587,13 +589,20 @@ class SipLine:
     def _report(self, call: _SipCall, status: str, reason: str | None = None) -> None:
         if call.inbound or call.attempt_id is None or self.loop is None:
             return
-        self.loop.call_soon_threadsafe(self._line_status, call.attempt_id, status, call.sip_call_id, reason)
+        self.loop.call_soon_threadsafe(self._spawn_status, call.attempt_id, status, call.sip_call_id, reason)
 
-    def _line_status(self, attempt_id: int, status: str, call_id: str, reason: str | None) -> None:
-        try:
-            self.events.line_status(attempt_id, status, call_id=call_id, reason=reason)
-        except Exception:  # noqa: BLE001 - a status write failing must not stop the line
-            log.exception("line_status(%s, %s) failed", attempt_id, status)
+    def _spawn_status(self, attempt_id: int, status: str, call_id: str, reason: str | None) -> None:
+        self._status_tasks.add(task := self.loop.create_task(self._line_status(attempt_id, status, call_id, reason)))
+        task.add_done_callback(self._status_tasks.discard)
+
+    async def _line_status(self, attempt_id: int, status: str, call_id: str, reason: str | None) -> None:
+        """The status goes to the pipeline in a worker thread (it writes the database: never on the
+        loop that carries live calls), one at a time and in the order the line saw them."""
+        async with self._status_lock:
+            try:
+                await asyncio.to_thread(self.events.line_status, attempt_id, status, call_id=call_id, reason=reason)
+            except Exception:  # noqa: BLE001 - a status write failing must not stop the line
+                log.exception("line_status(%s, %s) failed", attempt_id, status)
 
     # -- inbound calls --------------------------------------------------------------------------
     def _on_incoming(self, account: _SipAccount, pj_call_id: int) -> None:

@@ -198,9 +198,8 @@ def attempt_status(twilio_status: str | None, answered_by: str | None = None) ->
 
 
 def status_reason(status: str | None, form) -> str | None:
-    """What the attempt should say about how the call ended, from the callback's form."""
-    if status == call_status.COMPLETED:
-        return f"通话时长 {form.get('CallDuration', '?')} 秒"
+    """What the attempt should say about how the call ended, from the callback's form: why a call
+    failed; nothing for a call that ended normally (the session notes a hang-up or a fault)."""
     if status in (call_status.FAILED, call_status.BUSY, call_status.NO_ANSWER, call_status.CANCELED):
         return form.get("ErrorMessage") or (f"SIP {form['SipResponseCode']}" if form.get("SipResponseCode") else None)
     return None

@@ -124,8 +124,8 @@ class TwilioLine:
         if not await self.signature.check_request(request):
             return PlainTextResponse(FORBIDDEN, status_code=403)
         form = await request.form()
-        try:
-            xml = self.answer_twiml(request.query_params.get("attempt"), form)
+        try:  # the attempt is written in a worker thread: the event loop carries live calls' audio
+            xml = await asyncio.to_thread(self.answer_twiml, request.query_params.get("attempt"), form)
         except Exception:
             log.exception("voice webhook failed")
             xml = twiml.sorry(language=self.settings.voice.say_language, voice=self.settings.voice.say_voice)
@@ -134,7 +134,8 @@ class TwilioLine:
     async def _status(self, request: Request) -> Response:
         if not await self.signature.check_request(request):
             return PlainTextResponse(FORBIDDEN, status_code=403)
-        result = self.on_status(request.query_params.get("attempt"), await request.form())
+        form = await request.form()
+        result = await asyncio.to_thread(self.on_status, request.query_params.get("attempt"), form)
         if result is None:
             return PlainTextResponse("unknown call", status_code=404)
         return PlainTextResponse(result)
@@ -172,9 +173,12 @@ class TwilioLine:
         audio, live = TwilioCallAudio(websocket), None
         try:
             while not audio.closed:
-                message = await websocket.receive_text()
-                try:
-                    event = parse_message(message)
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                try:  # a text frame as Twilio sends; a binary one is parsed too (and skipped if bad)
+                    event = parse_message(message.get("text") if message.get("text") is not None
+                                          else message.get("bytes") or b"")
                 except CodecError as exc:
                     log.warning("media stream: skipped a malformed message: %s", exc)
                     continue

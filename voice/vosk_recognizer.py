@@ -15,6 +15,12 @@
 * Vosk puts spaces between Chinese words; ``Transcript.text`` has them removed (and, without a
   grammar, the ``[unk]`` noise pieces; ``words`` keeps them).
   ``confidence`` is the mean of the word confidences (0 when nothing was recognized).
+* n-best: free decoding (no grammar) asks Kaldi for ``max_alternatives`` hypotheses
+  (``SetMaxAlternatives``, ``voice.max_alternatives``, 0 = off). ``Transcript.text`` is the best
+  one, ``Transcript.alternatives`` the others (most likely first), so the safety rules can check
+  each (``core.grading.grade_answer``). Vosk gives no word confidences with n-best; a word's
+  confidence is then the share of the n-best (weighted by their scores) that has the same word at
+  the same time — ``nbest_confidence``.
 * Decoding blocks: ``transcribe_async`` runs it in a thread for event-loop users.
 """
 
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import struct
 import threading
@@ -31,6 +38,7 @@ from typing import Iterable
 from core.ports import Transcript
 
 UNK = "[unk]"
+DEFAULT_ALTERNATIVES = 5  # n-best hypotheses of free decoding (voice.max_alternatives)
 
 # Named grammars for the answers the dialog expects (DialogReply.expects). Phrases are written as
 # the model's words separated by spaces; ``grammar_phrases`` drops the ones the model lacks.
@@ -157,10 +165,41 @@ def join_words(text: str) -> str:
     return out
 
 
+def nbest_confidence(alternatives: list[dict]) -> list[float]:
+    """Confidence of each word of the best hypothesis: the score-weighted share of the n-best
+    hypotheses that have the same word overlapping in time (1.0 when all agree)."""
+    if not alternatives:
+        return []
+    top = max(float(a.get("confidence", 0)) for a in alternatives)
+    weights = [math.exp(float(a.get("confidence", 0)) - top) for a in alternatives]
+    total = sum(weights)
+    out = []
+    for w in alternatives[0].get("result", []):
+        agree = sum(wt for a, wt in zip(alternatives, weights)
+                    if any(x.get("word") == w.get("word") and x.get("start", 0) < w.get("end", 0)
+                           and w.get("start", 0) < x.get("end", 0) for x in a.get("result", [])))
+        out.append(round(agree / total, 4))
+    return out
+
+
+def _segment(result: dict) -> tuple[list[str], list[dict]]:
+    """(n-best texts, best words with conf) of one Vosk result, n-best or not."""
+    if "alternatives" not in result:
+        return [result.get("text", "")], list(result.get("result", []))
+    alts = result["alternatives"]
+    confs = nbest_confidence(alts)
+    words = [{**w, "conf": c} for w, c in zip(alts[0].get("result", []) if alts else [], confs)]
+    return [a.get("text", "") for a in alts] or [""], words
+
+
+def _clean(text: str) -> str:
+    return join_words(" ".join(w for w in join_words(text).split(UNK)))
+
+
 class VoskStream:
     """One call's recognizer, reused utterance after utterance (implements RecognizerStream)."""
 
-    def __init__(self, model, sample_rate: int, grammar: list[str] | None = None):
+    def __init__(self, model, sample_rate: int, grammar: list[str] | None = None, max_alternatives: int = 0):
         from vosk import KaldiRecognizer
 
         self.sample_rate = sample_rate
@@ -170,7 +209,10 @@ class VoskStream:
         else:
             self._rec = KaldiRecognizer(model, float(sample_rate))
         self._rec.SetWords(True)
-        self._texts: list[str] = []
+        self.max_alternatives = 0 if grammar else max(0, int(max_alternatives))
+        if self.max_alternatives:
+            self._rec.SetMaxAlternatives(self.max_alternatives)
+        self._segments: list[list[str]] = []  # per decoded segment: its n-best texts, best first
         self._words: list[dict] = []
 
     def accept(self, pcm16: bytes) -> str | None:
@@ -178,21 +220,35 @@ class VoskStream:
             raise ValueError("PCM16 audio must have an even number of bytes")
         if self._rec.AcceptWaveform(pcm16):
             self._collect(json.loads(self._rec.Result()))
-            return join_words(" ".join(self._texts)) or None
+            return join_words(" ".join(self._best())) or None
         partial = json.loads(self._rec.PartialResult()).get("partial", "")
-        text = join_words(" ".join(self._texts + [partial]))
+        text = join_words(" ".join(self._best() + [partial]))
         return text or None
 
+    def _best(self) -> list[str]:
+        return [seg[0] for seg in self._segments]
+
     def _collect(self, result: dict) -> None:
-        if result.get("text"):
-            self._texts.append(result["text"])
-        self._words.extend(result.get("result", []))
+        texts, words = _segment(result)
+        if texts[0]:
+            self._segments.append(texts)
+        self._words.extend(words)
+
+    def _alternatives(self, best: str) -> list[str]:
+        """Whole-utterance alternatives: the best text with one segment replaced by its n-th guess."""
+        out: list[str] = []
+        for k, seg in enumerate(self._segments):
+            for alt in seg[1:]:
+                text = _clean(" ".join(self._best()[:k] + [alt] + self._best()[k + 1:]))
+                if text and text != best and text not in out:
+                    out.append(text)
+        return out
 
     def finish(self) -> Transcript:
         self._collect(json.loads(self._rec.FinalResult()))  # also resets the recognizer
         words = [{"word": w.get("word"), "start": w.get("start"), "end": w.get("end"), "conf": w.get("conf")}
                  for w in self._words]
-        text = join_words(" ".join(self._texts))
+        text = join_words(" ".join(self._best()))
         if self.grammar:
             # Noise and breath around a short answer decode as [unk]; keep the grammar words when
             # there are any, and answer "[unk]" only when nothing in the grammar was heard.
@@ -203,23 +259,27 @@ class VoskStream:
             elif words:
                 text = UNK
         else:
-            text = join_words(" ".join(w for w in text.split(UNK)))  # noise pieces, not words
+            text = _clean(text)  # noise pieces, not words
+        alternatives = self._alternatives(text) if self.max_alternatives else []
         conf = sum(float(w["conf"] or 0) for w in words) / len(words) if words else 0.0
-        self._texts, self._words = [], []
-        return Transcript(text=text, confidence=round(conf, 4), words=words)
+        self._segments, self._words = [], []
+        return Transcript(text=text, confidence=round(conf, 4), words=words, alternatives=alternatives)
 
 
 class VoskRecognizer:
     """Implements ``core.ports.Recognizer``. ``grammar`` may be a list of phrases or a name in GRAMMARS."""
 
-    def __init__(self, settings=None, model_path: str | Path | None = None):
+    def __init__(self, settings=None, model_path: str | Path | None = None, max_alternatives: int | None = None):
         if model_path is None:
             if settings is None:
                 from core.settings import load_settings
 
                 settings = load_settings()
             model_path = settings.voice.vosk_model
+        if max_alternatives is None:
+            max_alternatives = settings.voice.max_alternatives if settings is not None else DEFAULT_ALTERNATIVES
         self.model_path = Path(model_path).expanduser()
+        self.max_alternatives = max_alternatives
 
     @property
     def model(self):
@@ -239,7 +299,7 @@ class VoskRecognizer:
         return phrases if len(phrases) > 1 else None
 
     def stream(self, sample_rate: int, grammar: list[str] | str | None = None) -> VoskStream:
-        return VoskStream(self.model, sample_rate, self.resolve_grammar(grammar))
+        return VoskStream(self.model, sample_rate, self.resolve_grammar(grammar), self.max_alternatives)
 
     def transcribe(self, pcm16: bytes, sample_rate: int, grammar: list[str] | str | None = None) -> Transcript:
         s = self.stream(sample_rate, grammar)

@@ -14,8 +14,12 @@ fi
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 MODEL="${TANFANG_TEST_VOSK_MODEL:-$(cd "$REPO" && "$VENV/bin/python" -c 'from core.settings import load_settings; print(load_settings(env={}).voice.vosk_model)')}"
 if [ ! -d "$MODEL" ]; then
-  echo "voice: Vosk model not found at $MODEL (see /work/shared/models/SOURCES.md)" >&2
-  exit 1
+  # a fresh machine: the official model from voice.model_url (or voice.model_mirror), sha256-checked
+  echo "voice: Vosk model not found at $MODEL: fetching it (tanfang model fetch)" >&2
+  (cd "$REPO" && TANFANG_VOICE__VOSK_MODEL="$MODEL" "$VENV/bin/python" -c 'from tanfang.cli import main; main()' model fetch) || {
+    echo "voice: could not fetch the Vosk model to $MODEL (set voice.model_mirror, or see /work/shared/models/SOURCES.md)" >&2
+    exit 1
+  }
 fi
 cd "$REPO"
 "$VENV/bin/python" -m voice.model_copy "$MODEL"

@@ -139,7 +139,7 @@ def _validate_slot(slot: str, value: Any, dispatcher, tracker: Tracker) -> dict[
         detail = tracker.get_slot("illness_name") or next(
             (e.get("value") for e in tracker.latest_message.get("entities", []) if e.get("entity") == "illness"), None)
     visit_id = store.visit_id_of(tracker.sender_id, _metadata(tracker))
-    if visit_id is not None:
+    if visit_id is not None and store.signed(tracker.sender_id, tracker.latest_message.get("metadata")):
         try:
             store.write_answer(visit_id, slot, scale_value, text, detail)
         except Exception:  # the conversation goes on; the check-in service also keeps every turn

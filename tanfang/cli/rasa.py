@@ -53,6 +53,9 @@ def rasa_serve(app) -> None:
             click.echo(f"Rasa 已在运行 already running at {rasa.url} (actions {rasa.action_url}); nothing started")
             return
         click.echo(f"Rasa 就绪 ready at {rasa.url} (actions {rasa.action_url}, model {rasa.model.name}); Ctrl-C 停止")
+        if app.settings.secrets.rasa_token is None:
+            click.echo("注意 notice: 没有设置 TANFANG_RASA_TOKEN，其他进程无法使用这两个服务 (no shared token: "
+                       "only this process knows its random token; set TANFANG_RASA_TOKEN for other processes)", err=True)
         code = rasa.wait()
         raise UserError(f"a Rasa process exited with code {code}; see {app.settings.app.data_dir / 'logs'}")
     except RasaRuntimeError as exc:
@@ -83,15 +86,17 @@ def rasa_status_cmd(app, as_json: bool) -> None:
         click.echo(f"  {report['model_error']}")
     click.echo(f"服务 server           : {report['server_url']}  up={yes(report['server_up'])}"
                f"  model={report['server_model'] or '—'}  current={yes(report['server_model_current'])}")
-    click.echo(f"动作服务 actions       : {report['action_server_url']}  up={yes(report['action_server_up'])}")
+    click.echo(f"动作服务 actions       : {report['action_server_url']}  up={yes(report['action_server_up'])}"
+               f"  ours={yes(report['action_server_ours'])}")
+    click.echo(f"共享令牌 token         : {'已设置 configured' if report['token_configured'] else '未设置 (each process its own)'}")
 
 
-async def assess_texts(url: str, timeout: float, texts: list[str]) -> list[dict]:
+async def assess_texts(url: str, timeout: float, texts: list[str], token: str | None = None) -> list[dict]:
     """Parse and grade each text against the Rasa server at ``url``."""
     from dialogs.engine import RasaDialogEngine, grade
 
     rows = []
-    async with RasaDialogEngine(url, timeout=timeout) as engine:
+    async with RasaDialogEngine(url, timeout=timeout, token=token) as engine:
         for text in texts:
             parse = await engine.parse(text)
             g = grade(text, parse, None)
@@ -120,7 +125,7 @@ def assess(app, as_json: bool, texts: tuple[str, ...]) -> None:
         raise UserError("empty TEXT: give each utterance as a non-empty argument")
     try:
         with EmbeddedRasa(app.settings, log=_log) as rasa:
-            rows = asyncio.run(assess_texts(rasa.url, app.settings.rasa.parse_timeout, texts_clean))
+            rows = asyncio.run(assess_texts(rasa.url, app.settings.rasa.parse_timeout, texts_clean, rasa.token))
     except (RasaRuntimeError, DialogUnavailable) as exc:
         raise UserError(str(exc)) from exc
     if as_json:

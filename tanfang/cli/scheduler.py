@@ -457,6 +457,75 @@ def scheduler_run(app, console: bool, seconds: float | None, tick_seconds: int) 
     click.echo("排程服务已停止 scheduler stopped")
 
 
+def _tick_time(app, at: str | None) -> dt.datetime:
+    """``--at``: an ISO time; without an offset it is local time (``app.timezone``). Naive UTC out."""
+    if not at:
+        return utcnow()
+    try:
+        when = dt.datetime.fromisoformat(at)
+    except ValueError as exc:
+        raise UserError(f"--at 时间格式应为 YYYY-MM-DDTHH:MM (bad time {at!r})") from exc
+    if when.tzinfo is not None:
+        return when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return plan.to_utc(app.settings, when)
+
+
+async def _tick(app, now: dt.datetime, dial: bool) -> dict:
+    """Every job once, with the dialer and channels this process can build from its settings."""
+    from scheduler.jobs import JobContext, tick
+    from tanfang.serve import _twilio_missing
+
+    s = app.settings
+    notes: dict[str, str] = {}
+    dialer = None
+    if dial and not _twilio_missing(s, public=True):
+        dialer = wiring.build_dialer(app, lines={"twilio": wiring.build_placer(s)})
+    elif dial:
+        notes["dial"] = "未配置 Twilio，不拨打 (Twilio not configured: ended calls settled, nothing dialed)"
+    application = wiring.build_telegram(app, updater=False) if s.secrets.telegram_bot_token else None
+    channels = wiring.build_channels(app, application=application, sms=not _twilio_missing(s, public=False))
+    try:
+        result = await tick(JobContext(app=app, dialer=dialer, channels=channels, clock=lambda: now))
+    finally:
+        if application is not None:
+            await application.bot.shutdown()
+    result.update({f"{k}_note": v for k, v in notes.items()})
+    return result
+
+
+@scheduler_group.command("tick")
+@click.option("--at", "at", default=None, metavar="TIME",
+              help="按这个时间运行 (run as if it were TIME: YYYY-MM-DDTHH:MM local, or with an offset; default now)")
+@click.option("--no-dial", is_flag=True, help="不拨打电话 (settle, recover, escalate and deliver, but place no calls)")
+@click.option("--json", "as_json", is_flag=True, help="JSON 输出 (JSON output)")
+@pass_app
+def scheduler_tick(app, at: str | None, no_dial: bool, as_json: bool) -> None:
+    """运行每个排程任务一次 (run every scheduler job once: plan, recovery sweep, dial, escalate, coverage, outbox).
+
+    For cron, and for the fault tests: each job is idempotent, so a tick beside a running
+    scheduler does no harm."""
+    import asyncio
+
+    now = _tick_time(app, at)
+    app.ready_db()
+    result = asyncio.run(_tick(app, now, dial=not no_dial))
+    if as_json:
+        echo_json(result)
+        return
+    r = result
+    click.echo(f"排程 tick @ {r['at']} UTC")
+    click.echo(f"  计划 plan: 新排定 {r['plan']['planned']}")
+    rc = r["recovery"]
+    click.echo(f"  恢复 recovery: 结算中断通话 {rc['calls_settled']}，关闭探访 {rc['visits_closed']}，补评分 {rc['turns_graded']}")
+    d = r["dial"]
+    click.echo(f"  拨号 dial: 拨出 {d['placed']}，结算 {d['settled']}，取消 {d['cancelled']}" + (f"（{r['dial_note']}）" if r.get("dial_note") else ""))
+    click.echo(f"  上报 escalate: 超时 {r['escalate']['overdue']}，未送达 {r['escalate']['undelivered']}")
+    click.echo(f"  覆盖 coverage: 新任务 {r['coverage']['tasks']}")
+    o = r["outbox"]
+    click.echo(f"  通知 outbox: 发出 {o['sent']}（渠道 {', '.join(o['channels']) or '-'}），待发 {o.get('pending_total', 0)}，"
+               f"失败 {o.get('failed_total', 0)}")
+
+
 @scheduler_group.command("jobs")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app

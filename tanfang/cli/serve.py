@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from tanfang.cli.common import UserError, echo_json, pass_app
-from tanfang.serve import Service, notices, service_plan
+from tanfang.serve import ROLES, Service, notices, service_plan
 
 
 # ---- the command --------------------------------------------------------------------------------
@@ -24,8 +24,13 @@ def _print_plan(plan: dict[str, Any]) -> None:
                   "phone": lambda: "lines " + ",".join(p["lines"]),
                   "sip": lambda: p["registrar"],
                   "scheduler": lambda: f"dialers {','.join(p['dialers']) or '-'}; channels {','.join(p['channels']) or '-'}",
+                  "topology": lambda: f"role {p['role']}; election {p['election']}",
                   }.get(name, lambda: "")()
         click.echo(f"  {name:<10}{detail}")
+    if plan.get("prompts"):
+        p = plan["prompts"]
+        click.echo(f"提示音 prompts: {p['with_audio']}/{p['total']} 段有录音 segments have audio "
+                   "(tanfang prompts export / import)")
     lines = notices(plan)
     if lines:
         click.echo("未启用 left out:")
@@ -39,12 +44,18 @@ def register(cli: click.Group) -> None:
     @click.option("--port", type=int, default=None, help="端口 (default: web.port)")
     @click.option("--check", is_flag=True, help="只显示会运行什么、缺少哪些设置，然后退出 (print the plan, do not serve)")
     @click.option("--json", "as_json", is_flag=True, help="--check 的 JSON 输出")
+    @click.option("--role", type=click.Choice(ROLES), default="all", show_default=True,
+                  help="角色：all 单机全部；web 网页与回调；calls 外呼进程；scheduler 调度（选主）"
+                       " (all = one machine; web, calls, scheduler: many machines, docs/deploy.md)")
+    @click.option("--sim-clock", default=None, hidden=True,
+                  help="START@EPOCHxSPEED: a fast clock shared by processes (tests, sim/clock.py)")
     @pass_app
-    def serve(app, host: str | None, port: int | None, check: bool, as_json: bool) -> None:
-        """运行服务：网页、电话、Telegram、对话、调度 (the real service, in one process)."""
+    def serve(app, host: str | None, port: int | None, check: bool, as_json: bool, role: str,
+              sim_clock: str | None) -> None:
+        """运行服务：网页、电话、Telegram、对话、调度 (the real service: one process, or one role of many)."""
         host = host or app.settings.web.host
         port = port or app.settings.web.port
-        plan = service_plan(app, host, port)
+        plan = service_plan(app, host, port, role)
         if check:
             echo_json(plan) if as_json else _print_plan(plan)
             if not plan["ok"]:
@@ -58,5 +69,13 @@ def register(cli: click.Group) -> None:
                 logging.getLogger(noisy).setLevel(logging.WARNING)
         for line in notices(plan):
             click.echo(f"注意 notice: {line}")
+        clock = None
+        if sim_clock:
+            from sim.clock import parse_clock
+
+            try:
+                clock = parse_clock(sim_clock)
+            except ValueError as exc:
+                raise UserError(str(exc)) from exc
         app.ready_db()
-        asyncio.run(Service(app, host, port, plan).run())
+        asyncio.run(Service(app, host, port, plan, role=role, clock=clock).run())

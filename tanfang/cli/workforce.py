@@ -7,9 +7,10 @@ import click
 from sqlalchemy import select
 
 from core import task_actions, workforce
+from core.escalation import notify_handed
 from core.privacy import audit
 from core.reports import ReportError, parse_month
-from data.models import VISITOR_ROLES, Visitor
+from data.models import VISITOR_ROLES, Task, Visitor, utcnow
 from tanfang.cli.common import UserError, echo_json, pass_app
 from tanfang.cli.reports import report_group
 from tanfang.cli.scheduler import tasks_group
@@ -50,6 +51,8 @@ def tasks_assign(app, task_id: int, to_ref: str, by_ref: str | None, admin: bool
                                           settings=app.settings)
         except task_actions.ActionRefused as exc:
             raise UserError(str(exc)) from exc
+        now = utcnow()  # the card to the new holder, on their own channel (core.routing)
+        notify_handed(s, app.settings, s.get(Task, task_id), result.handed_to, key=f"cli:{now.isoformat()}", now=now)
     click.echo(result.message)
 
 

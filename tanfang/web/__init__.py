@@ -1,5 +1,5 @@
 """The one ASGI web app of the service: the staff dashboard, ``/healthz``, and the webhooks of
-whichever adapters this process runs (Twilio voice and media stream, Telegram).
+whichever adapters this process runs (Twilio voice and media stream, Telegram, the WeCom callback).
 
 Every response goes through :mod:`tanfang.web.security` (headers, no-store, the proxy's
 ``X-Forwarded-*`` only from ``web.trusted_proxies``); the dashboard lives in
@@ -27,10 +27,12 @@ async def _health(_request):
     return JSONResponse({"ok": True, "service": "tanfang"})
 
 
-def build_web_app(app: App, *, phone=None, telegram=None, on_startup=(), on_shutdown=(), clock=utcnow) -> Starlette:
+def build_web_app(app: App, *, phone=None, telegram=None, wecom: bool | None = None, on_startup=(), on_shutdown=(),
+                  clock=utcnow) -> Starlette:
     """``phone``: the call pipeline whose lines' webhooks to serve (Twilio); ``telegram``: the PTB
-    Application fed by the Telegram webhook. Without them those routes are not served. ``clock``
-    gives the dashboard's "now" (tests fix it)."""
+    Application fed by the Telegram webhook; ``wecom``: serve the WeCom callback URL
+    (``wecom.callback_path``; None: when WeCom is configured). Without them those routes are not
+    served. ``clock`` gives the dashboard's "now" (tests fix it)."""
     routes = [Route("/healthz", _health)]
     for line in (phone.lines.values() if phone is not None else ()):
         routes.extend(line.routes() if hasattr(line, "routes") else ())
@@ -38,6 +40,12 @@ def build_web_app(app: App, *, phone=None, telegram=None, on_startup=(), on_shut
         from bot import webhook
 
         routes.extend(webhook.routes(app, telegram))
+    from bot import wecom as wecom_channel
+
+    if wecom if wecom is not None else not wecom_channel.missing_settings(app.settings):
+        from bot.wecom_callback import wecom_routes
+
+        routes.extend(wecom_routes(app.db, app.settings))  # button clicks and replies, signed and encrypted
     routes.extend(alerts.routes(app))  # POST /alerts/{source}: signed vendor events of home devices
     routes.extend(dashboard.routes(app, clock=clock))
 

@@ -1,4 +1,4 @@
-"""The telegram-test-api emulator (npm 4.2.1) behind bot/emulator.js, on 127.0.0.1."""
+"""The telegram-test-api emulator (npm 4.2.1) behind sim/telegram_emulator.js, on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sim.telegram_emulator import TelegramEmulator, unavailable_reason
 
 
 class Emulator(TelegramEmulator):
-    """The tests' handle on the emulator (see bot/emulator.py)."""
+    """The tests' handle on the emulator (see sim/telegram_emulator.py)."""
 
 
 @pytest.fixture(scope="session")

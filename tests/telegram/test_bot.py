@@ -112,9 +112,10 @@ async def test_visitor_accepts_and_closes_an_urgent_task_end_to_end(sqlite_app, 
     assert "李强（儿子）13900002222" in card["text"]
     assert "别人的任务" not in " ".join(m["text"] for m in sent)
     buttons = [b["callback_data"] for row in card["reply_markup"]["inline_keyboard"] for b in row]
-    assert buttons == [f"task:{mine_id}:{a}" for a in ("ack", "called", "visited", "done", "handover")]
+    # core's actions as Telegram buttons (bot/cards.py renders them; 转介 needs the dashboard)
+    assert buttons == [f"task:{mine_id}:{a}" for a in ("accept", "called", "arrived", "close", "reassign")]
 
-    for data in (f"task:{mine_id}:ack", f"task:{mine_id}:visited", f"task:{mine_id}:done"):
+    for data in (f"task:{mine_id}:accept", f"task:{mine_id}:arrived", f"task:{mine_id}:close"):
         await application.process_update(_press(application, visitor_user, data))
     await application.process_update(_msg(application, visitor_user, "已上门，老人扭伤了脚，送去卫生院包扎"))
     ask = emulator.bot_messages(token)[-1]
@@ -126,6 +127,13 @@ async def test_visitor_accepts_and_closes_an_urgent_task_end_to_end(sqlite_app, 
     # then the full in-person visit, form section 五, from the chat
     assert done["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == f"form:{mine_id}"
     await application.process_update(_press(application, visitor_user, f"form:{mine_id}"))
+    await _fill_in_person_form(application, emulator, token, visitor_user)
+    _assert_urgent_task_recorded(sqlite_app, mine_id, elder_id)
+    await application.shutdown()
+
+
+async def _fill_in_person_form(application, emulator, token, visitor_user):
+    """Form section 五 question by question from the chat, with a refused foreign visit and a bad number."""
     from data.catalogue import load_catalogue
     picks = {"household_change": "decrease", "illness": "serious", "housing_safety": "unsafe"}
     details = {"household_change": "1", "illness": "高血压"}
@@ -145,6 +153,9 @@ async def test_visitor_accepts_and_closes_an_urgent_task_end_to_end(sqlite_app, 
             await application.process_update(_msg(application, visitor_user, details[item.key]))
     summary = emulator.bot_messages(token)[-1]["text"]
     assert "记录已保存" in summary and "疾病情况：严重（高血压）" in summary and "住房安全：不安全" in summary
+
+
+def _assert_urgent_task_recorded(sqlite_app, mine_id, elder_id):
     with sqlite_app.db.session() as s:
         t = s.get(Task, mine_id)
         assert t.state == "done" and "卫生院" in t.outcome
@@ -157,7 +168,6 @@ async def test_visitor_accepts_and_closes_an_urgent_task_end_to_end(sqlite_app, 
         assert visit.answer("household_change").detail == "1" and visit.answer("illness").value == "serious"
         reads = s.scalars(select(AuditLog).where(AuditLog.action == "read", AuditLog.entity == "task")).all()
         assert [r.entity_id for r in reads] == [str(mine_id)]
-    await application.shutdown()
 
 
 async def test_family_sees_only_their_own_elder_and_only_with_consent(sqlite_app, emulator):

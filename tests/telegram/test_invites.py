@@ -22,7 +22,7 @@ from test_bot import _app, _elder, _msg  # noqa: E402 — same folder (rootdir-r
 # the revision the Telegram-security migration (0004t) follows, wherever the chain put it
 TELEGRAM_SECURITY_DOWN = next(
     line.split('"')[1] for path in (Path(data.__file__).parent / "migrations" / "versions").glob("*.py")
-    if 'revision = "0004t"' in (src := path.read_text(encoding="utf-8"))
+    if '\nrevision = "0004t"' in (src := path.read_text(encoding="utf-8"))
     for line in src.splitlines() if line.startswith("down_revision"))
 
 T0 = dt.datetime(2026, 11, 3, 2, 0)
@@ -139,10 +139,10 @@ def test_a_code_is_redeemed_once_even_when_two_try(db):
             redeem(second, settings, code, user_id=2, chat_id=2, now=now)
 
 
-def test_outstanding_plain_codes_are_carried_over_as_hashes(db_url):
+def test_outstanding_plain_codes_are_carried_over_as_hashes(db_url, tmp_path):
     """The revision before 0004t -> 0004t on a database with people, tasks and plain codes: the codes work, hashed; the
     rows that point at visitors and family members survive the table rebuild (SQLite)."""
-    database = Database(db_url)
+    database = Database(db_url, data_dir=tmp_path / "var")
     database.upgrade(TELEGRAM_SECURITY_DOWN)
     with database.session() as s:  # plain SQL: the models already describe the newest schema
         flags = ", ".join(["false"] * 9)

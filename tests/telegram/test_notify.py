@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import select
 
 from bot import notify
+from bot.cards import payload_rows
 from tanfang.wiring import build_telegram
 from core.tasks import create_task
 from data.models import AuditLog, Elder, FamilyMember, OutboxMessage, Task, Visitor
@@ -44,7 +45,9 @@ def test_reminders_alerts_and_digests_are_written_once(app):
         rows = {m.dedupe_key: m for m in s.scalars(select(OutboxMessage))}
         assert f"deadline:task{due.id}:{due.deadline.isoformat()}" in rows
         alert = rows[f"urgent:task{urgent.id}:fm{fm.id}:tg"]
-        assert alert.recipient == "81" and alert.payload["buttons"][0]["callback_data"] == f"fa:{urgent.id}"
+        assert alert.recipient == "81" and alert.payload == {"task_id": urgent.id, "actions": ["false_alarm"],
+                                                             "person": {"kind": "family", "id": fm.id}}
+        assert payload_rows(alert.payload) == [[("确认是误报，老人没事", f"fa:{urgent.id}")]]  # Telegram's rendering
         assert any(k.startswith("callparent:") for k in rows) and any(k.startswith("digest:") for k in rows)
         assert s.scalars(select(AuditLog).where(AuditLog.detail.like("%digest%"))).one()
         # consent withdrawn: nothing goes to the family any more

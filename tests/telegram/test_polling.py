@@ -76,12 +76,12 @@ async def test_urgent_task_pushed_accepted_and_closed_over_polling(app, emulator
         assert f"P1 紧急任务 #{task_id}" in push["text"] and "兰考县城关镇东街村3号院" in push["text"]
         assert "李强（儿子）13900002222" in push["text"]
         data = [b["callback_data"] for row in push["reply_markup"]["inline_keyboard"] for b in row]
-        assert data == [f"task:{task_id}:ack", f"task:{task_id}:done"]
+        assert data == [f"task:{task_id}:{a}" for a in ("accept", "called", "arrived", "close", "reassign")]
 
         _user_presses(emulator, token, push, data[0])
         msgs = await _wait(emulator, token, 3)
         assert msgs[-1]["text"].startswith(f"已接单 #{task_id}")
-        _user_presses(emulator, token, push, data[1])
+        _user_presses(emulator, token, push, data[3])  # 完成
         await _wait(emulator, token, 4)
         _user_says(emulator, token, "电话联系了儿子，已送医院检查")
         ask = (await _wait(emulator, token, 5))[-1]
