@@ -1,8 +1,8 @@
 """The simulated elder's SIP handset (``sim/sip_handset.py``) behaves like a person on the phone:
 it answers after the bot's whole prompt, not in a pause between two of its messages, and a wait
 for a prompt ends with the call instead of taking the next call's prompt. Both went wrong on the
-SIP demo day (answers lost or said one question early; docs/voice-phone.md, "The SIP line's
-speech gap")."""
+SIP demo day (answers lost or said one question early; docs/voice-phone.md, "SIP and Twilio
+side by side": why the SIP line used to hear worse)."""
 
 from __future__ import annotations
 
