@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from core.outbox import delivered_by
 from data.models import CallAttempt, Elder, OutboxMessage, Task, Visit
+from voice.metrics import cer
 
 
 # -- the elder's script --------------------------------------------------------------------------
@@ -69,6 +70,22 @@ def load_script(path: str | Path) -> list[Step]:
 
 
 # -- what a call produced ---------------------------------------------------------------------------
+def pair_answers(steps: list[Step], heard: list[str]):
+    """(step, heard text or None) in order: an answer the service never heard is followed by the
+    elder saying the next one (the question is asked again), so it is skipped, not paired with the
+    next turn — which would shift every pair after it."""
+    j = 0
+    for i, step in enumerate(steps):
+        if j >= len(heard):
+            yield step, None
+            continue
+        if step.kind == "say" and i + 1 < len(steps) and steps[i + 1].kind == "say" \
+                and len(steps) - i > len(heard) - j \
+                and cer(steps[i + 1].value, heard[j]) < cer(step.value, heard[j]):
+            yield step, None  # more answers than turns left, and the next answer fits this turn better
+            continue
+        yield step, heard[j]
+        j += 1
 
 
 def call_task_ids(app, result) -> list[int]:

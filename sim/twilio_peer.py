@@ -13,6 +13,8 @@ sent as fast as the socket takes them; while waiting for the bot, silence is pac
 With ``real_time=True`` (the load benchmark, ``bench/concurrent_calls.py``) every frame is paced
 at 20 ms, the bot's prompts "play" at 8 kHz before their mark comes back, and each call records
 its turn gaps: from the end of the elder's speech to the first audio of the bot's next prompt.
+The times the elder's answers were sent and the prompts arrived are kept too
+(``CallLog.answers_sent``, ``HeardPrompt.arrived_at``: the line benchmark, ``bench/lines_side_by_side.py``).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class HeardPrompt:
     seconds: float
     audio: bytes = field(repr=False, default=b"")
     text: str | None = None  # when the simulator was given a recognizer to listen with
+    arrived_at: float | None = None  # clock time of its first media message
 
 
 @dataclass
@@ -87,6 +90,7 @@ class CallLog:
     cleared: int = 0              # prompts the bot stopped (``clear``) while the elder talked over them
     turn_gaps: list[float] = field(default_factory=list)  # real_time: end of speech -> next prompt audio
     audio_seconds_sent: float = 0.0
+    answers_sent: list[tuple[float, float]] = field(default_factory=list)  # clock times: first, last frame
     wall_seconds: float = 0.0
     error: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -396,6 +400,8 @@ class _StreamPeer:
         self.speech_end: float | None = None  # real time: when the elder's last answer stopped
         self.played_until = 0.0               # real time: when the bot's audio so far has played out
         self.next_frame: float | None = None  # real time: when the next paced frame is due
+        self.arrived_at: float | None = None  # first media message of the prompt being received
+        self.last_sent = 0.0                  # clock time of the latest media message sent
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -417,7 +423,12 @@ class _StreamPeer:
                     else:
                         await self.on_mark(data["mark"]["name"])
                 elif data.get("event") == "clear":
+<<<<<<< HEAD
                     await self.on_clear()
+=======
+                    self.current.clear()
+                    self.played_until = self.peer.clock()
+>>>>>>> lines
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -425,7 +436,9 @@ class _StreamPeer:
             self.bot_done.set()
 
     def on_media(self, payload: bytes) -> None:
-        now = time.monotonic()
+        now = self.peer.clock()
+        if self.arrived_at is None:
+            self.arrived_at = now
         if self.speech_end is not None:  # the first audio of the bot's next prompt: the turn gap
             self.call.turn_gaps.append(now - self.speech_end)
             self.speech_end = None
@@ -434,14 +447,16 @@ class _StreamPeer:
 
     async def on_mark(self, name: str) -> None:
         if self.peer.real_time:  # Twilio echoes a mark once the audio before it has played
-            await asyncio.sleep(max(0.0, self.played_until - time.monotonic()))
+            await asyncio.sleep(max(0.0, self.played_until - self.peer.clock()))
         await self.send(codec.mark_message(self.stream_sid, name))  # played: echo it back
         if name.startswith(FILLER_MARK):  # "请稍等": the elder waits for the question
             self.call.fillers += 1
         else:
-            self.call.prompts.append(HeardPrompt(name, len(self.current) / RATE, bytes(self.current)))
+            self.call.prompts.append(HeardPrompt(name, len(self.current) / RATE, bytes(self.current),
+                                                 arrived_at=self.arrived_at))
             self.bot_done.set()
         self.current.clear()
+        self.arrived_at = None
 
     async def on_clear(self) -> None:
         if self.held:
@@ -471,6 +486,7 @@ class _StreamPeer:
             self.chunk += 1
             await self.ws.send(codec.encode(codec.inbound_media_message(
                 self.stream_sid, piece, self.next_seq(), self.chunk, round(call.audio_seconds_sent * 1000))))
+            self.last_sent = self.peer.clock()
             call.audio_seconds_sent += FRAME_BYTES / RATE
             if paced:
                 await self._pace()
@@ -479,7 +495,7 @@ class _StreamPeer:
 
     async def _pace(self) -> None:
         """One frame's time, on a schedule, so that the pace does not drift under load."""
-        now = time.monotonic()
+        now = self.peer.clock()
         due = self.next_frame if self.next_frame is not None and self.next_frame > now - 0.2 else now
         self.next_frame = due + FRAME_BYTES / RATE
         await asyncio.sleep(max(0.0, self.next_frame - now))
@@ -500,9 +516,11 @@ class _StreamPeer:
         await self.send_audio(SILENCE * int(THINK_S * RATE / FRAME_BYTES))
         if step.kind == "say":
             speech = await self.peer._elder_audio(step.value)
+            started = self.peer.clock()
             await self.send_audio(speech)
+            self.call.answers_sent.append((started, self.last_sent))
             if self.peer.real_time:
-                self.speech_end = time.monotonic() - _trailing_silence_s(speech)
+                self.speech_end = self.peer.clock() - _trailing_silence_s(speech)
         elif step.kind == "dtmf":
             for digit in step.value:
                 await self.ws.send(codec.encode(codec.dtmf_message(self.stream_sid, digit, self.next_seq())))

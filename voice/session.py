@@ -58,6 +58,7 @@ from core.escalation import request_callback
 from core.ports import CallAudio, DialogEngine, DialogReply, LineError, PhoneLine, Recognizer, Synthesizer
 from data import call_status
 from data.models import CallAttempt, Elder, Visit, utcnow
+from voice.audio import trim_quiet
 from voice.endpointing import (
     END, MAX_LENGTH, NO_SPEECH, AdaptiveSilence, BargeIn, BargeInConfig, EndpointConfig, Endpointer, active_dbfs,
 )
@@ -301,6 +302,9 @@ class CallPipeline:
         else:
             audio = b"".join([p if isinstance(p, bytes) else await asyncio.to_thread(self.synthesizer.synthesize, p, RATE)
                               for p in pieces])
+        # without the quiet at its ends (the synthesizer leaves up to 0.5 s before the first word):
+        # the elder hears the bot that much sooner, and messages are PAUSE_BETWEEN_MESSAGES_S apart
+        audio = trim_quiet(audio, RATE)
         self._prompts[text] = audio
         while len(self._prompts) > PROMPT_CACHE:
             self._prompts.popitem(last=False)
