@@ -32,13 +32,9 @@ command                                                 what it does
 =====================================================  =========================================
 
 Events: ready, registered, incoming (with the INVITE as received), state, media (the codec),
-<<<<<<< HEAD
-answered, speaking (``wait_speech``: the bot is speaking), prompt_end (``speech_s``; ``speech_at``: when its first voiced frame arrived), said,
-=======
-answered, prompt_start (``at``: when a prompt's first voiced frame arrived), prompt_end
-(``speech_s``; ``speech_at``: when its first voiced frame arrived), said (``sent_at``: when the
-frame holding the answer's last sample went out),
->>>>>>> lines
+answered, speaking (``wait_speech``: the bot is speaking), prompt_start (``at``: when a prompt's
+first voiced frame arrived), prompt_end (``speech_s``; ``speech_at``: when its first voiced frame
+arrived), said (``sent_at``: when the frame holding the answer's last sample went out),
 dtmf_sent, dtmf_heard, stats, closed (``code``; ``recording``: a WAV of what was heard;
 ``levels``: a JSON file of per-frame levels from the answer on), error, done (each command's
 completion, with its ``cmd``).

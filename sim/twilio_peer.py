@@ -423,12 +423,7 @@ class _StreamPeer:
                     else:
                         await self.on_mark(data["mark"]["name"])
                 elif data.get("event") == "clear":
-<<<<<<< HEAD
                     await self.on_clear()
-=======
-                    self.current.clear()
-                    self.played_until = self.peer.clock()
->>>>>>> lines
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -463,6 +458,7 @@ class _StreamPeer:
             self.call.cleared += 1
         await self.release_held()
         self.current.clear()
+        self.played_until = self.peer.clock()  # what was queued will not play
 
     async def release_held(self) -> None:
         """The held prompt has played (or was cleared): its marks go back, it is heard as far as it played."""
