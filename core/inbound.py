@@ -174,7 +174,7 @@ def callback(session: Session, settings, row: InboundCall, *, said: str | None, 
     task = callback_task(session, settings, elder=elder, visitor=responsible_visitor(session, elder),
                          day=plan.local_today(settings, now), priority=2, key="inbound",
                          visit=_visit(session, row), now=now,
-                         title=f"回电：{elder.name} {who}来电，{words}"[:200],
+                         title=f"回电：{who + '为' if who else ''}{elder.name}来电，{words}"[:200],
                          said=f"回电任务 #{{id}}：{who or elder.name}刚才打来电话，{words}。"
                               f"请在 {w.hhmm(settings, due)} 前给老人回电话。")
     task.deadline = due

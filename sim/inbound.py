@@ -69,7 +69,7 @@ async def simulate_sip_inbound(app, pipeline, caller_user: str, script: list[Ste
     await asyncio.to_thread(handset.start)
     try:
         before = set(pipeline.callins)
-        handset.send("call", to=pipeline.settings.sip.caller_id)
+        handset.send("call", to=pipeline.lines["sip"].sip.username)  # the trunk routes it to the registered line
         await handset.aw("answered", PROMPT_TIMEOUT_S)
         media = handset.seen("media")
         facts.codec = media[-1].get("codec") if media else None

@@ -22,6 +22,7 @@ from tests.phone_support import no_grade, recognizer, stream_parameters, synthes
 from voice.signature import check_stream_token
 
 pytestmark = pytest.mark.speech
+pytest_plugins = ["tests.sip_peers"]
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +109,30 @@ def test_the_inbound_stream_token_binds_the_callers_number(sqlite_app, speech):
     assert "<Hangup" in line.answer_twiml(None, {"From": "+8613800001111", "Direction": "inbound"})
     with app.db.session() as s:
         assert s.scalar(select(InboundCall)) is None  # nothing is written before the stream starts
+
+
+# -- the SIP line: Kamailio as the carrier, a PJSIP handset as the caller ------------------------------------
+async def test_an_elder_calls_in_on_the_sip_line_and_gets_a_callback(sqlite_app, speech, sip_line, sip_trunk,
+                                                                     tmp_path):
+    from sim.inbound import simulate_sip_inbound
+    from tests.sip_peers import handset_number
+
+    app = sqlite_app
+    caller = handset_number()
+    with app.db.session() as s:
+        visitor = make_visitor(s, phone="13837800101", channel="sms")
+        elder_id = make_elder(s, phone=caller, responsible_visitor_id=visitor.id).id
+    dialog = ScriptedDialog([DialogReply(messages=["好的，您说的我都记下了。再见。"], ended=True, outcome="complete")])
+    phone = _phone(app, dialog, speech)
+    line = await sip_line(phone)
+    phone.add_line(line)
+    line.on_inbound = lambda c, call_id, audio: phone.inbound(c, call_id, audio, line="sip")
+    result = await simulate_sip_inbound(app, phone, caller, parse_script(["俺想问问补贴的事"]), speech[1],
+                                        sip_trunk, tmp_path)
+    report = inbound_report(app, result)
+    assert result.facts["error"] is None and result.facts["codec"]
+    assert (report["caller_kind"], report["elder_id"], report["outcome"]) == ("elder", elder_id, "callback")
+    [task] = report["tasks"]
+    heard = dialog.seen[0]
+    assert task["kind"] == "callback" and task["title"] == f"回电：王秀英来电，说「{heard}」", task
+    assert dialog.metadata["call_reason"] == "inbound" and "想问问" in heard, heard
