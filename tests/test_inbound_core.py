@@ -213,3 +213,35 @@ def test_a_concern_still_there_stays_open_and_a_finished_visit_is_never_changed(
         stray = memory.record_answer(s, settings, visit_id=mine.id, followup=f, answer="好了", resolved=True, now=NOW)
         assert stray.task_id is None and leg.state == "open"  # another elder's task is never acted on
         assert s.scalar(select(InboundCall)) is None
+
+
+def test_the_record_form_shows_the_followups_in_section_five(app):
+    from core.forms import build_view
+
+    settings = app.settings
+    with app.db.session() as s:
+        elder, _ = _people(s)
+        money = _concern(s, elder, text="补贴没到", reasons=["意图:report_no_benefit"], dimension="economy")
+        visit = _visit_now(s, elder)
+        [f] = memory.followups(s, settings, elder.id, now=NOW)
+        memory.record_answer(s, settings, visit_id=visit.id, followup=f, answer="收到了", resolved=True, now=NOW)
+        view = build_view(s, visit.id, settings)
+        [(label, text)] = [row for row in view.plan_rows() if row[0] == "关注回访"]
+        assert text == f"问：{f['question']} 答：「收到了」→ 已结案（任务 #{money.id}）"
+        assert text in view.text()
+
+
+async def test_a_chat_check_in_gets_the_followups_too(app):
+    """The check-in service passes the open concerns whatever the channel (phone, Telegram, WeCom)."""
+    from core.checkin import CheckInService
+    from sim.dialog import ScriptedDialog
+
+    with app.db.session() as s:
+        elder, _ = _people(s)
+        leg = _concern(s, elder, text="俺腰疼", reasons=[], dimension="health", days_ago=1)
+        elder_id = elder.id
+    dialog = ScriptedDialog([])
+    await CheckInService(app, dialog, escalate=None, grader=lambda *a: Grade()).start(elder_id, "chat")
+    assert dialog.metadata["followups"] == [{"task_id": leg.id, "question": "上次您说腰疼，现在好些了吗？",
+                                             "topic": "腰疼", "dimension": "health"}]
+    assert "call_reason" not in dialog.metadata and dialog.metadata["elder_title"] == "王奶奶"
