@@ -16,7 +16,7 @@ and every call-in is treated as a possible emergency.
   call-back — a P2 ``callback`` task for the elder's visitor due within ``inbound.callback_minutes``
   (merged into an open call-back), with what was said; for a number nobody is registered with,
   the duty visitor is told and the call-back is kept on the ``InboundCall`` until it is marked
-  done (``tanfang call callbacks``, ``mark_callback_done``).
+  done (``tanfang call callbacks``: ``open_callbacks``, ``mark_callback_done``).
 * **The duty visitor** of an unknown caller: the active visitor of role ``inbound.duty_role``
   (``supervisor``) whose area covers ``inbound.duty_area`` (the county the service number serves),
   the most local first; else any active supervisor.
@@ -264,3 +264,22 @@ def mark_callback_done(session: Session, *, inbound_id: int, by: str, note: str 
     row.callback_done_at, row.callback_done_by = now, by[:64]
     row.note = note or row.note
     return row
+
+
+def open_callbacks(session: Session, settings, *, include_done: bool = False, full: bool = False) -> list[dict]:
+    """The duty call-backs of callers with no elder behind their number, oldest first: when
+    (local), the number (masked unless ``full``), what was said, who calls back, done or not."""
+    stmt = select(InboundCall).where(InboundCall.outcome == "duty_callback").order_by(InboundCall.at, InboundCall.id)
+    if not include_done:
+        stmt = stmt.where(InboundCall.callback_done_at.is_(None))
+    out = []
+    for row in session.scalars(stmt):
+        local = plan.to_local(settings, row.at)
+        number = (phones.national(row.caller) if full else phones.mask(row.caller)) if row.caller else None
+        out.append({"id": row.id, "at": f"{local:%Y-%m-%d %H:%M}", "line": row.line, "caller": number,
+                    "caller_kind": row.caller_kind, "risk": row.risk, "heard": row.heard,
+                    "duty_visitor": row.duty_visitor.name if row.duty_visitor else None,
+                    "done_at": f"{plan.to_local(settings, row.callback_done_at):%Y-%m-%d %H:%M}"
+                    if row.callback_done_at else None, "done_by": row.callback_done_by, "note": row.note})
+    return out
+

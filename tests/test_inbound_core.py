@@ -245,3 +245,27 @@ async def test_a_chat_check_in_gets_the_followups_too(app):
     assert dialog.metadata["followups"] == [{"task_id": leg.id, "question": "上次您说腰疼，现在好些了吗？",
                                              "topic": "腰疼", "dimension": "health"}]
     assert "call_reason" not in dialog.metadata and dialog.metadata["elder_title"] == "王奶奶"
+
+
+def test_the_callbacks_command_lists_and_marks_an_unknown_callers_callback(app, tmp_path):
+    from click.testing import CliRunner
+
+    from tanfang.cli import cli
+
+    with app.db.session() as s:
+        _people(s)
+        row, _ = inbound.open_call(s, app.settings, line="sip", call_id="u1", raw_caller="13700009999", now=NOW)
+        row.heard = "问问怎么登记"
+        inbound.finish_call(s, app.settings, inbound_id=row.id, now=NOW)
+        inbound_id = row.id
+    env = {"TANFANG_DATABASE_URL": app.db.url, "TANFANG_DATA_DIR": str(tmp_path / "var")}
+    listed = CliRunner().invoke(cli, ["call", "callbacks"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert f"#{inbound_id} 2026-11-29 10:00 137****9999" in listed.output and "待回电" in listed.output
+    assert "13700009999" not in listed.output  # masked unless --full
+    done = CliRunner().invoke(cli, ["call", "callbacks", "--done", str(inbound_id), "--by", "张主管", "--note", "邻居"],
+                              env=env)
+    assert done.exit_code == 0 and "已回电" in done.output
+    assert "没有待回电" in CliRunner().invoke(cli, ["call", "callbacks"], env=env).output
+    again = CliRunner().invoke(cli, ["call", "callbacks", "--done", "999"], env=env)
+    assert again.exit_code != 0 and "没有编号为 999 的来电" in again.output

@@ -247,5 +247,42 @@ def _print(report: dict) -> None:
         click.echo(f"错误：{line['error']}", err=True)
 
 
+@call_group.command("callbacks")
+@click.option("--done", "done_id", type=int, default=None, metavar="ID", help="标记这个来电已回电 (mark call-in ID called back)")
+@click.option("--by", default=None, help="谁回的电话（--done）(who called back)")
+@click.option("--note", default=None, help="回电结果（--done）(what came of it)")
+@click.option("--all", "include_done", is_flag=True, help="也列出已回电的 (also those already called back)")
+@click.option("--full", is_flag=True, help="显示完整号码（记入审计）(full numbers, audited)")
+@click.option("--json", "as_json", is_flag=True, help="JSON 输出 (JSON output)")
+@pass_app
+def callbacks(app, done_id, by, note, include_done, full, as_json) -> None:
+    """未登记号码的来电，等值班人员回电 (call-ins from numbers nobody is registered with, to call back)."""
+    from core import inbound
+    from core.privacy import audit
+    from data.models import utcnow
+
+    db = app.ready_db()
+    with db.session() as s:
+        if done_id is not None:
+            try:
+                row = inbound.mark_callback_done(s, inbound_id=done_id, by=by or app.actor, note=note, now=utcnow())
+            except (LookupError, ValueError) as exc:
+                raise UserError(str(exc)) from exc
+            click.echo(f"来电 #{row.id} 已回电 (called back)")
+            return
+        rows = inbound.open_callbacks(s, app.settings, include_done=include_done, full=full)
+        if full:
+            audit(s, app.actor, "read_sensitive", "inbound_call", None, "call-back list (full numbers)")
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        state = f"已回电 {r['done_at']} {r['done_by']}" if r["done_at"] else "待回电"
+        click.echo(f"#{r['id']} {r['at']} {r['caller'] or '未显示号码'} {'紧急 ' if r['risk'] == 'urgent' else ''}"
+                   f"值班：{r['duty_visitor'] or '-'}  {state}  「{r['heard'] or ''}」")
+    if not rows:
+        click.echo("没有待回电的来电 (no call-ins to call back)")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(call_group)
