@@ -291,7 +291,7 @@ class ReferralSettings(_Section):
 
 
 class InboundSettings(_Section):
-    """Elders who call the service number (docs/voice-phone.md, "Elders who call in")."""
+    """Elders who call the service number (docs/plan-features.md, "Elders who call in")."""
 
     duty_role: str = "supervisor"  # who calls back a number nobody is registered with
     duty_area: str = ""            # the area the service number serves (县 or 县/乡镇; "" = any)

@@ -33,7 +33,8 @@ START = [START_INTENTS["inbound"], START_INTENTS["device_alert"]]
 ALERT_AGAIN = ("greet", "ask_repeat", "nlu_fallback", "out_of_scope")
 ALERT_OWN = ("wrong_person",) + ALERT_AGAIN
 # after a call-in's greeting: "喂？", "嗯" or "say it again" -> "您请说" (the action ends the call
-# after a few); everything else is what the caller wanted
+# after a few); everything else is what the caller wanted — words nobody understood too (a person
+# calls back and reads them: asking an elder who called for help to repeat would only delay it)
 INBOUND_AGAIN = ("greet", "affirm", "ask_repeat")
 
 

@@ -132,7 +132,7 @@ def _flow_rules(R: list) -> None:
         _rule(R, f"consent yes {it}", [{"action": "utter_ask_consent"}, {"intent": it}, {"action": "utter_start_form"},
                                        {"action": "action_followups"}, {"action": FORMS[0]}, {"active_loop": FORMS[0]}])
     calls.followup_rules(lambda *a, **k: _rule(R, *a, **k))
-    calls.start_rules(lambda *a, **k: _rule(R, *a, **k), list(NLU))
+    calls.start_rules(lambda *a, **k: _rule(R, *a, **k), list(NLU) + ["nlu_fallback"])  # the FallbackClassifier's too
     done = [{"active_loop": None}, {"slot_was_set": [{"requested_slot": None}]}]
     for a, b in zip(FORMS, FORMS[1:]):
         _rule(R, f"{a} done", [{"action": a}, *done, {"action": b}, {"active_loop": b}], condition=[{"active_loop": a}])

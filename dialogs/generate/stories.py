@@ -98,6 +98,8 @@ def _call_reasons() -> list:
             {"user": "不太好", "intent": "answer_bad"}, {"action": "action_alert_reply"}]},
         {"story": "device alert: the elder fell", "steps": alert + [
             {"user": "俺刚才摔了一跤，起不来", "intent": "urgent_fall"}, {"action": "action_urgent"}]},
+        {"story": "call-in: words nobody understood go to a person", "steps": inbound + [
+            {"user": "嗯嗯啊那个那个", "intent": "nlu_fallback"}, {"action": "action_inbound_reply"}]},
         {"story": "call-in: wants a person", "steps": inbound + [
             {"user": "俺想问问补贴的事", "intent": "report_no_benefit"}, {"action": "action_inbound_reply"}]},
         {"story": "call-in: hello first, then the emergency", "steps": inbound + [
