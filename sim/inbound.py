@@ -102,15 +102,20 @@ def _task_ids(s, row: InboundCall) -> list[int]:
     return sorted(ids)
 
 
+def _messages(s, row: InboundCall) -> list[OutboxMessage]:
+    """Every message queued because of the call: its tasks' and the duty visitor's."""
+    return list(s.scalars(select(OutboxMessage).where(or_(
+        OutboxMessage.task_id.in_(_task_ids(s, row)),
+        OutboxMessage.dedupe_key.like(f"inbound{row.id}:%"))).order_by(OutboxMessage.id)))
+
+
 def inbound_report(app, result) -> dict[str, Any]:
     """What the call-in left: the ``InboundCall``, the conversation of a known elder (as
     ``call_report`` gives it), the tasks and every message queued because of the call."""
     with app.db.session() as s:
         row = s.get(InboundCall, result.attempt_id)
         tasks = [s.get(Task, t) for t in _task_ids(s, row)]
-        messages = s.scalars(select(OutboxMessage).where(or_(
-            OutboxMessage.task_id.in_([t.id for t in tasks]),
-            OutboxMessage.dedupe_key.like(f"inbound{row.id}:%"))).order_by(OutboxMessage.id)).all()
+        messages = _messages(s, row)
         report: dict[str, Any] = {
             "inbound_id": row.id, "line": row.line, "call_sid": row.call_id, "caller": mask_phone(row.caller),
             "caller_kind": row.caller_kind, "elder_id": row.elder_id, "outcome": row.outcome, "risk": row.risk,
@@ -129,12 +134,13 @@ def inbound_report(app, result) -> dict[str, Any]:
 
 
 async def deliver_inbound(app, result, mainland) -> None:
-    """The messages of this call's tasks delivered once through the simulated channels."""
+    """The messages of this call delivered once through the simulated channels (only those: the
+    database may hold others)."""
     from core.outbox import OutboxDispatcher
     from tanfang import wiring
 
     with app.db.session() as s:
-        tasks = _task_ids(s, s.get(InboundCall, result.attempt_id))
+        ids = [m.id for m in _messages(s, s.get(InboundCall, result.attempt_id))]
     mainland.add_members(app.db)
     channels = wiring.build_channels(app, sms=True, wecom=True)
-    await OutboxDispatcher(app.db, app.settings, channels, task_ids=tasks).deliver_due()
+    await OutboxDispatcher(app.db, app.settings, channels, message_ids=ids).deliver_due()

@@ -75,7 +75,7 @@ def test_an_unknown_number_on_the_sip_line_reaches_the_duty_visitor(world):
     out = _simulate("--inbound", "--from", "13700009999", "--line", "sip", "--say", "我是邻居，想问问怎么登记")
     assert (out["caller_kind"], out["outcome"], out["duty_visitor"]) == ("unknown", "duty_callback", "张主管"), out
     assert out["heard"] and out["tasks"] == []
-    assert [n["recipient_kind"] for n in out["notifications"]] == ["visitor"]
+    assert [(n["recipient_kind"], n["state"]) for n in out["notifications"]] == [("visitor", "sent")]
 
 
 def test_the_next_check_in_asks_about_last_times_leg_pain(world):
