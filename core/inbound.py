@@ -283,3 +283,22 @@ def open_callbacks(session: Session, settings, *, include_done: bool = False, fu
                     if row.callback_done_at else None, "done_by": row.callback_done_by, "note": row.note})
     return out
 
+
+# ---- after a crash (core/recovery.py) -------------------------------------------------------------------
+STALE_HOTLINE = dt.timedelta(minutes=15)  # a call-in with no elder: greeting, one answer, goodbye — never this long
+
+
+def settle_stale(session: Session, settings, *, attempt: CallAttempt | None = None, now: dt.datetime) -> int:
+    """Call-ins whose process died: ``attempt``'s (an elder's call, its heartbeat stopped), or,
+    without one, every call-in with no elder conversation still open after ``STALE_HOTLINE``. Each
+    is finished as if the caller had hung up (the call-back, the duty visitor). Returns how many."""
+    if attempt is not None:
+        rows = list(session.scalars(select(InboundCall).where(InboundCall.attempt_id == attempt.id,
+                                                              InboundCall.ended_at.is_(None))))
+    else:
+        rows = list(session.scalars(select(InboundCall).where(
+            InboundCall.ended_at.is_(None), InboundCall.attempt_id.is_(None), InboundCall.at < now - STALE_HOTLINE)))
+    for row in rows:
+        row.note = ((row.note + "\n") if row.note else "") + "服务中断，通话未完成"
+        finish_call(session, settings, inbound_id=row.id, now=now)
+    return len(rows)

@@ -269,3 +269,22 @@ def test_the_callbacks_command_lists_and_marks_an_unknown_callers_callback(app, 
     assert "没有待回电" in CliRunner().invoke(cli, ["call", "callbacks"], env=env).output
     again = CliRunner().invoke(cli, ["call", "callbacks", "--done", "999"], env=env)
     assert again.exit_code != 0 and "没有编号为 999 的来电" in again.output
+
+
+def test_call_ins_whose_process_died_are_settled_by_the_recovery_sweep(app):
+    from core.recovery import recover
+
+    settings = app.settings
+    with app.db.session() as s:
+        elder, visitor = _people(s)
+        mine, _ = inbound.open_call(s, settings, line="twilio", call_id="CAdead", raw_caller="13800001111", now=NOW)
+        stranger, _ = inbound.open_call(s, settings, line="sip", call_id="dead@x", raw_caller="13700009999", now=NOW)
+        assert recover(s, settings, now=NOW + dt.timedelta(seconds=5))["calls_settled"] == 0  # still live
+        report = recover(s, settings, now=NOW + dt.timedelta(minutes=20))
+        assert report["calls_settled"] == 2
+        assert (mine.outcome, stranger.outcome) == ("callback", "duty_callback")
+        assert s.get(Task, mine.task_id).kind == "callback" and "服务中断" in mine.note
+        attempt = s.get(CallAttempt, mine.attempt_id)
+        assert attempt.settled_at is not None and attempt.status == "completed"
+        assert s.scalar(select(CallAttempt).where(CallAttempt.direction == "outbound")) is None  # nobody redialed
+        assert recover(s, settings, now=NOW + dt.timedelta(minutes=40))["calls_settled"] == 0
