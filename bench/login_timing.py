@@ -11,15 +11,14 @@ each case after two warm-up calls. Results go into docs/security.md by hand.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import print_figures, scratch_database  # noqa: E402
 from core import auth  # noqa: E402
 from data.db import Database  # noqa: E402
 from data.models import StaffUser  # noqa: E402
@@ -37,13 +36,11 @@ def measure(db: Database, username: str, n: int) -> list[float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=30)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Database(f"sqlite:///{tmp}/bench.db")
-        db.upgrade()
+    with scratch_database() as (db, _folder):
         with db.session() as s:
             auth.add_user(s, "known", "right-password-1", "province", None)
             auth.add_user(s, "inactive", "right-password-1", "province", None)
@@ -51,14 +48,10 @@ def main() -> None:
             s.query(StaffUser).filter_by(username="inactive").update({"active": False})
         result = {case: measure(db, name, args.n) for case, name in
                   (("known, wrong password", "known"), ("unknown user", "nobody"), ("inactive user", "inactive"))}
-        db.dispose()
     summary = {case: {"median_ms": round(statistics.median(v), 1), "p10_ms": round(sorted(v)[len(v) // 10], 1),
                       "p90_ms": round(sorted(v)[len(v) * 9 // 10], 1)} for case, v in result.items()}
-    if args.json:
-        print(json.dumps(summary, ensure_ascii=False, indent=2))
-        return
-    for case, row in summary.items():
-        print(f"{case:<22} median {row['median_ms']:6.1f} ms   p10 {row['p10_ms']:6.1f}   p90 {row['p90_ms']:6.1f}")
+    print_figures(summary, args.json, lambda case, row: f"{case:<22} median {row['median_ms']:6.1f} ms   "
+                                                    f"p10 {row['p10_ms']:6.1f}   p90 {row['p90_ms']:6.1f}")
 
 
 if __name__ == "__main__":

@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import tempfile
 import time
 from pathlib import Path
 
+from bench.common import scratch_database
 from data import idcard, repo, roster
 from data.crypto import DataKeys, new_key
-from data.db import Database
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "samples" / "roster_sample.csv"
 
@@ -48,15 +47,12 @@ def timed(fn):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--elders", type=int, default=5000)
     ap.add_argument("--url", default="")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with scratch_database(args.url, keys=DataKeys.from_b64(new_key())) as (db, tmp):
         ids = big_roster(tmp / "big.csv", args.elders)
-        db = Database(args.url or f"sqlite:///{tmp / 'bench.db'}", keys=DataKeys.from_b64(new_key()))
-        db.upgrade()
         limits = roster.RosterLimits(max_rows=args.elders)
         parsed, t_parse = timed(lambda: roster.parse_file(tmp / "big.csv", limits=limits))
         assert not parsed.errors, parsed.errors[:3]
@@ -87,7 +83,6 @@ def main() -> None:
             "lookup_by_id_500_s": t_lookup, "found": found, "export_csv_s": t_export,
             "seal_10k_values_s": t_seal, "open_10k_values_s": t_open,
         }, ensure_ascii=False))
-        db.dispose()
 
 
 if __name__ == "__main__":

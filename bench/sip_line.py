@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import print_figures  # noqa: E402
 from sim.sip_handset import SipHandset  # noqa: E402
 from sim.sip_trunk import LocalTrunk  # noqa: E402
 from tests.sip_peers import PASSWORD, FakeEvents, sip_settings  # noqa: E402
@@ -116,12 +116,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=20)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = asyncio.run(run(args.seconds, args.prompts))
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False, indent=2))
-        return
-    for key, value in result.items():
-        print(f"{key:32} {value}")
+    print_figures(asyncio.run(run(args.seconds, args.prompts)), args.json)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from darabonba.runtime import RuntimeOptions
 
 from core import routing
 from core.ports import PermanentDeliveryError
-from core.settings import Settings
+from core.settings import Settings, require_settings
 from core.sms_templates import TEMPLATES
 from data import phone as phones
 
@@ -118,9 +118,7 @@ class AliyunSmsChannel:
     name = "sms"
 
     def __init__(self, settings: Settings, client: Client | None = None):
-        missing = missing_settings(settings)
-        if missing:
-            raise SmsNotConfigured("阿里云短信未配置 (Aliyun SMS not configured): 缺少 " + ", ".join(missing))
+        require_settings(missing_settings(settings), SmsNotConfigured, "阿里云短信未配置 (Aliyun SMS not configured)")
         self.settings = settings
         endpoint, protocol = endpoint_and_protocol(settings.sms.endpoint)
         secrets = settings.secrets

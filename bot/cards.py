@@ -98,7 +98,6 @@ def form_rows(task_id: int) -> Rows:
     return [[("填写上门探访记录（表五）", f"form:{task_id}")]]
 
 
-RISK_WORDS = {"none": "一切正常", "concern": "有些情况需要关注", "urgent": "有紧急情况，正在处理"}
 
 
 def _local(settings, when: dt.datetime | None) -> str:
@@ -144,7 +143,7 @@ def status_text(settings, elder: Elder, *, last_visit, last_words: str | None, o
     else:
         when = last_visit.started_at or dt.datetime.combine(last_visit.visit_date, dt.time())
         lines.append(f"· 最近一次问候：{_local(settings, when)}（{'已完成' if last_visit.status == 'complete' else '未问完'}）")
-        lines.append(f"· 情况：{RISK_WORDS.get(last_visit.risk, last_visit.risk)}")
+        lines.append(f"· 情况：{labels.RISK_WORDS.get(last_visit.risk, last_visit.risk)}")
         if last_words:
             lines.append(f"· 老人说：「{last_words}」")
     if open_tasks:

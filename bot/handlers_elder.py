@@ -65,7 +65,9 @@ async def checkin_command(update: Update, context: ContextTypes.DEFAULT_TYPE, wh
 
 
 async def hear(update: Update, context: ContextTypes.DEFAULT_TYPE, who: Who, text: str,
-               confidence: float | None = None) -> None:
+               confidence: float | None = None, alternatives: tuple[str, ...] = ()) -> None:
+    """One answer of the elder to the check-in (the check-in grades it and may ask back:
+    "您是说闻到煤气味了吗？" — the elder's next message answers that)."""
     visit_id = context.chat_data.get("visit_id")
     if visit_id is not None and not await asyncio.to_thread(_in_progress, context.bot_data["tanfang_app"], visit_id):
         context.chat_data.pop("visit_id", None)  # closed meanwhile (the elder went quiet): a reply starts over
@@ -75,7 +77,7 @@ async def hear(update: Update, context: ContextTypes.DEFAULT_TYPE, who: Who, tex
         return
     checkin = context.bot_data["tanfang_checkin"]()
     try:
-        result = await checkin.hear(visit_id, text, asr_confidence=confidence)
+        result = await checkin.hear(visit_id, text, asr_confidence=confidence, alternatives=alternatives)
     except DialogFailed:
         await update.effective_message.reply_text("系统有点忙，您说的话已经记下了。工作人员会联系您。")
         return
@@ -132,4 +134,4 @@ async def voice_message(update: Update, context: ContextTypes.DEFAULT_TYPE, who:
         await update.effective_message.reply_text("没听清，请再说一次，或者打字回答。")
         return
     await update.effective_message.reply_text(f"（听到：{transcript.text}）")
-    await hear(update, context, who, transcript.text, transcript.confidence)
+    await hear(update, context, who, transcript.text, transcript.confidence, tuple(transcript.alternatives))

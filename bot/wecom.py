@@ -10,6 +10,14 @@ here on the instance) for every call but hard-codes ``https://qyapi.weixin.qq.co
 in ``WeChatClient.fetch_access_token``; :class:`WeComClient` overrides that one method, so tests
 and the demo point the real SDK at the loopback stand-in (``sim/wecom_api.py``).
 
+Pacing: WeCom accepts at most 30 app messages a minute and 1000 an hour from one app to one
+member, and *drops the rest without an error* ("每应用对同一个成员不可超过30次/分钟，1000次/小时，超过部分会被
+丢弃不下发", 访问频率限制, https://developer.work.weixin.qq.com/document/path/90454). So the channel
+declares ``pace`` (``wecom.per_member_per_minute`` / ``per_member_per_hour``) and ``cost`` (the API
+calls one message takes, :func:`bot.wecom_wire.compose`), and the outbox holds back what would go
+over until it fits (``core.outbox``). Group chats (``chat:``) are not paced per member (their limit
+is 200 a minute per member in a group, far above what Tanfang sends to a group).
+
 Access tokens are cached by the SDK's session storage until 60 s before ``expires_in``. A token the
 server calls invalid or expired (40014, 42001) is refreshed once and the call repeated; the
 SDK's own endless refresh loop (``auto_retry``) is switched off. Other errors: a rate limit or a
@@ -29,8 +37,9 @@ from wechatpy.work import WeChatClient
 
 from bot import wecom_wire as wire
 from core import routing
+from core.pacing import Window
 from core.ports import PermanentDeliveryError
-from core.settings import Settings
+from core.settings import Settings, require_settings
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +100,21 @@ class WeComChannel:
     name = "wecom"
 
     def __init__(self, settings: Settings, client: WeComClient | None = None):
-        missing = missing_settings(settings)
-        if missing:
-            raise WeComNotConfigured("企业微信未配置 (WeCom not configured): 缺少 " + ", ".join(missing))
+        require_settings(missing_settings(settings), WeComNotConfigured, "企业微信未配置 (WeCom not configured)")
         self.agent_id = int(settings.wecom.agent_id)
+        self.pace = (Window(60, settings.wecom.per_member_per_minute), Window(3600, settings.wecom.per_member_per_hour))
         self.client = client or WeComClient(settings.wecom.corp_id, settings.secrets.wecom_secret.get_secret_value(),
                                             settings.wecom.api_base_url)
+
+    def cost(self, recipient: str, text: str, payload: dict[str, Any] | None = None) -> int:
+        """How many app messages delivering this takes (what WeCom counts against the member's
+        pace); 0 for a group chat (not paced per member)."""
+        if str(recipient).startswith(wire.GROUP_PREFIX):
+            return 0
+        try:
+            return len(wire.compose(self.agent_id, str(recipient), text, payload))
+        except wire.GroupPrivacyError:
+            return 0
 
     async def send(self, recipient: str, text: str, payload: dict[str, Any] | None = None) -> str:
         """Deliver ``text`` (with the payload's buttons) to a UserID or ``chat:<chatid>``; the

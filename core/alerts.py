@@ -341,23 +341,23 @@ def urgent_task(session: Session, settings, item: Resolved, verdict: Verdict, no
     who = f"负责探访员：{visitor.name} {phones.national(visitor.phone)}".strip() if visitor else "负责探访员：待指派"
     when = _when(settings, item.ev.at, now)
     sms = template_payload("device_alert", name=elder.name, device=_device(item), time=when, what=verdict.label,
-                           phone=phones.national(elder.phone) or "无电话", visitor=wording.visitor_line(visitor))
+                           phone=wording.elder_phone(elder, "无电话"), visitor=wording.visitor_line(visitor))
     escalation.notify_contacts(session, settings, elder, task=task, now=now, key=key, template=sms, body=(
         f"【{name}】紧急：{elder.name}家的{_device(item)}在{when}报警（{verdict.label}），"
-        f"可能需要帮助。我们正在给老人打电话。请马上联系老人（{phones.national(elder.phone) or '无电话'}），必要时拨打120。{who}。"))
+        f"可能需要帮助。我们正在给老人打电话。请马上联系老人（{wording.elder_phone(elder, '无电话')}），必要时拨打120。{who}。"))
     escalation.notify_visitor(session, settings, visitor, task=task, now=now, elder=elder, dedupe_key=f"{key}:visitor",
                               payload=escalation.task_card(task),
                               template=wording.task_sms(task, elder, f"{_device(item)}报警：{verdict.label}"), body=(
         f"【{name}】P1 紧急任务 #{task.id}：{elder.name}家的{_device(item)}报警（{verdict.label}，"
-        f"{_when(settings, item.ev.at, now)}）。地址：{escalation.full_address(elder)}。老人电话：{phones.national(elder.phone) or '无'}。"
-        f"{escalation.contact_line(elder)}。请在 {plan.to_local(settings, ack):%H:%M} 前确认接单。"))
+        f"{_when(settings, item.ev.at, now)}）。{wording.where(elder, phone=True)}"
+        f"请在 {plan.to_local(settings, ack):%H:%M} 前确认接单。"))
     if visitor is None:
         sup = escalation.supervisor_of(session, None, elder)
         escalation.notify_visitor(session, settings, sup, task=task, now=now, elder=elder, dedupe_key=f"{key}:nobody",
                                   payload=escalation.task_card(task, session, sup),
                                   template=wording.task_sms(task, elder, "设备报警，没有负责探访员，请立即指派"), body=(
             f"【{name}】P1 紧急任务 #{task.id} 没有负责探访员：{elder.name}家的{_device(item)}报警（{verdict.label}）。"
-            f"地址：{escalation.full_address(elder)}。{escalation.contact_line(elder)}。请立即指派。"))
+            f"{wording.where(elder)}请立即指派。"))
     return task
 
 

@@ -26,8 +26,9 @@ from sqlalchemy.orm import Session
 from core import conversation, plan
 from core.app import App
 from core.escalation import escalate_grade, request_callback
-from core.grading import grade_turn
+from core.grading import grade_answer, urgent_intent
 from core.ports import RISK_ORDER, DialogEngine, DialogReply, Grade
+from core.understanding import EXPECTS_CONFIRM, Confirmation, confirmation, implausible_items, read_yes_no
 from data.catalogue import load_catalogue
 from data.models import Elder, Visit, VisitTurn, utcnow
 
@@ -35,13 +36,6 @@ log = logging.getLogger(__name__)
 
 # escalate(session, settings, *, elder, visit, grade, text, now) -> list[Task]
 Escalator = Callable[..., list]
-
-
-# the urgent safety rules (core.grading) -> the dialog's urgent intent that answers them
-URGENT_BY_RULE = {"摔倒": "urgent_fall", "胸痛或气短": "urgent_chest_pain", "中风征兆": "urgent_stroke",
-                  "晕倒": "urgent_faint", "燃气泄漏": "urgent_gas_leak", "着火": "urgent_fire",
-                  "房屋倒塌": "urgent_collapse", "轻生念头": "urgent_self_harm", "断粮": "urgent_no_food",
-                  "家庭暴力": "urgent_violence"}
 
 
 NOT_STARTED = "not_started"  # the dialog never opened: the visit is cancelled, nothing was asked
@@ -62,6 +56,17 @@ class TurnResult:
     task_ids: list[int] = field(default_factory=list)
 
 
+@dataclass
+class _Pending:
+    """A question back is out (``core.understanding.confirmation``): the unsure turn, its reply
+    from the dialog (said after a confirmed no), and what a yes or a no makes of its grade."""
+
+    turn_id: int
+    text: str
+    reply: DialogReply
+    confirm: Confirmation
+
+
 class CheckInService:
     """Runs check-ins through a :class:`DialogEngine` and keeps the visit record."""
 
@@ -74,6 +79,10 @@ class CheckInService:
         self.clock = clock
         self.turn_timeout = float(app.settings.rasa.turn_timeout)
         self._safety: dict[int, list[str]] = {}  # visit id -> campaign safety messages, said at the goodbye
+        # visit id -> the slot the question just put to the elder expects: each answer is graded
+        # against the question that was asked (the dialog's reply names the *next* one)
+        self._asked: dict[int, str | None] = {}
+        self._pending: dict[int, _Pending] = {}  # visit id -> the question back awaiting its answer
 
     # -- lifecycle -------------------------------------------------------------------------
     # The database work of a check-in runs in worker threads (``asyncio.to_thread``): a write that
@@ -97,7 +106,12 @@ class CheckInService:
             await asyncio.to_thread(self.finish, visit_id, outcome=NOT_STARTED, reason="对话服务故障，探访未能开始")
             raise DialogFailed(visit_id, Grade(), []) from exc
         await asyncio.to_thread(self._record_bot, visit_id, reply.messages)
+        self._asked[visit_id] = reply.expects
         return visit_id, reply
+
+    def asked(self, visit_id: int) -> str | None:
+        """What the question put to the elder last expects (a form slot, ``confirm``...)."""
+        return self._asked.get(visit_id)
 
     def _open_visit(self, elder_id: int, method: str, visitor_id: int | None, entered_by: str,
                     extra_metadata: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -120,43 +134,107 @@ class CheckInService:
             return visit.id, metadata
 
     async def hear(self, visit_id: int, text: str, *, asr_confidence: float | None = None,
-                   metadata: dict[str, Any] | None = None) -> TurnResult:
+                   alternatives: tuple[str, ...] | list[str] = (), metadata: dict[str, Any] | None = None
+                   ) -> TurnResult:
         """One utterance of the elder: persist it, ask the dialog, grade, escalate, persist the reply.
+
+        The answer is graded once, here, against the question that was asked (``asked``), with the
+        recognizer's n-best ``alternatives`` (and any keyword the spotter heard); a grade that is
+        unsure (``core.understanding.confirmation``) is not escalated yet: the elder is asked back,
+        and the next utterance answers that question (:meth:`_answer_question_back`).
 
         The dialog gets ``rasa.turn_timeout`` seconds in all (its reply and steering to an urgent
         answer); when it fails or is slower, the words are kept, graded by the safety rules, a
         call-back task is made (the elder is told someone will call) and :class:`DialogFailed` is
         raised."""
         turn_id = await asyncio.to_thread(self._record_elder, visit_id, text, asr_confidence)
+        if visit_id in self._pending:
+            return await self._answer_question_back(visit_id, turn_id, text, alternatives, metadata)
+        asked = self._asked.get(visit_id)
         deadline = time.monotonic() + self.turn_timeout
         try:
             reply = await asyncio.wait_for(self.dialog.send(conversation_id(visit_id), text, metadata),
                                            self.turn_timeout)
         except Exception as exc:
             log.exception("dialog engine failed on visit %s; turn %s kept", visit_id, turn_id)
-            raise await self._dialog_failed(visit_id, turn_id, text) from exc
-        grade = reply.grade
-        rule = self._rule_grade(text, reply)
-        if rule.worse_than(grade):
-            grade = rule
+            raise await self._dialog_failed(visit_id, turn_id, text, alternatives) from exc
+        grade = self._grade(text, reply.parse, asked, alternatives)
+        if reply.grade.worse_than(grade):  # a dialog engine may grade too (the scripted one does)
+            grade = reply.grade
         reply.grade = grade
+        confirm = None if reply.ended else confirmation(grade, reply.parse, asr_confidence)
+        if confirm is not None:
+            return await self._ask_back(visit_id, turn_id, text, reply, confirm)
         task_ids = await asyncio.to_thread(self._apply_grade, visit_id, turn_id, text, grade, reply)
         reply = await self._steer_to_urgent(visit_id, reply, metadata, deadline)
+        return await self._after_reply(visit_id, text, reply, grade, task_ids)
+
+    async def _after_reply(self, visit_id: int, text: str, reply: DialogReply, grade: Grade,
+                           task_ids: list[int]) -> TurnResult:
+        """Say the reply (the campaign's safety words before a goodbye), keep it, close the visit
+        when the dialog ended, and remember what the next question expects."""
         safety = self._safety.pop(visit_id, None) if reply.ended else None
         if safety and reply.outcome == "complete" and grade.risk != "urgent":
             # the campaign's safety knowledge, read out before the goodbye of a finished check-in
             reply.messages = reply.messages[:-1] + safety + reply.messages[-1:]
         await asyncio.to_thread(self._record_bot, visit_id, reply.messages)
+        self._asked[visit_id] = None if reply.ended else reply.expects
         if reply.ended:
             await asyncio.to_thread(self.finish, visit_id, outcome=reply.outcome)
             if reply.outcome == "handover":
                 task_ids.append(await asyncio.to_thread(self._hand_over, visit_id, reply))
         return TurnResult(visit_id=visit_id, heard=text, reply=reply, grade=grade, task_ids=task_ids)
 
-    async def _dialog_failed(self, visit_id: int, turn_id: int, text: str) -> "DialogFailed":
-        """The dialog is unavailable: grade by the rules alone so an urgent phrase still escalates,
-        and keep the promise the caller is about to make (someone will call the elder back)."""
-        grade = self._rule_grade(text)
+    async def _ask_back(self, visit_id: int, turn_id: int, text: str, reply: DialogReply,
+                        confirm: Confirmation) -> TurnResult:
+        """An unsure grade: keep the turn (graded, not yet escalated) and put the question back."""
+        self._pending[visit_id] = _Pending(turn_id, text, reply, confirm)
+        await asyncio.to_thread(self._mark_unsure, turn_id, reply)
+        back = DialogReply(messages=[confirm.question], parse=reply.parse, grade=reply.grade,
+                           expects=EXPECTS_CONFIRM, slots=reply.slots)
+        await asyncio.to_thread(self._record_bot, visit_id, back.messages)
+        self._asked[visit_id] = EXPECTS_CONFIRM
+        return TurnResult(visit_id=visit_id, heard=text, reply=back, grade=reply.grade)
+
+    async def _answer_question_back(self, visit_id: int, turn_id: int | None, text: str | None,
+                                    alternatives, metadata) -> TurnResult:
+        """The answer to the question back: a clear no closes it (the dialog's next question is
+        said); a yes, anything else, or silence (``text`` None) escalates the earlier turn and
+        the dialog gives its urgent answer. Whatever was said is graded on its own too."""
+        pending = self._pending.pop(visit_id)
+        said = read_yes_no(text) if text is not None else None
+        own = self._grade(text, None, EXPECTS_CONFIRM, alternatives) if text else Grade()
+        task_ids: list[int] = []
+        if turn_id is not None:
+            task_ids += await asyncio.to_thread(self._apply_grade, visit_id, turn_id, text or "", own, None)
+        earlier = pending.confirm.if_no if said == "no" else pending.confirm.if_yes
+        task_ids += await asyncio.to_thread(self._apply_grade, visit_id, pending.turn_id, pending.text, earlier,
+                                            pending.reply)
+        reply = pending.reply
+        reply.grade = own if own.worse_than(earlier) else earlier
+        if said == "no" and own.risk != "urgent":
+            reply.messages = ["好的。"] + list(reply.messages)
+        else:
+            reply = await self._steer_to_urgent(visit_id, reply, metadata, time.monotonic() + self.turn_timeout,
+                                                force=True)
+        return await self._after_reply(visit_id, text or "", reply, reply.grade, task_ids)
+
+    async def unanswered(self, visit_id: int, metadata: dict[str, Any] | None = None) -> TurnResult | None:
+        """The elder said nothing to the question back: that escalates (None when no question back
+        is out: silence to an ordinary question is the caller's to handle)."""
+        if visit_id not in self._pending:
+            return None
+        return await self._answer_question_back(visit_id, None, None, (), metadata)
+
+    def pending_question(self, visit_id: int) -> str | None:
+        pending = self._pending.get(visit_id)
+        return pending.confirm.question if pending else None
+
+    async def _dialog_failed(self, visit_id: int, turn_id: int, text: str, alternatives=()) -> "DialogFailed":
+        """The dialog is unavailable: grade by the rules alone so an urgent phrase still escalates
+        (unsure or not: no question back can be asked), and keep the promise the caller is about to
+        make (someone will call the elder back)."""
+        grade = self._grade(text, None, self._asked.get(visit_id), alternatives)
         task_ids = await asyncio.to_thread(self._apply_grade, visit_id, turn_id, text, grade, None)
         callback = await asyncio.to_thread(self.promise_callback, visit_id, "对话服务故障，未能问完")
         if callback is not None and callback not in task_ids:
@@ -177,21 +255,28 @@ class CheckInService:
             return visit.callback_task_id
 
     def finish(self, visit_id: int, *, outcome: str | None = None, reason: str | None = None) -> Visit:
-        """Close the visit (``close_visit``) in its own unit of work."""
+        """Close the visit (``close_visit``) in its own unit of work. A question back still out
+        (the elder hung up or went quiet) escalates its turn first: no answer is not a no."""
+        pending = self._pending.pop(visit_id, None)
+        if pending is not None:
+            self._apply_grade(visit_id, pending.turn_id, pending.text, pending.confirm.if_yes, pending.reply)
+        self._asked.pop(visit_id, None)
         with self.app.db.session() as s:
             return close_visit(s, s.get(Visit, visit_id), now=self.clock(), outcome=outcome, reason=reason)
 
-    async def _steer_to_urgent(self, visit_id: int, reply: DialogReply, metadata, deadline: float) -> DialogReply:
-        """The safety rules found an emergency the classifier missed ("屋里有没气味" for 煤气味):
-        the tasks are already raised; now the conversation must react too (reassure, advise 119,
-        end) instead of going on with the form. The dialog is told the urgent intent directly."""
+    async def _steer_to_urgent(self, visit_id: int, reply: DialogReply, metadata, deadline: float,
+                               force: bool = False) -> DialogReply:
+        """The safety rules found an emergency the classifier missed ("屋里有没气味" for 煤气味), or
+        the elder confirmed one (``force``: the dialog's reply was held back meanwhile): the tasks
+        are already raised; now the conversation must react too (reassure, advise 119, end)
+        instead of going on with the form. The dialog is told the urgent intent directly
+        (``core.grading.urgent_intent``: one table for every urgent rule)."""
         if reply.grade.risk != "urgent" or reply.ended:
             return reply
         intent = reply.parse.intent if reply.parse else None
-        if intent and intent.startswith("urgent_"):
+        if intent and intent.startswith("urgent_") and not force:
             return reply
-        urgent = next((URGENT_BY_RULE[r.split(":", 1)[1]] for r in reply.grade.reasons
-                       if r.startswith("规则:") and r.split(":", 1)[1] in URGENT_BY_RULE), None)
+        urgent = urgent_intent(reply.grade) or (intent if intent and intent.startswith("urgent_") else None)
         if urgent is None:
             return reply
         try:
@@ -231,9 +316,21 @@ class CheckInService:
             for i, text in enumerate(messages):
                 s.add(VisitTurn(visit_id=visit_id, seq=seq + i, at=self.clock(), speaker="bot", text=text))
 
-    def _rule_grade(self, text: str, reply: DialogReply | None = None) -> Grade:
-        grader = self.grader or grade_turn
-        return grader(text, reply.parse if reply else None, reply.expects if reply else None)
+    def _grade(self, text: str, parse, asked: str | None, alternatives=()) -> Grade:
+        """The one grading of an answer: against the question that was ``asked``, with the
+        recognizer's alternatives (``core.grading.grade_answer``, or the grader given)."""
+        grader = self.grader or grade_answer
+        return grader(text, parse, asked, tuple(alternatives))
+
+    def _mark_unsure(self, turn_id: int, reply: DialogReply) -> None:
+        """The turn awaits the answer to the question back: its reasons say so, its risk stays
+        unset — if this process dies meanwhile, the recovery sweep grades it by the rules."""
+        with self.app.db.session() as s:
+            turn = s.get(VisitTurn, turn_id)
+            turn.reasons = ["待确认", *reply.grade.reasons]
+            turn.dimension = reply.grade.dimension
+            if reply.parse is not None:
+                turn.intent, turn.confidence = reply.parse.intent, reply.parse.confidence
 
     def _apply_grade(self, visit_id: int, turn_id: int, text: str, grade: Grade,
                      reply: DialogReply | None) -> list[int]:
@@ -253,12 +350,18 @@ def close_visit(session: Session, visit: Visit, *, now: dt.datetime, outcome: st
     cat = load_catalogue()
     keys = set(cat.keys if visit.method == "in_person" else cat.remote_keys)
     answered = {a.item_key for a in visit.answers}
+    # an answer that does not fit its item (the same sentence stored for several items, words off
+    # the topic) does not count: the visitor asks again (core.understanding.implausible_items)
+    implausible = implausible_items([(a.item_key, a.source_text) for a in visit.answers])
     visit.ended_at = now
     if outcome in {"reschedule", "wrong_person", NOT_STARTED}:
         visit.status = "cancelled" if not answered else "incomplete"
     else:
-        visit.status = "complete" if keys <= answered else "incomplete"
+        visit.status = "complete" if keys <= answered - implausible else "incomplete"
     note = reason or outcome
+    if implausible:
+        labels = "、".join(cat.item(k).label for k in sorted(implausible))
+        note = (note + "；" if note else "") + f"回答与问题不符，需上门补问：{labels}"
     if note:
         visit.suggested_care = (visit.suggested_care or "") + ("" if not visit.suggested_care else "；") + f"结束：{note}"
     return visit

@@ -40,7 +40,7 @@ _PERSON = r"(老伴儿?|老头子?|老婆子?|老太太|老太婆|老汉|老婆�
 # (reason, dimension, pattern) — reasons are the keys of URGENT_INTENT_BY_RULE
 URGENT_RULES: tuple[tuple[str, str, str], ...] = (
     ("摔倒", "health", r"摔(倒|了|跤|着|伤|一跤|下|到|在|断)|从.{0,6}(摔|掉|跌|出溜)下来|跌(倒|了一跤|跤)|滑倒|绊倒|栽倒|一头栽|"
-                       r"滑了一(下|跤)|(倒|躺|趴|坐|出溜|栽)(在|到)?(地上|地下)|爬不起来|起不来(床)?了|^倒了$"),
+                       r"滑了一(下|跤)|(倒|躺|趴|坐|出溜|栽)(在|到)?(地上|地下)|爬不起来|起不来(床)?了|^倒了$|倒了起不来"),
     ("胸痛或气短", "health", r"(胸口|心口|胸)[^，。,]{0,6}(疼|痛|闷|憋|发紧|压|堵)|胸闷|心绞痛|喘不(上|过|动)(来)?气|气(也|都)?喘不(上|过|匀)|"
                             r"上不来气|气[^，。,]{0,3}上不来|透不过气|出不来气|憋得(慌|喘不|脸)|呼吸困难|心脏(疼|难受|病犯了)|"
                             r"喘不匀|喘气费劲|嘴唇(发)?(青|紫)|脸(都)?(憋)?(紫|青)了"),
@@ -77,13 +77,18 @@ URGENT_INTENT_BY_RULE = {"摔倒": "urgent_fall", "胸痛或气短": "urgent_che
 CONFIRM_QUESTION = {"燃气泄漏": "您是说闻到煤气味了吗？", "着火": "您是说着火了、冒烟了吗？",
                     "摔倒": "您是说有人摔倒了吗？", "晕倒": "您是说有人晕倒了、叫不醒吗？",
                     "胸痛或气短": "您是说胸口疼、喘不上气吗？", "中风征兆": "您是说嘴歪了、半边身子不听使唤吗？",
-                    "低血糖": "您是说心慌、手抖、出虚汗吗？", "房屋倒塌": "您是说房子塌了吗？"}
+                    "低血糖": "您是说心慌、手抖、出虚汗吗？", "房屋倒塌": "您是说房子塌了吗？",
+                    "轻生念头": "您是说心里苦、不想活了吗？", "断粮": "您是说家里没吃的了吗？",
+                    "家庭暴力": "您是说有人打您吗？", "呼救": "您是说要人赶快来帮忙吗？"}
+# the rule topic an urgent intent of the classifier is about (for the question back)
+INTENT_TOPIC = {intent: rule for rule, intent in reversed(list(URGENT_INTENT_BY_RULE.items()))}
+URGENT_DIMENSION_BY_RULE = {r: d for r, d, _ in URGENT_RULES}
 
 # the words the urgent rules also match by sound (homophones and near-homophones of the recognizer)
 SOUND_WORDS: dict[str, tuple[str, ...]] = {
-    "燃气泄漏": ("煤气", "燃气", "天然气", "液化气", "煤气味", "煤气罐", "有煤气", "股煤气"),
+    "燃气泄漏": ("煤气", "燃气", "天然气", "液化气", "煤气味", "煤气罐", "有煤气", "股煤气", "臭鸡蛋味"),
     "着火": ("着火", "起火", "失火", "冒烟"),
-    "摔倒": ("摔倒", "摔跤", "跌倒", "滑倒", "摔了一跤"),
+    "摔倒": ("摔倒", "摔跤", "跌倒", "滑倒", "摔了一跤", "倒了起不来"),
     "晕倒": ("晕倒", "昏倒", "晕过去", "昏过去", "不省人事", "喊不应", "叫不应", "没反应"),
     "胸痛或气短": ("喘不上气", "上不来气", "喘不过气", "透不过气", "呼吸困难", "胸口疼", "心口疼", "气上不来"),
     "中风征兆": ("中风", "嘴歪"),
@@ -376,14 +381,39 @@ def rests_on_one_word(grade: Grade, parse: ParseResult | None = None) -> bool:
     return not rules and parse is not None and parse.confidence < 0.6
 
 
+def _topic_of(reason: str) -> str | None:
+    """The urgent rule topic a reason is about: 规则:摔倒, 规则(近音):摔倒, 确认:摔倒 -> 摔倒;
+    意图:urgent_fall(0.41) -> 摔倒."""
+    tail = reason.split(":", 1)[-1]
+    if tail in URGENT_INTENT_BY_RULE:
+        return tail
+    return INTENT_TOPIC.get(tail.split("(")[0])
+
+
+def confirm_topic(grade: Grade) -> str | None:
+    """The urgent topic a grade is about (the first reason that names one), or None."""
+    return next((t for t in map(_topic_of, grade.reasons) if t in CONFIRM_QUESTION), None)
+
+
+def urgent_intent(grade: Grade) -> str | None:
+    """The dialog's urgent intent (its advice and goodbye) for an urgent grade that the safety
+    rules read plainly (``规则:``) or the elder confirmed (``确认:``); None for a grade that still
+    rests on sound or on the classifier (the classifier's own intent already steers the dialog)."""
+    if grade.risk != "urgent":
+        return None
+    for reason in grade.reasons:
+        if reason.startswith(("规则:", "确认:")):
+            topic = _topic_of(reason)
+            if topic is not None:
+                return URGENT_INTENT_BY_RULE[topic]
+    return None
+
+
 def needs_confirmation(grade: Grade, parse: ParseResult | None = None) -> str | None:
     """The short yes/no question to ask back before moving on, or None. Only for grades that rest
     on sound or on one word; an urgent grade is never lowered by this (the caller escalates on
     "yes" or silence, and closes the question on a confirmed "no")."""
     if not (rests_on_sound(grade) or rests_on_one_word(grade, parse)):
         return None
-    for reason in grade.reasons:
-        topic = reason.split(":", 1)[-1]
-        if topic in CONFIRM_QUESTION:
-            return CONFIRM_QUESTION[topic] + "是的话请按1，不是请按2。"
-    return None
+    topic = confirm_topic(grade)
+    return None if topic is None else CONFIRM_QUESTION[topic] + "是的话请按1，不是请按2。"

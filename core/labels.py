@@ -21,6 +21,8 @@ from data.models import (CALL_DIRECTIONS, CALLER_KINDS, CHANNELS, FOLLOWUP_ACTIO
                          VISIT_METHODS, VISITOR_ROLES)
 
 RISK_LABELS = {"none": "正常", "concern": "关注", "urgent": "紧急"}
+# the same, as said to a family member (digests, the Telegram family view)
+RISK_WORDS = {"none": "一切正常", "concern": "有些情况需要关注", "urgent": "有紧急情况，正在处理"}
 VISIT_STATUS_LABELS = {"in_progress": "进行中", "complete": "已完成", "incomplete": "未完成", "cancelled": "已取消"}
 # how a check-in conversation ended (dialogs/domain.yml checkin_outcome, plus the finishing reasons)
 OUTCOME_LABELS = {

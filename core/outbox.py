@@ -19,6 +19,16 @@ one ``fallback_of``. Which channel delivered a message is the channel of the row
 task for the supervisor (``core.escalation.undelivered``, run by the scheduler every minute) and is
 listed on the dashboard.
 
+A channel with a per-recipient ``pace`` (WeCom: its provider drops messages over 30 a minute or
+1000 an hour to one member, without an error) is paced here: before a message goes, the
+dispatcher counts what this channel sent to the same recipient in the longest window (the outbox's
+``sent`` rows, each with the number of provider messages it took, ``payload["parts"]``) and, when
+it does not fit (:func:`core.pacing.wait_until`), puts it back with ``next_attempt_at`` = the time it
+fits, without using up an attempt; later messages to that recipient in the same pass wait as long,
+so they keep their order. Nothing is dropped and nothing fails for being paced. The count is in the
+database, so it holds across passes and restarts; it assumes one process delivers a paced channel
+(the scheduler's, ``tanfang serve``) — two at once could each send a full window.
+
 The SMS template of a message (``template``: kind and variables, ``core.sms_templates``) is kept
 sealed beside the body and handed to the channel as ``payload["template"]``.
 
@@ -41,6 +51,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import routing
+from core.pacing import Window, wait_until
 from core.ports import MessageChannel, PermanentDeliveryError
 from data.models import EmergencyContact, FamilyMember, OutboxMessage, Visitor, utcnow
 
@@ -135,6 +146,40 @@ def backoff_seconds(settings, attempts: int) -> int:
     return int(steps[min(max(attempts, 1), len(steps)) - 1])
 
 
+class _Pacer:
+    """One delivery pass's view of the paced channels' recent sends, per recipient: read from the
+    outbox's sent rows once per channel (the recipient is sealed: matched after reading), then kept
+    up to date as the pass sends. Blocking (database): call from a worker thread."""
+
+    def __init__(self, db, now: dt.datetime):
+        self.db, self.now = db, now
+        self.sent: dict[str, dict[str, list[tuple[dt.datetime, int]]]] = {}
+        self.held: dict[tuple[str, str], dt.datetime] = {}
+
+    def _load(self, channel: str, windows: list[Window]) -> dict[str, list[tuple[dt.datetime, int]]]:
+        since = self.now - dt.timedelta(seconds=max(w.seconds for w in windows))
+        with self.db.session() as s:
+            rows = s.execute(select(OutboxMessage.recipient, OutboxMessage.sent_at, OutboxMessage.payload).where(
+                OutboxMessage.channel == channel, OutboxMessage.state == "sent", OutboxMessage.sent_at > since)).all()
+        out: dict[str, list[tuple[dt.datetime, int]]] = {}
+        for recipient, at, payload in rows:
+            out.setdefault(recipient, []).append((at, int((payload or {}).get("parts", 1))))
+        return out
+
+    def until(self, channel: str, windows: list[Window], recipient: str, cost: int) -> dt.datetime | None:
+        """None: send now; else when the message fits (and no earlier than one held back before it)."""
+        if channel not in self.sent:
+            self.sent[channel] = self._load(channel, windows)
+        fits = wait_until(self.sent[channel].get(recipient, []), windows, self.now, cost)
+        later = max([t for t in (self.held.get((channel, recipient)), fits) if t is not None], default=None)
+        if later is not None:
+            self.held[(channel, recipient)] = later
+        return later
+
+    def record(self, channel: str, recipient: str, cost: int) -> None:
+        self.sent.setdefault(channel, {}).setdefault(recipient, []).append((self.now, cost))
+
+
 class OutboxDispatcher:
     """Delivers due outbox messages; safe to run in several processes at once."""
 
@@ -150,6 +195,7 @@ class OutboxDispatcher:
         self.batch = batch
         self.lease = dt.timedelta(seconds=lease_seconds)
         self.fallbacks = 0  # fallback messages queued by this dispatcher
+        self.paced = 0  # messages held back by a channel's per-recipient pace
 
     def _due_ids(self, now: dt.datetime) -> list[tuple[int, int]]:
         due = select(OutboxMessage.id, OutboxMessage.attempts).where(
@@ -179,16 +225,28 @@ class OutboxDispatcher:
             s.expunge(msg)
             return msg
 
+    def _defer(self, msg: OutboxMessage, until: dt.datetime) -> None:
+        """Put a claimed message back until ``until``: paced, not failed (the attempt is given back)."""
+        with self.db.session() as s:
+            row = s.get(OutboxMessage, msg.id)
+            row.attempts = max(row.attempts - 1, 0)
+            row.next_attempt_at = until
+            row.last_error = f"按收件人频率限制，{until:%H:%M:%S} (UTC) 后发送 (paced per recipient)"
+        self.paced += 1
+
     def _finish(self, msg: OutboxMessage, *, sent: bool, now: dt.datetime, error: str | None = None,
-                provider_id: str | None = None, permanent: bool = False) -> None:
+                provider_id: str | None = None, permanent: bool = False, parts: int = 1) -> None:
         with self.db.session() as s:
             row = s.get(OutboxMessage, msg.id, with_for_update=False)
             if sent:
                 row.state = "sent"
                 row.sent_at = now
                 row.last_error = None
-                if provider_id:
-                    row.payload = {**(row.payload or {}), "provider_message_id": str(provider_id)}
+                extra = {"provider_message_id": str(provider_id)} if provider_id else {}
+                if parts != 1:
+                    extra["parts"] = parts  # provider messages it took (the pace counts them)
+                if extra:
+                    row.payload = {**(row.payload or {}), **extra}
             else:
                 row.last_error = (error or "unknown error")[:2000]
                 if permanent or row.attempts >= self.settings.outbox.max_attempts:
@@ -210,13 +268,29 @@ class OutboxDispatcher:
             delivered += await self._deliver_batch(now)
         return delivered
 
+    async def _paced_cost(self, pacer: _Pacer, channel: MessageChannel, msg: OutboxMessage) -> int | None:
+        """How many provider messages ``msg`` takes (1 on an unpaced channel); None when it was
+        held back by the channel's per-recipient pace (see the module doc)."""
+        windows = list(getattr(channel, "pace", ()) or ())
+        if not windows:
+            return 1
+        cost = channel.cost(msg.recipient, msg.body, channel_payload(msg))
+        until = await asyncio.to_thread(pacer.until, msg.channel, windows, msg.recipient, cost)
+        if until is None:
+            return cost
+        await asyncio.to_thread(self._defer, msg, until)
+        return None
+
     async def _deliver_batch(self, now: dt.datetime) -> int:
-        delivered = 0
+        delivered, pacer = 0, _Pacer(self.db, now)
         for msg_id, attempts in await asyncio.to_thread(self._due_ids, now):
             msg = await asyncio.to_thread(self._claim, msg_id, attempts, now)
             if msg is None:
                 continue  # another dispatcher has it
             channel = self.channels[msg.channel]
+            cost = await self._paced_cost(pacer, channel, msg)
+            if cost is None:
+                continue  # it waits for its recipient's window
             try:
                 provider_id = await channel.send(msg.recipient, msg.body, channel_payload(msg))
             except PermanentDeliveryError as exc:
@@ -226,6 +300,7 @@ class OutboxDispatcher:
             except Exception as exc:  # noqa: BLE001 — any failure of the channel is retried
                 await asyncio.to_thread(self._finish, msg, sent=False, now=now, error=f"{type(exc).__name__}: {exc}")
                 continue
-            await asyncio.to_thread(self._finish, msg, sent=True, now=now, provider_id=provider_id)
+            pacer.record(msg.channel, msg.recipient, cost)
+            await asyncio.to_thread(self._finish, msg, sent=True, now=now, provider_id=provider_id, parts=cost)
             delivered += 1
         return delivered

@@ -130,6 +130,11 @@ class MessageChannel(Protocol):
         """Deliver; return a provider message id. Raise on failure (the outbox retries), or raise
         :class:`PermanentDeliveryError` when retrying cannot help (the outbox fails it at once)."""
 
+    # A channel whose provider drops what goes over a per-recipient rate (WeCom) also has
+    # ``pace``: a sequence of ``core.pacing.Window``, and ``cost(recipient, text, payload) -> int``:
+    # how many provider messages one send is (0: not paced, e.g. a group chat). The outbox then
+    # holds a message back until it fits instead of sending it to be dropped (``core.outbox``).
+
 
 class PermanentDeliveryError(Exception):
     """A message that no retry can deliver: an unknown or unreachable recipient, a template the

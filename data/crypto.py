@@ -164,7 +164,7 @@ def key_file_keys(path: str | Path, old: Iterable[str] = ()) -> DataKeys:
     if str(path) not in _warned:
         _warned.add(str(path))
         log.warning("未设置 %s：个人数据用本机生成的密钥 %s 加密，仅供开发和演示；生产环境请设置 %s"
-                    "（见 docs/security-data.md） (no %s: using the generated development key %s)",
+                    "（见 docs/security.md#personal-data-at-rest） (no %s: using the generated development key %s)",
                     ENV_KEY, path, ENV_KEY, ENV_KEY, path)
     return DataKeys(read_key_file(path), [decode_key(o, ENV_OLD_KEY) for o in old if o], source=str(path))
 

@@ -13,7 +13,9 @@ The end of a conversation: the bot sends a custom payload ``{"ended": true, "out
 (``json_message``, also accepted nested as ``{"custom": {...}}``), or the slot
 ``checkin_outcome`` (or ``outcome``) is set. The question kind the next answer should
 fit (``DialogReply.expects``): a custom payload ``{"expects": "..."}``, else the form's
-``requested_slot``. Each user turn is graded by ``core.grading.grade_turn``.
+``requested_slot``. The engine does not grade: the check-in service grades each answer once,
+against the question it asked (``core.checkin.CheckInService``); ``grade`` is kept for
+``tanfang rasa assess``.
 
 A network failure or a server error raises :class:`DialogUnavailable`; the caller keeps the
 elder's words and retries later.
@@ -206,9 +208,6 @@ class RasaDialogEngine:
         return await self._turn(conversation_id, text, metadata or {}, user_turn=True)
 
     async def _turn(self, conversation_id: str, text: str, metadata: dict[str, Any], user_turn: bool) -> DialogReply:
-        # The answer is graded against what the bot asked *before* this turn (the caller may pass
-        # it as metadata["expects"] after a restart).
-        asked = metadata.get("expects", self._expects.get(conversation_id))
         if self.token:  # the REST channel takes no token: the actions check this proof before writing
             metadata = {**metadata, PROOF_KEY: conversation_proof(self.token, conversation_id)}
         messages, server = await self._request_on(
@@ -226,7 +225,7 @@ class RasaDialogEngine:
             last_user = next((e for e in reversed(tracker.get("events") or []) if e.get("event") == "user"), None)
             if last_user and last_user.get("parse_data"):
                 tracker["latest_message"] = {**last_user["parse_data"], "text": last_user.get("text")}
-        reply = self._reply(text, messages, tracker, user_turn, asked)
+        reply = self._reply(text, messages, tracker, user_turn)
         self._remember(conversation_id, None if reply.ended else reply.expects)
         return reply
 
@@ -236,8 +235,7 @@ class RasaDialogEngine:
         while len(self._expects) > REMEMBER:
             self._expects.popitem(last=False)
 
-    def _reply(self, text: str, messages: list[dict[str, Any]], tracker: dict[str, Any], user_turn: bool,
-               asked: str | None = None) -> DialogReply:
+    def _reply(self, text: str, messages: list[dict[str, Any]], tracker: dict[str, Any], user_turn: bool) -> DialogReply:
         texts: list[str] = []
         ended = False
         outcome: str | None = None
@@ -266,6 +264,5 @@ class RasaDialogEngine:
             if active and slots.get("requested_slot"):
                 expects = str(slots["requested_slot"])
         parse = _parse_result(text, tracker.get("latest_message")) if user_turn else None
-        turn_grade = grade(text, parse, asked) if user_turn else Grade()
-        return DialogReply(messages=texts, parse=parse, grade=turn_grade, expects=expects,
+        return DialogReply(messages=texts, parse=parse, grade=Grade(), expects=expects,
                            ended=ended, outcome=outcome, slots=slots)

@@ -24,15 +24,19 @@ def watch_parent(parent: int, every: float = 1.0) -> None:
     os._exit(1)
 
 
+def rasa_args(args: list[str], token: str | None) -> list[str]:
+    """``rasa run`` gets the token as one argument: a token may begin with "-" (``token_urlsafe``),
+    which argparse would take for an option (``--auth-token: expected one argument``)."""
+    if token and args[:1] == ["run"]:
+        return [*args, f"--auth-token={token}"]
+    return list(args)
+
+
 def main() -> None:
     parent = int(os.environ.get(PARENT_ENV) or 0)
     if parent:
         threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
-    args = sys.argv[1:]
-    token = os.environ.get(TOKEN_ENV)
-    if token and args[:1] == ["run"]:
-        args += ["--auth-token", token]
-    sys.argv = ["rasa", *args]
+    sys.argv = ["rasa", *rasa_args(sys.argv[1:], os.environ.get(TOKEN_ENV))]
     from rasa.__main__ import main as rasa_main
 
     rasa_main()

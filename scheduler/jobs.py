@@ -18,6 +18,8 @@ run twice and safe after a restart, because the database, not the scheduler, hol
   (or for the recovery sweep) before it is settled.
 * ``recover_calls`` (at start and every minute) is the crash sweep of ``core.recovery``: an
   answered call whose process died is settled, its visit closed, its ungraded words graded.
+* ``send_reminders`` writes the reminders and digests that are due (``core.reminders``: who is
+  reminded of what, when) into the outbox, each on the person's route, and delivers them.
 * ``deliver_outbox``, ``escalate_overdue`` (which also turns P1 messages the outbox gave up on into
   a task for the supervisor) and ``coverage_guard`` are idempotent by design.
 * ``tick`` runs every job once (``tanfang scheduler tick``).
@@ -44,6 +46,7 @@ from core.escalation import escalate_undelivered, record_call_outcome
 from core.outbox import OutboxDispatcher
 from core.ports import CallRequest, Dialer, LineError, LineUnavailable, MessageChannel
 from core.recovery import recover
+from core.reminders import run_all as _reminders_due
 from data import call_status
 from data.models import CallAttempt, Elder, OutboxMessage, Visit, VisitTurn, utcnow
 
@@ -530,12 +533,23 @@ async def run_escalations(ctx: JobContext, now: dt.datetime | None = None) -> di
     return {"overdue": overdue, "undelivered": undelivered}
 
 
+async def run_reminders(ctx: JobContext, now: dt.datetime | None = None) -> dict[str, int]:
+    """Reminders and digests due at ``now`` into the outbox (``core.reminders``); how many of each."""
+    counts = await in_unit(ctx, _reminders_due, now=now or ctx.clock())
+    ctx.count("reminders", sum(counts.values()))
+    return counts
+
+
+async def _made_now(ctx: JobContext, work, stat: str) -> int:
+    """``work`` in one unit at the clock's now; how many things it made, counted under ``stat``."""
+    n = len(await in_unit(ctx, work, now=ctx.clock()))
+    ctx.count(stat, n)
+    return n
+
+
 # ---- the jobs (no arguments; registered with explicit IDs) -----------------------------------
 async def plan_today() -> int:
-    ctx = context()
-    n = len(await in_unit(ctx, plan_calls, now=ctx.clock()))
-    ctx.count("planned", n)
-    return n
+    return await _made_now(context(), plan_calls, "planned")
 
 
 async def recover_calls() -> int:
@@ -569,11 +583,17 @@ async def escalate_overdue() -> int:
     return done["overdue"] + done["undelivered"]
 
 
-async def coverage_guard() -> int:
+async def send_reminders() -> int:
     ctx = context()
-    n = len(await in_unit(ctx, _coverage_guard, now=ctx.clock()))
-    ctx.count("coverage_tasks", n)
-    return n
+    now = ctx.clock()
+    queued = sum((await run_reminders(ctx, now)).values())
+    if queued:
+        await run_deliver_outbox(ctx, now)
+    return queued
+
+
+async def coverage_guard() -> int:
+    return await _made_now(context(), _coverage_guard, "coverage_tasks")
 
 
 # ---- every job once (``tanfang scheduler tick``) -------------------------------------------------
@@ -588,6 +608,7 @@ async def tick(ctx: JobContext) -> dict:
     out["dial"] = {"placed": await run_dial_due(ctx, now)}
     out["escalate"] = await run_escalations(ctx, now)
     out["coverage"] = {"tasks": len(await in_unit(ctx, _coverage_guard, now=now))}
+    out["reminders"] = await run_reminders(ctx, now)
     out["outbox"] = {"sent": await run_deliver_outbox(ctx, now), "channels": sorted(ctx.channels),
                      **await asyncio.to_thread(_outbox_state, ctx)}
     for key in ("settled", "cancelled", "dialed"):

@@ -37,7 +37,8 @@ class JobSpec:
 
 
 def job_specs(settings, *, tick_seconds: int = 60, outbox_seconds: int = 15, escalate_seconds: int = 60,
-              recover_seconds: int = 60, start: dt.datetime | None = None) -> list[JobSpec]:
+              recover_seconds: int = 60, reminder_seconds: int | None = None,
+              start: dt.datetime | None = None) -> list[JobSpec]:
     """The service's jobs. ``start`` anchors interval triggers (the simulator's clock)."""
     tz = settings.app.timezone
     kw = {"timezone": tz}
@@ -49,6 +50,9 @@ def job_specs(settings, *, tick_seconds: int = 60, outbox_seconds: int = 15, esc
         JobSpec("dial_due", jobs.dial_due, IntervalTrigger(seconds=tick_seconds, **kw), "拨打到期的问候电话"),
         JobSpec("deliver_outbox", jobs.deliver_outbox, IntervalTrigger(seconds=outbox_seconds, **kw), "发送通知"),
         JobSpec("escalate_overdue", jobs.escalate_overdue, IntervalTrigger(seconds=escalate_seconds, **kw), "超时未确认的紧急任务上报"),
+        JobSpec("send_reminders", jobs.send_reminders,
+                IntervalTrigger(seconds=reminder_seconds or settings.reminders.interval_seconds, **kw),
+                "提醒与每日/每周小结"),
         JobSpec("coverage_guard", jobs.coverage_guard, CronTrigger(hour=8, minute=30, timezone=tz), "月度覆盖检查"),
     ]
 

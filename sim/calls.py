@@ -12,18 +12,21 @@ from sqlalchemy import select
 
 from core.outbox import delivered_by
 from data.models import CallAttempt, Elder, OutboxMessage, Task, Visit
+from voice.metrics import cer
 
 
 # -- the elder's script --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Step:
-    kind: str   # say | dtmf | hangup | wait
+    kind: str   # say | dtmf | hangup | wait | barge (talk over the next prompt: "SECONDS:TEXT")
     value: str = ""
 
 
 def parse_step(line: str) -> Step | None:
     """One script line: plain text is said; ``#1`` / ``dtmf:1`` presses keys; ``hangup`` / ``挂断``
-    hangs up; ``wait:3`` stays silent 3 s; empty lines and ``//`` comments are skipped."""
+    hangs up; ``wait:3`` stays silent 3 s; ``barge:1.5:是我`` says 是我 over the next prompt, 1.5 s
+    into it (``barge:是我``: 1 s; ``barge:-0.2:是我``: 0.2 s before it ends); ``<1.2>`` inside
+    words is a pause; empty lines and ``//`` comments are skipped."""
     text = line.strip()
     if not text or text.startswith("//"):
         return None
@@ -35,6 +38,15 @@ def parse_step(line: str) -> Step | None:
         if not digits or any(d not in "0123456789*#" for d in digits):
             raise ValueError(f"按键只能是 0-9 * # (keys must be 0-9 * #): {line!r}")
         return Step("dtmf", digits)
+    if lower.startswith("barge:"):
+        after, _, said = text.split(":", 1)[1].partition(":")
+        try:
+            seconds = float(after)
+        except ValueError:
+            seconds, said = 1.0, text.split(":", 1)[1]
+        if not said.strip() or not -30 <= seconds <= 30:
+            raise ValueError(f"插话写作 barge:秒数:话 (barge:SECONDS:TEXT, 0-30 s): {line!r}")
+        return Step("barge", f"{seconds}:{said.strip()}")
     if lower.startswith("wait:"):
         seconds = float(text.split(":", 1)[1])
         if not 0 < seconds <= 60:
@@ -58,6 +70,22 @@ def load_script(path: str | Path) -> list[Step]:
 
 
 # -- what a call produced ---------------------------------------------------------------------------
+def pair_answers(steps: list[Step], heard: list[str]):
+    """(step, heard text or None) in order: an answer the service never heard is followed by the
+    elder saying the next one (the question is asked again), so it is skipped, not paired with the
+    next turn — which would shift every pair after it."""
+    j = 0
+    for i, step in enumerate(steps):
+        if j >= len(heard):
+            yield step, None
+            continue
+        if step.kind == "say" and i + 1 < len(steps) and steps[i + 1].kind == "say" \
+                and len(steps) - i > len(heard) - j \
+                and cer(steps[i + 1].value, heard[j]) < cer(step.value, heard[j]):
+            yield step, None  # more answers than turns left, and the next answer fits this turn better
+            continue
+        yield step, heard[j]
+        j += 1
 
 
 def call_task_ids(app, result) -> list[int]:

@@ -62,7 +62,7 @@ from sim.net import free_port, local_server
 from sim.mainland import MainlandStandIns
 from sim.personas import PERSONAS_FILE, Persona, load_personas
 from sim.telegram_emulator import TelegramEmulator, unavailable_reason
-from sim.calls import Step
+from sim.calls import Step, pair_answers
 from sim.twilio_peer import SimulatedTwilio, simulated_credentials
 from tanfang import wiring
 from tanfang.web import build_web_app
@@ -725,7 +725,7 @@ class DemoDay:
                                                    .order_by(VisitTurn.seq))] if visit_id else []
                 calls += 1
                 ok = True
-                for step, text in _pair(steps, heard):
+                for step, text in pair_answers(steps, heard):
                     if step.kind != "say":
                         continue
                     spoken += 1
@@ -768,21 +768,3 @@ class DemoDay:
                 written.append(str(path))
         summary["outputs"] = {"report": str(out / f"report-{month}.xlsx"), "forms": written,
                               "summary": str(out / "summary.json"), "database": str(out / "tanfang-demo.db")}
-
-
-def _pair(steps, heard: list[str]):
-    """(step, heard text or None) in order: an answer the service never heard is followed by the
-    elder saying the next one (the question is asked again), so it is skipped, not paired with the
-    next turn — which would shift every pair after it."""
-    j = 0
-    for i, step in enumerate(steps):
-        if j >= len(heard):
-            yield step, None
-            continue
-        if step.kind == "say" and i + 1 < len(steps) and steps[i + 1].kind == "say" \
-                and len(steps) - i > len(heard) - j \
-                and speech_cer(steps[i + 1].value, heard[j]) < speech_cer(step.value, heard[j]):
-            yield step, None  # more answers than turns left, and the next answer fits this turn better
-            continue
-        yield step, heard[j]
-        j += 1

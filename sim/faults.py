@@ -151,13 +151,18 @@ class FaultHarness:
     # action server's); a fresh one when the run has its own database
     data_key: str = field(default_factory=lambda: base64.b64encode(os.urandom(32)).decode())
 
+    # a zone where it is mid-morning now: the ladder's retry (two hours on) stays on today, whatever
+    # hour the suite runs at (in Asia/Shanghai after 22:00 it fell on tomorrow and no retry was planned)
+    zone: str = field(default_factory=lambda: midmorning_zone())
+
     async def __aenter__(self) -> "FaultHarness":
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.rng = random.Random(self.seed)
         # every kill drops the stream and refuses the status callback: expected, kept on each CallLog.error
         logging.getLogger("tanfang.sim.twilio_peer").setLevel(logging.CRITICAL)
         settings = load_settings(env={"TANFANG_DATABASE_URL": self.database_url, "TANFANG_DATA_KEY": self.data_key,
-                                      "TANFANG_DATA_DIR": str(self.workdir / "harness")})
+                                      "TANFANG_DATA_DIR": str(self.workdir / "harness"),
+                                      "TANFANG_APP__TIMEZONE": self.zone})
         self.app = App(settings=settings, actor="fault-harness")
         self.app.ready_db()
         self.account_sid, self.auth_token = "AC" + os.urandom(16).hex(), os.urandom(16).hex()
@@ -189,6 +194,7 @@ class FaultHarness:
             "TANFANG_TWILIO__FROM_NUMBER": "+8637100000000", "TANFANG_TWILIO__API_BASE_URL": self.peer_url,
             "TANFANG_TWILIO__PUBLIC_BASE_URL": f"http://127.0.0.1:{self.port}",
             "TANFANG_VOICE__TTS_ENGINE": "espeak", "TANFANG_VOICE__CALL_LEASE_SECONDS": str(LEASE_S),
+            "TANFANG_APP__TIMEZONE": self.zone,                   # the retry falls on the same local day
             "TANFANG_SCHEDULER__QUIET_HOURS": "00:00-00:00",        # calls at any hour of the test
             "TANFANG_SCHEDULER__DEFAULT_CALL_WINDOW": "00:00-23:59",
             "TANFANG_SCHEDULER__NO_ANSWER__RETRY_MINUTES": "[120]",  # a retry is planned, not dialed in the run
@@ -287,6 +293,14 @@ async def run_tick(env: dict[str, str], *args: str) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"scheduler tick failed ({proc.returncode}): {err.decode()[-2000:]}")
     return json.loads(out)
+
+
+def midmorning_zone(now: dt.datetime | None = None) -> str:
+    """A fixed-offset zone (``Etc/GMT±N``; POSIX signs: GMT+4 is four hours behind UTC) where it is
+    about 10:00 at ``now`` (UTC)."""
+    n = ((now or utcnow()).hour - 10) % 24
+    n = n - 24 if n > 12 else n
+    return "Etc/GMT" if n == 0 else f"Etc/GMT{n:+d}"
 
 
 def verify(harness: FaultHarness, calls: list[KilledCall]) -> dict:

@@ -38,7 +38,9 @@ class SipCallFacts:
 
     codec: str | None = None
     prompts: list[float] = field(default_factory=list)  # seconds of speech in each prompt heard
+    prompt_at: list[float] = field(default_factory=list)  # clock time each prompt's first voiced frame arrived
     said_seconds: float = 0.0
+    answers_sent: list[tuple[float, float]] = field(default_factory=list)  # clock times: first, last frame sent
     closed_by: str | None = None  # bot | elder
     wall_seconds: float = 0.0
     error: str | None = None
@@ -99,6 +101,7 @@ class ScriptedHandset:
         self.closed = self.closed or event["event"] == "closed"
         if event["event"] == "prompt_end":
             self.facts.prompts.append(float(event.get("speech_s", 0)))
+            self.facts.prompt_at.append(float(event.get("speech_at", 0)))
             return True
         return False
 
@@ -111,6 +114,8 @@ class ScriptedHandset:
             self.h.send("say", pcm=str(path))
             said = await self.h.aw("said", len(pcm) / 2 / RATE + 20)
             self.facts.said_seconds += float(said.get("seconds", 0))
+            if said.get("sent_at"):
+                self.facts.answers_sent.append((said["sent_at"] - len(pcm) / 2 / RATE, said["sent_at"]))
         elif step.kind == "dtmf":  # the handset runs its commands in order: the next waits for these
             self.h.send("dtmf", digits=step.value)
         elif step.kind == "wait":

@@ -15,10 +15,13 @@ command                                                 what it does
                                                         error (503), ring (180, never answers),
                                                         ignore (no response at all)
 {"cmd": "wait_prompt", "timeout": 20}                   wait until the bot's next prompt has ended
-                                                        (speech, then ``silence`` s of quiet);
+                                                        (speech, then ``--prompt-silence`` s of
+                                                        quiet, and the bot still quiet);
                                                         ``"flush": true`` forgets earlier prompts
 {"cmd": "say", "pcm": "a.raw", "hangup_after": 1.0}     play 8 kHz PCM16 (raw or .wav); optionally
                                                         hang up that many seconds into it
+{"cmd": "wait_speech", "after": 1.0, "timeout": 20}     wait until the bot has been speaking for
+                                                        ``after`` s (then ``say`` talks over it)
 {"cmd": "dtmf", "digits": "1", "method": "info"}        keypad: rfc4733 (default) or info
 {"cmd": "silence", "seconds": 3}                        stay quiet
 {"cmd": "stats"}                                        what was heard so far (``stats`` event)
@@ -29,7 +32,9 @@ command                                                 what it does
 =====================================================  =========================================
 
 Events: ready, registered, incoming (with the INVITE as received), state, media (the codec),
-answered, prompt_end (``speech_s``; ``speech_at``: when its first voiced frame arrived), said,
+answered, speaking (``wait_speech``: the bot is speaking), prompt_start (``at``: when a prompt's
+first voiced frame arrived), prompt_end (``speech_s``; ``speech_at``: when its first voiced frame
+arrived), said (``sent_at``: when the frame holding the answer's last sample went out),
 dtmf_sent, dtmf_heard, stats, closed (``code``; ``recording``: a WAV of what was heard;
 ``levels``: a JSON file of per-frame levels from the answer on), error, done (each command's
 completion, with its ``cmd``).
@@ -50,6 +55,12 @@ from pathlib import Path
 from typing import Any
 
 RESPONSES = {"busy": 486, "decline": 603, "unavailable": 480, "error": 503}
+# Quiet that ends the bot's prompt. The bot's own pauses reach 0.94 s (0.4 s between two messages
+# plus the synthesizer's quiet at their ends; 0.82 s inside one greeting): with 0.8 s the elder
+# answered in the middle of "好，那我慢慢问，您慢慢说。 … 先问问您身体。…", unheard (the service
+# does not listen while it speaks), on every demo call. The simulated Twilio elder waits for the
+# prompt's mark instead.
+PROMPT_SILENCE_S = 1.5
 
 
 def _read_pcm(path: str) -> bytes:
@@ -152,6 +163,7 @@ class _Handset:
             self.levels.clear()
             self.endpointer.reset()
         self.queue.clear()
+        _drain(self.prompts)  # a new call starts with no prompt heard
         return call
 
     def _incoming(self, account, prm) -> None:
@@ -206,6 +218,7 @@ class _Handset:
             recording, levels = self._save()
             self.emit("closed", code=info.lastStatusCode, reason=info.lastReason, recording=recording,
                       levels=levels, heard_s=len(self.heard) / 16000)
+            self.prompts.put(None)  # a wait for the next prompt ends with the call
             if self.port is not None:
                 self.port.detach()
             self.port = None
@@ -224,6 +237,7 @@ class _Handset:
             event = ep.push(pcm)
             if event == SPEECH_START:  # arrival time of the prompt's first voiced frame
                 self.speech_at = time.monotonic() - (ep.elapsed - ep.speech_start) + 0.02
+                self.emit("prompt_start", at=self.speech_at)
             elif event == END:
                 self.prompts.put({"speech_s": round(ep.utterance_s, 2), "at": time.monotonic(),
                                   "speech_at": self.speech_at})
@@ -256,14 +270,46 @@ class _Handset:
         self.mode, self.answer_delay = mode, float(cmd.get("delay", 0.3))
 
     def cmd_wait_prompt(self, cmd: dict) -> None:
-        while cmd.get("flush") and not self.prompts.empty():  # forget prompts that ended before
-            self.prompts.get_nowait()
-        try:
-            prompt = self.prompts.get(timeout=float(cmd.get("timeout", 30)))
-        except queue.Empty:
-            self.emit("prompt_timeout")
-            return
-        self.emit("prompt_end", **prompt)
+        """The end of the bot's prompt: the latest quiet of ``prompt_silence`` s after its speech,
+        while the bot is still quiet. A quiet the bot talked on after (it paused between two
+        messages, or asked again while the elder spoke) is not the end: answering there once made
+        the elder talk over the bot, and every later answer came one prompt too early."""
+        if cmd.get("flush"):  # forget prompts that ended before
+            _drain(self.prompts)
+        deadline = time.monotonic() + float(cmd.get("timeout", 30))
+        while True:
+            try:
+                prompt = self.prompts.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.emit("prompt_timeout")
+                return
+            while prompt is not None and not self.prompts.empty():  # a later end: the bot talked on
+                prompt = self.prompts.get_nowait()
+            if prompt is None:
+                # the call ended (its ``closed`` event says so): no prompt event, and the next
+                # command is free to run — a wait left blocked here once took the next call's
+                # first prompt and the elder answered into silence
+                return
+            if not self._bot_talking():
+                self.emit("prompt_end", **prompt)
+                return
+            # the bot has started again since that quiet: wait for the end of what it says now
+
+    def _bot_talking(self) -> bool:
+        with self.lock:
+            return self.endpointer.in_speech
+
+    def cmd_wait_speech(self, cmd: dict) -> None:
+        """Until the bot's prompt has been heard for ``after`` seconds: the moment to talk over it."""
+        after, end = float(cmd.get("after", 1.0)), time.monotonic() + float(cmd.get("timeout", 20))
+        while time.monotonic() < end:
+            with self.lock:
+                speaking = self.endpointer.in_speech and time.monotonic() - self.speech_at >= after
+            if speaking:
+                self.emit("speaking", since=self.speech_at)
+                return
+            time.sleep(0.02)
+        self.emit("prompt_timeout")
 
     def cmd_say(self, cmd: dict) -> None:
         pcm = _read_pcm(cmd["pcm"])
@@ -279,8 +325,9 @@ class _Handset:
         end = time.monotonic() + len(pcm) / 16000 + 10
         while time.monotonic() < end:
             try:
-                if self.said.get(timeout=0.5) == mark:
-                    self.emit("said", mark=mark, seconds=len(pcm) / 16000, at=time.monotonic())
+                if self.said.get(timeout=0.5) == mark:  # sent_at: when its last frame went out as RTP
+                    self.emit("said", mark=mark, seconds=len(pcm) / 16000, at=time.monotonic(),
+                              sent_at=self.queue.marks_out.get(mark))
                     return
             except queue.Empty:
                 if self.call is None:
@@ -300,20 +347,28 @@ class _Handset:
         pj = self.pj
         digits, method = str(cmd["digits"]), cmd.get("method", "rfc4733")
 
-        def send():
+        def send(keys: str):
             if self.call is None:
                 raise RuntimeError("no call to send keys on")
             if method == "info":
                 prm = pj.CallSendDtmfParam()
                 prm.method = pj.PJSUA_DTMF_METHOD_SIP_INFO
-                prm.digits = digits
+                prm.digits = keys
                 prm.duration = 160
                 self.call.sendDtmf(prm)
             else:
-                self.call.dialDtmf(digits)
+                self.call.dialDtmf(keys)
 
-        self.thread.run_sync(send)
-        time.sleep(0.2 * len(digits))
+        if method == "info":
+            # one INFO per key press, as a phone sends them: PJSIP sends a string's INFOs at once,
+            # the proxy's workers can reorder them, and the far end must refuse the lower CSeq
+            # (500, RFC 3261 12.2.2) — a key lost (the keys test failed now and then: "1", "#")
+            for key in digits:
+                self.thread.run_sync(send, key)
+                time.sleep(0.2)
+        else:
+            self.thread.run_sync(send, digits)
+            time.sleep(0.2 * len(digits))
         self.emit("dtmf_sent", digits=digits, method=method)
 
     def cmd_reinvite(self, cmd: dict) -> None:
@@ -362,7 +417,7 @@ class SipHandset:
 
     def __init__(self, trunk: str, user: str, password: str, *, domain: str, record_dir: Path,
                  transport: str = "udp", codecs: str = "PCMA,PCMU", no_rtp: bool = False, log_level: int = 1,
-                 prompt_silence: float = 0.8):
+                 prompt_silence: float = PROMPT_SILENCE_S):
         self.user = user
         self.record_dir = Path(record_dir)
         self.argv = [sys.executable, "-m", "sim.sip_handset", "--trunk", trunk, "--user", user, "--domain", domain,
@@ -456,6 +511,11 @@ class SipHandset:
         self.proc = None
 
 
+def _drain(q: queue.Queue) -> None:
+    while not q.empty():
+        q.get_nowait()
+
+
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
@@ -499,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transport", default="udp", choices=["udp", "tcp"])
     parser.add_argument("--codecs", default="PCMA,PCMU")
     parser.add_argument("--record", default=".", help="folder for the recordings of each call")
-    parser.add_argument("--prompt-silence", type=float, default=0.8, help="quiet seconds that end the bot's prompt")
+    parser.add_argument("--prompt-silence", type=float, default=PROMPT_SILENCE_S,
+                        help="quiet seconds that end the bot's prompt")
     parser.add_argument("--no-rtp", action="store_true", help="send no RTP at all (one-way audio)")
     parser.add_argument("--log-level", type=int, default=1)
     return _serve(parser.parse_args(argv))

@@ -13,6 +13,8 @@ sent as fast as the socket takes them; while waiting for the bot, silence is pac
 With ``real_time=True`` (the load benchmark, ``bench/concurrent_calls.py``) every frame is paced
 at 20 ms, the bot's prompts "play" at 8 kHz before their mark comes back, and each call records
 its turn gaps: from the end of the elder's speech to the first audio of the bot's next prompt.
+The times the elder's answers were sent and the prompts arrived are kept too
+(``CallLog.answers_sent``, ``HeardPrompt.arrived_at``: the line benchmark, ``bench/lines_side_by_side.py``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ THINK_S = 0.4                    # the elder's pause before answering
 # Phone Number" (https://www.twilio.com/docs/glossary/what-e164, https://www.twilio.com/docs/api/errors/21211)
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 TRAILING_FAST_S = 2.0            # silence after an answer sent at full speed (> end-of-utterance 1.2 s)
+PAUSE = re.compile(r"<(\d+(?:\.\d+)?)>")  # a pause inside an answer, in seconds
 BOT_TIMEOUT_S = 180.0            # wall-clock wait for the bot's next prompt (first Rasa/TTS calls are slow)
 
 
@@ -69,6 +72,7 @@ class HeardPrompt:
     seconds: float
     audio: bytes = field(repr=False, default=b"")
     text: str | None = None  # when the simulator was given a recognizer to listen with
+    arrived_at: float | None = None  # clock time of its first media message
 
 
 @dataclass
@@ -84,8 +88,10 @@ class CallLog:
     steps_done: list[Step] = field(default_factory=list)
     closed_by: str | None = None  # bot | elder
     fillers: int = 0              # "请稍等" heard while the bot thought (not prompts: the elder waits on)
+    cleared: int = 0              # prompts the bot stopped (``clear``) while the elder talked over them
     turn_gaps: list[float] = field(default_factory=list)  # real_time: end of speech -> next prompt audio
     audio_seconds_sent: float = 0.0
+    answers_sent: list[tuple[float, float]] = field(default_factory=list)  # clock times: first, last frame
     wall_seconds: float = 0.0
     error: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -297,9 +303,16 @@ class SimulatedTwilio:
         return pcm16_to_ulaw(noisy.tobytes())
 
     async def _elder_audio(self, text: str) -> bytes:
+        """The elder's words as mu-law; ``<1.5>`` inside the text is a pause of that many seconds
+        (a slow speaker: "腿脚还行<1.4>就是上楼费劲")."""
         if text not in self._speech:
-            pcm = await asyncio.to_thread(self.synthesizer.synthesize, text, RATE)
-            self._speech[text] = pcm16_to_ulaw(pcm)
+            audio = b""
+            for k, part in enumerate(PAUSE.split(text)):
+                if k % 2:
+                    audio += SILENCE * int(float(part) * RATE / FRAME_BYTES)
+                elif part.strip():
+                    audio += pcm16_to_ulaw(await asyncio.to_thread(self.synthesizer.synthesize, part, RATE))
+            self._speech[text] = audio
         return self._speech[text]
 
     async def _media(self, call: CallLog, url: str, parameters: dict[str, str]) -> None:
@@ -361,7 +374,7 @@ class SimulationResult:
         return {"status_callbacks": [list(p) for p in call.status_posts], "voice_webhook": call.voice_status,
                 "prompts_heard": len(call.prompts), "prompt_seconds": round(sum(p.seconds for p in call.prompts), 1),
                 "elder_audio_seconds": round(call.audio_seconds_sent, 1), "wall_seconds": round(call.wall_seconds, 1),
-                "closed_by": call.closed_by, "error": call.error}
+                "closed_by": call.closed_by, "error": call.error, "prompts_cleared": call.cleared}
 
 
 def simulated_credentials(settings) -> None:
@@ -431,9 +444,18 @@ class _StreamPeer:
         self.bot_done = asyncio.Event()   # the bot finished a prompt (a mark arrived)
         self.closed = asyncio.Event()
         self.current = bytearray()
+        # talking over a prompt (a ``barge`` step): the prompt plays in audio time — its marks are
+        # held until the frames we send have covered its length, or echoed at once on ``clear``
+        # (Twilio answers a clear with the marks still queued:
+        # https://www.twilio.com/docs/voice/media-streams/websocket-messages#send-a-clear-message)
+        self.hold_marks = False
+        self.held: list[str] = []
+        self.played_s = 0.0
         self.speech_end: float | None = None  # real time: when the elder's last answer stopped
         self.played_until = 0.0               # real time: when the bot's audio so far has played out
         self.next_frame: float | None = None  # real time: when the next paced frame is due
+        self.arrived_at: float | None = None  # first media message of the prompt being received
+        self.last_sent = 0.0                  # clock time of the latest media message sent
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -450,9 +472,12 @@ class _StreamPeer:
                 if data.get("event") == "media":
                     self.on_media(base64.b64decode(data["media"]["payload"]))
                 elif data.get("event") == "mark":
-                    await self.on_mark(data["mark"]["name"])
+                    if self.hold_marks:
+                        self.held.append(data["mark"]["name"])
+                    else:
+                        await self.on_mark(data["mark"]["name"])
                 elif data.get("event") == "clear":
-                    self.current.clear()
+                    await self.on_clear()
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -460,7 +485,9 @@ class _StreamPeer:
             self.bot_done.set()
 
     def on_media(self, payload: bytes) -> None:
-        now = time.monotonic()
+        now = self.peer.clock()
+        if self.arrived_at is None:
+            self.arrived_at = now
         if self.speech_end is not None:  # the first audio of the bot's next prompt: the turn gap
             self.call.turn_gaps.append(now - self.speech_end)
             self.speech_end = None
@@ -469,23 +496,47 @@ class _StreamPeer:
 
     async def on_mark(self, name: str) -> None:
         if self.peer.real_time:  # Twilio echoes a mark once the audio before it has played
-            await asyncio.sleep(max(0.0, self.played_until - time.monotonic()))
+            await asyncio.sleep(max(0.0, self.played_until - self.peer.clock()))
         await self.send(codec.mark_message(self.stream_sid, name))  # played: echo it back
         if name.startswith(FILLER_MARK):  # "请稍等": the elder waits for the question
             self.call.fillers += 1
         else:
-            self.call.prompts.append(HeardPrompt(name, len(self.current) / RATE, bytes(self.current)))
+            self.call.prompts.append(HeardPrompt(name, len(self.current) / RATE, bytes(self.current),
+                                                 arrived_at=self.arrived_at))
             self.bot_done.set()
         self.current.clear()
+        self.arrived_at = None
+
+    async def on_clear(self) -> None:
+        if self.held:
+            self.call.cleared += 1
+        await self.release_held()
+        self.current.clear()
+        self.played_until = self.peer.clock()  # what was queued will not play
+
+    async def release_held(self) -> None:
+        """The held prompt has played (or was cleared): its marks go back, it is heard as far as it played."""
+        held, self.held = self.held, []
+        for name in held:
+            await self.send(codec.mark_message(self.stream_sid, name))
+            played = min(len(self.current), int(self.played_s * RATE))
+            self.call.prompts.append(HeardPrompt(name, played / RATE, bytes(self.current[:played])))
+            self.current.clear()
+        self.played_s = 0.0
 
     async def send_audio(self, ulaw: bytes, *, paced: bool = False) -> None:
         call = self.call
         paced = paced or self.peer.real_time
         for off in range(0, len(ulaw), FRAME_BYTES):
+            if self.current and (self.hold_marks or self.held):
+                self.played_s += FRAME_BYTES / RATE  # the prompt plays while we send
+                if self.held and self.played_s * RATE >= len(self.current):
+                    await self.release_held()
             piece = self.peer._on_line(ulaw[off:off + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff"))
             self.chunk += 1
             await self.ws.send(codec.encode(codec.inbound_media_message(
                 self.stream_sid, piece, self.next_seq(), self.chunk, round(call.audio_seconds_sent * 1000))))
+            self.last_sent = self.peer.clock()
             call.audio_seconds_sent += FRAME_BYTES / RATE
             if paced:
                 await self._pace()
@@ -494,7 +545,7 @@ class _StreamPeer:
 
     async def _pace(self) -> None:
         """One frame's time, on a schedule, so that the pace does not drift under load."""
-        now = time.monotonic()
+        now = self.peer.clock()
         due = self.next_frame if self.next_frame is not None and self.next_frame > now - 0.2 else now
         self.next_frame = due + FRAME_BYTES / RATE
         await asyncio.sleep(max(0.0, self.next_frame - now))
@@ -515,9 +566,11 @@ class _StreamPeer:
         await self.send_audio(SILENCE * int(THINK_S * RATE / FRAME_BYTES))
         if step.kind == "say":
             speech = await self.peer._elder_audio(step.value)
+            started = self.peer.clock()
             await self.send_audio(speech)
+            self.call.answers_sent.append((started, self.last_sent))
             if self.peer.real_time:
-                self.speech_end = time.monotonic() - _trailing_silence_s(speech)
+                self.speech_end = self.peer.clock() - _trailing_silence_s(speech)
         elif step.kind == "dtmf":
             for digit in step.value:
                 await self.ws.send(codec.encode(codec.dtmf_message(self.stream_sid, digit, self.next_seq())))
@@ -525,11 +578,34 @@ class _StreamPeer:
         elif step.kind == "wait":
             await self.send_audio(SILENCE * int(float(step.value) * RATE / FRAME_BYTES))
 
+    async def barge(self, step: Step, deadline: float) -> None:
+        """Talk over the prompt: wait (paced) for it to start, let it play ``after`` seconds, then
+        speak; the prompt goes on playing under the words unless the bot clears it."""
+        after, _, text = step.value.partition(":")
+        start = float(after)  # seconds into the prompt; negative: that long before its end
+        while not self.current and not self.closed.is_set() and self.peer.clock() < deadline:
+            await self.send_audio(SILENCE, paced=True)
+        if start < 0:  # the whole prompt is needed to know its end: its mark follows its audio
+            for _ in range(300):
+                if self.held or self.closed.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            start = max(0.0, len(self.current) / RATE + start - self.played_s)
+        await self.send_audio(SILENCE * int(start * RATE / FRAME_BYTES))
+        speech = await self.peer._elder_audio(text)
+        self.hold_marks = False  # the bot's answer to these words is awaited as usual
+        await self.send_audio(speech)
+
     async def play_script(self) -> None:
         call, clock = self.call, self.peer.clock
-        if not await self.silence_until_bot(clock() + BOT_TIMEOUT_S):
+        script = call.script
+
+        def barge_next(i: int) -> bool:
+            return i < len(script) and isinstance(script[i], Step) and script[i].kind == "barge"
+        self.hold_marks = barge_next(0)
+        if not self.hold_marks and not await self.silence_until_bot(clock() + BOT_TIMEOUT_S):
             raise TimeoutError("the bot never spoke")
-        for step in call.script:
+        for i, step in enumerate(script):
             if self.closed.is_set():
                 break
             self.bot_done.clear()
@@ -538,8 +614,14 @@ class _StreamPeer:
             if step.kind == "hangup":
                 call.steps_done.append(step)
                 break
-            await self.do(step)
+            if step.kind == "barge":
+                await self.barge(step, clock() + BOT_TIMEOUT_S)
+            else:
+                await self.do(step)
             call.steps_done.append(step)
+            self.hold_marks = barge_next(i + 1)
+            if self.hold_marks:
+                continue  # the next step talks over the bot's next prompt
             if not await self.silence_until_bot(clock() + BOT_TIMEOUT_S):
                 if not self.closed.is_set():
                     raise TimeoutError("the bot did not answer")

@@ -11,8 +11,9 @@ What it follows (企业微信开发者中心, developer.work.weixin.qq.com):
   *truncated* by the server (recorded here as ``truncated``); a template card needs a unique
   ``task_id`` of at most 128 bytes of [A-Za-z0-9_-@] (42014 otherwise), at most 6 buttons with
   unique keys of at most 1024 bytes (42039 otherwise); ``enable_duplicate_check`` drops the same
-  request JSON within ``duplicate_check_interval``; a member gets at most 30 messages a minute from
-  one app, the rest is dropped silently. The reply carries ``errcode``, ``errmsg``,
+  request JSON within ``duplicate_check_interval``; a member gets at most 30 messages a minute and
+  1000 an hour from one app, the rest is dropped silently (访问频率限制, document/path/90454; counted
+  per calendar minute and hour here, ``dropped`` keeps what was lost). The reply carries ``errcode``, ``errmsg``,
   ``invaliduser`` and ``msgid`` (and ``response_code`` for cards).
 * 应用推送消息 ``POST /cgi-bin/appchat/send`` (document/path/90248): an unknown chat is 86003.
 * 回调 (接收消息与事件, document/path/90930; 加解密方案, document/path/90968): the callback a
@@ -42,6 +43,7 @@ from wechatpy.work.crypto import PrpCrypto, WeChatCrypto
 
 TASK_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-@")
 PER_MEMBER_PER_MINUTE = 30
+PER_MEMBER_PER_HOUR = 1000
 
 
 def _err(code: int, msg: str, **extra: Any) -> JSONResponse:
@@ -85,6 +87,8 @@ class WeComApiStandIn:
     _card_ids: set[str] = field(default_factory=set)
     _recent: dict[str, float] = field(default_factory=dict)
     _per_minute: dict[tuple[str, int], int] = field(default_factory=dict)
+    _per_hour: dict[tuple[str, int], int] = field(default_factory=dict)
+    dropped: list[Delivered] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     # -- faults -----------------------------------------------------------------------------------
@@ -173,10 +177,14 @@ class WeComApiStandIn:
         return JSONResponse({"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid), "msgid": msgid, **extra})
 
     def _deliver(self, to: str, made: Delivered, msgid: str) -> None:
-        minute = (to, int(self.clock() // 60))
+        minute, hour = (to, int(self.clock() // 60)), (to, int(self.clock() // 3600))
         self._per_minute[minute] = self._per_minute.get(minute, 0) + 1
-        if self._per_minute[minute] <= PER_MEMBER_PER_MINUTE:  # beyond: dropped without an error
-            self.inbox.append(Delivered(to, made.msgtype, made.text, made.card, made.truncated, msgid, made.response_code))
+        self._per_hour[hour] = self._per_hour.get(hour, 0) + 1
+        shown = Delivered(to, made.msgtype, made.text, made.card, made.truncated, msgid, made.response_code)
+        if self._per_minute[minute] > PER_MEMBER_PER_MINUTE or self._per_hour[hour] > PER_MEMBER_PER_HOUR:
+            self.dropped.append(shown)  # beyond the member's rate: dropped without an error
+        else:
+            self.inbox.append(shown)
 
     def _render(self, body: dict[str, Any]) -> Delivered | JSONResponse:
         kind = body.get("msgtype")

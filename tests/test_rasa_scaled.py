@@ -14,7 +14,7 @@ import pytest
 
 from dialogs.engine import RasaDialogEngine
 from tests.conftest import PG_URL, _pg_schema_url
-from tests.topology_fixtures import rasa_tracker_database, scaled_rasa
+from tests.topology_fixtures import FLEET_DATA_KEY, FLEET_RASA_TOKEN, rasa_tracker_database, scaled_rasa
 
 pytest_plugins = ["tests.topology_fixtures"]
 pytestmark = [pytest.mark.rasa, pytest.mark.slow]
@@ -26,10 +26,11 @@ async def cluster(tmp_path, redis_server):
         if os.environ.get("CI"):
             pytest.fail("TANFANG_TEST_POSTGRES_URL is not set under CI")
         pytest.skip("PostgreSQL not configured (scripts/postgres.sh)")
+    from data.crypto import DataKeys
     from data.db import Database
 
     db_url, drop_schema = _pg_schema_url()
-    Database(db_url).upgrade()
+    Database(db_url, keys=DataKeys.from_b64(FLEET_DATA_KEY)).upgrade()  # the servers' key
     tracker_url, drop_db = rasa_tracker_database(PG_URL)
     host, port = redis_server
     servers = scaled_rasa(tmp_path, db_url, tracker_url, f"redis://{host}:{port}/11")
@@ -50,8 +51,8 @@ async def _user_texts(engine, cid):
 
 async def test_a_conversation_moves_between_servers_and_survives_a_restart(cluster):
     a, b = cluster
-    on_a, on_b = RasaDialogEngine(a.url), RasaDialogEngine(b.url)
-    both = RasaDialogEngine([a.url, b.url])
+    on_a, on_b = RasaDialogEngine(a.url, token=FLEET_RASA_TOKEN), RasaDialogEngine(b.url, token=FLEET_RASA_TOKEN)
+    both = RasaDialogEngine([a.url, b.url], token=FLEET_RASA_TOKEN)
     cid = f"t-{uuid.uuid4().hex[:8]}"
     try:
         opening = await on_a.start(cid, {"elder_name": "王秀英"})
@@ -82,7 +83,7 @@ async def test_a_conversation_moves_between_servers_and_survives_a_restart(clust
 
 async def test_the_lock_store_keeps_one_conversations_turns_in_order(cluster):
     a, b = cluster
-    on_a, on_b = RasaDialogEngine(a.url), RasaDialogEngine(b.url)
+    on_a, on_b = RasaDialogEngine(a.url, token=FLEET_RASA_TOKEN), RasaDialogEngine(b.url, token=FLEET_RASA_TOKEN)
     try:
         for _ in range(3):
             cid = f"t-{uuid.uuid4().hex[:8]}"

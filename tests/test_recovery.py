@@ -168,4 +168,33 @@ async def test_the_session_keeps_its_lease_while_the_call_lives(sqlite_app):
         assert recover(s, app.settings, now=second + dt.timedelta(seconds=0.5))["calls_settled"] == 0
     await session.closed()
     assert attempt_id not in phone.sessions
-    await asyncio.wait_for(phone._heartbeat, 2)  # no live calls: the beat stops  # no live calls: the beat stops
+    await asyncio.wait_for(phone._heartbeat, 2)  # no live calls: the beat stops
+
+
+async def test_the_lease_holds_on_a_clock_faster_than_real_time(sqlite_app):
+    """A simulated day runs the service's clock 60x: the beat follows that clock (the lease is judged
+    on it), else every live call looks dead to the recovery sweep within a few real seconds."""
+    import asyncio
+    import time
+
+    from tests.phone_support import FixedRecognizer, RecordingAudio, TextSynth
+
+    app = sqlite_app
+    app.settings.voice.call_lease_seconds = 60
+    t0, start = time.monotonic(), dt.datetime(2026, 11, 3, 1, 0, 0)
+
+    def clock() -> dt.datetime:
+        return start + dt.timedelta(seconds=(time.monotonic() - t0) * 60)
+
+    phone = CallPipeline(app, ScriptedDialog([]), FixedRecognizer(), TextSynth(), grader=no_grade, grammars={},
+                         clock=clock)
+    with app.db.session() as s:
+        elder_id = make_elder(s).id
+    attempt_id = phone.create_attempt(elder_id)
+    session = await phone.answered(attempt_id, "CA-fast", RecordingAudio())
+    await asyncio.sleep(3.0)  # three simulated minutes
+    with app.db.session() as s:
+        beat = s.get(CallAttempt, attempt_id).heartbeat_at
+        assert (clock() - beat).total_seconds() < 60, "the heartbeat fell behind the lease"
+        assert recover(s, app.settings, now=clock())["calls_settled"] == 0
+    await session.closed()

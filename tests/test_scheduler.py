@@ -263,8 +263,8 @@ def test_scheduler_run_and_jobs_cli(tmp_path):
     assert "dial_due" in res.output and "排程服务已停止" in res.output
     stored = json.loads(run("scheduler", "jobs", "--json").output)
     assert sorted(j["id"] for j in stored) == ["coverage_guard", "deliver_outbox", "dial_due", "escalate_overdue",
-                                               "plan_today", "recover_calls"]
+                                               "plan_today", "recover_calls", "send_reminders"]
     assert all(j["next_run_time"] for j in stored)
     again = run("scheduler", "run", "--for", "0.2", extra=twilio)  # a restart: same jobs, not twice
     assert again.exit_code == 0, again.output
-    assert len(json.loads(run("scheduler", "jobs", "--json").output)) == 6
+    assert len(json.loads(run("scheduler", "jobs", "--json").output)) == 7

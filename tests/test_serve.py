@@ -136,7 +136,7 @@ def test_serve_boots_refuses_unsigned_webhooks_registers_jobs_and_stops_cleanly(
         serve.wait_ready()
         with sqlite3.connect(serve.db) as conn:
             jobs = {row[0] for row in conn.execute("SELECT id FROM apscheduler_jobs")}
-        assert jobs == {"plan_today", "recover_calls", "dial_due", "deliver_outbox", "escalate_overdue", "coverage_guard"}
+        assert jobs == {"plan_today", "recover_calls", "dial_due", "deliver_outbox", "escalate_overdue", "send_reminders", "coverage_guard"}
         assert httpx.get(f"{serve.url}/dashboard", timeout=5).status_code in (200, 302, 303, 307)
         assert serve.terminate() == 0, serve.log()
     finally:

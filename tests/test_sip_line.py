@@ -33,11 +33,25 @@ def dominant_hz(pcm: bytes) -> float:
     return float(np.fft.rfftfreq(len(x), 1 / 8000)[int(np.argmax(spectrum))])
 
 
+async def answer_with(h, mode: str) -> None:
+    """From now on the handset answers a call with ``mode`` (ring, busy, decline, ...)."""
+    h.send("mode", answer=mode)
+    await h.aw("done")
+
+
+async def line_and_handset(sip_line, handset, answer: str | None = None, **line_settings):
+    """A handset (answering with ``answer`` if given) and a started line that reports to fresh
+    ``FakeEvents``: (line, events, handset)."""
+    h = handset()
+    if answer:
+        await answer_with(h, answer)
+    events = FakeEvents()
+    return await sip_line(events, **line_settings), events, h
+
+
 async def answered_call(sip_line, handset, **line_settings):
     """A started line, a handset, and an answered call: (line, events, handset, call_id, live, audio)."""
-    h = handset()
-    events = FakeEvents()
-    line = await sip_line(events, **line_settings)
+    line, events, h = await line_and_handset(sip_line, handset, **line_settings)
     call_id = await line.place(h.user, 1)
     live = await events.wait_answered(1)
     await h.aw("answered")
@@ -210,12 +224,9 @@ OUTCOMES = [  # handset answer mode, SIP code the line gets, attempt status
 
 
 async def test_sip_refusals_map_onto_the_call_statuses(sip_line, handset):
-    h = handset()
-    events = FakeEvents()
-    line = await sip_line(events)
+    line, events, h = await line_and_handset(sip_line, handset)
     for attempt, (mode, code, status) in enumerate(OUTCOMES, start=1):
-        h.send("mode", answer=mode)
-        await h.aw("done")
+        await answer_with(h, mode)
         await line.place(h.user, attempt)
         _, got, _, reason = await events.wait_status(attempt, status, timeout=12)
         assert f"SIP {code}" in reason, (mode, reason)
@@ -233,11 +244,7 @@ async def test_sip_refusals_map_onto_the_call_statuses(sip_line, handset):
 
 
 async def test_sip_ring_timeout_cancels_and_reports_no_answer(sip_line, handset):
-    h = handset()
-    h.send("mode", answer="ring")
-    await h.aw("done")
-    events = FakeEvents()
-    line = await sip_line(events, ring_timeout=1.5)
+    line, events, h = await line_and_handset(sip_line, handset, "ring", ring_timeout=1.5)
     started = time.monotonic()
     await line.place(h.user, 1)
     _, _, _, reason = await events.wait_status(1, cs.NO_ANSWER, timeout=6)
@@ -309,11 +316,7 @@ async def test_sip_caller_id_goes_in_from_or_p_asserted_identity(sip_line, hands
 
 # -- limits --------------------------------------------------------------------------------------
 async def test_sip_calls_per_second_spaces_the_invites(sip_line, handset):
-    h = handset()
-    h.send("mode", answer="busy")
-    await h.aw("done")
-    events = FakeEvents()
-    line = await sip_line(events, calls_per_second=2)
+    line, events, h = await line_and_handset(sip_line, handset, "busy", calls_per_second=2)
     started = time.monotonic()
     for attempt in (1, 2, 3):
         await line.place(h.user, attempt)
@@ -326,11 +329,7 @@ async def test_sip_calls_per_second_spaces_the_invites(sip_line, handset):
 
 
 async def test_sip_max_concurrent_calls_refuses_the_next_call(sip_line, handset):
-    h = handset()
-    h.send("mode", answer="ring")
-    await h.aw("done")
-    events = FakeEvents()
-    line = await sip_line(events, max_concurrent_calls=1)
+    line, events, h = await line_and_handset(sip_line, handset, "ring", max_concurrent_calls=1)
     call_id = await line.place(h.user, 1)
     await events.wait_status(1, cs.RINGING)
     with pytest.raises(LineUnavailable, match="max_concurrent_calls") as err:
@@ -339,8 +338,7 @@ async def test_sip_max_concurrent_calls_refuses_the_next_call(sip_line, handset)
     await line.hang_up(call_id)
     await events.wait_status(1, cs.CANCELED)
     assert line.calls_in_progress == 0
-    h.send("mode", answer="busy")
-    await h.aw("done")
+    await answer_with(h, "busy")
     await line.place(h.user, 3)
     await events.wait_status(3, cs.BUSY)
 
@@ -394,9 +392,8 @@ async def test_sip_inbound_call_without_a_session_is_refused(sip_line, handset, 
 
 
 async def test_sip_line_over_tcp(sip_line, handset):
-    h = handset()  # the handset stays on UDP: Kamailio bridges the two transports
-    events = FakeEvents()
-    line = await sip_line(events, transport="tcp")
+    # the handset stays on UDP: Kamailio bridges the two transports
+    line, events, h = await line_and_handset(sip_line, handset, transport="tcp")
     assert line.registration.ok
     await line.place(h.user, 1)
     live = await events.wait_answered(1)

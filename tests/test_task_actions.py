@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from core.escalation import escalate_grade, escalate_overdue
+from core.escalation.overdue import wait_after
 from core.ports import Grade
 from core.task_actions import ActionRefused, Actor, allowed_actions, assign_candidates, card_actions, perform
 from data.models import AuditLog, CareService, Task
@@ -85,7 +86,7 @@ def test_supervisor_of_an_escalated_p1_assigns_it_to_someone(db, settings):
         ids = _setup(s, settings)
         late = NOW + dt.timedelta(minutes=settings.escalation.ack_deadline_minutes + 1)
         escalate_overdue(s, settings, now=late)  # nobody accepted: level 1 -> the township lead
-        escalate_overdue(s, settings, now=late + dt.timedelta(minutes=settings.escalation.ack_deadline_minutes + 1))
+        escalate_overdue(s, settings, now=late + wait_after(settings.escalation, 1))
         task = s.get(Task, ids["task"])
         assert task.escalation_level == 2
         for sup in ("lead", "boss"):  # the whole chain above the assignee may act

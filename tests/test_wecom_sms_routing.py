@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot import wecom_wire as wire
-from bot.notify import remind_deadlines, weekly_digests
+from core.reminders import remind_deadlines, weekly_digests
 from bot.wecom_callback import wecom_routes
 from core import plan, routing
 from core.channels import RecordingChannel
@@ -201,7 +201,7 @@ async def test_wecom_supervisor_gets_the_escalated_p1_card_with_assign_and_assig
     assert wire.parse_button_key(card.card["button_list"][-1]["key"]).action == "assign"
 
 
-# ---- reminders and family notices (bot/notify.py) on each person's route ---------------------------------
+# ---- reminders and family notices (core/reminders.py) on each person's route -----------------------------
 def test_sms_family_digest_and_wecom_deadline_reminder(db, settings):
     MainlandStandIns.configure(settings)
     now = dt.datetime(2026, 11, 29, 2, 0)  # a Sunday: digest day

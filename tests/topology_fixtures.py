@@ -8,12 +8,14 @@ Each test gets its own logical database (flushed), so tests never see each other
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import time
 
 import pytest
 
+from data.crypto import new_key
 from tests.rasa_fixtures import free_port
 
 
@@ -97,15 +99,23 @@ def rasa_tracker_database(pg_url: str):
     return url, drop
 
 
+# one data key for every process of a fleet test: they share the database's sealed columns (data/crypto.py)
+FLEET_DATA_KEY = new_key()
+# and one Rasa token: the Rasa servers and every service process (the dialog's HTTP API refuses others)
+FLEET_RASA_TOKEN = secrets.token_urlsafe(24)
+
+
 def scaled_rasa(tmp, db_url: str, tracker_url: str, lock_url: str, n: int = 2) -> list:
     """``n`` EmbeddedRasa servers (not started) on free ports sharing the tracker and lock stores,
-    each with its own action server and data folder; the app database is ``db_url``."""
+    each with its own action server and data folder; the app database is ``db_url`` (sealed with
+    ``FLEET_DATA_KEY``)."""
     from core.settings import load_settings
     from dialogs.runtime import EmbeddedRasa
 
     servers = []
     for i in range(1, n + 1):
         env = {"TANFANG_DATA_DIR": str(tmp / f"rasa{i}"), "TANFANG_DATABASE_URL": db_url,
+               "TANFANG_DATA_KEY": FLEET_DATA_KEY, "TANFANG_RASA_TOKEN": FLEET_RASA_TOKEN,
                "TANFANG_RASA__PORT": str(free_port()), "TANFANG_RASA__ACTION_PORT": str(free_port()),
                "TANFANG_RASA__TRACKER_STORE_URL": tracker_url, "TANFANG_RASA__LOCK_STORE_URL": lock_url}
         settings = load_settings(env=env)

@@ -164,3 +164,22 @@ def rms(pcm16: bytes) -> float:
     if x.size == 0:
         return 0.0
     return float(np.sqrt(np.mean((x.astype(np.float64) / 32768.0) ** 2)))
+
+
+def trim_quiet(pcm16: bytes, sample_rate: int, *, floor_dbfs: float = -45.0, keep_s: float = 0.05,
+               frame_s: float = 0.01) -> bytes:
+    """The audio without its leading and trailing quiet (frames at or below ``floor_dbfs``),
+    keeping ``keep_s`` of it at each end so a soft onset or ending is not cut. All-quiet audio
+    is returned as it is."""
+    x = pcm16_to_array(pcm16)
+    n = max(1, int(sample_rate * frame_s))
+    frames = x[: len(x) // n * n].astype(np.float64).reshape(-1, n) / 32768.0
+    if frames.size == 0:
+        return pcm16
+    loud = np.flatnonzero(20 * np.log10(np.sqrt(np.mean(frames ** 2, axis=1)) + 1e-12) > floor_dbfs)
+    if loud.size == 0:
+        return pcm16
+    keep = int(sample_rate * keep_s)
+    start = max(0, loud[0] * n - keep)
+    end = min(len(x), (loud[-1] + 1) * n + keep)
+    return x[start:end].astype("<i2").tobytes()

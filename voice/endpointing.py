@@ -10,6 +10,19 @@ Speech is a frame whose RMS level is above ``max(threshold_dbfs, noise_floor + m
 the noise floor is tracked from the quiet frames before speech. Speech starts after
 ``min_speech_s`` of voiced frames, so a click or a cough-short burst does not open an utterance.
 Pure: feed frames, read the events; no clock, no I/O.
+
+Two more pieces for the call (issue #16 items 6 and 7), pure as well:
+
+* ``BargeIn`` — while a prompt plays, is the elder talking over it? A frame is the elder's voice
+  when it is above the line's noise floor by ``margin_db``, above ``min_dbfs``, and above the
+  prompt's own level less ``echo_loss_db`` (a handset may leak the prompt back: its echo is at
+  least that much quieter than the prompt); ``min_speech_s`` of such frames (short dips of
+  ``gap_s`` allowed) is a barge-in, and ``push`` returns its onset. Without a floor from the
+  endpointer (the call's first prompt), the first ``warmup_s`` only teach it.
+* ``AdaptiveSilence`` — the silence that ends an answer follows the speaker: after a few answers,
+  ``factor`` x their typical longest pause *inside* an answer (the median over answers of the
+  longest pause the endpointer saw in each), between ``min_s`` and ``max_s``; before that, the
+  configured silence.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ SPEECH_START = "speech_start"
 END = "end"                  # silence after speech: the answer is complete
 MAX_LENGTH = "max_length"    # the answer ran longer than max_s: cut
 NO_SPEECH = "no_speech"      # nothing said for no_speech_s
+MIN_PAUSE_S = 0.15           # a silence inside an answer shorter than this is not a pause (a stop consonant)
 
 
 def frame_dbfs(pcm16: bytes) -> float:
@@ -77,6 +91,7 @@ class Endpointer:
         self._silence_run = 0.0
         self.noise_floor: float | None = None
         self.done: str | None = None
+        self.pauses: list[float] = []  # silences inside the answer that did not end it (>= MIN_PAUSE_S)
 
     @property
     def utterance_s(self) -> float:
@@ -120,6 +135,8 @@ class Endpointer:
                     return NO_SPEECH
             return None
         if voiced:
+            if self._silence_run + 1e-9 >= MIN_PAUSE_S:
+                self.pauses.append(round(self._silence_run, 3))
             self._silence_run = 0.0
             self.last_voiced = self.elapsed
         else:
@@ -143,3 +160,117 @@ class Endpointer:
             if self.done:
                 break
         return events
+
+
+@dataclass
+class BargeInConfig:
+    sample_rate: int = 8000
+    min_speech_s: float = 0.24
+    gap_s: float = 0.06
+    margin_db: float = 15.0
+    min_dbfs: float = -38.0
+    echo_loss_db: float = 20.0
+    warmup_s: float = 0.3  # with no noise floor known, the first frames only teach it
+
+    @classmethod
+    def from_settings(cls, voice, sample_rate: int = 8000) -> "BargeInConfig":
+        return cls(sample_rate=sample_rate, min_speech_s=voice.barge_in_seconds)
+
+
+class BargeIn:
+    """Feed the far end's frames while a prompt plays; ``push`` returns the onset (seconds since
+    ``reset``) once the elder is talking over it, else None. ``prompt_dbfs`` is the level of what
+    is being played (its echo is discounted); ``noise_floor`` may start from the endpointer's."""
+
+    def __init__(self, config: BargeInConfig | None = None):
+        self.config = config or BargeInConfig()
+        self.reset()
+
+    def reset(self, prompt_dbfs: float | None = None, noise_floor: float | None = None) -> None:
+        self.elapsed = 0.0
+        self.prompt_dbfs = prompt_dbfs
+        self.noise_floor = noise_floor
+        self._run = 0.0
+        self._gap = 0.0
+        self._onset: float | None = None
+        self.detected: float | None = None
+        self._learning = noise_floor is None and self.config.warmup_s > 0
+
+    def threshold(self) -> float:
+        c = self.config
+        t = c.min_dbfs
+        if self.noise_floor is not None:
+            t = max(t, self.noise_floor + c.margin_db)
+        if self.prompt_dbfs is not None:
+            t = max(t, self.prompt_dbfs - c.echo_loss_db)
+        return t
+
+    def push(self, pcm16: bytes) -> float | None:
+        if self.detected is not None:
+            return None
+        c = self.config
+        dur = len(pcm16) / 2 / c.sample_rate
+        start = self.elapsed
+        self.elapsed += dur
+        level = frame_dbfs(pcm16)
+        if self._learning:  # no floor known yet (the call's first prompt): learn it first
+            self.noise_floor = level if self.noise_floor is None else min(self.noise_floor, level)
+            self._learning = self.elapsed + 1e-9 < c.warmup_s
+            return None
+        if level > self.threshold():
+            if self._onset is None:
+                self._onset = start
+            self._run += dur + self._gap
+            self._gap = 0.0
+            if self._run + 1e-9 >= c.min_speech_s:
+                self.detected = self._onset
+                return self._onset
+            return None
+        if self._onset is not None and self._gap + dur <= c.gap_s + 1e-9:
+            self._gap += dur  # a short dip inside a syllable
+            return None
+        self._onset, self._run, self._gap = None, 0.0, 0.0
+        self.noise_floor = level if self.noise_floor is None else min(level, 0.95 * self.noise_floor + 0.05 * level)
+        return None
+
+
+def active_dbfs(pcm16: bytes, sample_rate: int = 8000) -> float | None:
+    """The level of the loud part of some audio (a prompt): the 90th percentile of its 20 ms
+    frame levels; None for empty audio."""
+    n = sample_rate // 50 * 2
+    levels = [frame_dbfs(pcm16[i:i + n]) for i in range(0, len(pcm16) - n + 1, n)]
+    return float(np.percentile(levels, 90)) if levels else None
+
+
+@dataclass
+class AdaptiveSilence:
+    """The end-of-answer silence of one call, following the elder's own pauses: each answer
+    counts with its longest inner pause (short gaps between words say nothing about how long the
+    elder may think mid-sentence); once ``min_answers`` answers had one, the silence is ``factor``
+    x their median, between ``min_s`` and ``max_s``."""
+
+    initial_s: float = 1.2
+    min_s: float = 0.8
+    max_s: float = 2.5
+    factor: float = 1.6
+    min_answers: int = 2
+    keep: int = 10
+
+    def __post_init__(self) -> None:
+        self.longest: list[float] = []
+
+    @classmethod
+    def from_settings(cls, voice) -> "AdaptiveSilence":
+        return cls(initial_s=voice.end_of_utterance_silence, min_s=voice.end_silence_min,
+                   max_s=max(voice.end_silence_max, voice.end_silence_min), factor=voice.end_silence_factor)
+
+    def add(self, pauses: list[float]) -> None:
+        """The pauses inside one answer (``Endpointer.pauses``)."""
+        if pauses:
+            self.longest = (self.longest + [max(pauses)])[-self.keep:]
+
+    def silence_s(self) -> float:
+        if len(self.longest) < self.min_answers:
+            return self.initial_s
+        typical = float(np.median(self.longest))
+        return round(min(self.max_s, max(self.min_s, self.factor * typical)), 3)

@@ -137,9 +137,10 @@ def _endpoint_config(opts: EndpointOptions, writer: pj.LogWriter) -> pj.EpConfig
     return cfg
 
 
-def _transport_config(opts: EndpointOptions) -> pj.TransportConfig:
+def _transport_config(opts: EndpointOptions, port: int | None = None) -> pj.TransportConfig:
+    """A transport on ``port`` (default: the SIP port) at the configured bind and public addresses."""
     tc = pj.TransportConfig()
-    tc.port = opts.sip_port
+    tc.port = opts.sip_port if port is None else port
     if opts.bind_address:
         tc.boundAddress = opts.bind_address
     if opts.public_address:
@@ -149,13 +150,8 @@ def _transport_config(opts: EndpointOptions) -> pj.TransportConfig:
 
 def rtp_transport_config(opts: EndpointOptions) -> pj.TransportConfig:
     """The RTP ports for an account's calls (``AccountMediaConfig.transportConfig``)."""
-    tc = pj.TransportConfig()
-    tc.port = opts.rtp_port
+    tc = _transport_config(opts, opts.rtp_port)
     tc.portRange = opts.rtp_port_count
-    if opts.bind_address:
-        tc.boundAddress = opts.bind_address
-    if opts.public_address:
-        tc.publicAddress = opts.public_address
     return tc
 
 

@@ -16,6 +16,18 @@ hang-ups, and plays the PCM16 prompts it is given (``core.ports.CallAudio``).
   ``voice.end_of_utterance_silence`` seconds of silence (slow speakers). Where the dialog expects
   a yes/no or scale answer the stream is grammar-restricted, and checked against a free decode so
   that "我摔倒了" is never forced into "是".
+* **Understanding** (issue #16 phase 2). Each answer goes to the check-in with the recognizer's
+  n-best alternatives and the urgent phrases a keyword-only decode spotted (``voice.spot_keywords``);
+  the check-in grades it against the question asked and may ask back ("您是说闻到煤气味了吗？"):
+  silence to that question escalates (``CheckInService.unanswered``).
+* **Barge-in and the first word.** While a prompt plays, the far end's frames go through
+  ``voice.endpointing.BargeIn`` (above the line's noise floor and the prompt's echo, for
+  ``voice.barge_in_seconds``): the prompt is stopped (``CallAudio.clear``; its mark is then
+  ignored) and the elder is heard from the onset, with ``voice.preroll_seconds`` before it. Every
+  start of listening also gives the recognizer that pre-roll, so a first word said as the prompt
+  ends is not clipped.
+* **Slow speakers.** The silence that ends an answer follows the elder's own pauses inside
+  earlier answers (``voice.endpointing.AdaptiveSilence``, ``voice.adaptive_silence``).
 * **Keys.** ``voice.keypad``: 1 = 是, 2 = 不是, scale digits, ``*`` repeats.
 * **Hang-up.** Every answer given so far is already stored (the check-in stores each utterance
   before the dialog sees it); the visit is closed and marked incomplete unless every item was
@@ -32,6 +44,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -44,8 +58,12 @@ from core.escalation import request_callback
 from core.ports import CallAudio, DialogEngine, DialogReply, LineError, PhoneLine, Recognizer, Synthesizer
 from data import call_status
 from data.models import CallAttempt, Elder, Visit, utcnow
-from voice.endpointing import END, MAX_LENGTH, NO_SPEECH, EndpointConfig, Endpointer
+from voice.audio import trim_quiet
+from voice.endpointing import (
+    END, MAX_LENGTH, NO_SPEECH, AdaptiveSilence, BargeIn, BargeInConfig, EndpointConfig, Endpointer, active_dbfs,
+)
 from voice.keypad import REPEAT, dtmf_answer, is_repeat_request, scale_values
+from voice.vosk_recognizer import keyword_alternatives
 
 log = logging.getLogger("tanfang.voice.session")
 
@@ -266,7 +284,15 @@ class CallPipeline:
                 await asyncio.to_thread(self.beat, list(self.sessions))
             except Exception:  # noqa: BLE001 — the database may be briefly away; beat again later
                 log.exception("could not refresh the heartbeat of live calls")
-            await asyncio.sleep(every)
+            await self._sleep_on_clock(every)
+
+    async def _sleep_on_clock(self, seconds: float) -> None:
+        """Sleep ``seconds`` of the service's clock, or of real time if that comes first: the lease
+        is judged on the clock (``heartbeat_at``), which a simulated day runs faster than real time."""
+        began, began_clock = time.monotonic(), self.clock()
+        while (time.monotonic() - began < seconds
+               and (self.clock() - began_clock).total_seconds() < seconds):
+            await asyncio.sleep(min(0.25, seconds))
 
     def beat(self, attempt_ids: list[int]) -> None:
         if not attempt_ids:
@@ -290,6 +316,9 @@ class CallPipeline:
         else:
             audio = b"".join([p if isinstance(p, bytes) else await asyncio.to_thread(self.synthesizer.synthesize, p, RATE)
                               for p in pieces])
+        # without the quiet at its ends (the synthesizer leaves up to 0.5 s before the first word):
+        # the elder hears the bot that much sooner, and messages are PAUSE_BETWEEN_MESSAGES_S apart
+        audio = trim_quiet(audio, RATE)
         self._prompts[text] = audio
         while len(self._prompts) > PROMPT_CACHE:
             self._prompts.popitem(last=False)
@@ -358,7 +387,14 @@ class CallSession:
         self.attempt_id = attempt_id
         self.elder_id = elder_id
         self.call_id = call_id
-        self.endpointer = Endpointer(EndpointConfig.from_settings(pipeline.settings.voice, RATE))
+        voice = pipeline.settings.voice
+        self.endpointer = Endpointer(EndpointConfig.from_settings(voice, RATE))
+        self.silence = AdaptiveSilence.from_settings(voice) if voice.adaptive_silence else None
+        self.barge = BargeIn(BargeInConfig.from_settings(voice, RATE)) if voice.barge_in else None
+        self.preroll_frames = int(round(voice.preroll_seconds / 0.02))
+        self._recent: deque[bytes] = deque(maxlen=50)  # the last second of the far end's audio
+        self._prompt_playing = False
+        self.barge_ins = 0          # prompts the elder talked over (and that were stopped)
         self.visit_id: int | None = None
         self.expects: str | None = None
         self.listening = False
@@ -402,16 +438,26 @@ class CallSession:
 
     # -- what the line feeds (core.ports.LiveCall) ---------------------------------------------------
     async def audio(self, pcm16: bytes) -> None:
-        # listening starts when our prompt's mark comes back; the task that sent the mark may not
-        # have finished yet — dropping frames then clipped the elder's first word
+        # listening starts when our prompt's mark comes back (or the elder talks over the prompt);
+        # until then the last second is kept: the start of listening gets a pre-roll from it
         if not self.listening:
+            self._recent.append(pcm16)
+            if self._prompt_playing and self.barge is not None and not self._is_busy() and not self.ended:
+                onset = self.barge.push(pcm16)
+                if onset is not None:
+                    await self._barge_in(onset)
             return
+        await self._hear_frame(pcm16)
+
+    async def _hear_frame(self, pcm16: bytes) -> None:
         verdict = self.endpointer.push(pcm16)
         if self.endpointer.in_speech or verdict in (END, MAX_LENGTH):
             # the recognizer hears the speech (with the moment before it), not the silence while
             # the elder thinks or says nothing: silence costs as much to decode as words
             if self._preroll:
-                self._pending.extend(b"".join(self._preroll))
+                before = b"".join(self._preroll)
+                self._pending.extend(before)
+                self._utterance.extend(before)  # the keyword spotter hears the onset too
                 self._preroll.clear()
             self._utterance.extend(pcm16)
             self._pending.extend(pcm16)
@@ -435,12 +481,40 @@ class CallSession:
 
     async def played(self, mark: str) -> None:
         if not mark or mark != self._awaiting_mark:
-            return
+            return  # a filler's, or a prompt the elder talked over (its listening has begun)
         self._awaiting_mark = None
+        self._prompt_playing = False
         if self.ended:
             await self._hang_up_from_our_side()
         else:
-            self._start_listening()
+            await self._listen_from(self._last_frames(self.preroll_frames))
+
+    def _last_frames(self, frames: int) -> list[bytes]:
+        recent = list(self._recent)
+        return recent[len(recent) - min(frames, len(recent)):] if frames > 0 else []
+
+    async def _barge_in(self, onset: float) -> None:
+        """The elder talks over the prompt: it is stopped (the line drops what is queued; its mark,
+        when it comes back, is ignored) and the elder is heard from the onset, with the pre-roll."""
+        self._prompt_playing = False
+        self._awaiting_mark = None
+        self.barge_ins += 1
+        try:
+            await self.line.clear()
+        except Exception as exc:  # noqa: BLE001 — the line is gone: the hang-up path records it
+            log.info("could not stop the prompt on %s: %s", self.call_id, exc)
+        back = self.barge.elapsed - onset  # seconds of the elder's voice already received
+        await self._listen_from(self._last_frames(self.preroll_frames + math.ceil(back / 0.02 - 1e-9)))
+
+    async def _listen_from(self, frames: list[bytes]) -> None:
+        """Start listening, the recognizer and the endpointer first given ``frames`` (received
+        before: the pre-roll, or the elder's first words over the prompt)."""
+        self._start_listening()
+        self._recent.clear()
+        for frame in frames:
+            if not self.listening:
+                break
+            await self._hear_frame(frame)
 
     async def closed(self) -> None:
         """Either side hung up, or the line failed. Answers so far are kept; an unfinished visit
@@ -478,6 +552,8 @@ class CallSession:
         self._stream = self.pipeline.checkout_stream(grammar)
         self._free = self.pipeline.checkout_stream(None) if grammar else None
         self._stream_grammar = grammar
+        if self.silence is not None:
+            self.endpointer.config.silence_s = self.silence.silence_s()
         self.endpointer.reset()
         self._utterance = bytearray()
         self._pending = bytearray()
@@ -502,6 +578,8 @@ class CallSession:
             self.partials.append(partial)
 
     async def _end_of_utterance(self) -> None:
+        if self.silence is not None:
+            self.silence.add(self.endpointer.pauses)
         await self._feed()
         stream, free, grammar = self._stream, self._free, self._stream_grammar
         if stream is None:
@@ -513,15 +591,26 @@ class CallSession:
         if free is not None:
             self.pipeline.checkin_stream(None, free)
         text, confidence = transcript.text.strip(), transcript.confidence
+        alternatives = list(transcript.alternatives)
         if grammar:
-            text, confidence = self._prefer_free_decode(text, confidence, free_transcript)
+            text, confidence, alternatives = self._prefer_free_decode(text, confidence, free_transcript)
         text = text.replace("[unk]", "").strip()
         if not text:
             await self._no_speech()
             return
-        await self._answer(text, confidence, via="speech")
+        await self._answer(text, confidence, via="speech", alternatives=alternatives + await self._spotted(text))
 
-    def _prefer_free_decode(self, text: str, confidence: float, free) -> tuple[str, float]:
+    async def _spotted(self, text: str) -> list[str]:
+        """The urgent phrases a keyword-only decode of the answer heard (``VoskRecognizer.spot``)
+        that the text does not already hold: given to the grading as alternatives, so a phrase the
+        free decode missed leads to a question back."""
+        spot = getattr(self.pipeline.recognizer, "spot", None)
+        if spot is None or not self.pipeline.settings.voice.spot_keywords or not self._utterance:
+            return []
+        hits = await asyncio.to_thread(spot, bytes(self._utterance), RATE)
+        return keyword_alternatives(text, hits)
+
+    def _prefer_free_decode(self, text: str, confidence: float, free) -> tuple[str, float, list[str]]:
         """The grammar only sharpens short answers ("是的", "不中"). The same audio is decoded
         freely alongside (streamed with it, so nothing is decoded again at the end of the answer):
         when the elder said more than a grammar phrase ("孩子们一年到头也不来个电话" must not
@@ -531,10 +620,19 @@ class CallSession:
         if not short or short in said or len(said) > SHORT_ANSWER_CHARS:
             # nothing in the grammar, or the grammar's words plus more, or a sentence the grammar
             # would force onto a phrase ("喂，是我，是我" came out as "不对是不"): the free decode
-            return said, free.confidence
-        return text, confidence  # a short answer misheard freely ("四的"): the grammar's phrase
+            return said, free.confidence, list(free.alternatives)
+        # a short answer misheard freely ("四的"): the grammar's phrase (the free words still graded)
+        return text, confidence, [t for t in [said, *free.alternatives] if t]
 
     async def _no_speech(self) -> None:
+        if self.visit_id is not None and self.pipeline.checkin.pending_question(self.visit_id):
+            # silence to the question back ("您是说闻到煤气味了吗？") is not a no: it escalates
+            result = await self.pipeline.checkin.unanswered(self.visit_id, {"channel": "phone", "via": "silence"})
+            if result is not None:
+                prompt = self.last_prompt[-1] if self.last_prompt else ""
+                self.turns.append(HeardTurn(prompt, "", "silence", result.grade.risk, None, result.task_ids))
+                await self._reply(result.reply)
+                return
         self._no_speech_repeats += 1
         if self._no_speech_repeats > MAX_NO_SPEECH_REPEATS:
             await asyncio.to_thread(self.pipeline.note, self.attempt_id, "接通后无应答")
@@ -542,14 +640,15 @@ class CallSession:
             return
         await self._speak([NO_SPEECH_PROMPT] + self.last_prompt[-1:], remember=False)
 
-    async def _answer(self, text: str, confidence: float | None, *, via: str) -> None:
+    async def _answer(self, text: str, confidence: float | None, *, via: str, alternatives: list[str] = ()) -> None:
         if text == REPEAT or is_repeat_request(text):
             await self._speak(self.last_prompt, remember=False)
             return
         self._no_speech_repeats = 0
         prompt = self.last_prompt[-1] if self.last_prompt else ""
         hearing = asyncio.create_task(self.pipeline.checkin.hear(
-            self.visit_id, text, asr_confidence=confidence, metadata={"channel": "phone", "via": via}))
+            self.visit_id, text, asr_confidence=confidence, alternatives=tuple(alternatives),
+            metadata={"channel": "phone", "via": via}))
         try:
             result = await self._wait_with_filler(hearing)
         except DialogFailed as failed:  # the check-in kept the words, graded them and made the call-back
@@ -624,7 +723,11 @@ class CallSession:
             parts = [await self.pipeline.prompt_audio(text) for text in messages]
             self._marks += 1
             self._awaiting_mark = f"prompt-{self._marks}"
-            await self.line.play(pause.join(parts), self._awaiting_mark)
+            audio = pause.join(parts)
+            if self.barge is not None:
+                self.barge.reset(prompt_dbfs=active_dbfs(audio, RATE), noise_floor=self.endpointer.noise_floor)
+            self._prompt_playing = True
+            await self.line.play(audio, self._awaiting_mark)
         except Exception as exc:  # the line is gone: the hang-up path records it
             log.info("could not play prompt on %s: %s", self.call_id, exc)
 

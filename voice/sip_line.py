@@ -108,6 +108,17 @@ class Pacer:
             await asyncio.sleep(delay)
 
 
+def rx_stats(stat: pj.StreamStat) -> dict[str, float]:
+    """The far end's RTP as this side received it: packets, losses (sequence gaps), packets the
+    stream discarded, jitter, and what the jitter buffer did (frames it had to invent because one
+    was missing or late: ``jb_lost``/``jb_empty``; frames it threw away: ``jb_discarded``)."""
+    rx, jb = stat.rtcp.rxStat, stat.jbuf
+    return {"packets": rx.pkt, "lost": rx.loss, "discarded": rx.discard, "duplicated": rx.dup,
+            "reordered": rx.reorder, "jitter_ms": round(rx.jitterUsec.mean / 1000, 2),
+            "jitter_max_ms": round(rx.jitterUsec.max / 1000, 2), "jb_lost": jb.lost, "jb_empty": jb.empty,
+            "jb_discarded": jb.discard, "jb_delay_ms": jb.avgDelayMsec, "jb_prefetch": jb.prefetch}
+
+
 class _CallPump:
     """Hands one call's events (audio, dtmf, played, closed) to its LiveCall in order, on the
     event loop. Events wait until the LiveCall is known; with none, they are dropped. ``closed``
@@ -208,6 +219,7 @@ class _SipCall(pj.Call):
         self.media_index: int | None = None
         self.rx_packets = -1
         self.rx_changed = 0.0
+        self.rx: dict[str, float] = {}  # the far end's RTP as received (``rx_stats``), updated twice a second
         self.next_check = 0.0
         self.queue = PlayQueue()
         self.pump = _CallPump(line.loop)
@@ -283,6 +295,7 @@ class SipLine:
         self._pacer = Pacer(self.sip.calls_per_second)
         self._reg_seen: asyncio.Event | None = None
         self.playout: list[PlayQueue] = []          # play queues of recent calls (measurements)
+        self.received: dict[str, dict[str, float]] = {}  # SIP Call-ID -> RTP received (recent calls)
         self._status_lock = asyncio.Lock()          # statuses reach the pipeline in the line's order
         self._status_tasks: set[asyncio.Task] = set()
 
@@ -535,7 +548,10 @@ class SipLine:
         else:
             status = cs.COMPLETED
             reason = "我方挂断 (we hung up)" if call.by_us else "对方挂断 (the callee hung up)"
-        log.info("SIP call %s ended: %s, %s", call.sip_call_id, status, reason)
+        log.info("SIP call %s ended: %s, %s; RTP received: %s", call.sip_call_id, status, reason, call.rx or "none")
+        self.received[call.sip_call_id] = call.rx
+        while len(self.received) > 32:
+            self.received.pop(next(iter(self.received)))
         if call.answered_at is not None or call.inbound:
             # the session hears of the end first (it notes why), then the attempt gets its final status
             report = None if call.inbound or call.attempt_id is None else functools.partial(
@@ -651,7 +667,8 @@ class SipLine:
             packets = 0
         else:
             try:
-                packets = call.getStreamStat(call.media_index).rtcp.rxStat.pkt
+                call.rx = rx_stats(call.getStreamStat(call.media_index))
+                packets = call.rx["packets"]
             except Exception:  # noqa: BLE001 - no stream (yet): count as nothing received
                 packets = 0
         if packets != call.rx_packets:

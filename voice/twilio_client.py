@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from core.settings import Settings
+from core.settings import Settings, require_settings
 from data import phone
 from voice.twiml import STATUS_PATH, VOICE_PATH
 
@@ -48,8 +48,7 @@ class TwilioCallPlacer:
             missing.append("twilio.from_number")
         if not settings.twilio.public_base_url:
             missing.append("twilio.public_base_url")
-        if missing:
-            raise TwilioNotConfigured("电话外呼未配置 (Twilio not configured): 缺少 " + ", ".join(missing))
+        require_settings(missing, TwilioNotConfigured, "电话外呼未配置 (Twilio not configured)")
         self.client = Client(secrets.twilio_account_sid.get_secret_value(),
                              secrets.twilio_auth_token.get_secret_value(),
                              http_client=http_client or TwilioHttpClient(timeout=15))

@@ -15,7 +15,7 @@ from typing import Any
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from core.settings import Settings
+from core.settings import Settings, require_settings
 from data import phone
 from voice.twilio_client import TwilioNotConfigured
 
@@ -29,8 +29,7 @@ class TwilioSmsChannel:
         missing = [name for name, value in (("TANFANG_TWILIO_ACCOUNT_SID", secrets.twilio_account_sid),
                                             ("TANFANG_TWILIO_AUTH_TOKEN", secrets.twilio_auth_token),
                                             ("twilio.from_number", settings.twilio.from_number)) if not value]
-        if missing:
-            raise TwilioNotConfigured("短信未配置 (Twilio SMS not configured): 缺少 " + ", ".join(missing))
+        require_settings(missing, TwilioNotConfigured, "短信未配置 (Twilio SMS not configured)")
         self.from_number = settings.twilio.from_number
         self.client = Client(secrets.twilio_account_sid.get_secret_value(),
                              secrets.twilio_auth_token.get_secret_value(),

@@ -30,6 +30,16 @@ def contact_line(elder: Elder) -> str:
     return f"紧急联系人：{ec.name}（{ec.relation or '亲属'}）{phones.national(ec.phone)}"
 
 
+def elder_phone(elder: Elder, none: str = "无") -> str:
+    return phones.national(elder.phone) or none
+
+
+def where(elder: Elder, phone: bool = False) -> str:
+    """How a visitor finds and reaches the elder: the address, (the elder's phone,) the first contact."""
+    tel = f"老人电话：{elder_phone(elder)}。" if phone else ""
+    return f"地址：{full_address(elder)}。{tel}{contact_line(elder)}。"
+
+
 def hhmm(settings, when: dt.datetime) -> str:
     return plan.to_local(settings, when).strftime("%H:%M")
 
@@ -64,7 +74,7 @@ def task_sms(task: Task, elder: Elder, summary: str) -> dict:
 
 def urgent_sms(elder: Elder, visitor: Visitor | None, said: str) -> dict:
     return template_payload("urgent", name=elder.name, said=quote(said, 35) or "需要帮助",
-                            phone=phones.national(elder.phone) or "无电话", visitor=visitor_line(visitor))
+                            phone=elder_phone(elder, "无电话"), visitor=visitor_line(visitor))
 
 
 def no_answer_sms(elder: Elder, day: dt.date, attempts: int) -> dict:
@@ -78,8 +88,7 @@ def escalation_sms(settings, task: Task, elder: Elder) -> dict:
 
 def handed_to_visitor(settings, task: Task) -> str:
     elder = task.elder
-    return (f"{_head(settings)}任务 #{task.id} 转给您处理：{task.title}。地址：{full_address(elder)}。"
-            f"老人电话：{phones.national(elder.phone) or '无'}。{contact_line(elder)}。")
+    return f"{_head(settings)}任务 #{task.id} 转给您处理：{task.title}。{where(elder, phone=True)}"
 
 
 # ---- urgent answers --------------------------------------------------------------------------
@@ -98,18 +107,17 @@ def said_again(when_text: str, said: str) -> str:
 def urgent_to_contacts(settings, elder: Elder, visitor: Visitor | None, said: str) -> str:
     responsible = f"负责探访员：{visitor.name} {phones.national(visitor.phone)}".strip() if visitor else "负责探访员：待指派"
     return (f"{_head(settings)}紧急：{elder.name}刚才在问候电话里说「{said}」，可能需要帮助。"
-            f"请马上联系老人（{phones.national(elder.phone) or '无电话'}），必要时拨打120。{responsible}。")
+            f"请马上联系老人（{elder_phone(elder, '无电话')}），必要时拨打120。{responsible}。")
 
 
 def urgent_to_visitor(settings, elder: Elder, task: Task, said: str, reasons: str, ack_deadline: dt.datetime) -> str:
     return (f"{_head(settings)}P1 紧急任务 #{task.id}：{elder.name}说「{said}」（{reasons}）。"
-            f"地址：{full_address(elder)}。老人电话：{phones.national(elder.phone) or '无'}。{contact_line(elder)}。"
-            f"请在 {hhmm(settings, ack_deadline)} 前确认接单。")
+            f"{where(elder, phone=True)}请在 {hhmm(settings, ack_deadline)} 前确认接单。")
 
 
 def urgent_unassigned(settings, elder: Elder, task: Task, said: str) -> str:
     return (f"{_head(settings)}P1 紧急任务 #{task.id} 没有负责探访员：{elder.name}说「{said}」。"
-            f"地址：{full_address(elder)}。{contact_line(elder)}。请立即指派。")
+            f"{where(elder)}请立即指派。")
 
 
 # ---- concerns --------------------------------------------------------------------------------
@@ -132,10 +140,15 @@ def overdue_note(level: int, who: str) -> str:
     return f"超过确认时限未确认，第 {level} 级上报 -> {who}"
 
 
+def exhausted_note(level: int, max_escalations: int) -> str:
+    return (f"已上报 {level} 次（上限 {max_escalations} 次）仍无人确认：不再发上报消息，"
+            "留在主管的待办里，标记为「上报已达上限」")
+
+
 def overdue_to_supervisor(settings, elder: Elder, task: Task) -> str:
     return (f"{_head(settings)}上报（第 {task.escalation_level} 级）：P1 紧急任务 #{task.id} "
             f"{task.title}，{hhmm(settings, task.created_at)} 起无人确认。"
-            f"地址：{full_address(elder)}。{contact_line(elder)}。请立即处理或改派。")
+            f"{where(elder)}请立即处理或改派。")
 
 
 # ---- the no-answer ladder and call-backs -----------------------------------------------------
@@ -154,7 +167,7 @@ def in_person_detail(elder: Elder) -> str:
 
 def in_person_to_visitor(settings, elder: Elder, task: Task, missed: int) -> str:
     return (f"{_head(settings)}上门任务 #{task.id}：{elder.name}连续 {missed} 天电话未接通，请尽快上门看看。"
-            f"地址：{full_address(elder)}。{contact_line(elder)}。")
+            f"{where(elder)}")
 
 
 def missed_again(day: dt.date, missed: int) -> str:
@@ -181,12 +194,12 @@ def handed_over_again(reason: str) -> str:
 
 
 def callback_detail(elder: Elder) -> str:
-    return f"老人电话：{phones.national(elder.phone) or '无'}；地址：{full_address(elder)}；{contact_line(elder)}"
+    return f"老人电话：{elder_phone(elder)}；地址：{full_address(elder)}；{contact_line(elder)}"
 
 
 def callback_to_visitor(settings, elder: Elder, task: Task, said: str) -> str:
     return (f"{_head(settings)}{said.replace('{id}', str(task.id))}"
-            f"老人电话：{phones.national(elder.phone) or '无'}。地址：{full_address(elder)}。")
+            f"老人电话：{elder_phone(elder)}。地址：{full_address(elder)}。")
 
 
 # ---- messages the outbox gave up on ----------------------------------------------------------
@@ -205,5 +218,5 @@ def undelivered_detail(kind: str | None, channel: str, error: str | None) -> str
 
 def undelivered_to_supervisor(settings, elder: Elder, task: Task, original: Task, kind: str | None) -> str:
     return (f"{_head(settings)}P1 紧急任务 #{task.id}：紧急任务 #{original.id}（{original.title}）的通知"
-            f"没能发给{RECIPIENT_KINDS.get(kind or '', '联系人')}。请立即电话联系{elder.name}（{phones.national(elder.phone) or '无电话'}）"
+            f"没能发给{RECIPIENT_KINDS.get(kind or '', '联系人')}。请立即电话联系{elder.name}（{elder_phone(elder, '无电话')}）"
             f"和{contact_line(elder)}，并确认有人在处理。地址：{full_address(elder)}。")

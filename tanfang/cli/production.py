@@ -8,19 +8,24 @@ from pathlib import Path
 
 import click
 
-from tanfang.cli.common import UserError, echo_json, pass_app
+from tanfang.cli.common import UserError, echo_json, json_option, pass_app
 
 
 @click.group("model")
 def model_group() -> None:
-    """语音模型 — the Vosk model (voice.vosk_model, voice.model_url, voice.model_mirror)."""
+    """语音识别模型 (the Vosk speech model).
+
+    设置项 voice.vosk_model、voice.model_url、voice.model_mirror (its settings)."""
 
 
 @model_group.command("fetch")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @pass_app
 def model_fetch(app, as_json: bool) -> None:
-    """没有模型时下载官方模型并校验 sha256 (download the official model when missing; checked against the pinned sha256)."""
+    """下载语音模型 (download the speech model).
+
+    没有模型时下载官方模型并校验 sha256 (the official model, when missing; checked against the pinned
+    sha256)."""
     from voice.model_fetch import ModelFetchError, fetch_model
 
     v = app.settings.voice
@@ -37,15 +42,19 @@ def model_fetch(app, as_json: bool) -> None:
 
 @click.group("prompts")
 def prompts_group() -> None:
-    """提示音 — recorded or licensed audio for what the service says on the phone."""
+    """提示音 (recorded prompts).
+
+    电话里说的话的录音或授权音频 (recorded or licensed audio for what the service says on the phone)."""
 
 
 @prompts_group.command("export")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="CSV 文件 (default: standard output)")
+              help="写入的表格文件，默认标准输出 (CSV file; default: standard output)")
 @pass_app
 def prompts_export(app, out: Path | None) -> None:
-    """导出所有提示语（键、文字、模板、来源）(every prompt segment to record: key, text, template, source)."""
+    """导出所有提示语 (export every prompt segment).
+
+    键、文字、模板、来源，供录音 (to record: key, text, template, source)."""
     from tanfang.prompts_catalog import export_csv, library
 
     text = export_csv(library(app.settings))
@@ -58,10 +67,12 @@ def prompts_export(app, out: Path | None) -> None:
 
 @prompts_group.command("import")
 @click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @pass_app
 def prompts_import(app, folder: Path, as_json: bool) -> None:
-    """导入录音：文件名为键 <key>.wav，任意采样率 (load <key>.wav recordings, any sample rate)."""
+    """导入录音 (load recordings).
+
+    文件名为键 <key>.wav，任意采样率 (<key>.wav files, any sample rate)."""
     from tanfang.prompts_catalog import library
 
     lib = library(app.settings)

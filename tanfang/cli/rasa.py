@@ -8,7 +8,7 @@ import signal
 
 import click
 
-from tanfang.cli.common import UserError, echo_json, pass_app
+from tanfang.cli.common import UserError, echo_json, json_option, pass_app
 
 
 def _log(msg: str) -> None:
@@ -17,14 +17,19 @@ def _log(msg: str) -> None:
 
 @click.group("rasa")
 def rasa_group() -> None:
-    """对话引擎 Rasa — train the model, run the servers, show their state."""
+    """对话引擎 Rasa (the Rasa dialog engine).
+
+    训练模型、运行服务、查看状态 (train the model, run the servers, show their state)."""
 
 
 @rasa_group.command("train")
-@click.option("--force", is_flag=True, help="train again even when the model for this content is cached")
+@click.option("--force", is_flag=True, help="即使已有此内容的缓存模型也重新训练 (train again even when the model is cached)")
 @pass_app
 def rasa_train(app, force: bool) -> None:
-    """Train dialogs/ into the model cache (reused while the content is unchanged)."""
+    """训练对话模型 (train the dialog model).
+
+    把 dialogs/ 训练进模型缓存，内容不变时重用 (dialogs/ into the model cache, reused while the content
+    is unchanged)."""
     from dialogs.runtime import RasaRuntimeError, train
 
     try:
@@ -37,7 +42,9 @@ def rasa_train(app, force: bool) -> None:
 @rasa_group.command("serve")
 @pass_app
 def rasa_serve(app) -> None:
-    """Run the Rasa server and the action server in the foreground until Ctrl-C."""
+    """运行 Rasa 服务和动作服务 (run the Rasa and action servers).
+
+    在前台运行，直到 Ctrl-C (in the foreground until Ctrl-C)."""
     from dialogs.runtime import EmbeddedRasa, RasaRuntimeError
 
     if app.settings.rasa.url:
@@ -67,10 +74,13 @@ def rasa_serve(app) -> None:
 
 
 @rasa_group.command("status")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @pass_app
 def rasa_status_cmd(app, as_json: bool) -> None:
-    """Environment, cached model for the current content, and the servers."""
+    """对话引擎的状态 (the state of the dialog engine).
+
+    环境、当前内容的缓存模型、两个服务 (environment, cached model for the current content, the
+    servers)."""
     from dialogs.runtime import status_report
 
     report = status_report(app.settings)
@@ -109,14 +119,17 @@ async def assess_texts(url: str, timeout: float, texts: list[str], token: str | 
 
 
 @click.command("assess")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per line (NDJSON)")
+@json_option(help="每行一个 JSON 对象 (one JSON object per line, NDJSON)")
 @click.argument("texts", nargs=-1, required=True)
 @pass_app
 def assess(app, as_json: bool, texts: tuple[str, ...]) -> None:
-    """评估 What the dialog model understands of each TEXT and the risk it carries.
+    """评估每句话的理解和风险 (assess what the model understands).
 
-    Starts the embedded Rasa when none is running (and stops it afterwards).
-    """
+    对话模型从每个 TEXT 理解到什么、带有什么风险 (what the dialog model understands of each TEXT and the
+    risk it carries).
+
+    没有运行中的 Rasa 时启动内置的，结束后停止 (starts the embedded Rasa when none is running, and stops
+    it afterwards)."""
     from dialogs.engine import DialogUnavailable
     from dialogs.runtime import EmbeddedRasa, RasaRuntimeError
 

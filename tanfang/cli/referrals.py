@@ -7,16 +7,19 @@ import datetime as dt
 import click
 
 from core import plan, referrals
-from core.labels import choices
 from core.privacy import audit
 from data import repo
 from data.models import REFERRAL_STATUSES, Referral, Task
-from tanfang.cli.common import UserError, echo_json, import_table, pass_app
+from tanfang.cli.common import (UserError, choices_help, echo_json, elder_ref_option, handler_option, import_table,
+                                json_option, pass_app)
 
 
 @click.group("referrals")
 def referrals_group() -> None:
-    """需求转介 — pass a need on to a service provider, a social worker or a benefits office."""
+    """需求转介 (referrals of needs).
+
+    把需求转给服务机构、社工或救助部门 (pass a need on to a service provider, a social worker or a
+    benefits office)."""
 
 
 def _elder(s, ref: str):
@@ -27,15 +30,17 @@ def _elder(s, ref: str):
 
 
 @referrals_group.command("add")
-@click.option("--elder", "elder_ref", default=None, help="老人编号或公民身份号码（给了 --task 时可省略）")
-@click.option("--task", "task_id", type=int, default=None, help="从这个任务转介")
-@click.option("--type", "kind", required=True, help="转介类型（config.yml referrals.types 的键或名称）")
-@click.option("--provider", required=True, help="转介给哪家机构或哪位社工")
-@click.option("--need", required=True, help="需求")
-@click.option("--by", "by", default=None, help="经办人（默认当前用户）")
+@elder_ref_option(help="老人编号或公民身份号码，给了 --task 时可省略 (elder id or ID number; not with --task)")
+@click.option("--task", "task_id", type=int, default=None, help="从这个任务转介 (refer from this task)")
+@click.option("--type", "kind", required=True, help="转介类型：config.yml 里 referrals.types 的键或名称 (type of referral)")
+@click.option("--provider", required=True, help="转介给哪家机构或哪位社工 (the provider or social worker)")
+@click.option("--need", required=True, help="需求 (the need)")
+@handler_option()
 @pass_app
 def referrals_add(app, elder_ref, task_id, kind, provider, need, by) -> None:
-    """新建一条转介（状态：已提交）(submit a referral)."""
+    """新建一条转介 (submit a referral).
+
+    状态为已提交 (its status: submitted)."""
     with app.ready_db().session() as s:
         task = s.get(Task, task_id) if task_id is not None else None
         if task_id is not None and task is None:
@@ -53,11 +58,12 @@ def referrals_add(app, elder_ref, task_id, kind, provider, need, by) -> None:
 
 
 @referrals_group.command("list")
-@click.option("--elder", "elder_ref", default=None, help="老人编号或公民身份号码")
-@click.option("--status", type=click.Choice(list(REFERRAL_STATUSES)), default=None)
-@click.option("--open", "only_open", is_flag=True, help="只看未结案的")
-@click.option("--open-over", "open_over", type=int, default=None, help="只看提交超过 N 天仍未结案的")
-@click.option("--json", "as_json", is_flag=True)
+@elder_ref_option()
+@click.option("--status", type=click.Choice(list(REFERRAL_STATUSES)), default=None, help="只看此状态 (only this status)")
+@click.option("--open", "only_open", is_flag=True, help="只看未结案的 (only open ones)")
+@click.option("--open-over", "open_over", type=int, default=None,
+              help="只看提交超过 N 天仍未结案的 (only those open for more than N days)")
+@json_option()
 @pass_app
 def referrals_list(app, elder_ref, status, only_open, open_over, as_json) -> None:
     """列出转介 (list referrals)."""
@@ -78,12 +84,14 @@ def referrals_list(app, elder_ref, status, only_open, open_over, as_json) -> Non
 
 @referrals_group.command("update")
 @click.argument("referral_id", type=int)
-@click.option("--status", required=True, help=choices(REFERRAL_STATUSES))
-@click.option("--by", "by", default=None, help="经办人（默认当前用户）")
-@click.option("--note", default=None, help="说明")
+@click.option("--status", required=True, help=choices_help("新状态", REFERRAL_STATUSES, "the new status"))
+@handler_option()
+@click.option("--note", default=None, help="说明 (note)")
 @pass_app
 def referrals_update(app, referral_id, status, by, note) -> None:
-    """更新转介状态（只能向前：已提交→已接收→已服务→已结案）(move a referral forward)."""
+    """更新转介状态 (move a referral forward).
+
+    只能向前：已提交→已接收→已服务→已结案 (submitted → accepted → served → closed)."""
     with app.ready_db().session() as s:
         ref = s.get(Referral, referral_id)
         if ref is None:
@@ -120,7 +128,10 @@ def _import_row(s, app, vals: dict) -> Referral:
 @click.argument("file", type=click.Path(dir_okay=False, exists=True))
 @pass_app
 def referrals_import(app, file: str) -> None:
-    """导入转介表 CSV/XLSX（表头：公民身份号码, 类型, 机构, 需求, 状态, 提交日期, 经办人）；有错误时什么都不导入。"""
+    """导入转介表 CSV/XLSX (import a table of referrals).
+
+    表头：公民身份号码, 类型, 机构, 需求, 状态, 提交日期, 经办人；有错误时什么都不导入 (headers as
+    listed; with any error nothing is imported)."""
     n = import_table(app, file, lambda s, vals: _import_row(s, app, vals), errors=(referrals.ReferralError,),
                      what="转介", entity="referrals")
     click.echo(f"导入完成：{n}条转介")

@@ -10,25 +10,28 @@ from sqlalchemy import select
 
 from core import forms, reports
 from core.auth import AuthError, add_user, set_password, unlock
-from tanfang.cli.common import UserError, echo_json, pass_app
 from core.privacy import audit
 from data.models import Elder, StaffUser, Visit
+from tanfang.cli.common import UserError, area_option, echo_json, json_option, month_option, pass_app, xlsx_option
 
 
 @click.group("form")
 def form_group() -> None:
-    """探访记录表 — print the record form of visits."""
+    """探访记录表 (the record form of visits)."""
 
 
 @form_group.command("print")
 @click.argument("visit_id", type=int, required=False)
-@click.option("--pdf", "pdf", type=click.Path(), help="PDF 文件（批量时为目录）")
-@click.option("--xlsx", "xlsx", type=click.Path(), help="XLSX 文件（批量时为目录）")
-@click.option("--township", help="批量：乡镇(街道)名，可写 县/乡镇")
-@click.option("--month", help="批量：月份 YYYY-MM")
+@click.option("--pdf", "pdf", type=click.Path(), help="写入 PDF 文件，批量时为目录 (PDF file; a folder in batch mode)")
+@xlsx_option(help="写入 XLSX 文件，批量时为目录 (XLSX file; a folder in batch mode)", type=click.Path())
+@click.option("--township", help="批量：乡镇(街道)名，可写 县/乡镇 (batch: the township)")
+@month_option(help="批量：月份 YYYY-MM (batch: the month)")
 @pass_app
 def form_print(app, visit_id, pdf, xlsx, township, month) -> None:
-    """Print one visit's form (VISIT_ID), or every complete visit of a township in a month."""
+    """打印探访记录表 (print visit record forms).
+
+    一次探访 VISIT_ID，或一个乡镇一个月所有已完成的探访 (one visit, VISIT_ID, or every complete visit of
+    a township in a month)."""
     if not pdf and not xlsx:
         raise UserError("请指定 --pdf 或 --xlsx")
     db = app.ready_db()
@@ -85,18 +88,22 @@ def form_print(app, visit_id, pdf, xlsx, township, month) -> None:
 
 @click.group("report")
 def report_group() -> None:
-    """统计报表 — monthly figures."""
+    """统计报表 (monthly reports)."""
 
 
 @report_group.command("visits")
-@click.option("--month", required=True, help="YYYY-MM")
-@click.option("--by", "by", type=click.Choice(reports.LEVELS), default="village", show_default=True)
-@click.option("--area", default=None, help="只统计此地区，如 兰考县/城关镇")
-@click.option("--xlsx", type=click.Path(), help="写入 XLSX 文件")
-@click.option("--json", "as_json", is_flag=True)
+@month_option(required=True)
+@click.option("--by", "by", type=click.Choice(reports.LEVELS), default="village", show_default=True,
+              help="按哪一级地区统计 (group by this level)")
+@area_option(help="只统计此地区，如 兰考县/城关镇 (only this area)")
+@xlsx_option(type=click.Path())
+@json_option()
 @pass_app
 def report_visits(app, month, by, area, xlsx, as_json) -> None:
-    """月探访率等指标 — visit rate, coverage, calls, concerns and tasks by area."""
+    """探访月报 (the monthly visit report).
+
+    各地区探访率、覆盖、电话、关注事项和任务 (visit rate, coverage, calls, concerns and tasks by
+    area)."""
     scope = reports.Scope(tuple(p for p in (area or "").split("/") if p))
     db = app.ready_db()
     with db.session() as s:
@@ -121,7 +128,7 @@ def report_visits(app, month, by, area, xlsx, as_json) -> None:
 
 @click.group("staff")
 def staff_group() -> None:
-    """工作人员账号 — dashboard users."""
+    """工作人员账号 (staff users of the dashboard)."""
 
 
 def _password_from_env_or_prompt() -> str:
@@ -131,13 +138,16 @@ def _password_from_env_or_prompt() -> str:
 
 @staff_group.command("add")
 @click.argument("username")
-@click.option("--role", required=True, type=click.Choice(["province", "county", "township", "village"]))
-@click.option("--area", default=None, help="县/乡镇/村，层级与角色一致，如 兰考县/城关镇/幸福村")
-@click.option("--name", "display_name", default=None, help="显示姓名")
-@click.option("--sensitive", is_flag=True, help="可查看身份证号和通话文字记录")
+@click.option("--role", required=True, type=click.Choice(["province", "county", "township", "village"]),
+              help="哪一级的工作人员 (the level the user works at)")
+@click.option("--area", default=None, help="县/乡镇/村，层级与角色一致，如 兰考县/城关镇/幸福村 (area, as deep as the role)")
+@click.option("--name", "display_name", default=None, help="显示姓名 (display name)")
+@click.option("--sensitive", is_flag=True, help="可查看身份证号和通话文字记录 (may see ID numbers and transcripts)")
 @pass_app
 def staff_add(app, username, role, area, display_name, sensitive) -> None:
-    """添加工作人员 (add a staff user; password from TANFANG_STAFF_PASSWORD or a prompt)."""
+    """添加工作人员 (add a staff user).
+
+    密码取自 TANFANG_STAFF_PASSWORD，否则提示输入 (password from TANFANG_STAFF_PASSWORD or a prompt)."""
     password = _password_from_env_or_prompt()
     db = app.ready_db()
     try:
@@ -153,7 +163,9 @@ def staff_add(app, username, role, area, display_name, sensitive) -> None:
 @click.argument("username")
 @pass_app
 def staff_passwd(app, username) -> None:
-    """修改密码：该用户的所有登录立即失效 (set a new password; every session of the user ends)."""
+    """修改密码 (set a new password).
+
+    该用户的所有登录立即失效 (every session of the user ends)."""
     password = _password_from_env_or_prompt()
     with app.ready_db().session() as s:
         user = s.scalar(select(StaffUser).where(StaffUser.username == username))
@@ -171,7 +183,9 @@ def staff_passwd(app, username) -> None:
 @click.argument("username")
 @pass_app
 def staff_unlock(app, username) -> None:
-    """解除登录锁定 (lift the lockout after too many failed logins of this user name)."""
+    """解除登录锁定 (lift a login lockout).
+
+    用于登录失败次数过多之后 (after too many failed logins of this user name)."""
     with app.ready_db().session() as s:
         lifted = unlock(s, username)
         audit(s, app.actor, "unlock", "staff_user", None, username)
@@ -179,9 +193,10 @@ def staff_unlock(app, username) -> None:
 
 
 @staff_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @pass_app
 def staff_list(app, as_json) -> None:
+    """列出工作人员账号 (list staff users)."""
     with app.ready_db().session() as s:
         rows = [{"username": u.username, "name": u.display_name, "role": u.role,
                  "area": "/".join(p for p in (u.county, u.township, u.village) if p) or "全省",

@@ -7,16 +7,22 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from tanfang.cli.common import UserError, echo_json, pass_app
 from core import alerts, referrals
 from core.privacy import audit, mask_id, mask_phone
 from data import idcard, repo, roster
 from data import phone as phones
 from data.models import ASSISTING_UNITS, CHANNELS, PERSON_CHANNELS, SEXES, VISITOR_ROLES
 from data.roster_mapping import HeaderMapping
-
+from tanfang.cli.common import (VISITOR_ROLE_HELP, UserError, area_parts, echo_json, json_option, pass_app,
+                                role_filter_option)
 
 
 def _progress(total: int, label: str):
@@ -39,7 +45,7 @@ def _audit(app, session, action, entity, entity_id=None, detail=None):
 
 @click.group("elders")
 def elders_group() -> None:
-    """老年人花名册 — import, list, show, export the roster."""
+    """老年人花名册 (the roster of elders: import, list, show, export)."""
 
 
 def _mapping(path: str | None):
@@ -51,19 +57,24 @@ def _mapping(path: str | None):
         raise UserError(str(exc)) from exc
 
 
-MAPPING_HELP = "表头映射文件（YAML：本系统列 → 对方表头、取值对照），读写县里自己的表格 (header-mapping file)"
+MAPPING_HELP = ("表头映射文件（YAML：本系统列 → 对方表头、取值对照），读写县里自己的表格 "
+                "(header-mapping file: the county's own table layout)")
 
 
 @elders_group.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--mapping", type=click.Path(dir_okay=False), help=MAPPING_HELP)
-@click.option("--dry-run", is_flag=True, help="只校验，不写入数据库 (validate only)")
-@click.option("--skip-invalid", is_flag=True, help="跳过有错误的行，导入其余行")
-@click.option("--json", "as_json", is_flag=True, help="结果以JSON输出")
+@click.option("--dry-run", is_flag=True, help="只校验，不写入数据库 (validate only, write nothing)")
+@click.option("--skip-invalid", is_flag=True, help="跳过有错误的行，导入其余行 (skip invalid rows, import the rest)")
+@json_option()
 @pass_app
 def elders_import(app, file: str, mapping: str | None, dry_run: bool, skip_invalid: bool, as_json: bool) -> None:
-    """导入花名册 CSV（UTF-8/GBK）或 XLSX；有错误的文件整表不导入（除非 --skip-invalid）。
-    文件大小、行数有上限（roster.max_file_mb、roster.max_rows）。"""
+    """导入花名册 CSV 或 XLSX (import a roster table).
+
+    编码可为 UTF-8 或 GBK；有错误的文件整表不导入，除非 --skip-invalid (CSV in UTF-8 or GBK; a file with
+    errors is not imported at all, unless --skip-invalid).
+
+    文件大小、行数有上限 roster.max_file_mb、roster.max_rows (limits on file size and rows)."""
     try:
         parsed = roster.parse_file(file, default_consent_visit=app.settings.roster.default_consent_visit,
                                    limits=roster.RosterLimits.from_settings(app.settings.roster),
@@ -112,15 +123,15 @@ def _elder_summary(e, mid, mph) -> dict:
 
 
 @elders_group.command("list")
-@click.option("--county")
-@click.option("--township")
-@click.option("--village")
-@click.option("--category", type=click.Choice(list(roster.CATEGORY_HEADERS)), help="只列出某一类别")
-@click.option("--name", help="姓名包含")
-@click.option("--json", "as_json", is_flag=True)
+@area_parts
+@click.option("--category", type=click.Choice(list(roster.CATEGORY_HEADERS)), help="只列出某一类别 (only this category)")
+@click.option("--name", help="姓名包含 (name contains)")
+@json_option()
 @pass_app
 def elders_list(app, county, township, village, category, name, as_json: bool) -> None:
-    """列出老年人（身份证号和电话号码已遮蔽）。"""
+    """列出老年人 (list elders).
+
+    身份证号和电话号码已遮蔽 (ID and phone numbers masked)."""
     db = app.ready_db()
     mid, mph = _masker(app)
     with db.session() as session:
@@ -143,11 +154,13 @@ def elders_list(app, county, township, village, category, name, as_json: bool) -
 
 @elders_group.command("show")
 @click.argument("ref")
-@click.option("--reveal", is_flag=True, help="显示完整身份证号和电话（记入审计日志）")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--reveal", is_flag=True, help="显示完整身份证号和电话，记入审计日志 (show full numbers; audited)")
+@json_option()
 @pass_app
 def elders_show(app, ref: str, reveal: bool, as_json: bool) -> None:
-    """显示一位老年人的完整档案（REF = 编号或公民身份号码）。"""
+    """一位老年人的完整档案 (one elder's full record).
+
+    参数 REF 为编号或公民身份号码 (REF: the elder's id or ID number)."""
     db = app.ready_db()
     mid, mph = _masker(app, reveal)
     with db.session() as session:
@@ -246,14 +259,15 @@ def _print_plan(d: dict, shown: int = 10) -> None:
 @elders_group.command("export")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--mapping", type=click.Path(dir_okay=False), help=MAPPING_HELP)
-@click.option("--county")
-@click.option("--township")
-@click.option("--village")
+@area_parts
 @click.option("--encoding", type=click.Choice(["utf-8-sig", "gb18030"]), default="utf-8-sig", show_default=True,
-              help="CSV编码（gb18030 供旧版办公软件）")
+              help="表格编码，gb18030 供旧版办公软件 (CSV encoding; gb18030 for old office software)")
 @pass_app
 def elders_export(app, file: str, mapping: str | None, county, township, village, encoding: str) -> None:
-    """导出花名册（与导入相同的表头，或 --mapping 的对方表头；含完整证件号码，记入审计日志）。"""
+    """导出花名册 (export the roster).
+
+    与导入相同的表头，或 --mapping 的对方表头；含完整证件号码，记入审计日志 (the import's headers, or
+    those of --mapping; with full ID numbers, audited)."""
     header_mapping = _mapping(mapping)
     db = app.ready_db()
     try:
@@ -271,7 +285,7 @@ def elders_export(app, file: str, mapping: str | None, county, township, village
 @click.argument("file", type=click.Path(dir_okay=False))
 @pass_app
 def elders_template(app, file: str) -> None:
-    """写出空白花名册模板（.csv 或 .xlsx）。"""
+    """写出空白花名册模板 (write a blank roster template: .csv or .xlsx)."""
     try:
         roster.write_table(file, roster.headers(app.settings.roster.max_household_members), [], blank_rows=200)
     except (roster.RosterError, OSError) as exc:
@@ -282,7 +296,9 @@ def elders_template(app, file: str) -> None:
 # ---- visitors ----------------------------------------------------------------------------------
 @click.group("visitors")
 def visitors_group() -> None:
-    """探访人员 — grid workers, social workers, volunteers, family doctors …"""
+    """探访人员 (visitors: grid workers, volunteers, doctors …).
+
+    网格员、社会工作者、志愿者、村医等 (grid workers, social workers, volunteers, family doctors …)."""
 
 
 def _role(value: str) -> str:
@@ -290,18 +306,16 @@ def _role(value: str) -> str:
 
 
 @visitors_group.command("add")
-@click.option("--name", required=True)
-@click.option("--role", required=True, help="/".join(f"{k}({v})" for k, v in VISITOR_ROLES.items()))
-@click.option("--phone")
-@click.option("--county")
-@click.option("--township")
-@click.option("--village")
+@click.option("--name", required=True, help="姓名 (name)")
+@click.option("--role", required=True, help=VISITOR_ROLE_HELP)
+@click.option("--phone", help="电话 (phone number)")
+@area_parts
 @click.option("--channel", default="", help="联系渠道：Telegram、企业微信或短信，默认 Telegram (channel)")
 @click.option("--wecom-user", default="", help="企业微信账号，选企业微信时必填 (WeCom UserID)")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @pass_app
 def visitors_add(app, name, role, phone, county, township, village, channel, wecom_user, as_json) -> None:
-    """添加一名探访人员。"""
+    """添加一名探访人员 (add a visitor)."""
     try:
         role_key = _role(role)
     except ValueError as exc:
@@ -331,7 +345,10 @@ def visitors_add(app, name, role, phone, county, township, village, channel, wec
 @click.argument("file", type=click.Path(dir_okay=False))
 @pass_app
 def visitors_import(app, file: str) -> None:
-    """导入探访人员 CSV/XLSX（表头: 姓名, 角色, 电话, 县(市、区), 乡镇(街道), 村(居), 联系渠道, 企业微信账号）；同名同角色则更新。"""
+    """导入探访人员 CSV/XLSX (import a table of visitors).
+
+    表头：姓名, 角色, 电话, 县(市、区), 乡镇(街道), 村(居), 联系渠道, 企业微信账号；同名同角色则更新
+    (headers as listed; a visitor of the same name and role is updated)."""
     try:
         good, errors = roster.parse_visitors(file, limits=roster.RosterLimits.from_settings(app.settings.roster))
     except roster.RosterError as exc:
@@ -348,14 +365,14 @@ def visitors_import(app, file: str) -> None:
 
 
 @visitors_group.command("list")
-@click.option("--county")
-@click.option("--township")
-@click.option("--village")
-@click.option("--role", type=click.Choice(list(VISITOR_ROLES)))
-@click.option("--json", "as_json", is_flag=True)
+@area_parts
+@role_filter_option()
+@json_option()
 @pass_app
 def visitors_list(app, county, township, village, role, as_json) -> None:
-    """列出探访人员（电话已遮蔽）。"""
+    """列出探访人员 (list visitors).
+
+    电话已遮蔽 (phone numbers masked)."""
     db = app.ready_db()
     _, mph = _masker(app)
     with db.session() as session:

@@ -10,12 +10,26 @@ import click
 from sqlalchemy import select
 
 from core import emergency, labels, plan, workforce
-from tanfang import wiring
-from tanfang.cli.common import UserError, echo_json, pass_app
 from core.coverage import coverage_guard, coverage_report, parse_month
 from core.privacy import audit
-from core.tasks import PRIORITY_LABELS, TaskStateError, close_task, task_dict, transition
-from data.models import HANDLING_ACTIONS, OPEN_TASK_STATES, Campaign, Elder, Task, utcnow
+from core.tasks import (
+    PRIORITY_LABELS,
+    TaskStateError,
+    close_task,
+    task_dict,
+    transition,
+)
+from data.models import (
+    HANDLING_ACTIONS,
+    OPEN_TASK_STATES,
+    Campaign,
+    Elder,
+    Task,
+    utcnow,
+)
+from tanfang import wiring
+from tanfang.cli.common import (UserError, area_option, date_option, echo_json, elder_id_option, json_option,
+                                month_option, pass_app, task_actor_option)
 
 
 def _date(value: str, what: str) -> dt.date:
@@ -28,16 +42,19 @@ def _date(value: str, what: str) -> dt.date:
 # ---- tasks ------------------------------------------------------------------------------------
 @click.group("tasks")
 def tasks_group() -> None:
-    """任务 — follow-up tasks raised by check-ins, the no-answer ladder and the coverage guard."""
+    """后续任务 (follow-up tasks).
+
+    来自问候、未接通的升级和覆盖检查 (raised by check-ins, the no-answer ladder and the coverage
+    guard)."""
 
 
 @tasks_group.command("list")
 @click.option("--open", "only_open", is_flag=True, help="只看未完成的任务 (open, acknowledged, in progress)")
-@click.option("--elder", "elder_id", type=int, default=None, help="只看这位老人的任务 (elder id)")
-@click.option("--json", "as_json", is_flag=True)
+@elder_id_option(help="只看这位老人的任务 (only this elder's, by id)")
+@json_option()
 @pass_app
 def tasks_list(app, only_open: bool, elder_id: int | None, as_json: bool) -> None:
-    """List tasks, most urgent first."""
+    """列出任务，最紧急的在前 (list tasks, most urgent first)."""
     db = app.ready_db()
     with db.session() as s:
         stmt = select(Task)
@@ -64,10 +81,12 @@ def tasks_list(app, only_open: bool, elder_id: int | None, as_json: bool) -> Non
 
 @tasks_group.command("show")
 @click.argument("task_id", type=int)
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @pass_app
 def tasks_show(app, task_id: int, as_json: bool) -> None:
-    """One task with its full history (times in app.timezone)."""
+    """一个任务及其完整历史 (one task with its full history).
+
+    时间按 app.timezone 显示 (times in app.timezone)."""
     db = app.ready_db()
     with db.session() as s:
         t = s.get(Task, task_id)
@@ -109,10 +128,12 @@ def _task_text(settings, t: Task, d: dict) -> str:
 
 @tasks_group.command("ack")
 @click.argument("task_id", type=int)
-@click.option("--by", "actor", default="staff:cli", show_default=True, help="谁确认 (visitor:<id> | staff:<name>)")
+@task_actor_option()
 @pass_app
 def tasks_ack(app, task_id: int, actor: str) -> None:
-    """Acknowledge a task (stops the P1 escalation clock)."""
+    """确认接单 (acknowledge a task).
+
+    停止 P1 任务的上报计时 (stops the P1 escalation clock)."""
     db = app.ready_db()
     with db.session() as s:
         t = s.get(Task, task_id)
@@ -127,21 +148,27 @@ def tasks_ack(app, task_id: int, actor: str) -> None:
 
 @tasks_group.command("done")
 @click.argument("task_id", type=int)
-@click.option("--outcome", required=True, help="处理结果")
-@click.option("--care", "description", default=None, help="关爱服务情况 (form section 六; default: the outcome)")
-@click.option("--in-person", is_flag=True, help="上门服务")
-@click.option("--satisfaction", type=click.Choice(["satisfied", "fairly_satisfied", "dissatisfied"]), default=None)
-@click.option("--provider", "provider_id", type=int, default=None, help="服务人员 (visitor id)")
-@click.option("--no-care-record", is_flag=True, help="不写关爱服务记录")
+@click.option("--outcome", required=True, help="处理结果 (the outcome)")
+@click.option("--care", "description", default=None, help="关爱服务情况，记录表第六部分，默认同处理结果 (care given: form section 六; default: the outcome)")
+@click.option("--in-person", is_flag=True, help="上门服务 (served in person)")
+@click.option("--satisfaction", type=click.Choice(["satisfied", "fairly_satisfied", "dissatisfied"]), default=None,
+              help="满意度 (the elder's satisfaction)")
+@click.option("--provider", "provider_id", type=int, default=None, help="服务人员编号 (provider: visitor id)")
+@click.option("--no-care-record", is_flag=True, help="不写关爱服务记录 (write no care record)")
 @click.option("--handled", multiple=True,
-              help="处置记录（紧急任务必填，可多次）：" + "、".join(HANDLING_ACTIONS) + "，可加 @HH:MM")
-@click.option("--minutes", type=int, default=None, help="服务时长（分钟；默认从到达到完成）")
-@click.option("--by", "actor", default="staff:cli", show_default=True)
+              help="处置记录，紧急任务必填，可多次：" + " ".join(HANDLING_ACTIONS) + "，可加 @HH:MM "
+                   "(what was done for an urgent task; repeatable; optional @HH:MM)")
+@click.option("--minutes", type=int, default=None, help="服务时长，分钟，默认从到达到完成 (minutes of service; default: arrival to close)")
+@task_actor_option()
 @pass_app
 def tasks_done(app, task_id, outcome, description, in_person, satisfaction, provider_id, no_care_record, handled,
                minutes, actor) -> None:
-    """Close a task with its outcome (and the care record of form section 六; an urgent task also
-    with its emergency record 处置记录: --handled, or an outcome that says what was done)."""
+    """完成任务并写下结果 (close a task with its outcome).
+
+    同时写关爱服务记录，即记录表第六部分 (and the care record of form section 六).
+
+    紧急任务还要有处置记录：--handled，或写明做了什么的处理结果 (an urgent task also needs its emergency
+    record: --handled, or an outcome that says what was done)."""
     db = app.ready_db()
     with db.session() as s:
         t = s.get(Task, task_id)
@@ -175,21 +202,24 @@ def _handling(settings, task: Task, handled: tuple[str, ...], text: str) -> list
 # ---- campaigns --------------------------------------------------------------------------------
 @click.group("campaign")
 def campaign_group() -> None:
-    """专项关爱行动 — raise call frequency in an area and read a safety message in each check-in."""
+    """专项关爱行动 (care campaigns).
+
+    在一个地区提高问候频率，每次问候播报安全提示 (raise the call frequency in an area and read a safety
+    message in each check-in)."""
 
 
 @campaign_group.command("start")
-@click.option("--area", required=True, help="县/乡镇/村 前缀，例如 兰考县 或 兰考县/城关镇")
-@click.option("--reason", required=True, help="高温 | 寒潮 | 暴雨 | 大风 | 大雪 | 节日 | 疫情 | ...")
-@click.option("--until", "until", required=True, help="结束日期 YYYY-MM-DD (inclusive)")
-@click.option("--from", "starts", default=None, help="开始日期 YYYY-MM-DD (default: today)")
+@area_option(required=True)
+@click.option("--reason", required=True, help="原因：高温、寒潮、暴雨、大风、大雪、节日、疫情…… (reason)")
+@date_option("--until", "until", required=True, what="结束日期", english="last day, inclusive")
+@date_option("--from", "starts", what="开始日期", english="first day; default: today")
 @click.option("--every", "frequency_days", type=click.IntRange(1, 30), default=1, show_default=True,
-              help="每几天打一次电话")
-@click.option("--message", default=None, help="每次问候时播报的安全提示 (default: by reason)")
-@click.option("--json", "as_json", is_flag=True)
+              help="每几天打一次电话 (call every N days)")
+@click.option("--message", default=None, help="每次问候时播报的安全提示，默认按原因 (safety message; default: by reason)")
+@json_option()
 @pass_app
 def campaign_start(app, area, reason, until, starts, frequency_days, message, as_json) -> None:
-    """Start a campaign."""
+    """开始专项行动 (start a campaign)."""
     today = plan.local_today(app.settings, utcnow())
     start_day = _date(starts, "--from") if starts else today
     end_day = _date(until, "--until")
@@ -230,11 +260,13 @@ def _campaign_dict(c: Campaign, today: dt.date) -> dict:
 
 
 @campaign_group.command("list")
-@click.option("--all", "show_all", is_flag=True, help="包括已结束和已停止的")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--all", "show_all", is_flag=True, help="包括已结束和已停止的 (also ended and stopped ones)")
+@json_option()
 @pass_app
 def campaign_list(app, show_all: bool, as_json: bool) -> None:
-    """List campaigns (active and upcoming by default)."""
+    """列出专项行动 (list campaigns).
+
+    默认只列进行中和未开始的 (active and upcoming ones by default)."""
     today = plan.local_today(app.settings, utcnow())
     db = app.ready_db()
     with db.session() as s:
@@ -255,7 +287,7 @@ def campaign_list(app, show_all: bool, as_json: bool) -> None:
 @click.argument("campaign_id", type=int)
 @pass_app
 def campaign_stop(app, campaign_id: int) -> None:
-    """Stop a campaign now."""
+    """立即停止专项行动 (stop a campaign now)."""
     db = app.ready_db()
     with db.session() as s:
         c = s.get(Campaign, campaign_id)
@@ -269,13 +301,16 @@ def campaign_stop(app, campaign_id: int) -> None:
 
 # ---- coverage and plan -------------------------------------------------------------------------
 @click.command("coverage")
-@click.option("--month", default=None, help="YYYY-MM (default: this month)")
-@click.option("--area", default=None, help="县/乡镇/村 前缀")
-@click.option("--guard", is_flag=True, help="现在运行覆盖检查：给本月未探访的老人派上门任务")
-@click.option("--json", "as_json", is_flag=True)
+@month_option()
+@area_option()
+@click.option("--guard", is_flag=True, help="现在运行覆盖检查：给本月未探访的老人派上门任务 "
+                                            "(run the coverage guard now: visit tasks for elders not visited)")
+@json_option()
 @pass_app
 def coverage_cmd(app, month, area, guard, as_json) -> None:
-    """Monthly coverage per area: elders, visited, pending in-person tasks, uncovered."""
+    """各地区的月度覆盖 (monthly coverage per area).
+
+    老人数、已探访、待上门、未覆盖 (elders, visited, pending in-person tasks, uncovered)."""
     now = utcnow()
     try:
         first = parse_month(month) if month else plan.local_today(app.settings, now).replace(day=1)
@@ -304,11 +339,14 @@ def coverage_cmd(app, month, area, guard, as_json) -> None:
 
 
 @click.command("plan")
-@click.option("--date", "day", default=None, help="YYYY-MM-DD (default: today)")
-@click.option("--json", "as_json", is_flag=True)
+@date_option("--date", "day", what="哪一天", english="the day; default: today")
+@json_option()
 @pass_app
 def plan_cmd(app, day, as_json) -> None:
-    """The visit plan for a day: who is called, when and why (or why not). Changes nothing."""
+    """某一天的问候计划 (the check-in plan of a day).
+
+    谁会接到电话、何时、为何，或为何不打；不做任何改动 (who is called, when and why, or why not;
+    changes nothing)."""
     target = _date(day, "--date") if day else plan.local_today(app.settings, utcnow())
     db = app.ready_db()
     rows = []
@@ -332,21 +370,28 @@ def plan_cmd(app, day, as_json) -> None:
 # ---- simulate -----------------------------------------------------------------------------------
 @click.group("simulate")
 def simulate_group() -> None:
-    """模拟 — run the real scheduling code on a simulated clock."""
+    """模拟运行 (simulations).
+
+    在模拟时钟上运行真实的排程代码 (the real scheduling code on a simulated clock)."""
 
 
 @simulate_group.command("month")
-@click.option("--elders", type=click.IntRange(1, 5000), default=200, show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--month", default=None, help="YYYY-MM (default: this month)")
+@click.option("--elders", type=click.IntRange(1, 5000), default=200, show_default=True,
+              help="合成老人的人数 (how many synthetic elders)")
+@click.option("--seed", type=int, default=1, show_default=True, help="随机种子 (random seed)")
+@month_option()
 @click.option("--tick", "tick_seconds", type=click.IntRange(60, 3600), default=600, show_default=True,
-              help="simulated seconds between ticks of the interval jobs")
+              help="定时任务两次运行之间的模拟秒数 (simulated seconds between ticks of the interval jobs)")
 @click.option("--database-url", default=None,
-              help="an EMPTY database for the simulation (default: a new SQLite file in a temporary folder)")
-@click.option("--json", "as_json", is_flag=True)
+              help="模拟用的空数据库，默认临时目录里的新 SQLite 文件 "
+                   "(an EMPTY database; default: a new SQLite file in a temporary folder)")
+@json_option()
 @pass_app
 def simulate_month_cmd(app, elders, seed, month, tick_seconds, database_url, as_json) -> None:
-    """A month for N synthetic elders: coverage, calls, duplicates, quiet-hour calls, tasks, notifications."""
+    """模拟一个月 (simulate a month).
+
+    合成老人 N 位：覆盖、电话、重复拨打、静默时段拨打、任务、通知 (N synthetic elders: coverage,
+    calls, duplicates, quiet-hour calls, tasks, notifications)."""
     from core.app import App
     from sim.month import simulate_month
 
@@ -406,17 +451,23 @@ def _print_simulation(r: dict) -> None:
 # ---- the scheduler process ----------------------------------------------------------------------
 @click.group("scheduler")
 def scheduler_group() -> None:
-    """排程服务 — the APScheduler process (one per deployment)."""
+    """排程服务 (the scheduler).
+
+    即 APScheduler 进程，每个部署一个 (the APScheduler process, one per deployment)."""
 
 
 @scheduler_group.command("run")
 @click.option("--console", "console", is_flag=True,
               help="通知打印到屏幕而不是发送 (print SMS/Telegram notifications instead of sending them)")
 @click.option("--for", "seconds", type=float, default=None, help="运行若干秒后退出 (default: until Ctrl-C)")
-@click.option("--tick", "tick_seconds", type=click.IntRange(5, 3600), default=60, show_default=True)
+@click.option("--tick", "tick_seconds", type=click.IntRange(5, 3600), default=60, show_default=True,
+              help="定时任务的间隔秒数 (seconds between ticks of the interval jobs)")
 @pass_app
 def scheduler_run(app, console: bool, seconds: float | None, tick_seconds: int) -> None:
-    """Run the scheduler: plan, dial through Twilio, deliver notifications, escalate, guard coverage."""
+    """运行排程服务 (run the scheduler).
+
+    排计划、经 Twilio 拨打、发通知、上报、覆盖检查 (plan, dial through Twilio, deliver notifications,
+    escalate, guard coverage)."""
     import asyncio
 
     from core.channels import ConsoleChannel
@@ -497,13 +548,15 @@ async def _tick(app, now: dt.datetime, dial: bool) -> dict:
 @click.option("--at", "at", default=None, metavar="TIME",
               help="按这个时间运行 (run as if it were TIME: YYYY-MM-DDTHH:MM local, or with an offset; default now)")
 @click.option("--no-dial", is_flag=True, help="不拨打电话 (settle, recover, escalate and deliver, but place no calls)")
-@click.option("--json", "as_json", is_flag=True, help="JSON 输出 (JSON output)")
+@json_option()
 @pass_app
 def scheduler_tick(app, at: str | None, no_dial: bool, as_json: bool) -> None:
-    """运行每个排程任务一次 (run every scheduler job once: plan, recovery sweep, dial, escalate, coverage, outbox).
+    """每个排程任务运行一次 (run every scheduler job once).
 
-    For cron, and for the fault tests: each job is idempotent, so a tick beside a running
-    scheduler does no harm."""
+    计划、恢复、拨号、上报、覆盖、发件箱 (plan, recovery sweep, dial, escalate, coverage, outbox).
+
+    供 cron 和故障测试用：每个任务都是幂等的，与运行中的排程服务并行无害 (for cron and the fault tests:
+    each job is idempotent, so a tick beside a running scheduler does no harm)."""
     import asyncio
 
     now = _tick_time(app, at)
@@ -527,10 +580,12 @@ def scheduler_tick(app, at: str | None, no_dial: bool, as_json: bool) -> None:
 
 
 @scheduler_group.command("jobs")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @pass_app
 def scheduler_jobs(app, as_json: bool) -> None:
-    """The jobs in the job store (what a running scheduler will do, and when)."""
+    """任务库中的作业 (the jobs in the job store).
+
+    运行中的排程服务将做什么、何时做 (what a running scheduler will do, and when)."""
     from sqlalchemy import inspect, text
 
     from scheduler.runner import JOB_TABLE

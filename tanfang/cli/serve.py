@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from tanfang.cli.common import UserError, echo_json, pass_app
+from tanfang.cli.common import UserError, echo_json, json_option, pass_app
 from tanfang.serve import ROLES, Service, notices, service_plan
 
 
@@ -40,19 +40,22 @@ def _print_plan(plan: dict[str, Any]) -> None:
 
 def register(cli: click.Group) -> None:
     @cli.command("serve")
-    @click.option("--host", default=None, help="监听地址 (default: web.host)")
-    @click.option("--port", type=int, default=None, help="端口 (default: web.port)")
+    @click.option("--host", default=None, help="监听地址，默认 web.host (host; default: web.host)")
+    @click.option("--port", type=int, default=None, help="端口，默认 web.port (port; default: web.port)")
     @click.option("--check", is_flag=True, help="只显示会运行什么、缺少哪些设置，然后退出 (print the plan, do not serve)")
-    @click.option("--json", "as_json", is_flag=True, help="--check 的 JSON 输出")
+    @json_option(help="与 --check 一起用：以 JSON 输出计划 (with --check: the plan as JSON)")
     @click.option("--role", type=click.Choice(ROLES), default="all", show_default=True,
                   help="角色：all 单机全部；web 网页与回调；calls 外呼进程；scheduler 调度（选主）"
                        " (all = one machine; web, calls, scheduler: many machines, docs/deploy.md)")
     @click.option("--sim-clock", default=None, hidden=True,
-                  help="START@EPOCHxSPEED: a fast clock shared by processes (tests, sim/clock.py)")
+                  help="进程共用的快速时钟 START@EPOCHxSPEED，供测试 (a fast clock shared by processes: tests, sim/clock.py)")
     @pass_app
     def serve(app, host: str | None, port: int | None, check: bool, as_json: bool, role: str,
               sim_clock: str | None) -> None:
-        """运行服务：网页、电话、Telegram、对话、调度 (the real service: one process, or one role of many)."""
+        """运行服务 (run the service).
+
+    网页、电话、Telegram、对话、调度；一个进程，或多个进程中的一个角色 (the real service: web, phone,
+    Telegram, dialog, scheduler; one process, or one role of many)."""
         host = host or app.settings.web.host
         port = port or app.settings.web.port
         plan = service_plan(app, host, port, role)

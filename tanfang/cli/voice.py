@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from tanfang.cli.common import UserError, pass_app
+from tanfang.cli.common import UserError, json_option, pass_app
 from voice.audio import duration_s, read_wav, resample_pcm16
 
 NATIVE_RATES = (8000, 16000)
@@ -24,7 +24,7 @@ def register(cli: click.Group) -> None:
 
     @cli.command("transcribe")
     @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-    @click.option("--json", "as_json", is_flag=True, help="one JSON object per file: file, text, confidence")
+    @json_option(help="每个文件一个 JSON 对象 (one JSON object per file: file, text, confidence)")
     @click.option("--grammar", type=click.Choice(["yesno", "scale"]), default=None,
                   help="只识别是/否或评价类的短回答 (restrict to yes/no or scale answers; others come back as [unk])")
     @pass_app

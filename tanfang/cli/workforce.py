@@ -11,7 +11,8 @@ from core.escalation import notify_handed
 from core.privacy import audit
 from core.reports import ReportError, parse_month
 from data.models import VISITOR_ROLES, Task, Visitor, utcnow
-from tanfang.cli.common import UserError, echo_json, pass_app
+from tanfang.cli.common import (UserError, area_option, echo_json, json_option, month_option, pass_app,
+                                role_filter_option, xlsx_option)
 from tanfang.cli.reports import report_group
 from tanfang.cli.scheduler import tasks_group
 
@@ -32,12 +33,14 @@ def find_visitor(s, ref: str) -> Visitor:
 
 @click.command("assign")
 @click.argument("task_id", type=int)
-@click.option("--to", "to_ref", required=True, help="交给谁（探访人员编号或姓名）")
-@click.option("--by", "by_ref", default=None, help="谁指派（主管的编号或姓名；须是负责人的上级）")
-@click.option("--admin", is_flag=True, help="以管理员身份指派（不必是上级，记入审计日志）")
+@click.option("--to", "to_ref", required=True, help="交给谁：探访人员编号或姓名 (to whom: visitor id or name)")
+@click.option("--by", "by_ref", default=None, help="谁指派：主管的编号或姓名，须是负责人的上级 (by: the supervisor's id or name)")
+@click.option("--admin", is_flag=True, help="以管理员身份指派，不必是上级，记入审计日志 (assign as an administrator; audited)")
 @pass_app
 def tasks_assign(app, task_id: int, to_ref: str, by_ref: str | None, admin: bool) -> None:
-    """主管指派或改派任务 (a supervisor assigns or reassigns a task)."""
+    """指派或改派任务 (assign or reassign a task).
+
+    由主管指派，或用 --admin (by a supervisor, or with --admin)."""
     if not by_ref and not admin:
         raise UserError("请用 --by 写明主管，或用 --admin")
     with app.ready_db().session() as s:
@@ -65,13 +68,16 @@ def _month(month: str) -> str:
 
 
 @click.command("timebank")
-@click.option("--month", required=True, help="YYYY-MM")
-@click.option("--role", "roles", multiple=True, type=click.Choice(list(VISITOR_ROLES)), help="默认：volunteer（志愿者）")
-@click.option("--xlsx", type=click.Path(dir_okay=False), help="写入 XLSX 文件")
-@click.option("--json", "as_json", is_flag=True)
+@month_option(required=True)
+@click.option("--role", "roles", multiple=True, type=click.Choice(list(VISITOR_ROLES)),
+              help="角色，可多次，默认志愿者 (roles, repeatable; default: volunteer)")
+@xlsx_option()
+@json_option()
 @pass_app
 def report_timebank(app, month, roles, xlsx, as_json) -> None:
-    """志愿服务时间银行：每人每月的服务时长 (volunteer service hours per person and month)."""
+    """志愿服务时间银行 (the volunteers' time bank).
+
+    每人每月的服务时长 (service hours per person and month)."""
     with app.ready_db().session() as s:
         rep = workforce.timebank(s, app.settings, _month(month), roles=tuple(roles) or ("volunteer",))
         audit(s, app.actor, "read", "timebank", None, month)
@@ -92,14 +98,16 @@ def report_timebank(app, month, roles, xlsx, as_json) -> None:
 
 
 @click.command("workload")
-@click.option("--month", default=None, help="YYYY-MM（默认本月）")
-@click.option("--area", default=None, help="只看此地区的人员，如 兰考县/城关镇")
-@click.option("--role", type=click.Choice(list(VISITOR_ROLES)), default=None)
-@click.option("--xlsx", type=click.Path(dir_okay=False), help="写入 XLSX 文件")
-@click.option("--json", "as_json", is_flag=True)
+@month_option()
+@area_option(help="只看此地区的人员，如 兰考县/城关镇 (only visitors of this area)")
+@role_filter_option()
+@xlsx_option()
+@json_option()
 @pass_app
 def report_workload(app, month, area, role, xlsx, as_json) -> None:
-    """每位探访人员的工作量：未结任务（按优先级）、逾期、本月完成 (workload per visitor)."""
+    """每位探访人员的工作量 (workload per visitor).
+
+    未结任务按优先级、逾期、本月完成 (open tasks by priority, overdue, done this month)."""
     with app.ready_db().session() as s:
         rows = workforce.workload(s, app.settings, month=_month(month) if month else None, role=role,
                                   area=tuple(p for p in (area or "").split("/") if p))

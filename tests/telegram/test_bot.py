@@ -266,3 +266,26 @@ async def test_webhook_checks_the_secret_token(sqlite_app, emulator, monkeypatch
         assert r.status_code == 200
     token = sqlite_app.settings.secrets.telegram_bot_token.get_secret_value()
     assert [m["text"] for m in emulator.bot_messages(token)] == [UNKNOWN_TEXT]
+
+
+async def test_in_chat_an_answer_that_rests_on_sound_is_asked_back_and_a_yes_escalates(sqlite_app, emulator):
+    """Issue #16 item 2 in the chat: the same decision as on the phone (core.understanding)."""
+    from core.ports import ParseResult
+    from sim.dialog import ScriptedDialog as Scripted
+
+    with sqlite_app.db.session() as s:
+        eid = _elder(s, chat=9201).id
+    dialog = Scripted([DialogReply(messages=["最近身上有没有哪里不舒服？"], expects="health_illness",
+                                   parse=ParseResult("x", "answer_fine", 0.5))],
+                      opening="腿脚还方便吗？", opening_expects="health_mobility")
+    checkin = CheckInService(sqlite_app, dialog)
+    application, token = await _app(sqlite_app, emulator)
+    application.bot_data["tanfang_checkin"] = lambda: checkin
+    for text in ("/checkin", "俺在院里帅倒了", "是"):
+        await application.process_update(_msg(application, 9201, text))
+    texts = [m["text"] for m in emulator.bot_messages(token)]
+    assert texts[1] == "您是说有人摔倒了吗？是的话请按1，不是请按2。"
+    assert dialog.seen == ["俺在院里帅倒了", "/urgent_fall"]
+    with sqlite_app.db.session() as s:
+        assert s.scalars(select(Task).where(Task.elder_id == eid, Task.kind == "urgent")).first() is not None
+    await application.shutdown()

@@ -6,7 +6,7 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from bot import notify
+from core import reminders as notify
 from bot.cards import payload_rows
 from tanfang.wiring import build_telegram
 from core.tasks import create_task
@@ -39,9 +39,9 @@ def test_reminders_alerts_and_digests_are_written_once(app):
         urgent = create_task(s, elder_id=e.id, kind="urgent", priority=1, title="紧急：王秀英 — 摔倒",
                              assignee_id=v.id, now=now)
         assert notify.run_all(s, app.settings, now) == {"deadline_reminders": 1, "family_alerts": 1,
-                                                        "call_reminders": 1, "digests": 1}
+                                                        "call_reminders": 1, "digests": 1, "supervisor_digests": 0}
         assert notify.run_all(s, app.settings, now) == {"deadline_reminders": 0, "family_alerts": 0,
-                                                        "call_reminders": 0, "digests": 0}
+                                                        "call_reminders": 0, "digests": 0, "supervisor_digests": 0}
         rows = {m.dedupe_key: m for m in s.scalars(select(OutboxMessage))}
         assert f"deadline:task{due.id}:{due.deadline.isoformat()}" in rows
         alert = rows[f"urgent:task{urgent.id}:fm{fm.id}:tg"]

@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from core import auth, labels, reports
 from core.privacy import audit, mask_id, mask_phone
+from core.tasks import is_exhausted
 from data import phone as phones
 from data.catalogue import load_catalogue
 from data.models import OPEN_TASK_STATES, Elder, Task
@@ -53,7 +54,7 @@ def task_row(site: Site, t: Task, now: dt.datetime, deadline_format: str = "%m-%
     return {"elder_id": t.elder_id, "elder": t.elder.name, "kind": labels.label("task_kind", t.kind),
             "title": labels.plain(t.title), "state": labels.label("task_state", t.state), "state_code": t.state,
             "deadline": labels.local_text(site.settings, t.deadline, deadline_format), "late": late,
-            "outcome": labels.plain(t.outcome),
+            "outcome": labels.plain(t.outcome), "exhausted": is_exhausted(t),
             "created": labels.local_text(site.settings, t.created_at, "%Y-%m-%d")}
 
 
