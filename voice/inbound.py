@@ -168,7 +168,7 @@ class Hotline(_CallIn, CallSession):
         await self.line.clear()
         await self._end_with([HOTLINE_URGENT])
 
-    async def _answer(self, text: str, confidence: float | None, *, via: str) -> None:
+    async def _answer(self, text: str, confidence: float | None, *, via: str, alternatives: list[str] = ()) -> None:
         if text == REPEAT or is_repeat_request(text):
             await self._speak(self.last_prompt, remember=False)
             return

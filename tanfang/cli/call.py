@@ -45,7 +45,7 @@ def call_group() -> None:
 @pass_app
 def simulate(app, elder_id: int | None, inbound: bool, caller: str | None, says: tuple[str, ...],
              script_file: str | None, line: str, voice: str, answer: str, as_json: bool) -> None:
-    """模拟一次电话问候，或 --inbound 一次来电 (simulate one phone check-in, or a call-in).
+    """模拟电话问候或来电 (simulate a check-in or a call-in).
 
     全程在 127.0.0.1 上 (end to end, on 127.0.0.1)."""
     from sim.calls import load_script, parse_script
@@ -256,7 +256,9 @@ def _print(report: dict) -> None:
 @json_option()
 @pass_app
 def callbacks(app, done_id, by, note, include_done, full, as_json) -> None:
-    """未登记号码的来电，等值班人员回电 (call-ins from numbers nobody is registered with, to call back)."""
+    """待回电的陌生来电 (call-ins to call back).
+
+    未登记号码的来电，等值班人员回电 (call-ins from numbers nobody is registered with)."""
     from core import inbound
     from core.privacy import audit
     from data.models import utcnow
