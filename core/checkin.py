@@ -23,7 +23,7 @@ from typing import Any, Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import plan
+from core import conversation, plan
 from core.app import App
 from core.escalation import escalate_grade, request_callback
 from core.grading import grade_answer, urgent_intent
@@ -129,6 +129,8 @@ class CheckInService:
             if "safety_messages" not in metadata:  # a campaign in the elder's area (高温, 寒潮, ...)
                 day = plan.local_today(self.app.settings, now)
                 metadata["safety_messages"] = plan.safety_messages(plan.active_campaigns(s, day), elder)
+            # why this conversation (a device alert, a call-in) and the concerns to ask about first
+            metadata.update(conversation.context(s, self.app.settings, elder, metadata, now=now))
             return visit.id, metadata
 
     async def hear(self, visit_id: int, text: str, *, asr_confidence: float | None = None,

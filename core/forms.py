@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import emergency, referrals
+from core import emergency, memory, referrals
 from core.labels import plain
 from core.privacy import mask_id, mask_phone
 from core.settings import Settings
@@ -87,6 +87,7 @@ class FormView:
     elder_area: tuple[str, str, str] = ("", "", "")
     emergency: list[str] = field(default_factory=list)  # 紧急事件及处置 (core/emergency.py)
     referrals: list[str] = field(default_factory=list)  # 需求转介 (core/referrals.py)
+    followups: list[str] = field(default_factory=list)  # 关注回访: last visits' concerns asked about (core/memory.py)
 
     def text(self) -> str:
         """A plain-text rendering (used by tests and for quick looks)."""
@@ -97,14 +98,15 @@ class FormView:
         lines += [" ".join(a) for a in self.assistance]
         lines += [self.method_line, self.visit_no]
         lines += [f"{k}：{v}" for k, v in self.section5]
-        lines += [self.needs, self.suggested_care] + self.emergency + self.referrals
+        lines += [self.needs, self.suggested_care] + self.followups + self.emergency + self.referrals
         lines += [" ".join(r) for r in self.care]
         lines.append(COPIES_NOTE)
         return "\n".join(lines)
 
     def plan_rows(self) -> list[tuple[str, str]]:
-        """The rows section 五 gains when there is something to say: 紧急事件及处置, 需求转介."""
-        return [(label, "\n".join(lines)) for label, lines in (("紧急事件及处置", self.emergency),
+        """The rows section 五 gains when there is something to say: 关注回访, 紧急事件及处置, 需求转介."""
+        return [(label, "\n".join(lines)) for label, lines in (("关注回访", self.followups),
+                                                               ("紧急事件及处置", self.emergency),
                                                                ("需求转介", self.referrals)) if lines]
 
 
@@ -112,10 +114,10 @@ HOUSEHOLD_HEADER = ["序号", "姓名", "性别", "公民身份号码", "与户�
 
 
 def plan_lines(session: Session, settings, visit: Visit) -> dict[str, list[str]]:
-    """An emergency of the visit and its record, and its referrals (``settings``: local times and
-    referral types; default: the built-in ones)."""
+    """The earlier concerns asked about, an emergency of the visit and its record, and its
+    referrals (``settings``: local times and referral types; default: the built-in ones)."""
     settings = settings or Settings()
-    return {"emergency": emergency.form_lines(session, settings, visit),
+    return {"followups": memory.form_lines(session, visit), "emergency": emergency.form_lines(session, settings, visit),
             "referrals": referrals.form_lines(session, settings, visit)}
 
 

@@ -17,7 +17,8 @@ from core import plan
 from core.tasks import PRIORITY_LABELS, STATE_LABELS as TASK_STATE_LABELS
 from data import call_status
 from data.catalogue import load_catalogue
-from data.models import CHANNELS, TASK_KINDS, VISIT_METHODS, VISITOR_ROLES
+from data.models import (CALL_DIRECTIONS, CALLER_KINDS, CHANNELS, FOLLOWUP_ACTIONS, INBOUND_OUTCOMES, TASK_KINDS,
+                         VISIT_METHODS, VISITOR_ROLES)
 
 RISK_LABELS = {"none": "正常", "concern": "关注", "urgent": "紧急"}
 # the same, as said to a family member (digests, the Telegram family view)
@@ -45,7 +46,7 @@ INTENT_LABELS = {
 TASK_EVENT_LABELS = {
     "created": "创建", "acknowledged": "接单", "started": "开始处理", "done": "完成", "cancelled": "取消",
     "merged": "合并", "escalated": "上报", "reassigned": "改派", "raised": "提高优先级",
-    "false_alarm": "误报", "satisfied": "满意度评价",
+    "false_alarm": "误报", "satisfied": "满意度评价", "followup": "回访",
 }
 CALL_STATUS_LABELS = {
     call_status.SCHEDULED: "待拨打", call_status.QUEUED: "排队中", call_status.RINGING: "振铃中",
@@ -60,6 +61,8 @@ LABELS = {
     "intent": INTENT_LABELS, "task_state": TASK_STATE_LABELS, "task_kind": TASK_KINDS,
     "priority": PRIORITY_LABELS, "task_event": TASK_EVENT_LABELS, "call_status": CALL_STATUS_LABELS,
     "method": VISIT_METHODS, "channel": CHANNELS, "role": VISITOR_ROLES,
+    "followup_action": FOLLOWUP_ACTIONS, "caller_kind": CALLER_KINDS, "inbound_outcome": INBOUND_OUTCOMES,
+    "direction": CALL_DIRECTIONS,
 }
 
 

@@ -184,10 +184,12 @@ class OutboxDispatcher:
     """Delivers due outbox messages; safe to run in several processes at once."""
 
     def __init__(self, db, settings, channels: dict[str, MessageChannel], *, batch: int = 100,
-                 lease_seconds: int = CLAIM_LEASE_SECONDS, task_ids=None):
-        """``task_ids``: deliver only the messages of these tasks (a simulation on a real database)."""
+                 lease_seconds: int = CLAIM_LEASE_SECONDS, task_ids=None, message_ids=None):
+        """``task_ids`` / ``message_ids``: deliver only the messages of these tasks / these messages
+        (a simulation on a real database)."""
         self.db = db
         self.task_ids = None if task_ids is None else list(task_ids)
+        self.message_ids = None if message_ids is None else list(message_ids)
         self.settings = settings
         self.channels = dict(channels)
         self.batch = batch
@@ -201,6 +203,8 @@ class OutboxDispatcher:
             OutboxMessage.channel.in_(list(self.channels)))
         if self.task_ids is not None:
             due = due.where(OutboxMessage.task_id.in_(self.task_ids))
+        if self.message_ids is not None:
+            due = due.where(OutboxMessage.id.in_(self.message_ids))
         with self.db.session() as s:
             rows = s.execute(due.order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(self.batch)).all()
             return [(r[0], r[1]) for r in rows]

@@ -225,3 +225,7 @@ class LineEvents(Protocol):
     async def answered(self, attempt_id: int, call_id: str, audio: CallAudio) -> LiveCall | None:
         """The callee picked up: start the check-in and return the session to feed (None: the
         attempt is unknown or already over; the line hangs up)."""
+
+    async def inbound(self, caller: str | None, call_id: str, audio: CallAudio, *, line: str) -> LiveCall | None:
+        """Someone called the service number (``caller``: the number the line gave, None or junk
+        when it gave none): the call-in's session to feed (None: refused; the line hangs up)."""

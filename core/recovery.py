@@ -11,6 +11,9 @@ and in ``tanfang scheduler tick`` — finishes the story:
   phrase said just before the crash gets its P1 task), and the attempt is settled — ``failed``
   when the visit is incomplete, so the no-answer ladder calls the elder again (an incomplete
   visit is not counted as reached), ``completed`` when the record is whole;
+* a call-in (``core.inbound``) is settled as if the caller had hung up — the call-back or the
+  urgent task, never a call placed by the no-answer ladder: an elder's by its attempt's heartbeat,
+  one with no elder conversation after ``core.inbound.STALE_HOTLINE``;
 * any elder turn left ungraded for longer than the lease (a chat whose process died between
   keeping the words and grading them) is graded and escalated the same way.
 
@@ -26,6 +29,7 @@ from typing import Callable
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from core import inbound
 from core.checkin import apply_grade, close_visit
 from core.escalation import escalate_grade, record_call_outcome
 from core.grading import grade_turn
@@ -83,6 +87,10 @@ def settle_stale_call(session: Session, settings, attempt: CallAttempt, now: dt.
         close_visit(session, visit, now=now, reason=CRASH_NOTE)
     whole = visit is not None and visit.status == "complete"
     attempt.ended_at = attempt.ended_at or now
+    if attempt.direction == "inbound":  # the elder called us: a person calls back (core.inbound)
+        inbound.settle_stale(session, settings, attempt=attempt, now=now)
+        report["calls_settled"] += 1
+        return
     done = record_call_outcome(session, settings, attempt=attempt, now=now, reason=CRASH_NOTE,
                                status=call_status.COMPLETED if whole else call_status.FAILED)
     log.warning("recovered call attempt %s of elder %s (visit %s %s): its process died mid-call",
@@ -96,6 +104,7 @@ def recover(session: Session, settings, *, now: dt.datetime) -> dict:
     report = {"calls_settled": 0, "visits_closed": 0, "turns_graded": 0, "tasks": []}
     for attempt in stale_calls(session, settings, now):
         settle_stale_call(session, settings, attempt, now, report)
+    report["calls_settled"] += inbound.settle_stale(session, settings, now=now)
     left = _ungraded(session, VisitTurn.at < now - lease(settings), VisitTurn.at >= now - UNGRADED_LOOKBACK)
     report["tasks"] += grade_left_over(session, settings, left, now)
     report["turns_graded"] += len(left)

@@ -320,6 +320,22 @@ class ReferralSettings(_Section):
     open_warning_days: int = 30
 
 
+class InboundSettings(_Section):
+    """Elders who call the service number (docs/plan-features.md, "Elders who call in")."""
+
+    duty_role: str = "supervisor"  # who calls back a number nobody is registered with
+    duty_area: str = ""            # the area the service number serves (县 or 县/乡镇; "" = any)
+    callback_minutes: int = Field(default=120, ge=5)  # a call-in's call-back task is due within this
+
+
+class MemorySettings(_Section):
+    """Memory between calls: open concerns asked about at the start of the next check-in."""
+
+    followups: int = Field(default=3, ge=0)     # at most this many concerns asked about per check-in
+    lookback_days: int = Field(default=90, ge=1)  # concerns raised within this many days
+    auto_close: list[str] = Field(default_factory=lambda: ["economy", "family", "needs"])
+
+
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -385,6 +401,8 @@ class Settings(_Section):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     referrals: ReferralSettings = Field(default_factory=ReferralSettings)
+    inbound: InboundSettings = Field(default_factory=InboundSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     web: WebSettings = Field(default_factory=WebSettings)
     topology: TopologySettings = Field(default_factory=TopologySettings)
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)

@@ -55,6 +55,9 @@ TEMPLATES: dict[str, SmsTemplate] = {t.kind: t for t in (
     SmsTemplate("pause_notice", "家属暂停问候电话时告诉负责的探访员",
                 "${name}的家属（${by}）暂停了问候电话：${dates}，原因：${reason}。暂停期间不打问候电话，需要时请上门看看。",
                 ("name", "by", "dates", "reason")),
+    SmsTemplate("duty_callback", "未登记的号码打来探访服务电话，请值班人员回电（core/inbound.py）",
+                "值班回电：${time}有人打来探访服务电话（号码${phone}），说“${said}”。请${act}回电，了解是哪位老人、需要什么帮助。",
+                ("time", "phone", "said", "act")),
 )}
 
 

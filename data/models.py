@@ -105,6 +105,15 @@ TASK_KINDS = {
     "referral": "服务转介",
 }
 CALL_STATUSES = call_status.ALL
+CALL_DIRECTIONS = {"outbound": "外呼", "inbound": "来电"}
+# who called the service number (voice/inbound.py): known by caller ID, or not
+CALLER_KINDS = {"elder": "老人本人", "emergency_contact": "紧急联系人", "family": "家属", "visitor": "探访人员",
+                "unknown": "未登记号码", "anonymous": "未显示号码"}
+# what became of a call-in (core/inbound.py)
+INBOUND_OUTCOMES = {"urgent": "紧急处置（P1）", "callback": "回电任务", "duty_callback": "值班回电",
+                    "in_progress": "通话中"}
+# a follow-up question about an open concern (core/memory.py): what the answer did to the concern's task
+FOLLOWUP_ACTIONS = {"closed": "已结案", "flagged": "待探访员确认", "open": "仍需跟进", "unclear": "没听明白"}
 RISKS = ("none", "concern", "urgent")
 SATISFACTION = {"satisfied": "满意", "fairly_satisfied": "基本满意", "dissatisfied": "不满意"}
 OUTBOX_STATES = ("pending", "sent", "failed")
@@ -515,6 +524,7 @@ class CallAttempt(TimestampMixin, Base):
     __tablename__ = "call_attempts"
     __table_args__ = (
         _in("status", CALL_STATUSES),
+        _in("direction", CALL_DIRECTIONS),
         UniqueConstraint("slot_key"),  # one attempt per planned slot: a restart cannot duplicate it
     )
 
@@ -534,6 +544,8 @@ class CallAttempt(TimestampMixin, Base):
     reason: Mapped[str | None] = mapped_column(String(200))
     settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # outcome processed by the scheduler
     meta: Mapped[dict | None] = mapped_column(JSON)  # why this call: {"reason": "device_alert", "opening": ...}
+    # outbound: the service rang the elder; inbound: the elder called the service number (InboundCall)
+    direction: Mapped[str] = mapped_column(String(8), default="outbound", server_default="outbound")
     # refreshed by the process running the live call; a stale one means that process died
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
@@ -773,11 +785,68 @@ class EmergencyRecord(TimestampMixin, Base):
     recorded_by: Mapped[str] = mapped_column(String(64))
 
     task: Mapped[Task] = relationship()
+# ---- elders who call in (voice/inbound.py, core/inbound.py), memory between calls (core/memory.py) ---------
+class InboundCall(Base):
+    """Every call to the service number, known caller or not: who it was (by caller ID), what
+    they pressed or said, and what it became (a P1 task, a call-back task, the duty visitor's
+    call-back of an unknown number). A known elder's conversation also has its ``CallAttempt``
+    (direction inbound) and ``Visit``; an unknown caller has neither: the call-back is kept here."""
+
+    __tablename__ = "inbound_calls"
+    __table_args__ = (_in("caller_kind", CALLER_KINDS), _in("outcome", INBOUND_OUTCOMES), _in("risk", RISKS))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    line: Mapped[str] = mapped_column(String(16))  # twilio | sip
+    call_id: Mapped[str] = mapped_column(String(64), index=True)  # Twilio CallSid, SIP Call-ID
+    caller: Mapped[str | None] = mapped_column(Sealed("phone", PHONE_LENGTH))  # E.164; None: no caller ID
+    caller_hash: Mapped[str | None] = mapped_column(KeyedHash("phone"), index=True)
+    caller_kind: Mapped[str] = mapped_column(String(20))
+    elder_id: Mapped[int | None] = mapped_column(ForeignKey("elders.id"), index=True)
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("call_attempts.id"))
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"))
+    pressed_help: Mapped[bool] = mapped_column(Boolean, default=False)  # 紧急情况请按1
+    heard: Mapped[str | None] = mapped_column(SealedText())  # what an unknown caller said (no visit keeps it)
+    risk: Mapped[str] = mapped_column(String(8), default="none")
+    outcome: Mapped[str] = mapped_column(String(16), default="in_progress")
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))  # the P1 or call-back task (known elder)
+    duty_visitor_id: Mapped[int | None] = mapped_column(ForeignKey("visitors.id"))  # unknown caller: who calls back
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    callback_done_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    callback_done_by: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    elder: Mapped[Elder | None] = relationship()
+    duty_visitor: Mapped[Visitor | None] = relationship()
+
+
+class VisitFollowup(Base):
+    """A question about a concern still open from an earlier visit ("上次您说腿疼，现在好些了吗？"),
+    asked at the start of a check-in, and what the answer did to the concern's task."""
+
+    __tablename__ = "visit_followups"
+    __table_args__ = (UniqueConstraint("visit_id", "seq"), _in("action", FOLLOWUP_ACTIONS))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)  # what the elder said
+    resolved: Mapped[bool | None] = mapped_column(Boolean)  # None: not understood
+    action: Mapped[str] = mapped_column(String(8))
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    visit: Mapped[Visit] = relationship()
+
+
 LABELS.update({"device_kind": DEVICE_KINDS, "alert_level": ALERT_LEVELS, "referral_status": REFERRAL_STATUSES,
-               "handling": HANDLING_ACTIONS})
+               "handling": HANDLING_ACTIONS, "caller_kind": CALLER_KINDS, "inbound_outcome": INBOUND_OUTCOMES,
+               "followup_action": FOLLOWUP_ACTIONS, "direction": CALL_DIRECTIONS})
 
 
 # ---- sealed personal numbers: setting one normalises it and sets its hash --------------------------
 for _attr, _purpose in ((Elder.id_number, "id"), (Elder.phone, "phone"), (HouseholdMember.id_number, "id"),
-                        (EmergencyContact.phone, "phone"), (FamilyMember.phone, "phone"), (Visitor.phone, "phone")):
+                        (EmergencyContact.phone, "phone"), (FamilyMember.phone, "phone"), (Visitor.phone, "phone"),
+                        (InboundCall.caller, "phone")):
     sealed.pair(_attr, f"{_attr.key}_hash", _purpose)

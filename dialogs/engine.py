@@ -5,7 +5,9 @@
   ``GET /conversations/{id}/tracker`` for what the NLU understood (latest_message), the slots and
   the form's requested slot.
 - ``start(id, metadata)``: metadata keys that are slots of the domain are set on the tracker
-  (``elder_name``, ``visit_id``...), then ``/greet`` is sent with the metadata.
+  (``elder_name``, ``visit_id``, ``call_reason``, ``followups``...), then ``/greet`` is sent with the
+  metadata — or, for a device-alert call or a call-in, that reason's start intent
+  (``core.conversation.START_INTENTS``: ``/start_alert``, ``/start_inbound``).
 
 The end of a conversation: the bot sends a custom payload ``{"ended": true, "outcome": "..."}``
 (``json_message``, also accepted nested as ``{"custom": {...}}``), or the slot
@@ -40,6 +42,7 @@ from typing import Any, Sequence
 
 import httpx
 
+from core.conversation import start_intent
 from core.ports import DialogReply, Grade, ParseResult
 from dialogs.auth import PROOF_KEY, conversation_proof, shared_token
 
@@ -198,7 +201,8 @@ class RasaDialogEngine:
         if events:
             await self._request("POST", f"/conversations/{conversation_id}/tracker/events",
                                 params={"include_events": "NONE"}, json=events)
-        return await self._turn(conversation_id, "/greet", metadata, user_turn=False)
+        return await self._turn(conversation_id, f"/{start_intent(metadata.get('call_reason'))}", metadata,
+                                user_turn=False)
 
     async def send(self, conversation_id: str, text: str, metadata: dict[str, Any] | None = None) -> DialogReply:
         return await self._turn(conversation_id, text, metadata or {}, user_turn=True)

@@ -49,6 +49,7 @@ from tanfang.wiring import build_placer
 from voice.audio import pcm16_to_ulaw, ulaw_to_pcm16
 from voice import twilio_codec as codec
 from voice.session import FILLER_MARK
+from voice.twiml import VOICE_PATH
 from voice.twilio_codec import FRAME_BYTES, RATE
 
 log = logging.getLogger("tanfang.sim.twilio_peer")
@@ -256,6 +257,39 @@ class SimulatedTwilio:
             call.wall_seconds = self.clock() - started
             call.done.set()
 
+    def incoming(self, caller: str, service_number: str, voice_url: str, script: list) -> CallLog:
+        """Someone (``caller``; "" for no caller ID) dials the service number: Twilio asks the
+        number's voice URL for TwiML with ``Direction=inbound`` and ``CallStatus=ringing``
+        (https://www.twilio.com/docs/voice/twiml#request-parameters), then opens its Media Stream."""
+        call = CallLog(sid="CA" + uuid.uuid4().hex, to=service_number, answered_by="human", script=list(script))
+        self.calls[call.sid] = call
+        task = asyncio.create_task(self._call_in(call, caller, voice_url))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return call
+
+    async def _call_in(self, call: CallLog, caller: str, voice_url: str) -> None:
+        started = self.clock()
+        try:
+            params = {"CallSid": call.sid, "AccountSid": self.account_sid, "From": caller, "To": call.to,
+                      "Caller": caller, "Called": call.to, "Direction": "inbound", "CallStatus": "ringing",
+                      "ApiVersion": "2010-04-01"}
+            async with httpx.AsyncClient(timeout=BOT_TIMEOUT_S) as http:
+                response = await http.post(voice_url, **self._signed_post_args(voice_url, params))
+            call.voice_status, call.twiml = response.status_code, response.text
+            stream = _stream_of(response.text) if response.status_code == 200 else None
+            if stream is not None:
+                try:
+                    await self._media(call, *stream)
+                except websockets.ConnectionClosed:
+                    call.closed_by = call.closed_by or "bot"
+        except Exception as exc:  # reported on the log and in the call's facts
+            log.exception("simulated incoming call %s failed", call.sid)
+            call.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            call.wall_seconds = self.clock() - started
+            call.done.set()
+
     def _on_line(self, ulaw: bytes) -> bytes:
         if self.line_noise_dbfs is None:
             return ulaw
@@ -376,6 +410,26 @@ async def simulate_check_in(app, phone, elder_id: int, script: list[Step], synth
         # the status callback "completed" was posted before done; give the app a moment to settle
         await asyncio.sleep(0.05)
     return SimulationResult(attempt_id=attempt_id, call=call)
+
+
+async def simulate_inbound(app, phone, caller: str, script: list[Step], synthesizer: Synthesizer, *,
+                           listener=None, timeout: float = 900) -> SimulationResult:
+    """``caller`` dials the service number through the simulated Twilio network: the real voice
+    webhook, signatures, Media Stream and call-in session (``voice/inbound.py``). The result's
+    ``attempt_id`` is the ``InboundCall``'s id."""
+    settings = app.settings
+    simulated_credentials(settings)
+    peer = SimulatedTwilio(settings.secrets.twilio_account_sid.get_secret_value(),
+                           settings.secrets.twilio_auth_token.get_secret_value(), script, synthesizer,
+                           listener=listener)
+    async with local_server(build_web_app(app, phone=phone)) as web_url:
+        settings.twilio.public_base_url = web_url
+        call = peer.incoming(caller, settings.twilio.from_number, web_url.rstrip("/") + VOICE_PATH, script)
+        call = await peer.wait(call.sid, timeout)
+        from sim.inbound import settled_call_in
+
+        inbound_id = await settled_call_in(app, phone, "twilio", call.sid)
+    return SimulationResult(attempt_id=inbound_id, call=call)
 
 
 class _StreamPeer:

@@ -8,6 +8,8 @@ written once; everything below the root receives its ports (a ``DialogEngine``, 
 
 from __future__ import annotations
 
+import functools
+
 import getpass
 from typing import Any, Callable
 
@@ -118,7 +120,7 @@ def build_phone(app: App, dialog: DialogEngine, *, recognizer: Recognizer | None
     if sip if sip is not None else "sip" in line_names(app.settings):
         from voice.sip_line import SipLine
 
-        pipeline.add_line(SipLine(app.settings, pipeline))
+        pipeline.add_line(SipLine(app.settings, pipeline, on_inbound=functools.partial(pipeline.inbound, line="sip")))
     return pipeline
 
 

@@ -124,6 +124,7 @@ class CallPipeline:
         self.grammars = dict(grammars) if grammars is not None else default_grammars()
         self.lines: dict[str, PhoneLine] = {}
         self.sessions: dict[int, CallSession] = {}  # attempt id -> live session
+        self.callins: dict[int, CallSession] = {}   # InboundCall id -> live call-in (voice/inbound.py)
         self._prompts: OrderedDict[str, bytes] = OrderedDict()
         self._heartbeat: asyncio.Task | None = None
         self._streams: dict[tuple | None, list] = {}  # grammar -> idle, reset recognizer streams
@@ -234,12 +235,25 @@ class CallPipeline:
         if found is None:
             log.warning("answered: unknown or finished call %s (attempt %s)", call_id, attempt_id)
             return None
-        session = CallSession(self, found[0], found[1], call_id, audio)
-        self.sessions[found[0]] = session
-        if self._heartbeat is None or self._heartbeat.done():
-            self._heartbeat = asyncio.create_task(self._keep_alive())
+        return self.adopt(CallSession(self, found[0], found[1], call_id, audio))
+
+    def adopt(self, session: "CallSession") -> "CallSession":
+        """A new live session: kept (its attempt's heartbeat refreshed while it lives) and begun."""
+        if session.attempt_id is not None:
+            self.sessions[session.attempt_id] = session
+            if self._heartbeat is None or self._heartbeat.done():
+                self._heartbeat = asyncio.create_task(self._keep_alive())
         session.begin()
         return session
+
+    async def inbound(self, caller: str | None, call_id: str, audio: CallAudio, *,
+                      line: str = "sip") -> "CallSession | None":
+        """Someone called the service number (``caller``: the number the line gave): known by
+        caller ID, greeted, the urgent path or a call-back (``voice.inbound``). SipLine's
+        ``on_inbound`` and TwilioLine's incoming-call stream both end here."""
+        from voice.inbound import answer_call
+
+        return await answer_call(self, caller, call_id, audio, line=line)
 
     def _answer_attempt(self, attempt_id, call_id: str) -> tuple[int, int] | None:
         """The attempt moved to answered for a new session; None when it is unknown, over, or

@@ -4,6 +4,10 @@
 * ``POST /twilio/voice``  — the answered call asks for TwiML (``?attempt=<id>``): a bidirectional
   Media Stream (``<Connect><Stream>``) carrying the attempt and a per-call token; an answering
   machine hears a short message instead.
+* An incoming call (``Direction=inbound``: an elder calling the service number, the number's
+  voice URL set to ``/twilio/voice``) gets the same Media Stream, its token over the caller's
+  number (``in:<From>``) instead of an attempt: the stream's ``start`` hands the call to the
+  pipeline's ``inbound`` (``voice/inbound.py``).
 * ``POST /twilio/status`` — status callbacks, mapped by ``voice.twilio_codec.attempt_status``.
 * ``WS   /twilio/stream`` — the Media Stream: messages parsed by ``voice.twilio_codec`` into 20 ms
   PCM16 frames, digits and marks for the ``voice.session.CallSession``; prompts go back as mu-law
@@ -96,6 +100,8 @@ class TwilioLine:
     def answer_twiml(self, attempt_id: str | None, form) -> str:
         """The voice webhook: TwiML for the answered call."""
         voice = self.settings.voice
+        if attempt_id is None and form.get("Direction") == "inbound":
+            return self.inbound_twiml(form)
         call_sid, answered_by = form.get("CallSid"), form.get("AnsweredBy")
         status = attempt_status("answered", answered_by)
         result = self.events.line_status(attempt_id, status, call_id=call_sid, answered_by=answered_by,
@@ -110,6 +116,18 @@ class TwilioLine:
         token = stream_token(self._secret, attempt_id, call_sid, expires)
         url = twiml.websocket_url(self.settings.twilio.public_base_url)
         return twiml.connect_stream(url, {"attempt": str(attempt_id), "expires": str(expires), "token": token})
+
+    def inbound_twiml(self, form) -> str:
+        """Someone called the service number (Twilio's request parameters ``From``, ``CallSid``,
+        ``Direction=inbound``: https://www.twilio.com/docs/voice/twiml#request-parameters): the
+        Media Stream, its token binding the caller's number to this CallSid."""
+        caller, call_sid = form.get("From") or "", form.get("CallSid") or ""
+        if not call_sid:
+            return twiml.hang_up()
+        expires = int(self.clock()) + STREAM_TOKEN_SECONDS
+        token = stream_token(self._secret, f"in:{caller}", call_sid, expires)
+        url = twiml.websocket_url(self.settings.twilio.public_base_url)
+        return twiml.connect_stream(url, {"inbound": "1", "caller": caller, "expires": str(expires), "token": token})
 
     def on_status(self, attempt_id: str | None, form) -> str | None:
         twilio_status, answered_by = form.get("CallStatus", ""), form.get("AnsweredBy")
@@ -143,12 +161,16 @@ class TwilioLine:
     # -- the media stream -----------------------------------------------------------------------------
     async def _start(self, event: StreamEvent, audio: TwilioCallAudio) -> LiveCall | None:
         params = event.custom_parameters
-        why = check_stream_token(self._secret, params.get("attempt"), event.call_sid, params.get("expires"),
+        inbound = params.get("inbound") == "1"
+        signed = f"in:{params.get('caller') or ''}" if inbound else params.get("attempt")
+        why = check_stream_token(self._secret, signed, event.call_sid, params.get("expires"),
                                  params.get("token"), self.clock())
         if why is not None:
             log.warning("media stream refused (call %s, attempt %s): %s", event.call_sid, params.get("attempt"), why)
             return None
         audio.stream_sid = event.stream_sid or ""
+        if inbound:
+            return await self.events.inbound(params.get("caller"), event.call_sid, audio, line="twilio")
         return await self.events.answered(params.get("attempt"), event.call_sid, audio)
 
     async def _dispatch(self, event: StreamEvent, live: LiveCall) -> bool:

@@ -23,7 +23,7 @@ URG = {"health_form": ("俺刚才摔了一跤，起不来", "urgent_fall"), "eco
 def _opening() -> list:
     return [{"user": "/greet", "intent": "greet"}, {"action": "action_greet"},
             {"user": "是俺，你说吧", "intent": "affirm"}, {"action": "utter_ask_consent"},
-            {"user": "中，方便", "intent": "affirm"}, {"action": "utter_start_form"}]
+            {"user": "中，方便", "intent": "affirm"}, {"action": "utter_start_form"}, {"action": "action_followups"}]
 
 
 def _start_form(form: str) -> list:
@@ -70,7 +70,8 @@ def _short_paths() -> list:
                                                           {"action": "action_wrong_person"}]},
         {"story": "asks to repeat before consent", "steps": o[:4] + [
             {"user": "你说啥？听不清", "intent": "ask_repeat"}, {"action": "action_repeat"}, {"action": "utter_ask_consent"},
-            {"user": "中，方便", "intent": "affirm"}, {"action": "utter_start_form"}] + _start_form("health_form")},
+            {"user": "中，方便", "intent": "affirm"}, {"action": "utter_start_form"},
+            {"action": "action_followups"}] + _start_form("health_form")},
         {"story": "garbage at the greeting, then confirmed", "steps": o[:2] + [
             {"user": "😀😀", "intent": "nlu_fallback"}, {"action": "action_not_understood"}, {"action": "action_greet"},
             {"user": "1", "intent": "affirm"}, {"action": "utter_ask_consent"}]},
@@ -85,6 +86,28 @@ def _short_paths() -> list:
     ]
 
 
+def _call_reasons() -> list:
+    """A device-alert call and a call-in: one question, then the end (or the urgent path)."""
+    alert, inbound = [{"user": "/start_alert", "intent": "start_alert"}, {"action": "action_alert_greet"}], \
+        [{"user": "/start_inbound", "intent": "start_inbound"}, {"action": "action_inbound_greet"}]
+    return [
+        {"story": "device alert: the elder is fine", "steps": alert + [
+            {"user": "没事没事，俺好着呢", "intent": "answer_fine"}, {"action": "action_alert_reply"}]},
+        {"story": "device alert: asks to repeat, then not well", "steps": alert + [
+            {"user": "你说啥？", "intent": "ask_repeat"}, {"action": "action_alert_greet"},
+            {"user": "不太好", "intent": "answer_bad"}, {"action": "action_alert_reply"}]},
+        {"story": "device alert: the elder fell", "steps": alert + [
+            {"user": "俺刚才摔了一跤，起不来", "intent": "urgent_fall"}, {"action": "action_urgent"}]},
+        {"story": "call-in: words nobody understood go to a person", "steps": inbound + [
+            {"user": "嗯嗯啊那个那个", "intent": "nlu_fallback"}, {"action": "action_inbound_reply"}]},
+        {"story": "call-in: wants a person", "steps": inbound + [
+            {"user": "俺想问问补贴的事", "intent": "report_no_benefit"}, {"action": "action_inbound_reply"}]},
+        {"story": "call-in: hello first, then the emergency", "steps": inbound + [
+            {"user": "喂，你好", "intent": "greet"}, {"action": "action_inbound_greet"},
+            {"user": "俺胸口疼，喘不上气", "intent": "urgent_chest_pain"}, {"action": "action_urgent"}]},
+    ]
+
+
 def render_stories() -> str:
     steps = _opening()
     for f in FORMS:
@@ -93,5 +116,6 @@ def render_stories() -> str:
     stories = [{"story": "happy path: identity, consent, five forms, goodbye", "steps": steps}]
     stories += _short_paths()
     stories += [_urgent_in(k, form) for k, form in enumerate(FORMS)]
+    stories += _call_reasons()
     head = "# Conversation tests: `rasa test core --stories tests/` (see docs/dialogs.md).\n"
     return head + dump({"version": "3.1", "stories": stories})
