@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from core.questions import CONCERN_INTENTS, FORMS, QUESTIONS, URGENT_INTENTS
+from dialogs.generate.calls import FOLLOWUP_FORM
 
 DIALOGS = Path(__file__).resolve().parents[1] / "dialogs"
 
@@ -106,17 +107,17 @@ def test_domain_matches_the_mapping_and_the_catalogue():
         assert f"action_ask_{q.slot}" in domain["actions"]
         mapping = domain["slots"][q.slot]["mappings"][0]
         assert set(URGENT_INTENTS) <= set(mapping["not_intent"])  # urgent never fills an answer
-    assert list(domain["forms"]) == list(FORMS)
+    assert list(domain["forms"]) == [*FORMS, FOLLOWUP_FORM]  # the visit's forms, then last time's concerns
     for intent in (*URGENT_INTENTS, *CONCERN_INTENTS, "affirm", "deny", "ask_repeat", "request_human", "greet"):
         assert intent in domain["intents"]
     assert "checkin_outcome" in domain["slots"]
-    total = sum(len(f["required_slots"]) for f in domain["forms"].values())
+    total = sum(len(domain["forms"][f]["required_slots"]) for f in FORMS)
     assert 8 <= total <= 12  # short enough for a phone call
 
 
 def test_every_form_has_an_urgent_interrupt_rule():
     rules = yaml.safe_load((DIALOGS / "data" / "rules.yml").read_text(encoding="utf-8"))["rules"]
-    for form in FORMS:
+    for form in (*FORMS, FOLLOWUP_FORM):
         for intent in URGENT_INTENTS:
             assert any(r.get("condition") == [{"active_loop": form}] and r["steps"][0] == {"intent": intent}
                        and r["steps"][1] == {"action": "action_urgent"} for r in rules), (form, intent)
