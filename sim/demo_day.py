@@ -477,9 +477,13 @@ class DemoDay:
 
     # -- the scripted events: an alarm, a call-in, a referral -------------------------------------------
     def prepare_events(self) -> None:
-        """Whose call button is pressed and who calls in; the button registered now if they have none."""
+        """Whose call button is pressed and who calls in (once the day's calls are planned); the
+        button registered now if they have none."""
         phones = {eid: phone for phone, eid in self.elder_of_phone.items()}
-        self.events.choose(self.persona_of, phones)
+        alarm = plan.to_utc(self.settings, dt.datetime.combine(self.day, demo_events.ALARM_AT))
+        with self.app.db.session() as s:
+            busy = demo_events.planned_near(s, alarm, self.opts.tick_minutes)
+        self.events.choose(self.persona_of, phones, busy)
         if self.events.alarm_elder is not None:
             with self.app.db.session() as s:
                 device = demo_events.call_button(s, s.get(Elder, self.events.alarm_elder))
@@ -535,7 +539,6 @@ class DemoDay:
         self.live.phase = "导入花名册"
         self.prepare_database()
         counts = self.import_samples()
-        self.prepare_events()
         self.live.event(f"花名册：{counts['elders']} 位老人（{counts['called']} 位电话问候），{counts['visitors']} 位探访人员")
         self.on_update(self.live)
         timings: dict[str, float] = {}
@@ -652,6 +655,7 @@ class DemoDay:
         if not planned:
             raise DemoError(f"{self.day.isoformat()} 没有要打的电话（节假日或都已问候过？）")
         self.live.event(f"{self.live.now_local} 排定今天的问候电话 {planned} 个")
+        self.prepare_events()
         self.on_update(self.live)
 
         async def after_job(jid: str, _t: dt.datetime) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 
 from core import alerts, plan, referrals
-from data.models import Device, DeviceEvent, Elder, InboundCall, Referral, Task
+from data.models import CallAttempt, Device, DeviceEvent, Elder, InboundCall, Referral, Task
 from sim.calls import Step
 from sim.inbound import settled_call_in
 from voice.twiml import VOICE_PATH
@@ -48,13 +48,16 @@ class DemoEvents:
     done: set[str] = field(default_factory=set)
     results: dict[str, Any] = field(default_factory=dict)
 
-    def choose(self, persona_of: dict, phones: dict[int, str]) -> None:
-        """The alarm's elder and the caller: two elders on the phone whose personas pick up."""
+    def choose(self, persona_of: dict, phones: dict[int, str], busy: set[int] = frozenset()) -> None:
+        """The alarm's elder and the caller: two elders on the phone whose personas pick up; the
+        alarm's elder not one whose check-in is planned at the alarm's tick (``busy``: the line
+        would ring them twice at once)."""
         ranked = sorted((eid for eid in persona_of if phones.get(eid)),
                         key=lambda eid: (persona_of[eid].key not in PREFERRED, eid))
         ranked = [eid for eid in ranked if persona_of[eid].picks_up(1)]
-        self.alarm_elder = ranked[0] if ranked else None
-        self.caller_elder = ranked[1] if len(ranked) > 1 else None
+        free = [eid for eid in ranked if eid not in busy]
+        self.alarm_elder = free[0] if free else None
+        self.caller_elder = next((eid for eid in ranked if eid != self.alarm_elder), None)
 
     def due(self, settings, day: dt.date, name: str, at: dt.time, tick: dt.datetime) -> bool:
         """True once, at the first tick at or after ``at`` (local) of ``day``."""
@@ -62,6 +65,13 @@ class DemoEvents:
             return False
         self.done.add(name)
         return True
+
+
+def planned_near(session, at: dt.datetime, minutes: int) -> set[int]:
+    """Elders with a call planned within ``minutes`` of ``at`` (naive UTC)."""
+    span = dt.timedelta(minutes=minutes)
+    return set(session.scalars(select(CallAttempt.elder_id).where(CallAttempt.scheduled_for > at - span,
+                                                                  CallAttempt.scheduled_for < at + span)))
 
 
 def call_button(session, elder: Elder) -> Device:
