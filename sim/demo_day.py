@@ -53,6 +53,8 @@ from core.channels import ConsoleChannel
 from core.coverage import coverage_guard
 from scheduler import jobs
 from sim.clock import JobDriver, SimClock
+from sim import demo_events
+from sim.demo_events import DemoEvents
 from sim.sip_call import DOMAIN as SIP_DOMAIN
 from sim.sip_call import configure_sip
 from sim.sip_call import free_port as sip_free_port
@@ -154,6 +156,7 @@ class DemoDay:
         self.chat_dialog = None   # the RasaDialogEngine of the bot's check-ins
         self._chats: list[asyncio.Task] = []
         self.chat_log: dict[int, list[tuple[str, str]]] = {}  # elder id -> [(speaker, text)]
+        self.events = DemoEvents()  # the scripted alarm, call-in and referral (sim/demo_events.py)
 
     # -- the clock --------------------------------------------------------------------------------
     def now(self) -> dt.datetime:
@@ -472,6 +475,63 @@ class DemoDay:
             self._set_tick(self.clock())
             self.live.in_flight = 0
 
+    # -- the scripted events: an alarm, a call-in, a referral -------------------------------------------
+    def prepare_events(self) -> None:
+        """Whose call button is pressed and who calls in (once the day's calls are planned); the
+        button registered now if they have none."""
+        phones = {eid: phone for phone, eid in self.elder_of_phone.items()}
+        alarm = plan.to_utc(self.settings, dt.datetime.combine(self.day, demo_events.ALARM_AT))
+        with self.app.db.session() as s:
+            busy = demo_events.planned_near(s, alarm, self.opts.tick_minutes)
+        self.events.choose(self.persona_of, phones, busy)
+        if self.events.alarm_elder is not None:
+            with self.app.db.session() as s:
+                device = demo_events.call_button(s, s.get(Elder, self.events.alarm_elder))
+                self.live.event(f"设备：{device.elder.name} 的呼叫按钮 {device.vendor}/{device.device_id}")
+
+    async def scripted(self, t: dt.datetime, _due: list[str]) -> bool:
+        """Before a tick's jobs: what the day's script says happens by then (the alarm before
+        ``dial_due``, so its check-in call is placed in the same tick)."""
+        ev, s = self.events, self.settings
+        if ev.alarm_elder is not None and ev.due(s, self.day, "alarm", demo_events.ALARM_AT, t):
+            self._set_tick(max(t, self.clock.tick))
+            result = await asyncio.to_thread(demo_events.press_call_button, self.app, ev.alarm_elder, self.now())
+            ev.results["alarm"] = result.as_dict()
+            self.live.event(f"{self.live.now_local} 呼叫按钮报警：{result.summary()}")
+        if ev.caller_elder is not None and ev.due(s, self.day, "call_in", demo_events.CALL_IN_AT, t):
+            await self._call_in(t)
+        if ev.due(s, self.day, "referral", demo_events.REFER_AT, t):
+            self._set_tick(max(t, self.clock.tick))
+            await self._refer()
+        self.on_update(self.live)
+        return False
+
+    async def _refer(self) -> None:
+        done = await asyncio.to_thread(demo_events.refer_a_concern, self.app, self.persona_of, self.now())
+        self.events.results["referral"] = done
+        self.live.event(f"{self.live.now_local} 需求转介：" + (f"任务 #{done['task_id']} → {done['provider']}"
+                                                          if done else "今天没有要转介的关注任务"))
+
+    async def _call_in(self, t: dt.datetime) -> None:
+        """The caller dials the service number; the clock runs at real speed while they talk."""
+        self._set_tick(max(t, self.clock.tick))
+        phone = next(p for p, eid in self.elder_of_phone.items() if eid == self.events.caller_elder)
+        self.clock.running = True
+        try:
+            result = await demo_events.call_in(self.app, self.peer, self.phone, phone)
+        finally:
+            self.clock.running = False
+            self._set_tick(self.clock())
+        self.events.results["call_in"] = result
+        self.live.event(f"{self.live.now_local} 老人来电：结果 {result['outcome']}，任务 #{result['task_id']}")
+        await jobs.run_deliver_outbox(jobs.context(), self.now())
+        await self.visitors_react()
+        self._refresh()
+
+    def event_figures(self) -> dict[str, Any]:
+        with self.app.db.session() as s:
+            return {**demo_events.figures(s), "scripted": self.events.results}
+
     # -- the day ----------------------------------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -595,6 +655,7 @@ class DemoDay:
         if not planned:
             raise DemoError(f"{self.day.isoformat()} 没有要打的电话（节假日或都已问候过？）")
         self.live.event(f"{self.live.now_local} 排定今天的问候电话 {planned} 个")
+        self.prepare_events()
         self.on_update(self.live)
 
         async def after_job(jid: str, _t: dt.datetime) -> None:
@@ -608,9 +669,11 @@ class DemoDay:
             self._refresh()
             self.on_update(self.live)
 
-        await driver.run_until(end, after_job=after_job, after_tick=after_tick)
+        await driver.run_until(end, before_tick=self.scripted, after_job=after_job, after_tick=after_tick)
         # the day is over: the monthly guard makes sure nobody is left without a visit
         self._set_tick(end)
+        if self.events.due(s, self.day, "referral", dt.time(0), end):  # the day ended before its time
+            await self._refer()
         with self.app.db.session() as session:
             guard = coverage_guard(session, s, now=self.now(), guard_day=1)
         await jobs.run_deliver_outbox(jobs.context(), self.now())
@@ -676,6 +739,7 @@ class DemoDay:
                       "by_kind": dict(sorted(Counter(t.kind for t in tasks).items())),
                       "by_state": dict(sorted(Counter(t.state for t in tasks).items()))},
             **self.channel_figures(outbox),
+            **self.event_figures(),
             "telegram": telegram_mode,
             "line": self.opts.line,
             "speech": self.speech_figures(),

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from tanfang.wiring import build_app
 from core.settings import load_settings
 from data.catalogue import load_catalogue
-from data.models import CallAttempt, Elder, OutboxMessage, Task, Visit, Visitor
+from data.models import CallAttempt, DeviceEvent, Elder, InboundCall, OutboxMessage, Referral, Task, Visit, Visitor
 from sim.demo_day import DemoDay, DemoOptions
 from sim.personas import load_personas
 
@@ -26,7 +26,7 @@ def day(tmp_path_factory):
     settings = load_settings()
     settings.app.data_dir = out / "var"
     app = build_app(settings)
-    runner = DemoDay(app, DemoOptions(out_dir=out, elders=6, assignment=["fine", "fell", "never_answers", "fine", "fine"],
+    runner = DemoDay(app, DemoOptions(out_dir=out, elders=6, assignment=["fine", "fell", "never_answers", "short_of_money", "fine"],
                                       tick_minutes=15), say=lambda text: None)
     import asyncio
     summary = asyncio.run(runner.run())
@@ -36,6 +36,12 @@ def day(tmp_path_factory):
 
 def _elders_of(runner, key):
     return [eid for eid, p in runner.persona_of.items() if p.key == key]
+
+
+def _routine(s, visit) -> bool:
+    """A planned check-in's visit (not the alarm's call-back nor a call-in)."""
+    attempts = s.scalars(select(CallAttempt).where(CallAttempt.visit_id == visit.id)).all()
+    return not any((a.slot_key or "").startswith("alert:") or a.direction == "inbound" for a in attempts)
 
 
 def test_outputs_are_written(day):
@@ -72,7 +78,7 @@ def test_the_fall_gives_a_p1_task_accepted_on_wecom_and_texts_the_emergency_cont
         sms = [m for m in pushes if m.recipient_kind == "emergency_contact" and m.channel == "sms"]
         assert sms and sms[0].state == "sent" and sms[0].recipient == contact.phone
         assert sms[0].template["kind"] == "urgent"
-    cards = [c for c in runner.mainland.cards_to("MaLi") if f"#{task.id}" in c.text]
+    cards = [c for c in runner.mainland.cards_to("MaLi") if f"#{task.id}：" in c.text]  # not #10 for #1
     card = cards[0]  # the task's card, pushed first (reminders of the same task may follow)
     assert [b["text"] for b in card.card["button_list"]][0] == "接单"
     [text] = runner.mainland.texts_to(contact.phone)
@@ -113,7 +119,7 @@ def test_fine_elders_get_complete_records_matching_what_they_said(day):
     assert elders
     with runner.app.db.session() as s:
         for elder_id in elders:
-            [visit] = s.scalars(select(Visit).where(Visit.elder_id == elder_id)).all()
+            [visit] = [v for v in s.scalars(select(Visit).where(Visit.elder_id == elder_id)) if _routine(s, v)]
             assert visit.status == "complete", [(t.speaker, t.text) for t in visit.turns]
             answers = {a.item_key: a for a in visit.answers}
             assert remote <= set(answers)
@@ -130,3 +136,49 @@ def test_what_the_elders_said_reached_the_dialog(day):
     sp = summary["speech"]
     assert sp["answers_spoken"] > 5 and sp["answers_lost"] == 0
     assert sp["mean_cer"] < 0.25 and sp["heard_within_20pct_cer"] >= sp["answers_spoken"] * 0.6
+
+
+def test_the_call_button_alarm_gives_a_p1_task_tells_the_contact_and_calls_back(day):
+    """10:30: an elder's call button is pressed; the event goes through alerts.ingest."""
+    runner, summary, _ = day
+    elder_id = runner.events.alarm_elder
+    assert elder_id is not None and summary["alerts"]["by_verdict"] == {"task": 1}
+    with runner.app.db.session() as s:
+        [event] = s.scalars(select(DeviceEvent).where(DeviceEvent.elder_id == elder_id)).all()
+        assert (event.device_kind, event.event, event.level, event.outcome) == ("call_button", "pressed", "urgent", "task")
+        task = s.get(Task, event.task_id)
+        assert task.priority == 1 and task.elder_id == elder_id
+        contacts = {c.phone for c in s.get(Elder, elder_id).emergency_contacts}
+        told = s.scalars(select(OutboxMessage).where(OutboxMessage.task_id == task.id,
+                                                     OutboxMessage.recipient_kind == "emergency_contact")).all()
+        assert told and all(m.state == "sent" for m in told) and {m.recipient for m in told} <= contacts
+        call = s.get(CallAttempt, event.attempt_id)
+        assert call.provider_sid and call.meta["reason"] == "device_alert"  # the alarm's check-in, placed
+    assert any(runner.mainland.texts_to(phone) for phone in contacts)
+
+
+def test_the_scripted_elder_calls_in_and_the_call_is_kept_with_its_task(day):
+    runner, summary, _ = day
+    caller = runner.events.caller_elder
+    assert caller is not None and caller != runner.events.alarm_elder
+    with runner.app.db.session() as s:
+        [row] = s.scalars(select(InboundCall)).all()
+        assert row.elder_id == caller and row.caller_kind == "elder" and row.ended_at is not None
+        assert row.outcome in ("urgent", "callback") and row.task_id
+        assert s.get(Task, row.task_id).elder_id == caller
+    assert summary["inbound_calls"]["total"] == 1 and summary["inbound_calls"]["with_task"] == 1
+    assert summary["inbound_calls"]["by_outcome"] == {row.outcome: 1}
+
+
+def test_a_concern_is_referred_and_counted(day):
+    runner, summary, out = day
+    [elder_id] = _elders_of(runner, "short_of_money")
+    with runner.app.db.session() as s:
+        [ref] = s.scalars(select(Referral)).all()
+        assert ref.elder_id == elder_id and ref.status == "submitted" and ref.task_id
+        assert (ref.kind, ref.provider) == ("benefits_office", "城关镇社会救助经办窗口")
+        assert s.get(Task, ref.task_id).kind == "concern"
+        assert any(e.action == "referred" for e in s.get(Task, ref.task_id).events)
+    on_disk = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert on_disk["referrals"] == {"total": 1, "by_status": {"submitted": 1}, "by_kind": {"benefits_office": 1}}
+    assert on_disk["alerts"]["total"] == 1 and on_disk["inbound_calls"]["total"] == 1

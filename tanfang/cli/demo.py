@@ -137,6 +137,10 @@ def _print_summary(console, summary: dict) -> None:
         console.print(f"语音：老人说了 {sp['answers_spoken']} 句，识别字错率平均 {sp['mean_cer']:.1%}，"
                       f"{sp['heard_within_20pct_cer']} 句错字不超过 20%；{sp['calls_all_answers_intact']}/"
                       f"{sp['calls_answered']} 通电话每句都完整送到对话；丢失 {sp['answers_lost']} 句。", markup=False)
+    if "alerts" in summary:
+        a, i, r = summary["alerts"], summary["inbound_calls"], summary["referrals"]
+        console.print(f"设备报警 {a['total']} 条 {a['by_verdict']}；老人来电 {i['total']} 通 {i['by_outcome']}；"
+                      f"需求转介 {r['total']} 件 {r['by_kind']}。", markup=False)
     o = summary["outputs"]
     console.print(f"输出：{o['report']}\n      {o['summary']}\n      " + "\n      ".join(o["forms"])
                   + f"\n      {o['database']}（tanfang --config ... 或 TANFANG_DATABASE_URL 指向它可继续查看）",
