@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from core import conversation, plan
 from core.app import App
 from core.escalation import escalate_grade, request_callback
-from core.grading import grade_answer, urgent_intent
+from core.grading import grade_answer, rests_on_sound, urgent_intent
 from core.ports import RISK_ORDER, DialogEngine, DialogReply, Grade
 from core.understanding import EXPECTS_CONFIRM, Confirmation, confirmation, implausible_items, read_yes_no
 from data.catalogue import load_catalogue
@@ -83,6 +83,9 @@ class CheckInService:
         # against the question that was asked (the dialog's reply names the *next* one)
         self._asked: dict[int, str | None] = {}
         self._pending: dict[int, _Pending] = {}  # visit id -> the question back awaiting its answer
+        # visit id -> topics the elder already said no to: a later answer that only *sounds* like
+        # that topic is not asked about again (words read plainly by the rules still escalate)
+        self._denied: dict[int, set[str]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     # The database work of a check-in runs in worker threads (``asyncio.to_thread``): a write that
@@ -163,6 +166,9 @@ class CheckInService:
             grade = reply.grade
         reply.grade = grade
         confirm = None if reply.ended else confirmation(grade, reply.parse, asr_confidence)
+        if confirm is not None and confirm.topic in self._denied.get(visit_id, ()) and rests_on_sound(grade):
+            grade = reply.grade = confirm.if_no  # said no to this already: not asked ten times a call
+            confirm = None
         if confirm is not None:
             return await self._ask_back(visit_id, turn_id, text, reply, confirm)
         task_ids = await asyncio.to_thread(self._apply_grade, visit_id, turn_id, text, grade, reply)
@@ -204,6 +210,10 @@ class CheckInService:
         pending = self._pending.pop(visit_id)
         said = read_yes_no(text) if text is not None else None
         own = self._grade(text, None, EXPECTS_CONFIRM, alternatives) if text else Grade()
+        if said == "no":
+            self._denied.setdefault(visit_id, set()).add(pending.confirm.topic)
+            if rests_on_sound(own):
+                own = Grade()  # "挺好的没事" that merely sounds like 煤气 is the no it says
         task_ids: list[int] = []
         if turn_id is not None:
             task_ids += await asyncio.to_thread(self._apply_grade, visit_id, turn_id, text or "", own, None)
@@ -261,6 +271,7 @@ class CheckInService:
         if pending is not None:
             self._apply_grade(visit_id, pending.turn_id, pending.text, pending.confirm.if_yes, pending.reply)
         self._asked.pop(visit_id, None)
+        self._denied.pop(visit_id, None)
         with self.app.db.session() as s:
             return close_visit(s, s.get(Visit, visit_id), now=self.clock(), outcome=outcome, reason=reason)
 

@@ -246,6 +246,33 @@ async def test_a_confirmed_no_closes_the_question_and_the_form_goes_on(app):
         assert s.get(Visit, visit_id).risk == "none"
 
 
+async def test_a_no_that_sounds_like_the_topic_is_a_no_and_the_topic_is_not_asked_again(app):
+    """The demo day's third-try elder: "挺好的没事" whose n-best sounds like 煤气 was asked back after every
+    answer, and the "挺好的没事" that answered the question back was itself graded urgent by sound — a P1
+    for an elder who said she was fine. A no to the question back is a no; the topic she denied is not
+    put to her again on sound alone (words read plainly still escalate)."""
+    calls = []
+    dialog = ScriptedDialog([
+        DialogReply(messages=["家里用水用电都正常吗？"], expects="safety_utilities",
+                    parse=ParseResult("挺好的没事", "answer_fine", 0.9)),
+        DialogReply(messages=["平常做饭、洗衣服，有人帮忙吗？"], expects="needs_daily_care",
+                    parse=ParseResult("挺好的没事", "answer_fine", 0.9)),
+        DialogReply(messages=["都问完了。"], ended=True, outcome="complete",
+                    parse=ParseResult("屋里有煤气味", "answer_fine", 0.9)),
+    ], opening_expects="safety_gas_heating")
+    svc = CheckInService(app, dialog, escalate=escalations(calls))
+    visit_id, _ = await svc.start(_visit(app))
+    sounds = ["挺好的煤气事"]
+    back = await svc.hear(visit_id, "挺好的没事", alternatives=sounds)
+    assert back.reply.messages == [GAS_BACK]
+    no = await svc.hear(visit_id, "挺好的没事", alternatives=sounds)
+    assert no.grade.risk == "none" and calls == [] and no.reply.messages[0] == "好的。"
+    again = await svc.hear(visit_id, "挺好的没事", alternatives=sounds)
+    assert again.reply.messages == ["平常做饭、洗衣服，有人帮忙吗？"] and again.grade.risk == "none" and calls == []
+    plain = await svc.hear(visit_id, "屋里有煤气味")  # read plainly: escalates, denied before or not
+    assert plain.grade.risk == "urgent" and [c[2] for c in calls] == ["urgent"]
+
+
 async def test_no_answer_to_the_question_back_escalates_on_the_phone_and_at_hang_up(app):
     calls = []
     svc = CheckInService(app, _gas_dialog(), escalate=escalations(calls))
