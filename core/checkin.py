@@ -165,10 +165,12 @@ class CheckInService:
         if reply.grade.worse_than(grade):  # a dialog engine may grade too (the scripted one does)
             grade = reply.grade
         reply.grade = grade
-        confirm = None if reply.ended else confirmation(grade, reply.parse, asr_confidence)
+        confirm = confirmation(grade, reply.parse, asr_confidence)
         if confirm is not None and confirm.topic in self._denied.get(visit_id, ()) and rests_on_sound(grade):
             grade = reply.grade = confirm.if_no  # said no to this already: not asked ten times a call
             confirm = None
+        if reply.ended:
+            confirm = None  # an ended dialog leaves no turn to ask back in
         if confirm is not None:
             return await self._ask_back(visit_id, turn_id, text, reply, confirm)
         task_ids = await asyncio.to_thread(self._apply_grade, visit_id, turn_id, text, grade, reply)

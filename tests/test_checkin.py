@@ -258,7 +258,7 @@ async def test_a_no_that_sounds_like_the_topic_is_a_no_and_the_topic_is_not_aske
         DialogReply(messages=["平常做饭、洗衣服，有人帮忙吗？"], expects="needs_daily_care",
                     parse=ParseResult("挺好的没事", "answer_fine", 0.9)),
         DialogReply(messages=["都问完了。"], ended=True, outcome="complete",
-                    parse=ParseResult("屋里有煤气味", "answer_fine", 0.9)),
+                    parse=ParseResult("挺好的没事", "answer_fine", 0.9)),
     ], opening_expects="safety_gas_heating")
     svc = CheckInService(app, dialog, escalate=escalations(calls))
     visit_id, _ = await svc.start(_visit(app))
@@ -269,6 +269,22 @@ async def test_a_no_that_sounds_like_the_topic_is_a_no_and_the_topic_is_not_aske
     assert no.grade.risk == "none" and calls == [] and no.reply.messages[0] == "好的。"
     again = await svc.hear(visit_id, "挺好的没事", alternatives=sounds)
     assert again.reply.messages == ["平常做饭、洗衣服，有人帮忙吗？"] and again.grade.risk == "none" and calls == []
+    last = await svc.hear(visit_id, "挺好的没事", alternatives=sounds)  # the dialog's last answer: no turn left to ask
+    assert last.reply.ended and last.grade.risk == "none" and calls == []
+
+
+async def test_a_denied_topic_said_plainly_later_still_escalates(app):
+    calls = []
+    dialog = ScriptedDialog([
+        DialogReply(messages=["家里用水用电都正常吗？"], expects="safety_utilities",
+                    parse=ParseResult("挺好的没事", "answer_fine", 0.9)),
+        DialogReply(messages=["都问完了。"], ended=True, outcome="complete",
+                    parse=ParseResult("屋里有煤气味", "answer_fine", 0.9)),
+    ], opening_expects="safety_gas_heating")
+    svc = CheckInService(app, dialog, escalate=escalations(calls))
+    visit_id, _ = await svc.start(_visit(app))
+    await svc.hear(visit_id, "挺好的没事", alternatives=["挺好的煤气事"])
+    await svc.hear(visit_id, "挺好的没事", alternatives=["挺好的煤气事"])  # no
     plain = await svc.hear(visit_id, "屋里有煤气味")  # read plainly: escalates, denied before or not
     assert plain.grade.risk == "urgent" and [c[2] for c in calls] == ["urgent"]
 
