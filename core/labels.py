@@ -41,7 +41,7 @@ INTENT_LABELS = {
     "greet": "问好", "goodbye": "道别", "affirm": "肯定回答", "deny": "否定回答", "answer_fine": "说挺好",
     "answer_bad": "说不好", "answer_better": "说好些了", "ask_repeat": "请再说一遍",
     "request_human": "要找工作人员", "wrong_person": "不是老人本人", "busy": "正在忙",
-    "out_of_scope": "说了别的事",
+    "out_of_scope": "说了别的事", "start_inbound": "老人来电", "start_alert": "报警回访电话",
 }
 TASK_EVENT_LABELS = {
     "created": "创建", "acknowledged": "接单", "started": "开始处理", "done": "完成", "cancelled": "取消",
