@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from sqlalchemy import or_, select
 from core.privacy import mask_phone
 from data.models import InboundCall, OutboxMessage, Task
 from sim.calls import Step, _notification, call_report
-from sim.sip_call import PROMPT_TIMEOUT_S, ScriptedHandset, SipCallFacts
+from sim.sip_call import PROMPT_TIMEOUT_S, ScriptedHandset, SipCallFacts, SipSimulation
 
 SETTLE_TIMEOUT_S = 60.0
 
@@ -42,22 +41,8 @@ async def settled_call_in(app, pipeline, line: str, call_id: str, timeout: float
         await asyncio.sleep(0.1)
 
 
-@dataclass
-class SipInbound:
-    attempt_id: int  # the InboundCall's id (the name call_report's callers share)
-    facts_: SipCallFacts
-    line: str = "sip"
-
-    @property
-    def facts(self) -> dict[str, Any]:
-        f = self.facts_
-        return {"registrar": f.registrar, "codec": f.codec, "prompts_heard": len(f.prompts),
-                "prompt_seconds": round(sum(f.prompts), 1), "elder_audio_seconds": round(f.said_seconds, 1),
-                "wall_seconds": round(f.wall_seconds, 1), "closed_by": f.closed_by, "error": f.error}
-
-
 async def simulate_sip_inbound(app, pipeline, caller_user: str, script: list[Step], synthesizer, trunk,
-                               workdir: Path, *, timeout: float = 900) -> SipInbound:
+                               workdir: Path, *, timeout: float = 900) -> SipSimulation:
     """A handset registered as ``caller_user`` (the number as dialed: 13800001111) calls the
     service's number through the trunk and follows ``script`` after each prompt."""
     from sim.sip_handset import SipHandset
@@ -92,7 +77,7 @@ async def simulate_sip_inbound(app, pipeline, caller_user: str, script: list[Ste
     finally:
         facts.wall_seconds = time.monotonic() - started
         await asyncio.to_thread(handset.stop)
-    return SipInbound(inbound_id, facts)
+    return SipSimulation(inbound_id, facts)  # attempt_id: the InboundCall's id (call_report's name)
 
 
 def _task_ids(s, row: InboundCall) -> list[int]:
