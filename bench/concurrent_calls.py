@@ -141,13 +141,13 @@ class TurnTimer:
             self_._t_end = time.monotonic()
             await orig_end(self_)
 
-        async def answer(self_, text, confidence, *, via):
+        async def answer(self_, text, confidence, **kwargs):
             t = getattr(self_, "_t_end", None)
             if t is not None:
                 timer.decode.append(time.monotonic() - t)
                 self_._t_end = None
             self_._t_heard = time.monotonic()
-            await orig_answer(self_, text, confidence, via=via)
+            await orig_answer(self_, text, confidence, **kwargs)
 
         async def reply(self_, dialog_reply):
             t = getattr(self_, "_t_heard", None)
