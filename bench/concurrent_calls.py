@@ -364,7 +364,10 @@ def main(argv=None) -> int:
         print(json.dumps(summary, ensure_ascii=False))
     else:
         print(json.dumps(summary, ensure_ascii=False, indent=1))
-    return 0
+    failed = [(r["calls"], e) for r in runs for e in r["errors"]]
+    for n, error in failed:  # a call that broke is the bench's fault, not a figure
+        print(f"N={n}: a call failed: {error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

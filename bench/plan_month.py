@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 GOAL_ELDERS, GOAL_S = 1_000_000, 60.0
 MONTH_START = dt.date(2026, 12, 1)
-COLUMNS = ("id", "id_number", "name", "sex", "phone", "county", "township", "village", "lives_at_registration",
+COLUMNS = ("id", "id_number", "id_number_hash", "name", "sex", "phone", "phone_hash", "county", "township", "village", "lives_at_registration",
            "is_disabled", "living_alone", "empty_nest", "left_behind", "disabled_care", "severely_disabled",
            "family_planning", "consent_visit", "consent_share_family", "preferred_channel", "preferred_call_start",
            "preferred_call_end", "paused_until", "created_at", "updated_at")
@@ -40,14 +40,22 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _elder_rows(n: int, seed: int = 1):
+def _elder_rows(n: int, keys, seed: int = 1):
+    """The elders as the service stores them: ID and phone numbers sealed, with their keyed hashes."""
+    from data.sealed import NORMALISE
+
     rnd = random.Random(seed)
     now = dt.datetime(2026, 11, 20, 8, 0)
+
+    def sealed(value: str, purpose: str) -> tuple[str, str]:
+        return keys.encrypt(value, purpose), keys.hash(NORMALISE[purpose](value), purpose)
+
     for i in range(1, n + 1):
         flags = [rnd.random() < p for p in (0.5, 0.4, 0.2, 0.1, 0.1, 0.05)]
         own_window = rnd.random() < 0.1
         channel = "in_person" if rnd.random() < 0.02 else "phone"
-        yield (i, f"41{i:016d}", f"老人{i}", "MF"[i % 2], f"+86138{i:08d}", f"县{i % 100}", f"乡{i % 1000}",
+        yield (i, *sealed(f"41{i:016d}", "id"), f"老人{i}", "MF"[i % 2], *sealed(f"+86138{i:08d}", "phone"),
+               f"县{i % 100}", f"乡{i % 1000}",
                f"村{i % 10000}", True, False, *flags, rnd.random() > 0.01, False, channel,
                "15:00" if own_window else None, "17:00" if own_window else None,
                MONTH_START + dt.timedelta(days=3) if rnd.random() < 0.01 else None, now, now)
@@ -59,14 +67,14 @@ def _copy(conn, table: str, columns, rows) -> None:
             copy.write_row(row)
 
 
-def load(url: str, n: int, settings) -> None:
+def load(url: str, n: int, settings, keys) -> None:
     import psycopg
 
     from core import plan
 
     plain = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(plain) as conn:
-        _copy(conn, "elders", COLUMNS, _elder_rows(n))
+        _copy(conn, "elders", COLUMNS, _elder_rows(n, keys))
         reached_at = plan.to_utc(settings, dt.datetime.combine(MONTH_START - dt.timedelta(days=3), dt.time(10)))
         _copy(conn, "call_attempts", ("elder_id", "channel", "slot_key", "attempt_no", "status", "scheduled_for",
                                       "started_at", "answered_at", "ended_at", "settled_at", "created_at", "updated_at"),
@@ -82,6 +90,7 @@ def run(pg_url: str, n: int) -> dict:
 
     from core import plan
     from core.settings import load_settings
+    from data.crypto import DataKeys, new_key
     from data.db import Database
     from scheduler import jobs
 
@@ -91,11 +100,12 @@ def run(pg_url: str, n: int) -> dict:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = f"{pg_url}{'&' if '?' in pg_url else '?'}options=-csearch_path%3D{schema}"
     try:
+        keys = DataKeys.from_b64(new_key())  # a production database has TANFANG_DATA_KEY
         settings = load_settings(env={"TANFANG_DATABASE_URL": url})
-        db = Database(url)
+        db = Database(url, keys=keys)
         db.upgrade()
         t = time.monotonic()
-        load(url, n, settings)
+        load(url, n, settings, keys)
         load_s = time.monotonic() - t
         now = plan.to_utc(settings, dt.datetime.combine(MONTH_START, dt.time(0, 5)))
         rss_before = _rss_mb()
