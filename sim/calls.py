@@ -88,6 +88,15 @@ def pair_answers(steps: list[Step], heard: list[str]):
         j += 1
 
 
+def line_facts(*, prompts: list[float], said_seconds: float, wall_seconds: float, closed_by: str | None,
+               error: str | None) -> dict[str, Any]:
+    """What a simulated line saw of a call, the same keys on every line (``call_report``'s
+    ``call``; each line adds its own): ``prompts`` are the seconds of each prompt heard."""
+    return {"prompts_heard": len(prompts), "prompt_seconds": round(sum(prompts), 1),
+            "elder_audio_seconds": round(said_seconds, 1), "wall_seconds": round(wall_seconds, 1),
+            "closed_by": closed_by, "error": error}
+
+
 def call_task_ids(app, result) -> list[int]:
     with app.db.session() as s:
         visit_id = s.scalar(select(CallAttempt.visit_id).where(CallAttempt.id == result.attempt_id))

@@ -1,13 +1,23 @@
-"""Local servers for simulations and tests: a free port on 127.0.0.1, an ASGI app served on it."""
+"""Local servers for simulations and tests: a free port on 127.0.0.1, an ASGI app served on it,
+the tail of a peer process's log."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
+from pathlib import Path
 from typing import AsyncIterator
 
 import uvicorn
+
+
+def log_tail(path: Path, chars: int) -> str:
+    """The last ``chars`` characters of a peer's log ("" when it has none): for its error messages."""
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
 
 
 def free_port() -> int:

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from core.ports import Synthesizer
 from data import call_status
 from data.models import CallAttempt
-from sim.calls import Step
+from sim.calls import Step, line_facts
 from sim.sip_handset import SipHandset
 from sim.sip_trunk import LocalTrunk, free_port  # noqa: F401 — free_port: the demo picks the trunk's port
 
@@ -56,9 +56,9 @@ class SipSimulation:
     @property
     def facts(self) -> dict[str, Any]:
         f = self.facts_
-        return {"registrar": f.registrar, "codec": f.codec, "prompts_heard": len(f.prompts),
-                "prompt_seconds": round(sum(f.prompts), 1), "elder_audio_seconds": round(f.said_seconds, 1),
-                "wall_seconds": round(f.wall_seconds, 1), "closed_by": f.closed_by, "error": f.error}
+        return {"registrar": f.registrar, "codec": f.codec,
+                **line_facts(prompts=f.prompts, said_seconds=f.said_seconds, wall_seconds=f.wall_seconds,
+                             closed_by=f.closed_by, error=f.error)}
 
 
 DOMAIN = "tanfang.test"

@@ -54,6 +54,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sim.net import log_tail
+
+
 RESPONSES = {"busy": 486, "decline": 603, "unavailable": 480, "error": 503}
 # Quiet that ends the bot's prompt. The bot's own pauses reach 0.94 s (0.4 s between two messages
 # plus the synthesizer's quiet at their ends; 0.82 s inside one greeting): with 0.8 s the elder
@@ -493,10 +496,7 @@ class SipHandset:
             return [e for e in self.events if e.get("event") == event]
 
     def stderr_tail(self, chars: int = 2000) -> str:
-        try:
-            return self.stderr_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
+        return log_tail(self.stderr_path, chars)
 
     def stop(self) -> None:
         if self.proc is None:

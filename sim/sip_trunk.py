@@ -23,6 +23,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from sim.net import log_tail
+
+
 CONFIG = """#!KAMAILIO
 debug={debug}
 log_stderror=yes
@@ -191,10 +194,7 @@ class LocalTrunk:
             return data.startswith(b"SIP/2.0 200")
 
     def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
+        return log_tail(self.log_path, chars)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -42,7 +42,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from core.ports import Synthesizer
-from sim.calls import Step
+from sim.calls import Step, line_facts
 from sim.net import local_server
 from tanfang.web import build_web_app
 from tanfang.wiring import build_placer
@@ -224,6 +224,18 @@ class SimulatedTwilio:
         response = await http.post(p["status_callback"], **self._signed_post_args(p["status_callback"], params))
         call.status_posts.append((status, response.status_code))
 
+    async def _voice_and_media(self, http: httpx.AsyncClient, call: CallLog, url: str, params: dict) -> None:
+        """Ask the voice URL for TwiML; when it answers with ``<Connect><Stream>``, run the media
+        stream until either side ends it."""
+        response = await http.post(url, **self._signed_post_args(url, params))
+        call.voice_status, call.twiml = response.status_code, response.text
+        stream = _stream_of(response.text) if response.status_code == 200 else None
+        if stream is not None:
+            try:
+                await self._media(call, *stream)
+            except websockets.ConnectionClosed:
+                call.closed_by = call.closed_by or "bot"  # the bot hung up while we spoke
+
     async def _ring(self, call: CallLog, p: dict) -> None:
         started = self.clock()
         try:
@@ -240,14 +252,7 @@ class SimulatedTwilio:
                     params["AnsweredBy"] = answered_by
                 extra = {"AnsweredBy": answered_by} if answered_by else {}
                 await self._post_status(http, call, p, "in-progress", "answered", **extra)
-                response = await http.post(p["url"], **self._signed_post_args(p["url"], params))
-                call.voice_status, call.twiml = response.status_code, response.text
-                stream = _stream_of(response.text) if response.status_code == 200 else None
-                if stream is not None:
-                    try:
-                        await self._media(call, *stream)
-                    except websockets.ConnectionClosed:
-                        call.closed_by = call.closed_by or "bot"  # the bot hung up while we spoke
+                await self._voice_and_media(http, call, p["url"], params)
                 duration = max(1, round(call.audio_seconds_sent))
                 await self._post_status(http, call, p, "completed", "completed", CallDuration=str(duration), **extra)
         except Exception as exc:  # reported on the log, never swallowed silently
@@ -275,14 +280,7 @@ class SimulatedTwilio:
                       "Caller": caller, "Called": call.to, "Direction": "inbound", "CallStatus": "ringing",
                       "ApiVersion": "2010-04-01"}
             async with httpx.AsyncClient(timeout=BOT_TIMEOUT_S) as http:
-                response = await http.post(voice_url, **self._signed_post_args(voice_url, params))
-            call.voice_status, call.twiml = response.status_code, response.text
-            stream = _stream_of(response.text) if response.status_code == 200 else None
-            if stream is not None:
-                try:
-                    await self._media(call, *stream)
-                except websockets.ConnectionClosed:
-                    call.closed_by = call.closed_by or "bot"
+                await self._voice_and_media(http, call, voice_url, params)
         except Exception as exc:  # reported on the log and in the call's facts
             log.exception("simulated incoming call %s failed", call.sid)
             call.error = f"{type(exc).__name__}: {exc}"
@@ -372,9 +370,9 @@ class SimulationResult:
         """What the simulated Twilio network saw of the call (``call_report``'s ``call``)."""
         call = self.call
         return {"status_callbacks": [list(p) for p in call.status_posts], "voice_webhook": call.voice_status,
-                "prompts_heard": len(call.prompts), "prompt_seconds": round(sum(p.seconds for p in call.prompts), 1),
-                "elder_audio_seconds": round(call.audio_seconds_sent, 1), "wall_seconds": round(call.wall_seconds, 1),
-                "closed_by": call.closed_by, "error": call.error, "prompts_cleared": call.cleared}
+                **line_facts(prompts=[p.seconds for p in call.prompts], said_seconds=call.audio_seconds_sent,
+                             wall_seconds=call.wall_seconds, closed_by=call.closed_by, error=call.error),
+                "prompts_cleared": call.cleared}
 
 
 def simulated_credentials(settings) -> None:

@@ -246,20 +246,25 @@ async def test_a_confirmed_no_closes_the_question_and_the_form_goes_on(app):
         assert s.get(Visit, visit_id).risk == "none"
 
 
+def _gas_first_dialog(turns) -> ScriptedDialog:
+    """Opens on the gas question; each turn (next question, what it expects, what the NLU read),
+    the last (expects None) ending the check-in."""
+    return ScriptedDialog([
+        DialogReply(messages=[msg], expects=expects, parse=ParseResult(read, "answer_fine", 0.9))
+        if expects else DialogReply(messages=[msg], ended=True, outcome="complete",
+                                    parse=ParseResult(read, "answer_fine", 0.9))
+        for msg, expects, read in turns], opening_expects="safety_gas_heating")
+
+
 async def test_a_no_that_sounds_like_the_topic_is_a_no_and_the_topic_is_not_asked_again(app):
     """The demo day's third-try elder: "挺好的没事" whose n-best sounds like 煤气 was asked back after every
     answer, and the "挺好的没事" that answered the question back was itself graded urgent by sound — a P1
     for an elder who said she was fine. A no to the question back is a no; the topic she denied is not
     put to her again on sound alone (words read plainly still escalate)."""
     calls = []
-    dialog = ScriptedDialog([
-        DialogReply(messages=["家里用水用电都正常吗？"], expects="safety_utilities",
-                    parse=ParseResult("挺好的没事", "answer_fine", 0.9)),
-        DialogReply(messages=["平常做饭、洗衣服，有人帮忙吗？"], expects="needs_daily_care",
-                    parse=ParseResult("挺好的没事", "answer_fine", 0.9)),
-        DialogReply(messages=["都问完了。"], ended=True, outcome="complete",
-                    parse=ParseResult("挺好的没事", "answer_fine", 0.9)),
-    ], opening_expects="safety_gas_heating")
+    dialog = _gas_first_dialog([("家里用水用电都正常吗？", "safety_utilities", "挺好的没事"),
+                                ("平常做饭、洗衣服，有人帮忙吗？", "needs_daily_care", "挺好的没事"),
+                                ("都问完了。", None, "挺好的没事")])
     svc = CheckInService(app, dialog, escalate=escalations(calls))
     visit_id, _ = await svc.start(_visit(app))
     sounds = ["挺好的煤气事"]
@@ -275,12 +280,8 @@ async def test_a_no_that_sounds_like_the_topic_is_a_no_and_the_topic_is_not_aske
 
 async def test_a_denied_topic_said_plainly_later_still_escalates(app):
     calls = []
-    dialog = ScriptedDialog([
-        DialogReply(messages=["家里用水用电都正常吗？"], expects="safety_utilities",
-                    parse=ParseResult("挺好的没事", "answer_fine", 0.9)),
-        DialogReply(messages=["都问完了。"], ended=True, outcome="complete",
-                    parse=ParseResult("屋里有煤气味", "answer_fine", 0.9)),
-    ], opening_expects="safety_gas_heating")
+    dialog = _gas_first_dialog([("家里用水用电都正常吗？", "safety_utilities", "挺好的没事"),
+                                ("都问完了。", None, "屋里有煤气味")])
     svc = CheckInService(app, dialog, escalate=escalations(calls))
     visit_id, _ = await svc.start(_visit(app))
     await svc.hear(visit_id, "挺好的没事", alternatives=["挺好的煤气事"])

@@ -115,13 +115,18 @@ def test_a_relative_calling_about_an_urgent_matter_raises_the_elders_p1(app):
 
 
 # ---- memory between calls ------------------------------------------------------------------------------------
-def _concern(s, elder, *, text, reasons, dimension, days_ago=3, state="open"):
-    when = NOW - dt.timedelta(days=days_ago)
+def _phone_visit(s, elder, when, **status):
+    """The elder's next phone visit, started at ``when``."""
     seq = len(s.scalars(select(Visit.id).where(Visit.elder_id == elder.id)).all()) + 1
-    visit = Visit(elder_id=elder.id, seq=seq, method="phone", visit_date=when.date(), started_at=when,
-                  status="complete", risk="concern")
+    visit = Visit(elder_id=elder.id, seq=seq, method="phone", visit_date=when.date(), started_at=when, **status)
     s.add(visit)
     s.flush()
+    return visit
+
+
+def _concern(s, elder, *, text, reasons, dimension, days_ago=3, state="open"):
+    when = NOW - dt.timedelta(days=days_ago)
+    visit = _phone_visit(s, elder, when, status="complete", risk="concern")
     s.add(VisitTurn(visit_id=visit.id, seq=1, at=when, speaker="elder", text=text, risk="concern",
                     dimension=dimension, reasons=reasons))
     task = Task(elder_id=elder.id, kind="concern", priority=2, state=state, visit_id=visit.id, dimension=dimension,
@@ -163,11 +168,7 @@ def test_a_call_in_or_an_alert_call_asks_no_followups_and_starts_with_its_intent
 
 
 def _visit_now(s, elder):
-    seq = len(s.scalars(select(Visit.id).where(Visit.elder_id == elder.id)).all()) + 1
-    visit = Visit(elder_id=elder.id, seq=seq, method="phone", visit_date=NOW.date(), started_at=NOW, status="in_progress")
-    s.add(visit)
-    s.flush()
-    return visit
+    return _phone_visit(s, elder, NOW, status="in_progress")
 
 
 def test_a_resolved_money_concern_is_closed_and_a_health_one_flagged_for_its_visitor(app):

@@ -57,29 +57,30 @@ class TwilioSignature:
         return False
 
     async def check_request(self, request: Request) -> bool:
-        """For form-encoded webhooks (voice, status). Reads the form (Starlette caches it)."""
-        validator = self._validator
-        if validator is None:
-            return self._refuse(request, "no Twilio auth token configured (TANFANG_TWILIO_AUTH_TOKEN)")
-        signature = request.headers.get(HEADER)
-        if not signature:
-            return self._refuse(request, "no X-Twilio-Signature header")
-        form = await request.form()
-        url = self._url_for(request, websocket=False)
-        if not validator.validate(url, form, signature):
-            return self._refuse(request, f"signature does not match {url}")
-        return True
+        """For form-encoded webhooks (voice, status). Reads the form (Starlette caches it) only
+        once a signature is there to check."""
+        signed = self._signed(request)
+        return signed is not None and self._matches(request, *signed, await request.form(), websocket=False)
 
     def check_websocket(self, conn: HTTPConnection) -> bool:
         """For the media-stream upgrade: Twilio signs the ``wss://`` URL with no parameters."""
+        signed = self._signed(conn)
+        return signed is not None and self._matches(conn, *signed, {}, websocket=True)
+
+    def _signed(self, conn: HTTPConnection) -> tuple[RequestValidator, str] | None:
+        """The validator and the request's signature; None (refused, logged) when either is missing."""
         validator = self._validator
         if validator is None:
-            return self._refuse(conn, "no Twilio auth token configured (TANFANG_TWILIO_AUTH_TOKEN)")
+            return self._refuse(conn, "no Twilio auth token configured (TANFANG_TWILIO_AUTH_TOKEN)") or None
         signature = conn.headers.get(HEADER)
         if not signature:
-            return self._refuse(conn, "no X-Twilio-Signature header")
-        url = self._url_for(conn, websocket=True)
-        if not validator.validate(url, {}, signature):
+            return self._refuse(conn, "no X-Twilio-Signature header") or None
+        return validator, signature
+
+    def _matches(self, conn: HTTPConnection, validator: RequestValidator, signature: str, params, *,
+                 websocket: bool) -> bool:
+        url = self._url_for(conn, websocket=websocket)
+        if not validator.validate(url, params, signature):
             return self._refuse(conn, f"signature does not match {url}")
         return True
 

@@ -682,23 +682,22 @@ class SipLine:
             self._end(call, by_us=True)
 
     # -- diagnostics ----------------------------------------------------------------------------
-    async def local_rtp_address(self, call_id: str) -> str | None:
-        """``host:port`` of a live call's local RTP socket (tests and diagnostics)."""
+    async def _media_info(self, call_id: str, read) -> str | None:
+        """``read(call, media_index)`` on the PJSIP thread, for a live call with media; else None."""
         def find() -> str | None:
             call = self._calls.get(call_id)
             if call is None or call.media_index is None:
                 return None
-            return call.getMedTransportInfo(call.media_index).localRtpName
+            return read(call, call.media_index)
         return await self._thread.run(find)
+
+    async def local_rtp_address(self, call_id: str) -> str | None:
+        """``host:port`` of a live call's local RTP socket (tests and diagnostics)."""
+        return await self._media_info(call_id, lambda call, i: call.getMedTransportInfo(i).localRtpName)
 
     @property
     def local_sip_address(self) -> str:
         return self._thread.local_address
 
     async def codec(self, call_id: str) -> str | None:
-        def find() -> str | None:
-            call = self._calls.get(call_id)
-            if call is None or call.media_index is None:
-                return None
-            return call.getStreamInfo(call.media_index).codecName
-        return await self._thread.run(find)
+        return await self._media_info(call_id, lambda call, i: call.getStreamInfo(i).codecName)
