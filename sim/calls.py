@@ -88,6 +88,18 @@ def pair_answers(steps: list[Step], heard: list[str]):
         j += 1
 
 
+@dataclass
+class SimulatedCall:
+    """A simulated call once it is over, on any line: the attempt (for a call-in, the InboundCall)
+    it was, the line, what the line saw of it (``call_report``'s ``call``) and the line's own log of
+    the call (Twilio: ``CallLog``; SIP: ``SipCallFacts``), for a closer look in tests."""
+
+    attempt_id: int
+    line: str
+    facts: dict[str, Any]
+    call: Any = None
+
+
 def line_facts(*, prompts: list[float], said_seconds: float, wall_seconds: float, closed_by: str | None,
                error: str | None) -> dict[str, Any]:
     """What a simulated line saw of a call, the same keys on every line (``call_report``'s

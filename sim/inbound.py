@@ -21,8 +21,8 @@ from sqlalchemy import or_, select
 
 from core.privacy import mask_phone
 from data.models import InboundCall, OutboxMessage, Task
-from sim.calls import Step, _notification, call_report
-from sim.sip_call import PROMPT_TIMEOUT_S, ScriptedHandset, SipCallFacts, SipSimulation
+from sim.calls import SimulatedCall, Step, _notification, call_report
+from sim.sip_call import PROMPT_TIMEOUT_S, ScriptedHandset, SipCallFacts, sip_result
 
 SETTLE_TIMEOUT_S = 60.0
 
@@ -42,7 +42,7 @@ async def settled_call_in(app, pipeline, line: str, call_id: str, timeout: float
 
 
 async def simulate_sip_inbound(app, pipeline, caller_user: str, script: list[Step], synthesizer, trunk,
-                               workdir: Path, *, timeout: float = 900) -> SipSimulation:
+                               workdir: Path, *, timeout: float = 900) -> SimulatedCall:
     """A handset registered as ``caller_user`` (the number as dialed: 13800001111) calls the
     service's number through the trunk and follows ``script`` after each prompt."""
     from sim.sip_handset import SipHandset
@@ -77,7 +77,7 @@ async def simulate_sip_inbound(app, pipeline, caller_user: str, script: list[Ste
     finally:
         facts.wall_seconds = time.monotonic() - started
         await asyncio.to_thread(handset.stop)
-    return SipSimulation(inbound_id, facts)  # attempt_id: the InboundCall's id (call_report's name)
+    return sip_result(inbound_id, facts)  # attempt_id: the InboundCall's id (call_report's name)
 
 
 def _task_ids(s, row: InboundCall) -> list[int]:

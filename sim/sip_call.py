@@ -16,14 +16,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import SecretStr
 
 from core.ports import Synthesizer
 from data import call_status
 from data.models import CallAttempt
-from sim.calls import Step, line_facts
+from sim.calls import SimulatedCall, Step, line_facts
 from sim.sip_handset import SipHandset
 from sim.sip_trunk import LocalTrunk, free_port  # noqa: F401 — free_port: the demo picks the trunk's port
 
@@ -47,18 +46,12 @@ class SipCallFacts:
     registrar: str = ""
 
 
-@dataclass
-class SipSimulation:
-    attempt_id: int
-    facts_: SipCallFacts
-    line: str = "sip"
-
-    @property
-    def facts(self) -> dict[str, Any]:
-        f = self.facts_
-        return {"registrar": f.registrar, "codec": f.codec,
-                **line_facts(prompts=f.prompts, said_seconds=f.said_seconds, wall_seconds=f.wall_seconds,
-                             closed_by=f.closed_by, error=f.error)}
+def sip_result(attempt_id: int, f: SipCallFacts) -> SimulatedCall:
+    """The SIP call as every simulated line reports it, with what only SIP has (registrar, codec)."""
+    return SimulatedCall(attempt_id, "sip", {
+        "registrar": f.registrar, "codec": f.codec,
+        **line_facts(prompts=f.prompts, said_seconds=f.said_seconds, wall_seconds=f.wall_seconds,
+                     closed_by=f.closed_by, error=f.error)}, call=f)
 
 
 DOMAIN = "tanfang.test"
@@ -152,7 +145,7 @@ async def _wait_over(pipeline, attempt_id: int, timeout: float) -> None:
 
 async def simulate_sip_check_in(app, pipeline, elder_id: int, phone: str, script: list[Step],
                                 synthesizer: Synthesizer, trunk: LocalTrunk, workdir: Path, *,
-                                answer: str = "human", timeout: float = 900) -> SipSimulation:
+                                answer: str = "human", timeout: float = 900) -> SimulatedCall:
     """Ring ``elder_id`` through the pipeline's started SIP line and the trunk, to a handset
     registered as the elder's number, which follows ``script``."""
     if answer not in HANDSET_MODES:
@@ -179,4 +172,4 @@ async def simulate_sip_check_in(app, pipeline, elder_id: int, phone: str, script
     finally:
         facts.wall_seconds = time.monotonic() - started
         await asyncio.to_thread(handset.stop)
-    return SipSimulation(attempt_id, facts)
+    return sip_result(attempt_id, facts)

@@ -42,7 +42,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from core.ports import Synthesizer
-from sim.calls import Step, line_facts
+from sim.calls import SimulatedCall, Step, line_facts
 from sim.net import local_server
 from tanfang.web import build_web_app
 from tanfang.wiring import build_placer
@@ -359,20 +359,13 @@ def _stream_of(xml: str) -> tuple[str, dict[str, str]] | None:
 
 
 # -- one whole simulated check-in ---------------------------------------------------------------------
-@dataclass
-class SimulationResult:
-    attempt_id: int
-    call: CallLog
-    line: str = "twilio"
-
-    @property
-    def facts(self) -> dict[str, Any]:
-        """What the simulated Twilio network saw of the call (``call_report``'s ``call``)."""
-        call = self.call
-        return {"status_callbacks": [list(p) for p in call.status_posts], "voice_webhook": call.voice_status,
-                **line_facts(prompts=[p.seconds for p in call.prompts], said_seconds=call.audio_seconds_sent,
-                             wall_seconds=call.wall_seconds, closed_by=call.closed_by, error=call.error),
-                "prompts_cleared": call.cleared}
+def twilio_result(attempt_id: int, call: CallLog) -> SimulatedCall:
+    """The Twilio call as every simulated line reports it, with what the simulated network saw."""
+    return SimulatedCall(attempt_id, "twilio", {
+        "status_callbacks": [list(p) for p in call.status_posts], "voice_webhook": call.voice_status,
+        **line_facts(prompts=[p.seconds for p in call.prompts], said_seconds=call.audio_seconds_sent,
+                     wall_seconds=call.wall_seconds, closed_by=call.closed_by, error=call.error),
+        "prompts_cleared": call.cleared}, call=call)
 
 
 def simulated_credentials(settings) -> None:
@@ -387,7 +380,7 @@ def simulated_credentials(settings) -> None:
 
 
 async def simulate_check_in(app, phone, elder_id: int, script: list[Step], synthesizer: Synthesizer, *,
-                            answer: str = "human", listener=None, timeout: float = 900) -> SimulationResult:
+                            answer: str = "human", listener=None, timeout: float = 900) -> SimulatedCall:
     """Ring ``elder_id`` through the real web app and the real twilio client, against this peer.
 
     Sets a fresh account SID and auth token for the run when none is configured, and points
@@ -407,11 +400,11 @@ async def simulate_check_in(app, phone, elder_id: int, script: list[Step], synth
         call = await peer.wait(sid, timeout)
         # the status callback "completed" was posted before done; give the app a moment to settle
         await asyncio.sleep(0.05)
-    return SimulationResult(attempt_id=attempt_id, call=call)
+    return twilio_result(attempt_id, call)
 
 
 async def simulate_inbound(app, phone, caller: str, script: list[Step], synthesizer: Synthesizer, *,
-                           listener=None, timeout: float = 900) -> SimulationResult:
+                           listener=None, timeout: float = 900) -> SimulatedCall:
     """``caller`` dials the service number through the simulated Twilio network: the real voice
     webhook, signatures, Media Stream and call-in session (``voice/inbound.py``). The result's
     ``attempt_id`` is the ``InboundCall``'s id."""
@@ -427,7 +420,7 @@ async def simulate_inbound(app, phone, caller: str, script: list[Step], synthesi
         from sim.inbound import settled_call_in
 
         inbound_id = await settled_call_in(app, phone, "twilio", call.sid)
-    return SimulationResult(attempt_id=inbound_id, call=call)
+    return twilio_result(inbound_id, call)
 
 
 class _StreamPeer:

@@ -194,7 +194,7 @@ def handed_over_again(reason: str) -> str:
 
 
 def callback_detail(elder: Elder) -> str:
-    return f"老人电话：{elder_phone(elder)}；地址：{full_address(elder)}；{contact_line(elder)}"
+    return f"老人电话：{elder_phone(elder)}；{in_person_detail(elder)}"
 
 
 def callback_to_visitor(settings, elder: Elder, task: Task, said: str) -> str:
