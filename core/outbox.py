@@ -25,7 +25,9 @@ dispatcher counts what this channel sent to the same recipient in the longest wi
 ``sent`` rows, each with the number of provider messages it took, ``payload["parts"]``) and, when
 it does not fit (:func:`core.pacing.wait_until`), puts it back with ``next_attempt_at`` = the time it
 fits, without using up an attempt; later messages to that recipient in the same pass wait as long,
-so they keep their order. Nothing is dropped and nothing fails for being paced. The count is in the
+so they keep their order. Nothing is dropped and nothing fails for being paced. An urgent message
+does not wait behind the pace: it also goes on the person's next route (SMS) at once, like one that
+failed, and the held chat message follows when it fits. The count is in the
 database, so it holds across passes and restarts; it assumes one process delivers a paced channel
 (the scheduler's, ``tanfang serve``) — two at once could each send a full window.
 
@@ -109,8 +111,9 @@ def delivered_by(session: Session, msg: OutboxMessage) -> OutboxMessage | None:
 
 
 def fall_back(session: Session, settings, row: OutboxMessage, now: dt.datetime) -> OutboxMessage | None:
-    """An urgent message failed for good on ``row.channel``: the same message on the person's next
-    route (SMS), in the caller's transaction. None when it is not urgent or nothing is left."""
+    """An urgent message failed for good on ``row.channel``, or its channel's pace holds it back: the
+    same message on the person's next route (SMS), in the caller's transaction. None when it is not
+    urgent, has fallen back already, or nothing is left."""
     payload = row.payload or {}
     ref = payload.get("person") or {}
     model = PERSON_MODELS.get(ref.get("kind"))
@@ -128,8 +131,8 @@ def fall_back(session: Session, settings, row: OutboxMessage, now: dt.datetime) 
                   template=row.template, now=now)
     if new is not None:
         row.payload = {**payload, "fallback_id": new.id}
-        log.warning("outbox message %s (%s) failed for good: falling back to %s as message %s", row.id, row.channel,
-                    route.channel, new.id)
+        log.warning("outbox message %s (%s) cannot go now (%s): falling back to %s as message %s", row.id,
+                    row.channel, row.last_error, route.channel, new.id)
     return new
 
 
@@ -225,13 +228,18 @@ class OutboxDispatcher:
             s.expunge(msg)
             return msg
 
-    def _defer(self, msg: OutboxMessage, until: dt.datetime) -> None:
-        """Put a claimed message back until ``until``: paced, not failed (the attempt is given back)."""
+    def _defer(self, msg: OutboxMessage, until: dt.datetime, now: dt.datetime) -> None:
+        """Put a claimed message back until ``until``: paced, not failed (the attempt is given back).
+        An urgent one does not wait for the pace: the same message goes on the person's next route
+        (SMS) now, and the chat message, which carries the task's buttons, follows when it fits."""
         with self.db.session() as s:
             row = s.get(OutboxMessage, msg.id)
             row.attempts = max(row.attempts - 1, 0)
             row.next_attempt_at = until
             row.last_error = f"按收件人频率限制，{until:%H:%M:%S} (UTC) 后发送 (paced per recipient)"
+            if fall_back(s, self.settings, row, now) is not None:
+                self.fallbacks += 1
+                row.last_error += "；紧急消息已先改发短信 (urgent: sent on the next route meanwhile)"
         self.paced += 1
 
     def _finish(self, msg: OutboxMessage, *, sent: bool, now: dt.datetime, error: str | None = None,
@@ -268,7 +276,8 @@ class OutboxDispatcher:
             delivered += await self._deliver_batch(now)
         return delivered
 
-    async def _paced_cost(self, pacer: _Pacer, channel: MessageChannel, msg: OutboxMessage) -> int | None:
+    async def _paced_cost(self, pacer: _Pacer, channel: MessageChannel, msg: OutboxMessage,
+                          now: dt.datetime) -> int | None:
         """How many provider messages ``msg`` takes (1 on an unpaced channel); None when it was
         held back by the channel's per-recipient pace (see the module doc)."""
         windows = list(getattr(channel, "pace", ()) or ())
@@ -278,7 +287,7 @@ class OutboxDispatcher:
         until = await asyncio.to_thread(pacer.until, msg.channel, windows, msg.recipient, cost)
         if until is None:
             return cost
-        await asyncio.to_thread(self._defer, msg, until)
+        await asyncio.to_thread(self._defer, msg, until, now)
         return None
 
     async def _deliver_batch(self, now: dt.datetime) -> int:
@@ -288,7 +297,7 @@ class OutboxDispatcher:
             if msg is None:
                 continue  # another dispatcher has it
             channel = self.channels[msg.channel]
-            cost = await self._paced_cost(pacer, channel, msg)
+            cost = await self._paced_cost(pacer, channel, msg, now)
             if cost is None:
                 continue  # it waits for its recipient's window
             try:

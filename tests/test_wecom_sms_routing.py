@@ -17,7 +17,7 @@ from bot.wecom_callback import wecom_routes
 from core import plan, routing
 from core.channels import RecordingChannel
 from core.escalation import escalate_grade, escalate_overdue, escalate_undelivered, record_call_outcome
-from core.outbox import OutboxDispatcher, delivered_by
+from core.outbox import OutboxDispatcher, delivered_by, enqueue
 from core.ports import Grade
 from core.tasks import create_task
 from data.models import CallAttempt, Elder, EmergencyContact, FamilyMember, OutboxMessage, Task
@@ -141,6 +141,41 @@ async def test_sms_fallback_when_the_wecom_card_fails_for_good_and_the_record_sh
     [text] = mainland.texts_to("13837800101")
     assert text.text == f"【探访关爱】您有一个P1 紧急任务#{task_id}：王秀英，老人说：俺今儿早上摔了一跤，起不来了。请打开企业微信或Telegram处理。"
     assert [m.to for m in mainland.wecom.inbox] == ["YangLei"]
+
+
+async def test_an_urgent_card_held_by_the_wecom_pace_goes_by_sms_at_once_and_the_card_follows(db, settings):
+    """WeCom takes 30 messages a minute per member (here 1): a routine message filled 马丽's minute, so
+    her P1 card would wait. An emergency does not wait: it goes by template SMS in the same pass, and
+    the card with its buttons follows when the minute is over."""
+    mainland = MainlandStandIns.configure(settings)
+    settings.wecom.per_member_per_minute = 1
+    with db.session() as s:
+        ids = _people(s)
+        enqueue(s, channel="wecom", recipient="MaLi", body="例行提醒", dedupe_key="routine", now=NOW)
+        task_id = _fall(s, settings, ids)
+    mainland.wecom.users = {"MaLi", "YangLei"}
+    async with mainland.serve():
+        first = await OutboxDispatcher(db, settings, build_channels_for(settings, db)).deliver_due(NOW)
+        with db.session() as s:
+            card = s.scalars(select(OutboxMessage).where(
+                OutboxMessage.dedupe_key == f"urgent:task{task_id}:visitor{ids['grid']}")).one()
+            assert (card.state, card.attempts, card.next_attempt_at) == ("pending", 0, NOW + dt.timedelta(minutes=1))
+            assert "频率限制" in card.last_error and "短信" in card.last_error
+            assert delivered_by(s, card).channel == "sms"  # delivered now, by SMS
+            assert escalate_undelivered(s, settings, now=NOW + dt.timedelta(seconds=30)) == []
+        [text] = mainland.texts_to("13837800101")
+        assert f"P1 紧急任务#{task_id}" in text.text
+        assert [m.text for m in mainland.wecom.to("MaLi")] == ["例行提醒"]
+        later = await OutboxDispatcher(db, settings, build_channels_for(settings, db)).deliver_due(
+            NOW + dt.timedelta(minutes=1))
+    assert (first, later) == (4, 1)  # routine + contact's SMS + contact's WeCom + the card as SMS; then the card
+    [_, card_msg] = mainland.wecom.to("MaLi")
+    assert card_msg.msgtype == "template_card" and card_msg.card is not None and str(task_id) in card_msg.text
+    assert mainland.wecom.dropped == []
+    with db.session() as s:
+        card = s.scalars(select(OutboxMessage).where(
+            OutboxMessage.dedupe_key == f"urgent:task{task_id}:visitor{ids['grid']}")).one()
+        assert (card.state, delivered_by(s, card).channel) == ("sent", "wecom")
 
 
 async def test_sms_fallback_after_the_attempts_are_used_up_and_a_p1_failing_everywhere_is_escalated(db, settings):
