@@ -321,6 +321,11 @@ class CheckInService:
             s.flush()
             return turn.id
 
+    async def said(self, visit_id: int, messages: list[str]) -> None:
+        """Keep on the visit's record what the service said outside the dialog (a call-in's answer
+        to key 1): the record holds the whole conversation."""
+        await asyncio.to_thread(self._record_bot, visit_id, messages)
+
     def _record_bot(self, visit_id: int, messages: list[str]) -> None:
         if not messages:
             return

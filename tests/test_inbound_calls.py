@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from core.ports import DialogReply
-from data.models import CallAttempt, InboundCall, OutboxMessage, Task
+from data.models import CallAttempt, InboundCall, OutboxMessage, Task, VisitTurn
 from sim.calls import parse_script
 from sim.dialog import ScriptedDialog
 from sim.inbound import inbound_report
@@ -19,6 +19,7 @@ from sim.twilio_peer import simulate_inbound
 from tanfang.wiring import build_phone
 from tests.helpers import make_elder, make_visitor
 from tests.phone_support import no_grade, recognizer, stream_parameters, synthesizer
+from voice.inbound import HELP_REPLY
 from voice.signature import check_stream_token
 
 pytestmark = pytest.mark.speech
@@ -63,6 +64,9 @@ async def test_an_elder_calls_in_presses_1_and_gets_a_p1_at_once(sqlite_app, spe
         attempt = s.get(CallAttempt, report["attempt_id"])
         assert (attempt.direction, attempt.status, attempt.provider_sid) == ("inbound", "completed", result.call.sid)
         assert s.get(Task, p1["task_id"]).elder_id == elder_id
+        said = [t.text for t in s.scalars(select(VisitTurn).where(VisitTurn.visit_id == attempt.visit_id,
+                                                                  VisitTurn.speaker == "bot").order_by(VisitTurn.seq))]
+        assert HELP_REPLY in said  # the answer to key 1 is on the record with the rest of the call
     assert any("摔" in t["heard"] for t in report["turns"]), report["turns"]  # the conversation went on after 1
 
 

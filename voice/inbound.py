@@ -147,6 +147,8 @@ class ElderCall(_CallIn, CallSession):
     async def _helped(self) -> None:
         await self.line.clear()
         self.expects = None
+        if self.visit_id is not None:
+            await self.pipeline.checkin.said(self.visit_id, [HELP_REPLY])
         await self._speak([HELP_REPLY], remember=True)
 
 
