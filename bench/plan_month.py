@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 GOAL_ELDERS, GOAL_S = 1_000_000, 60.0
 MONTH_START = dt.date(2026, 12, 1)
-COLUMNS = ("id", "id_number", "id_number_hash", "name", "sex", "phone", "phone_hash", "county", "township", "village", "lives_at_registration",
-           "is_disabled", "living_alone", "empty_nest", "left_behind", "disabled_care", "severely_disabled",
-           "family_planning", "consent_visit", "consent_share_family", "preferred_channel", "preferred_call_start",
-           "preferred_call_end", "paused_until", "created_at", "updated_at")
+COLUMNS = ("id", "id_number", "id_number_hash", "name", "sex", "phone", "phone_hash", "county", "township", "village",
+           "lives_at_registration", "is_disabled", "living_alone", "empty_nest", "left_behind", "disabled_care",
+           "severely_disabled", "family_planning", "consent_visit", "consent_share_family", "preferred_channel",
+           "preferred_call_start", "preferred_call_end", "paused_until", "created_at", "updated_at")
 
 
 def _rss_mb() -> float:
@@ -42,21 +42,21 @@ def _rss_mb() -> float:
 
 def _elder_rows(n: int, keys, seed: int = 1):
     """The elders as the service stores them: ID and phone numbers sealed, with their keyed hashes."""
-    from data.sealed import NORMALISE
+    from data.sealed import keyed_hash
 
     rnd = random.Random(seed)
     now = dt.datetime(2026, 11, 20, 8, 0)
 
     def sealed(value: str, purpose: str) -> tuple[str, str]:
-        return keys.encrypt(value, purpose), keys.hash(NORMALISE[purpose](value), purpose)
+        return keys.encrypt(value, purpose), keyed_hash(keys, value, purpose)
 
     for i in range(1, n + 1):
         flags = [rnd.random() < p for p in (0.5, 0.4, 0.2, 0.1, 0.1, 0.05)]
         own_window = rnd.random() < 0.1
         channel = "in_person" if rnd.random() < 0.02 else "phone"
         yield (i, *sealed(f"41{i:016d}", "id"), f"老人{i}", "MF"[i % 2], *sealed(f"+86138{i:08d}", "phone"),
-               f"县{i % 100}", f"乡{i % 1000}",
-               f"村{i % 10000}", True, False, *flags, rnd.random() > 0.01, False, channel,
+               f"县{i % 100}", f"乡{i % 1000}", f"村{i % 10000}", True, False, *flags, rnd.random() > 0.01, False,
+               channel,
                "15:00" if own_window else None, "17:00" if own_window else None,
                MONTH_START + dt.timedelta(days=3) if rnd.random() < 0.01 else None, now, now)
 

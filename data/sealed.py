@@ -137,6 +137,11 @@ class HashValue(str):
     """A hash read back from the database: bound as it is, never hashed again."""
 
 
+def keyed_hash(keys: DataKeys, plain: str, purpose: str) -> str:
+    """The look-up hash of a plain value: HMAC of its normalised form (what ``KeyedHash`` stores)."""
+    return keys.hash(NORMALISE[purpose](plain), purpose)
+
+
 class KeyedHash(TypeDecorator):
     """HMAC-SHA256 of the normalised plain value under the database's hash key (hex)."""
 
@@ -150,7 +155,7 @@ class KeyedHash(TypeDecorator):
     def process_bind_param(self, value: Any, dialect) -> str | None:
         if value is None or isinstance(value, HashValue):
             return value
-        return keys_of(dialect).hash(NORMALISE[self.purpose](str(value)), self.purpose)
+        return keyed_hash(keys_of(dialect), str(value), self.purpose)
 
     def process_result_value(self, value: str | None, dialect) -> str | None:
         return None if value is None else HashValue(value)
@@ -218,7 +223,7 @@ def reseal_table(conn, name: str, columns: list[tuple[str, str, str | None]], ke
             plain = None if stored[col] is None else read(stored[col], purpose)
             out[col] = None if plain is None else keys.encrypt(plain, purpose)
             if hashed:
-                out[hashed] = None if plain is None else keys.hash(NORMALISE[purpose](plain), purpose)
+                out[hashed] = None if plain is None else keyed_hash(keys, plain, purpose)
             counts["values"] += plain is not None
         return out
 

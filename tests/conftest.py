@@ -52,6 +52,15 @@ def _pg_schema_url():
     return url, drop
 
 
+def require_postgres() -> str:
+    """The test PostgreSQL's URL; without one the test fails under CI and is skipped elsewhere."""
+    if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("TANFANG_TEST_POSTGRES_URL is not set under CI: PostgreSQL tests must run")
+        pytest.skip("PostgreSQL not configured (run scripts/postgres.sh, set TANFANG_TEST_POSTGRES_URL)")
+    return PG_URL
+
+
 def _backend_params():
     return [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
 
@@ -61,10 +70,7 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         yield _sqlite_url(tmp_path)
         return
-    if not PG_URL:
-        if os.environ.get("CI"):
-            pytest.fail("TANFANG_TEST_POSTGRES_URL is not set under CI: PostgreSQL tests must run")
-        pytest.skip("PostgreSQL not configured (run scripts/postgres.sh, set TANFANG_TEST_POSTGRES_URL)")
+    require_postgres()
     url, drop = _pg_schema_url()
     yield url
     drop()

@@ -250,9 +250,8 @@ def _gas_first_dialog(turns) -> ScriptedDialog:
     """Opens on the gas question; each turn (next question, what it expects, what the NLU read),
     the last (expects None) ending the check-in."""
     return ScriptedDialog([
-        DialogReply(messages=[msg], expects=expects, parse=ParseResult(read, "answer_fine", 0.9))
-        if expects else DialogReply(messages=[msg], ended=True, outcome="complete",
-                                    parse=ParseResult(read, "answer_fine", 0.9))
+        DialogReply(messages=[msg], expects=expects, ended=expects is None, outcome=None if expects else "complete",
+                    parse=ParseResult(read, "answer_fine", 0.9))
         for msg, expects, read in turns], opening_expects="safety_gas_heating")
 
 

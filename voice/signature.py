@@ -69,13 +69,14 @@ class TwilioSignature:
 
     def _signed(self, conn: HTTPConnection) -> tuple[RequestValidator, str] | None:
         """The validator and the request's signature; None (refused, logged) when either is missing."""
-        validator = self._validator
+        validator, signature = self._validator, conn.headers.get(HEADER)
         if validator is None:
-            return self._refuse(conn, "no Twilio auth token configured (TANFANG_TWILIO_AUTH_TOKEN)") or None
-        signature = conn.headers.get(HEADER)
-        if not signature:
-            return self._refuse(conn, "no X-Twilio-Signature header") or None
-        return validator, signature
+            self._refuse(conn, "no Twilio auth token configured (TANFANG_TWILIO_AUTH_TOKEN)")
+        elif not signature:
+            self._refuse(conn, "no X-Twilio-Signature header")
+        else:
+            return validator, signature
+        return None
 
     def _matches(self, conn: HTTPConnection, validator: RequestValidator, signature: str, params, *,
                  websocket: bool) -> bool:
