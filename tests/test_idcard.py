@@ -20,10 +20,10 @@ def test_wrong_checksum_names_expected_digit():
 
 
 @pytest.mark.parametrize("value,reason", [
-    ("", "不能为空"),
-    ("4102251950010112", "应为18位（实为16位）"),
-    ("41022519500101A123", "格式错误（前17位应为数字，末位为数字或X）"),
-    ("410225195002300014", "出生日期无效（19500230）"),
+    pytest.param("", "不能为空", id="empty"),
+    pytest.param("4102251950010112", "应为18位（实为16位）", id="too-short"),
+    pytest.param("41022519500101A123", "格式错误（前17位应为数字，末位为数字或X）", id="letter-inside"),
+    pytest.param("410225195002300014", "出生日期无效（19500230）", id="no-feb-30"),
 ])
 def test_bad_ids(value, reason):
     assert idcard.check_id(value) == reason

@@ -126,12 +126,15 @@ def test_tasks_cli_prints_local_times_and_words(urgent, tmp_path):
     assert "创建 新建→待处理" in shown.output and "系统" in shown.output
 
 
-@pytest.mark.parametrize("raw, shown", [
-    ("规则:摔倒", "摔倒"),
-    ("意图:urgent_gas_leak(0.91)", "燃气泄漏"),
-    ("意图:report_lonely(0.55)", "孤独"),
-    ("回答:mobility=worse", "行动及反应：较差"),
-])
+REASONS_IN_WORDS = {  # a reason as the record keeps it -> as a person reads it
+    "规则:摔倒": "摔倒",
+    "意图:urgent_gas_leak(0.91)": "燃气泄漏",
+    "意图:report_lonely(0.55)": "孤独",
+    "回答:mobility=worse": "行动及反应：较差",
+}
+
+
+@pytest.mark.parametrize("raw, shown", REASONS_IN_WORDS.items())
 def test_reasons_in_words(raw, shown):
     assert labels.reason(raw) == shown
 

@@ -25,7 +25,7 @@ from data.models import CallAttempt
 from scheduler import jobs
 from scheduler.leader import LeaderLock, lead_while_elected
 from scheduler.queue import DialQueue, DialWorker, WorkerThread, celery_app, redis_client, reserve_slot, set_worker
-from tests.conftest import PG_URL
+from tests.conftest import require_postgres
 from tests.helpers import make_elder
 
 pytest_plugins = ["tests.topology_fixtures"]
@@ -34,17 +34,9 @@ DAY = dt.date(2026, 11, 3)
 KEY = 990_001
 
 
-def _pg():
-    if not PG_URL:
-        if os.environ.get("CI"):
-            pytest.fail("TANFANG_TEST_POSTGRES_URL is not set under CI")
-        pytest.skip("PostgreSQL not configured (scripts/postgres.sh)")
-    return PG_URL
-
-
 # ---- leader election -------------------------------------------------------------------------
 def test_one_leader_at_a_time_and_release_hands_over():
-    url = _pg()
+    url = require_postgres()
     a, b = LeaderLock(url, KEY), LeaderLock(url, KEY)
     try:
         assert a.try_acquire() is True
@@ -61,7 +53,7 @@ def test_one_leader_at_a_time_and_release_hands_over():
 def test_a_killed_leader_is_replaced_within_the_retry_period():
     """The leader is another process holding the lock on its own connection; kill -9 it and the
     standby (retrying every 0.5 s here, 5 s in production) leads within seconds."""
-    url = _pg()
+    url = require_postgres()
     code = textwrap.dedent(f"""
         import sys, time
         from scheduler.leader import LeaderLock
