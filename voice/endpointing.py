@@ -6,7 +6,7 @@ utterance after ``silence_s`` seconds of continuous silence (``voice.end_of_utte
 utterance that runs longer than ``max_s`` and reports ``no_speech`` when nobody says anything
 for ``no_speech_s`` seconds after the question.
 
-Speech is a frame whose RMS level is above ``max(threshold_dbfs, noise_floor + margin_db)``;
+Speech is a frame whose RMS level is above ``max(floor_dbfs, noise_floor + margin_db)``;
 the noise floor is tracked from the quiet frames before speech. Speech starts after
 ``min_speech_s`` of voiced frames, so a click or a cough-short burst does not open an utterance.
 Pure: feed frames, read the events; no clock, no I/O.
@@ -14,7 +14,7 @@ Pure: feed frames, read the events; no clock, no I/O.
 Two more pieces for the call (issue #16 items 6 and 7), pure as well:
 
 * ``BargeIn`` — while a prompt plays, is the elder talking over it? A frame is the elder's voice
-  when it is above the line's noise floor by ``margin_db``, above ``min_dbfs``, and above the
+  when it is above the line's noise floor by ``margin_db``, above ``floor_dbfs``, and above the
   prompt's own level less ``echo_loss_db`` (a handset may leak the prompt back: its echo is at
   least that much quieter than the prompt); ``min_speech_s`` of such frames (short dips of
   ``gap_s`` allowed) is a barge-in, and ``push`` returns its onset. Without a floor from the
@@ -50,14 +50,31 @@ def frame_dbfs(pcm16: bytes) -> float:
 
 
 @dataclass
-class EndpointConfig:
+class SpeechGate:
+    """Which frames are speech, for both detectors: a frame's level must be over ``floor_dbfs``
+    and ``margin_db`` over the line's noise floor (when one is known); ``min_speech_s`` of such
+    frames is speech rather than a click or a cough."""
+
     sample_rate: int = 8000
+    floor_dbfs: float = -42.0
+    margin_db: float = 12.0
+    min_speech_s: float = 0.1
+
+    def level_needed(self, noise_floor: float | None) -> float:
+        if noise_floor is None:
+            return self.floor_dbfs
+        return max(self.floor_dbfs, noise_floor + self.margin_db)
+
+
+@dataclass
+class EndpointConfig(SpeechGate):
+    """When an answer has ended: ``silence_s`` of quiet after speech, or at ``max_s``; with no
+    speech at all, after ``no_speech_s``. ``silence_s`` is changed during a call by
+    ``AdaptiveSilence`` (slow speakers get longer)."""
+
     silence_s: float = 1.2
     max_s: float = 30.0
     no_speech_s: float = 8.0
-    min_speech_s: float = 0.1
-    threshold_dbfs: float = -42.0
-    margin_db: float = 12.0
 
     @classmethod
     def from_settings(cls, voice, sample_rate: int | None = None) -> "EndpointConfig":
@@ -65,7 +82,20 @@ class EndpointConfig:
                    max_s=voice.max_utterance_seconds, no_speech_s=voice.no_speech_timeout)
 
 
-class Endpointer:
+class _FrameDetector:
+    """What both detectors do with each frame: advance their clock and measure the frame."""
+
+    config: SpeechGate
+    elapsed: float
+
+    def _step(self, pcm16: bytes) -> tuple[float, float, float]:
+        """(when the frame starts, how long it is, its level in dBFS); the clock moves past it."""
+        start, dur = self.elapsed, len(pcm16) / 2 / self.config.sample_rate
+        self.elapsed += dur
+        return start, dur, frame_dbfs(pcm16)
+
+
+class Endpointer(_FrameDetector):
     """Feed consecutive PCM16 frames with ``push``; it returns an event or None per frame.
 
     After END / MAX_LENGTH / NO_SPEECH the detector is finished (``done``); call ``reset`` before
@@ -100,10 +130,7 @@ class Endpointer:
         return self.last_voiced - self.speech_start
 
     def threshold(self) -> float:
-        c = self.config
-        if self.noise_floor is None:
-            return c.threshold_dbfs
-        return max(c.threshold_dbfs, self.noise_floor + c.margin_db)
+        return self.config.level_needed(self.noise_floor)
 
     def is_voiced(self, pcm16: bytes) -> bool:
         return frame_dbfs(pcm16) > self.threshold()
@@ -112,10 +139,7 @@ class Endpointer:
         if self.done:
             return None
         c = self.config
-        dur = len(pcm16) / 2 / c.sample_rate
-        start_of_frame = self.elapsed
-        self.elapsed += dur
-        level = frame_dbfs(pcm16)
+        start_of_frame, dur, level = self._step(pcm16)
         voiced = level > self.threshold()
         if not self.in_speech:
             if voiced:
@@ -163,12 +187,15 @@ class Endpointer:
 
 
 @dataclass
-class BargeInConfig:
-    sample_rate: int = 8000
+class BargeInConfig(SpeechGate):
+    """When the elder is talking over a prompt: the gate is stricter than the endpointer's, pauses
+    up to ``gap_s`` are bridged, and the prompt's own echo is discounted, taken as ``echo_loss_db``
+    below what is played."""
+
+    floor_dbfs: float = -38.0
+    margin_db: float = 15.0
     min_speech_s: float = 0.24
     gap_s: float = 0.06
-    margin_db: float = 15.0
-    min_dbfs: float = -38.0
     echo_loss_db: float = 20.0
     warmup_s: float = 0.3  # with no noise floor known, the first frames only teach it
 
@@ -177,7 +204,7 @@ class BargeInConfig:
         return cls(sample_rate=sample_rate, min_speech_s=voice.barge_in_seconds)
 
 
-class BargeIn:
+class BargeIn(_FrameDetector):
     """Feed the far end's frames while a prompt plays; ``push`` returns the onset (seconds since
     ``reset``) once the elder is talking over it, else None. ``prompt_dbfs`` is the level of what
     is being played (its echo is discounted); ``noise_floor`` may start from the endpointer's."""
@@ -198,9 +225,7 @@ class BargeIn:
 
     def threshold(self) -> float:
         c = self.config
-        t = c.min_dbfs
-        if self.noise_floor is not None:
-            t = max(t, self.noise_floor + c.margin_db)
+        t = c.level_needed(self.noise_floor)
         if self.prompt_dbfs is not None:
             t = max(t, self.prompt_dbfs - c.echo_loss_db)
         return t
@@ -209,10 +234,7 @@ class BargeIn:
         if self.detected is not None:
             return None
         c = self.config
-        dur = len(pcm16) / 2 / c.sample_rate
-        start = self.elapsed
-        self.elapsed += dur
-        level = frame_dbfs(pcm16)
+        start, dur, level = self._step(pcm16)
         if self._learning:  # no floor known yet (the call's first prompt): learn it first
             self.noise_floor = level if self.noise_floor is None else min(self.noise_floor, level)
             self._learning = self.elapsed + 1e-9 < c.warmup_s
