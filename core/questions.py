@@ -1,4 +1,5 @@
-"""The check-in questions as data: which slot asks what, and onto which section 五 item it lands.
+"""The check-in questions as data (``core/questions.yml``): which slot asks what, and onto which
+section 五 item it lands.
 
 Several fine-grained questions fold onto one catalogue item (``data/catalogue.yml``); when two
 questions land on the same item (food/medicine money and benefits → ``economy``), the worse answer
@@ -11,7 +12,11 @@ Each question is phrased so that ``affirm`` means "fine" — except where noted 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
 
 
 @dataclass(frozen=True)
@@ -31,64 +36,35 @@ class Question:
     topic: str = ""
 
 
-QUESTIONS: tuple[Question, ...] = (
-    Question("health_mobility", "health_form", "mobility",
-             "先问问您身体。最近腿脚咋样？走路、下床还方便吗？",
-             "腿脚还方便吗？方便请按1，不方便请按2。",
-             concern_intents=("report_mobility_problem",),
-             topic=r"腿|脚|走|下床|起床|站|拐|扶|挪|动弹|利索|膝|腰|摔|跌|出门|下地|上街|台阶|楼梯|轮椅|推车|身子|身体|跑|锻炼|遛|骨折|胳膊"),
-    Question("health_illness", "health_form", "illness",
-             "最近身上有没有哪里不舒服？",
-             "身上有没有不舒服？有不舒服请按1，没有请按2。",
-             affirm_is_bad=True, bad_value="serious",
-             concern_intents=("report_illness",),
-             topic=r"病|疼|痛|舒服|难受|药|血压|血糖|糖尿|心脏|咳|烧|晕|胃|医院|大夫|医生|住院|打针|吃药|查|身子|身体|耳|眼|记性|忘|麻|中风|脑梗|恢复|手术|检查"),
-    Question("health_mental", "health_form", "mental",
-             "这几天心情咋样？晚上睡得好不好？",
-             "心情和睡觉都还好吗？好请按1，不好请按2。",
-             concern_intents=("report_low_mood", "report_lonely"),
-             topic=r"心情|心里|睡|觉|醒|烦|闷|愁|高兴|开心|乐|哭|难受|想(家|孩子|老伴|人|他|她)|孤|寂寞|精神|踏实|夜里|晚上|痛快|记|忘|脑子|反应|糊涂"),
-    Question("economy_living", "economy_form", "economy",
-             "吃的穿的够不够？看病买药的钱够用吗？",
-             "吃穿和买药的钱够用吗？够用请按1，不够请按2。",
-             concern_intents=("report_money_short",),
-             topic=r"钱|吃|穿|衣|饭|粮|菜|药|看病|够|花|买|贵|便宜|紧|日子|过得|低保|养老金|补贴|存"),
-    Question("economy_benefits", "economy_form", "economy",
-             "政府给的补贴，按时收到了吗？",
-             "补贴收到了吗？收到了请按1，没收到请按2。",
-             concern_intents=("report_no_benefit",),
-             topic=r"补贴|补助|低保|养老金|钱|收到|领|发|到账|卡|存折|按时|每月|月月"),
-    Question("family_children", "family_form", "children_support",
-             "孩子们最近常打电话、回来看您吗？",
-             "孩子们常跟您联系吗？常联系请按1，不常联系请按2。",
-             concern_intents=("report_children_absent", "report_lonely"),
-             topic=r"孩子|儿|闺女|女儿|媳妇|孙|电话|回来|看我|看俺|来看|视频|联系|忙|外地|打工|家里人|亲戚"),
-    Question("safety_house", "safety_form", "housing_safety",
-             "房子住着放心吗？有没有漏雨、裂缝？",
-             "房子住着放心吗？放心请按1，不放心请按2。",
-             bad_value="unsafe", good_value="safe",
-             concern_intents=("report_house_unsafe",),
-             topic=r"房|屋|墙|顶|漏|裂|塌|住|瓦|梁|门|窗|地基|结实|危险|电线|火"),
-    Question("safety_utilities", "safety_form", "water_electricity_safety",
-             "家里用水用电都正常吗？",
-             "家里水电正常吗？正常请按1，不正常请按2。",
-             bad_value="unsafe", good_value="safe",
-             concern_intents=("report_utility_problem",),
-             topic=r"水|电(?!话|视|脑)|灯|线|闸|插座|开关|停|管子|表|费"),
-    Question("safety_gas_heating", "safety_form", "gas_heating_safety",
-             "做饭用气、冬天取暖，都安全吗？",
-             "用气取暖安全吗？安全请按1，不安全请按2。",
-             bad_value="unsafe", good_value="safe",
-             concern_intents=("report_heating_problem",),
-             topic=r"气|火|炉|暖|煤|冷|烧|灶|罐|炕|空调|电热|柴|做饭|取暖|冬天|热|味|阀|管子"),
-    Question("needs_daily_care", "needs_form", "daily_care",
-             "平常做饭、洗衣服，有人帮忙吗？还需要啥帮助不需要？",
-             "平常生活有人帮忙吗？有人帮请按1，没人帮请按2。",
-             concern_intents=("report_need_help", "report_lonely"),
-             topic=r"做饭|洗|帮|照顾|伺候|管|自己|自个|一个人|需要|有人|没人|来人|保姆|护工|送|陪|邻居|闺女|儿子|孩子|干活|干不动|弄不动"),
-)
-
+QUESTIONS_FILE = Path(__file__).with_name("questions.yml")
 FORMS: tuple[str, ...] = ("health_form", "economy_form", "family_form", "safety_form", "needs_form")
+
+
+def load_questions(path: Path = QUESTIONS_FILE) -> tuple[Question, ...]:
+    """The question table from its file; a wrong row refuses the whole file, naming the row."""
+    rows = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{path}: 应为问题列表 (a list of questions)")
+    questions: list[Question] = []
+    for n, row in enumerate(rows, 1):
+        try:
+            intents = row.get("concern_intents", [])
+            if not isinstance(intents, list):
+                raise TypeError(f"concern_intents 应为列表 (must be a list), not {intents!r}")
+            q = Question(**{**row, "concern_intents": tuple(intents)})
+            re.compile(q.topic)
+        except (TypeError, AttributeError, re.error) as exc:
+            raise ValueError(f"{path} 第{n}个问题 (question {n}): {exc}") from exc
+        if q.form not in FORMS:
+            raise ValueError(f"{path} 第{n}个问题 (question {n}): form {q.form!r} 不在 {FORMS}")
+        questions.append(q)
+    slots = [q.slot for q in questions]
+    if len(set(slots)) != len(slots):
+        raise ValueError(f"{path}: slot 重复 (a slot twice): {sorted({s for s in slots if slots.count(s) > 1})}")
+    return tuple(questions)
+
+
+QUESTIONS: tuple[Question, ...] = load_questions()
 
 BY_SLOT = {q.slot: q for q in QUESTIONS}
 

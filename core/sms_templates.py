@@ -3,7 +3,7 @@
 Mainland SMS providers (Alibaba Cloud Dysms, Tencent Cloud SMS) deliver only pre-approved
 templates under an approved signature: the message is a template code plus variables, never free
 text. This module owns the contract: each message *kind*, the variables it takes and the exact
-wording to file (``docs/wecom-sms.md`` prints it). Configuration maps each kind to the template
+wording to file (kept in ``core/sms_templates.yml``; ``docs/wecom-sms.md`` prints it). Configuration maps each kind to the template
 code the provider gave it (``sms.templates``). Core code that notifies by SMS puts
 ``template_payload(kind, **params)`` in the outbox payload; the SMS channel renders nothing itself.
 
@@ -15,8 +15,12 @@ a longer value (``sms.param_max_chars``) instead of having the whole message ref
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 @dataclass(frozen=True)
@@ -27,38 +31,30 @@ class SmsTemplate:
     params: tuple[str, ...]
 
 
-TEMPLATES: dict[str, SmsTemplate] = {t.kind: t for t in (
-    SmsTemplate("urgent", "紧急情况通知紧急联系人（老人说了摔倒、煤气等）",
-                "紧急：${name}在问候电话里说“${said}”，可能需要帮助。请马上联系老人（${phone}），"
-                "必要时拨打120。负责探访员：${visitor}。",
-                ("name", "said", "phone", "visitor")),
-    SmsTemplate("device_alert", "家中设备紧急报警，通知紧急联系人（呼叫按钮、跌倒报警等，core/alerts.py）",
-                "紧急：${name}家的${device}在${time}报警（${what}），可能需要帮助。我们正在给老人打电话。"
-                "请马上联系老人（${phone}），必要时拨打120。负责探访员：${visitor}。",
-                ("name", "device", "time", "what", "phone", "visitor")),
-    SmsTemplate("no_answer", "问候电话多次未接通，请家属联系老人",
-                "${date}给${name}打了${count}次问候电话都没有接通。请您方便时联系一下老人，或告诉网格员老人是否外出。",
-                ("date", "name", "count")),
-    SmsTemplate("visitor_task", "探访员的任务通知：没有企业微信/Telegram，或紧急任务的聊天消息发不出去时",
-                "您有一个${priority}任务${task}：${name}，${summary}。请打开企业微信或Telegram处理。",
-                ("priority", "task", "name", "summary")),
-    SmsTemplate("escalation", "紧急任务超时无人确认，上报主管",
-                "上报：紧急任务${task}（${name}）自${since}起无人确认，请立即处理或改派。",
-                ("task", "name", "since")),
-    SmsTemplate("family_digest", "每周向家属发送的小结",
-                "${name}本周问候${visits}次，${status}，关爱服务${cares}次。",
-                ("name", "visits", "status", "cares")),
-    SmsTemplate("supervisor_digest", "每天向主管发送的待办小结（core/reminders.py）",
-                "${name}您好，您负责的任务有${open}件未完成，其中${overdue}件已逾期，${exhausted}件紧急任务多次上报仍无人确认。"
-                "请打开企业微信或工作台处理。",
-                ("name", "open", "overdue", "exhausted")),
-    SmsTemplate("pause_notice", "家属暂停问候电话时告诉负责的探访员",
-                "${name}的家属（${by}）暂停了问候电话：${dates}，原因：${reason}。暂停期间不打问候电话，需要时请上门看看。",
-                ("name", "by", "dates", "reason")),
-    SmsTemplate("duty_callback", "未登记的号码打来探访服务电话，请值班人员回电（core/inbound.py）",
-                "值班回电：${time}有人打来探访服务电话（号码${phone}），说“${said}”。请${act}回电，了解是哪位老人、需要什么帮助。",
-                ("time", "phone", "said", "act")),
-)}
+TEMPLATES_FILE = Path(__file__).with_name("sms_templates.yml")
+
+
+def load_templates(path: Path = TEMPLATES_FILE) -> dict[str, SmsTemplate]:
+    """The filed templates from their file; a template whose variables are not exactly its
+    placeholders refuses the whole file (the provider would refuse every message sent with it)."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"{path}: 应为 模板类型 → 模板 (a mapping of kinds to templates)")
+    templates: dict[str, SmsTemplate] = {}
+    for kind, spec in raw.items():
+        try:
+            t = SmsTemplate(kind, spec["label"], spec["wording"], tuple(spec["params"]))
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"{path} 模板 {kind}: 缺少 label/wording/params ({exc})") from exc
+        placeholders = re.findall(r"\$\{(\w+)\}", t.wording)
+        if sorted(placeholders) != sorted(t.params):
+            raise ValueError(f"{path} 模板 {kind}: 变量 {list(t.params)} 与文字中的占位符 {placeholders} 不符 "
+                             "(params must be exactly the wording's placeholders)")
+        templates[kind] = t
+    return templates
+
+
+TEMPLATES: dict[str, SmsTemplate] = load_templates()
 
 
 class TemplateError(ValueError):
