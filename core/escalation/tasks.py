@@ -127,19 +127,20 @@ def callback_task(session: Session, settings, *, elder: Elder, visitor: Visitor 
     notify_visitor(session, settings, visitor, task=task, now=now, elder=elder,
                    dedupe_key=f"{key}:task{task.id}:callback", payload=task_card(task),
                    template=w.task_sms(task, elder, "请今天给老人回电话或上门"),
-                   body=w.callback_to_visitor(settings, elder, task, said))
+                   body=w.task_to_visitor(settings, elder, task, said, phone=True))
     return task
 
 
 def in_person_task(session: Session, settings, *, elder: Elder, visitor: Visitor | None, day: dt.date,
                    missed: int, now: dt.datetime) -> Task:
     """An in-person visit task after ``missed`` days without an answer (P2, due tomorrow)."""
+    title, said = w.in_person_visit(elder, missed)
     task = create_task(
-        session, elder_id=elder.id, kind="visit", priority=2, title=w.in_person_title(elder, missed),
+        session, elder_id=elder.id, kind="visit", priority=2, title=title,
         detail=w.in_person_detail(elder), assignee_id=visitor.id if visitor else None,
         deadline=end_of_local_day(settings, day + dt.timedelta(days=1)), now=now)
     notify_visitor(session, settings, visitor, task=task, now=now, elder=elder,
                    dedupe_key=f"noanswer:task{task.id}:visit", payload=task_card(task),
                    template=w.task_sms(task, elder, f"连续{missed}天电话未接通，请上门"),
-                   body=w.in_person_to_visitor(settings, elder, task, missed))
+                   body=w.task_to_visitor(settings, elder, task, said, phone=False))
     return task

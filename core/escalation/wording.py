@@ -157,25 +157,24 @@ def no_answer_to_family(settings, elder: Elder, day: dt.date, attempts: int) -> 
             f"请您方便时联系一下老人，或告诉网格员老人是否外出。")
 
 
-def in_person_title(elder: Elder, missed: int) -> str:
-    return f"上门：{elder.name} 连续 {missed} 天电话未接通"
-
-
-def in_person_detail(elder: Elder) -> str:
-    return f"地址：{full_address(elder)}；{contact_line(elder)}"
-
-
-def in_person_to_visitor(settings, elder: Elder, task: Task, missed: int) -> str:
-    return (f"{_head(settings)}上门任务 #{task.id}：{elder.name}连续 {missed} 天电话未接通，请尽快上门看看。"
-            f"{where(elder)}")
-
-
+# notes added to a task that is already open
 def missed_again(day: dt.date, missed: int) -> str:
     return f"{local_day(day)} 又未接通（连续 {missed} 天）"
 
 
 def priority_raised(missed: int) -> str:
     return f"连续 {missed} 天未接通，提高优先级"
+
+
+def handed_over_again(reason: str) -> str:
+    return f"又一次转人工：{reason}"
+
+
+# a new visit or call-back task: its title and the first sentence the visitor reads
+def in_person_visit(elder: Elder, missed: int) -> tuple[str, str]:
+    """(title, first sentence of the message; ``{id}`` becomes the task's id)."""
+    return (f"上门：{elder.name} 连续 {missed} 天电话未接通",
+            f"上门任务 #{{id}}：{elder.name}连续 {missed} 天电话未接通，请尽快上门看看。")
 
 
 def no_answer_callback(elder: Elder, day: dt.date, attempts: int) -> tuple[str, str]:
@@ -189,17 +188,19 @@ def handover_callback(elder: Elder, reason: str) -> tuple[str, str]:
             f"回电任务 #{{id}}：{elder.name}在问候电话里{reason}，请今天给老人回电话。")
 
 
-def handed_over_again(reason: str) -> str:
-    return f"又一次转人工：{reason}"
+# the task's detail: where the elder is and whom to call
+def in_person_detail(elder: Elder) -> str:
+    return f"地址：{full_address(elder)}；{contact_line(elder)}"
 
 
 def callback_detail(elder: Elder) -> str:
     return f"老人电话：{elder_phone(elder)}；{in_person_detail(elder)}"
 
 
-def callback_to_visitor(settings, elder: Elder, task: Task, said: str) -> str:
-    return (f"{_head(settings)}{said.replace('{id}', str(task.id))}"
-            f"老人电话：{elder_phone(elder)}。地址：{full_address(elder)}。")
+def task_to_visitor(settings, elder: Elder, task: Task, said: str, phone: bool) -> str:
+    """A visit or call-back task as the visitor reads it: the first sentence (``{id}`` is the
+    task's id), then where the elder is and whom to call (the elder's own number for call-backs)."""
+    return f"{_head(settings)}{said.replace('{id}', str(task.id))}{where(elder, phone=phone)}"
 
 
 # ---- messages the outbox gave up on ----------------------------------------------------------
