@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "TANFANG_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -19,11 +19,9 @@ DEFAULT_CONFIG = REPO_ROOT / "config.yml"
 
 # Short environment names -> (section, key)
 ENV_SHORTCUTS: dict[str, tuple[str, str]] = {
-    "TANFANG_DATABASE_URL": ("database", "url"),
-    "TANFANG_DATA_DIR": ("app", "data_dir"),
-    "TANFANG_OUTPUT_DIR": ("app", "output_dir"),
+    "TANFANG_DATABASE_URL": ("database", "url"), "TANFANG_REDIS_URL": ("topology", "redis_url"),
+    "TANFANG_DATA_DIR": ("app", "data_dir"), "TANFANG_OUTPUT_DIR": ("app", "output_dir"),
     "TANFANG_RASA_URL": ("rasa", "url"),
-    "TANFANG_REDIS_URL": ("topology", "redis_url"),
 }
 
 # Secret environment variables -> attribute on Secrets
@@ -360,6 +358,15 @@ class TopologySettings(_Section):
     visibility_timeout_seconds: int = 3600
     call_max_seconds: int = 1800
     tick_seconds: int = 60
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeat(self) -> TopologySettings:
+        # a worker renews its calls' leases every heartbeat: a lease shorter than that lapses
+        # under a live call, and the sweep would settle the call while the elder is talking
+        if self.lease_seconds <= self.heartbeat_seconds:
+            raise ValueError(f"lease_seconds ({self.lease_seconds}) 必须大于 heartbeat_seconds "
+                             f"({self.heartbeat_seconds}) (the lease must outlive a heartbeat)")
+        return self
 
 
 class Secrets(BaseModel):

@@ -53,12 +53,8 @@ def utcnow() -> dt.datetime:
 
 # ---- enumerations ---------------------------------------------------------------------------
 CATEGORIES = {  # elder attribute -> Chinese category name (服务对象)
-    "living_alone": "独居",
-    "empty_nest": "空巢",
-    "left_behind": "留守",
-    "disabled_care": "失能",
-    "severely_disabled": "重残",
-    "family_planning": "计划生育特殊家庭",
+    "living_alone": "独居", "empty_nest": "空巢", "left_behind": "留守",
+    "disabled_care": "失能", "severely_disabled": "重残", "family_planning": "计划生育特殊家庭",
 }
 VISIT_METHODS = {"phone": "电话问候", "in_person": "上门探访", "internet_av": "互联网音(视)频探访",
                  "chat": "聊天消息", "other": "其他"}

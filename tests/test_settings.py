@@ -51,3 +51,11 @@ def test_unknown_key_and_missing_file_give_one_line_reason(tmp_path):
         load_settings(env={"TANFANG_CONFIG": str(cfg)})
     with pytest.raises(SettingsError, match="not found"):
         load_settings(env={"TANFANG_CONFIG": str(tmp_path / "nope.yml")})
+
+
+def test_a_call_lease_shorter_than_the_heartbeat_is_refused():
+    # the lease would lapse under a live call and the sweep would settle it mid-conversation
+    with pytest.raises(SettingsError, match="lease_seconds"):
+        load_settings(env={"TANFANG_TOPOLOGY__LEASE_SECONDS": "10", "TANFANG_TOPOLOGY__HEARTBEAT_SECONDS": "10"})
+    s = load_settings(env={"TANFANG_TOPOLOGY__LEASE_SECONDS": "30", "TANFANG_TOPOLOGY__HEARTBEAT_SECONDS": "10"})
+    assert s.topology.lease_seconds == 30
