@@ -129,8 +129,6 @@ _NOT_NEGATION = re.compile(r"不小心|不留神|不知道|不晓得|不得劲|�
 _NEGATION = re.compile(r"(没|没有|木有|冇|不|未|别|不会|不用|并没|差点|差一点|险些)(闻到|闻见|闻着|有|觉得|觉着|感觉|咋|怎么|太|再|又|过)?"
                        r"(啥|什么|啥子|哪|哪儿|哪里|哪块)?$")
 _INNER_NEGATION = re.compile(r"(不|没|没有|木有)(太|咋|怎么|大)?(疼|痛|闷|憋|发紧|麻|木|掉|裂)$")
-_SPLIT = re.compile(r"[，。,.!！?？；;、\s]+")
-_DROP = re.compile(r"[…~～—-]+")
 # idioms with a scary word that mean nothing scary
 _IDIOMS = re.compile(r"想死(你|您|恁|俺)们?(了)?|(笑|热|累|冷|气|吓|馋|急)死(我|俺|人)?了?")
 
@@ -174,6 +172,11 @@ def _unecho(m: re.Match) -> str:
     if "？" in m.group(0) or "?" in m.group(0):
         return "不" + m.group(2)  # 哪疼？不疼 -> 不疼
     return m.group(0) if m.group(2) in "能要会是可" else ""  # 疼不疼 asks; 能不能叫大夫 is a request
+
+
+# an answer is read clause by clause: dashes and ellipses dropped, split at punctuation and spaces
+_DROP = re.compile(r"[…~～—-]+")
+_SPLIT = re.compile(r"[，。,.!！?？；;、\s]+")
 
 
 def _clauses(text: str) -> list[str]:
