@@ -103,6 +103,18 @@ class DemoOptions:
     assignment: list[str] | None = None  # persona keys cycled over the called elders (default: the file's)
 
 
+# what the progress view counts so far today, each by one query
+DAY_TOTALS = {
+    "calls": select(func.count(CallAttempt.id)).where(CallAttempt.provider_sid.is_not(None)),
+    "answered": select(func.count(CallAttempt.id)).where(CallAttempt.answered_at.is_not(None)),
+    "completed": select(func.count(Visit.id)).where(Visit.status == "complete"),
+    "concerns": select(func.count(VisitTurn.id)).where(VisitTurn.risk == "concern"),
+    "urgent": select(func.count(VisitTurn.id)).where(VisitTurn.risk == "urgent"),
+    "tasks": select(func.count(Task.id)),
+    "notifications": select(func.count(OutboxMessage.id)).where(OutboxMessage.state == "sent"),
+}
+
+
 @dataclass
 class Live:
     """What the progress view shows."""
@@ -110,13 +122,7 @@ class Live:
     now_local: str = ""
     phase: str = "准备"
     in_flight: int = 0
-    calls: int = 0
-    answered: int = 0
-    completed: int = 0
-    concerns: int = 0
-    urgent: int = 0
-    tasks: int = 0
-    notifications: int = 0
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DAY_TOTALS, 0))
     events: list[str] = field(default_factory=list)
     n_events: int = 0  # events ever added (``events`` keeps the last few)
 
@@ -684,13 +690,7 @@ class DemoDay:
     # -- figures ------------------------------------------------------------------------------------------
     def _refresh(self) -> None:
         with self.app.db.session() as s:
-            self.live.calls = s.scalar(select(func.count(CallAttempt.id)).where(CallAttempt.provider_sid.is_not(None)))
-            self.live.answered = s.scalar(select(func.count(CallAttempt.id)).where(CallAttempt.answered_at.is_not(None)))
-            self.live.completed = s.scalar(select(func.count(Visit.id)).where(Visit.status == "complete"))
-            self.live.concerns = s.scalar(select(func.count(VisitTurn.id)).where(VisitTurn.risk == "concern"))
-            self.live.urgent = s.scalar(select(func.count(VisitTurn.id)).where(VisitTurn.risk == "urgent"))
-            self.live.tasks = s.scalar(select(func.count(Task.id)))
-            self.live.notifications = s.scalar(select(func.count(OutboxMessage.id)).where(OutboxMessage.state == "sent"))
+            self.live.totals = {name: s.scalar(query) for name, query in DAY_TOTALS.items()}
             for t in s.scalars(select(Task).order_by(Task.id)):
                 if t.id not in self._seen_tasks:
                     self._seen_tasks.add(t.id)

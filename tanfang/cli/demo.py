@@ -21,10 +21,11 @@ def _view(live):
     for _ in range(4):
         t.add_column()
     t.add_row("模拟时间", f"[bold]{live.now_local or '--:--'}[/]", "阶段", live.phase)
-    t.add_row("通话中", str(live.in_flight), "已拨打", str(live.calls))
-    t.add_row("已接通", str(live.answered), "完成问候", str(live.completed))
-    t.add_row("[yellow]关注[/]", f"[yellow]{live.concerns}[/]", "[red]紧急[/]", f"[red]{live.urgent}[/]")
-    t.add_row("任务", str(live.tasks), "已发通知", str(live.notifications))
+    n = live.totals
+    t.add_row("通话中", str(live.in_flight), "已拨打", str(n["calls"]))
+    t.add_row("已接通", str(n["answered"]), "完成问候", str(n["completed"]))
+    t.add_row("[yellow]关注[/]", f"[yellow]{n['concerns']}[/]", "[red]紧急[/]", f"[red]{n['urgent']}[/]")
+    t.add_row("任务", str(n["tasks"]), "已发通知", str(n["notifications"]))
     events = "\n".join(live.events[-6:]) or "…"
     return Panel(Group(t, "", events), title="探访 · 演示日 Tanfang demo day", border_style="cyan")
 
