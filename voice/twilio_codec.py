@@ -30,20 +30,24 @@ class CodecError(ValueError):
 
 @dataclass(frozen=True)
 class StreamEvent:
-    """One parsed message. ``audio`` is the decoded mu-law payload of a ``media`` message."""
+    """One parsed message: the fields every message has, then those of its kind (the rest are
+    empty). ``audio`` is the decoded mu-law payload of a ``media`` message."""
 
     event: str
     stream_sid: str | None = None
     sequence: int | None = None
+    # start (and stop: call_sid)
     call_sid: str | None = None
+    custom_parameters: dict[str, str] = field(default_factory=dict)
+    media_format: dict[str, Any] = field(default_factory=dict)
+    # media (and dtmf: track)
     track: str | None = None
     timestamp_ms: int | None = None
     chunk: int | None = None
     audio: bytes = b""  # mu-law bytes
+    # dtmf, mark
     digit: str | None = None
     mark: str | None = None
-    custom_parameters: dict[str, str] = field(default_factory=dict)
-    media_format: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
