@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, field_validator,
+                      model_validator)
 
 ENV_PREFIX = "TANFANG_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,23 +25,6 @@ ENV_SHORTCUTS: dict[str, tuple[str, str]] = {
     "TANFANG_RASA_URL": ("rasa", "url"),
 }
 
-# Secret environment variables -> attribute on Secrets
-SECRET_ENV: dict[str, str] = {
-    "TANFANG_TWILIO_ACCOUNT_SID": "twilio_account_sid",
-    "TANFANG_TWILIO_AUTH_TOKEN": "twilio_auth_token",
-    "TANFANG_TELEGRAM_BOT_TOKEN": "telegram_bot_token",
-    "TANFANG_TELEGRAM_WEBHOOK_SECRET": "telegram_webhook_secret",
-    "TANFANG_DASHBOARD_SECRET_KEY": "dashboard_secret_key",
-    "TANFANG_SIP_PASSWORD": "sip_password",
-    "TANFANG_WECOM_SECRET": "wecom_secret",
-    "TANFANG_WECOM_CALLBACK_TOKEN": "wecom_callback_token",
-    "TANFANG_WECOM_CALLBACK_AES_KEY": "wecom_callback_aes_key",
-    "TANFANG_ALIYUN_ACCESS_KEY_ID": "aliyun_access_key_id",
-    "TANFANG_ALIYUN_ACCESS_KEY_SECRET": "aliyun_access_key_secret",
-    "TANFANG_DATA_KEY": "data_key",          # seals ID and phone numbers at rest (data/crypto.py)
-    "TANFANG_DATA_KEY_OLD": "data_key_old",  # the previous data key, while `tanfang db rotate-key` runs
-    "TANFANG_RASA_TOKEN": "rasa_token",
-}
 # One HMAC secret per alert source (a device vendor), named after it: TANFANG_ALERT_SECRET_HUAXIN
 # signs POST /alerts/huaxin (tanfang/web/alerts.py). Read here only, into Secrets.alert_secrets.
 ALERT_SECRET_PREFIX = "TANFANG_ALERT_SECRET_"
@@ -184,16 +168,16 @@ class TelegramSettings(_Section):
     mode: str = "polling"
     api_base_url: str = ""
     webhook_path: str = "/telegram/webhook"
-    notify_interval_seconds: int = 60
-    checkin_reply_minutes: int = 120
-    checkin_idle_hours: float = 3
-    invite_ttl_days: int = 7
-    join_max_failures: int = 5
-    join_window_minutes: int = 60
-    max_pause_days: int = 14
-    max_voice_seconds: int = 120
-    max_voice_bytes: int = 1_000_000
-    update_dedupe_hours: int = 48
+    notify_interval_seconds: int = Field(default=60, ge=1)
+    checkin_reply_minutes: int = Field(default=120, ge=1)
+    checkin_idle_hours: float = Field(default=3, gt=0)
+    invite_ttl_days: int = Field(default=7, ge=1)
+    join_max_failures: int = Field(default=5, ge=1)
+    join_window_minutes: int = Field(default=60, ge=1)
+    max_pause_days: int = Field(default=14, ge=1)
+    max_voice_seconds: int = Field(default=120, ge=1)
+    max_voice_bytes: int = Field(default=1_000_000, ge=1)
+    update_dedupe_hours: int = Field(default=48, ge=1)
 
 
 class WeComSettings(_Section):
@@ -236,11 +220,14 @@ class RasaSettings(_Section):
 
 
 class NoAnswerSettings(_Section):
-    retry_minutes: list[int] = Field(default_factory=lambda: [10, 30, 60])
-    max_attempts_per_day: int = 3
-    ask_contact_after_day: int = 1
-    visitor_task_after_days: int = 1
-    in_person_after_days: int = 2
+    """The no-answer ladder (core/escalation/ladder.py): a wait of 0 or no attempt at all would
+    silently stop an elder being called, so each step must be at least 1."""
+
+    max_attempts_per_day: int = Field(default=3, ge=1)
+    retry_minutes: list[PositiveInt] = Field(default_factory=lambda: [10, 30, 60])
+    ask_contact_after_day: int = Field(default=1, ge=1)
+    visitor_task_after_days: int = Field(default=1, ge=1)
+    in_person_after_days: int = Field(default=2, ge=1)
 
 
 class SchedulerSettings(_Section):
@@ -299,13 +286,13 @@ class AlertsSettings(_Section):
     rules: dict[str, dict[str, AlertRule]] = Field(default_factory=dict)  # device kind -> event -> rule
     openings: dict[str, str] = Field(default_factory=dict)  # device kind -> first words of the check-in call
     call_on: list[str] = Field(default_factory=lambda: ["urgent", "concern"])
-    call_within_minutes: int = 240
-    duplicate_minutes: int = 10
-    flap_events: int = 5
-    flap_minutes: int = 30
-    signature_max_age_seconds: int = 300
-    max_event_age_minutes: int = 1440
-    max_body_bytes: int = 262144
+    call_within_minutes: int = Field(default=240, ge=1)
+    duplicate_minutes: int = Field(default=10, ge=0)
+    flap_events: int = Field(default=5, ge=2)
+    flap_minutes: int = Field(default=30, ge=1)
+    signature_max_age_seconds: int = Field(default=300, ge=1)
+    max_event_age_minutes: int = Field(default=1440, ge=1)
+    max_body_bytes: int = Field(default=262144, ge=1)
     path: str = "/alerts"
 
 
@@ -336,28 +323,28 @@ class MemorySettings(_Section):
 
 class WebSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = 8080
-    # the dashboard's web security (docs/security.md)
-    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
-    cookie_secure: Literal["auto", "always"] = "auto"
-    session_hours: float = Field(default=12, gt=0)
+    port: int = Field(default=8080, ge=1, le=65535)
+    # the dashboard's web security (docs/security.md): sign-in limits, sessions, proxies, cookies
     login_max_failures: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_window_minutes: int = Field(default=15, ge=1)
     login_lockout_minutes: int = Field(default=15, ge=1)
+    session_hours: float = Field(default=12, gt=0)
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    cookie_secure: Literal["auto", "always"] = "auto"
 
 
 class TopologySettings(_Section):
     redis_url: str = ""
-    max_concurrent_calls: int = 8
+    max_concurrent_calls: int = Field(default=8, ge=1)
     leader_lock_key: int = 7_351_015
-    leader_retry_seconds: float = 5
-    heartbeat_seconds: float = 10
-    lease_seconds: float = 45
-    dispatch_ttl_seconds: int = 300
-    visibility_timeout_seconds: int = 3600
-    call_max_seconds: int = 1800
-    tick_seconds: int = 60
+    leader_retry_seconds: float = Field(default=5, gt=0)
+    heartbeat_seconds: float = Field(default=10, gt=0)
+    lease_seconds: float = Field(default=45, gt=0)
+    dispatch_ttl_seconds: int = Field(default=300, ge=1)
+    visibility_timeout_seconds: int = Field(default=3600, ge=1)
+    call_max_seconds: int = Field(default=1800, ge=1)
+    tick_seconds: int = Field(default=60, ge=1)
 
     @model_validator(mode="after")
     def _lease_outlives_heartbeat(self) -> TopologySettings:
@@ -383,10 +370,16 @@ class Secrets(BaseModel):
     wecom_callback_aes_key: SecretStr | None = None
     aliyun_access_key_id: SecretStr | None = None
     aliyun_access_key_secret: SecretStr | None = None
-    alert_secrets: dict[str, SecretStr] = Field(default_factory=dict)  # alert source -> HMAC secret
-    data_key: SecretStr | None = None
-    data_key_old: SecretStr | None = None
+    data_key: SecretStr | None = None  # seals ID and phone numbers at rest (data/crypto.py)
+    data_key_old: SecretStr | None = None  # the previous data key, while `tanfang db rotate-key` runs
     rasa_token: SecretStr | None = None
+    alert_secrets: dict[str, SecretStr] = Field(default_factory=dict)  # alert source -> HMAC secret
+
+
+# Secret environment variables -> attribute on Secrets: each secret above is TANFANG_ + its name
+# (TANFANG_TWILIO_AUTH_TOKEN -> twilio_auth_token); the alert secrets are read by their prefix.
+SECRET_ENV: dict[str, str] = {
+    ENV_PREFIX + name.upper(): name for name in Secrets.model_fields if name != "alert_secrets"}
 
 
 class Settings(_Section):

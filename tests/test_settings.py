@@ -59,3 +59,19 @@ def test_a_call_lease_shorter_than_the_heartbeat_is_refused():
         load_settings(env={"TANFANG_TOPOLOGY__LEASE_SECONDS": "10", "TANFANG_TOPOLOGY__HEARTBEAT_SECONDS": "10"})
     s = load_settings(env={"TANFANG_TOPOLOGY__LEASE_SECONDS": "30", "TANFANG_TOPOLOGY__HEARTBEAT_SECONDS": "10"})
     assert s.topology.lease_seconds == 30
+
+
+@pytest.mark.parametrize("env_name, value", [
+    pytest.param("TANFANG_TELEGRAM__MAX_VOICE_BYTES", "-1", id="telegram-voice-bytes"),
+    pytest.param("TANFANG_TELEGRAM__CHECKIN_REPLY_MINUTES", "0", id="telegram-reply-window"),
+    pytest.param("TANFANG_TOPOLOGY__MAX_CONCURRENT_CALLS", "0", id="no-call-slots"),
+    pytest.param("TANFANG_TOPOLOGY__TICK_SECONDS", "0", id="scheduler-tick"),
+    pytest.param("TANFANG_ALERTS__FLAP_EVENTS", "1", id="first-alarm-quietened"),
+    pytest.param("TANFANG_SCHEDULER__NO_ANSWER__RETRY_MINUTES", "[10, 0]", id="retry-at-once"),
+    pytest.param("TANFANG_SCHEDULER__NO_ANSWER__MAX_ATTEMPTS_PER_DAY", "0", id="never-called"),
+    pytest.param("TANFANG_WEB__PORT", "70000", id="no-such-port"),
+])
+def test_a_number_out_of_range_is_refused_at_load_naming_the_key(env_name, value):
+    # each of these would silently stop calls, alarms or messages instead of failing at start
+    with pytest.raises(SettingsError, match=env_name.rsplit("__", 1)[-1].lower()):
+        load_settings(env={env_name: value})
