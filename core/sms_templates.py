@@ -3,8 +3,9 @@
 Mainland SMS providers (Alibaba Cloud Dysms, Tencent Cloud SMS) deliver only pre-approved
 templates under an approved signature: the message is a template code plus variables, never free
 text. This module owns the contract: each message *kind*, the variables it takes and the exact
-wording to file (kept in ``core/sms_templates.yml``; ``docs/wecom-sms.md`` prints it). Configuration maps each kind to the template
-code the provider gave it (``sms.templates``). Core code that notifies by SMS puts
+wording to file (kept in ``core/sms_templates.yml``; ``docs/wecom-sms.md`` prints it).
+Configuration maps each kind to the template code the provider gave it (``sms.templates``).
+Core code that notifies by SMS puts
 ``template_payload(kind, **params)`` in the outbox payload; the SMS channel renders nothing itself.
 
 Variable rules (Alibaba Cloud, "TemplateRule&TemplateContent参数填写示例",
