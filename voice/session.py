@@ -15,7 +15,7 @@ hang-ups, and plays the PCM16 prompts it is given (``core.ports.CallAudio``).
   event loop) and to the end-of-utterance detector (``voice.endpointing``), which waits for
   ``voice.end_of_utterance_silence`` seconds of silence (slow speakers). Where the dialog expects
   a yes/no or scale answer the stream is grammar-restricted, and checked against a free decode so
-  that "我摔倒了" is never forced into "是".
+  that "我摔倒了" is never forced into "是", nor "喂，你好" into "不对" (``voice.short_answers``).
 * **Understanding** (issue #16 phase 2). Each answer goes to the check-in with the recognizer's
   n-best alternatives and the urgent phrases a keyword-only decode spotted (``voice.spot_keywords``);
   the check-in grades it against the question asked and may ask back ("您是说闻到煤气味了吗？"):
@@ -63,6 +63,7 @@ from voice.endpointing import (
     END, MAX_LENGTH, NO_SPEECH, AdaptiveSilence, BargeIn, BargeInConfig, EndpointConfig, Endpointer, active_dbfs,
 )
 from voice.keypad import REPEAT, dtmf_answer, is_repeat_request, scale_values
+from voice.short_answers import GRAMMARS, choose_answer
 from voice.vosk_recognizer import keyword_alternatives
 
 log = logging.getLogger("tanfang.voice.session")
@@ -80,7 +81,6 @@ FAULT_REASON = "对话服务故障，未能问完"
 FILLER_MARK = "filler-"  # the filler's marks: a line or a simulated elder can tell them from a question's
 WAIT_MARGIN_S = 8.0    # beyond rasa.turn_timeout, how long a turn may take before the call gives up on it
 MAX_NO_SPEECH_REPEATS = 2
-SHORT_ANSWER_CHARS = 3  # a free transcript this short is a short answer: the grammar may correct it
 PAUSE_BETWEEN_MESSAGES_S = 0.4
 PROMPT_CACHE = 256
 MAX_CALL_ID = 64       # CallAttempt.provider_sid: Twilio's CallSid is 34, a SIP Call-ID rarely longer
@@ -102,8 +102,6 @@ class HeardTurn:
 def default_grammars() -> dict[str, list[str]]:
     """The recognizer's short-answer grammars, with ``[unk]`` so out-of-grammar speech
     ("我摔倒了") comes out as unknown and is decoded again freely."""
-    from voice.vosk_recognizer import GRAMMARS
-
     return {name: list(phrases) + ["[unk]"] for name, phrases in GRAMMARS.items()}
 
 
@@ -593,7 +591,7 @@ class CallSession:
         text, confidence = transcript.text.strip(), transcript.confidence
         alternatives = list(transcript.alternatives)
         if grammar:
-            text, confidence, alternatives = self._prefer_free_decode(text, confidence, free_transcript)
+            text, confidence, alternatives = choose_answer(text, confidence, free_transcript)
         text = text.replace("[unk]", "").strip()
         if not text:
             await self._no_speech()
@@ -609,20 +607,6 @@ class CallSession:
             return []
         hits = await asyncio.to_thread(spot, bytes(self._utterance), RATE)
         return keyword_alternatives(text, hits)
-
-    def _prefer_free_decode(self, text: str, confidence: float, free) -> tuple[str, float, list[str]]:
-        """The grammar only sharpens short answers ("是的", "不中"). The same audio is decoded
-        freely alongside (streamed with it, so nothing is decoded again at the end of the answer):
-        when the elder said more than a grammar phrase ("孩子们一年到头也不来个电话" must not
-        shrink to "没"), the free transcript is what they said."""
-        short = text.replace("[unk]", "").strip()
-        said = free.text.replace("[unk]", "").strip()
-        if not short or short in said or len(said) > SHORT_ANSWER_CHARS:
-            # nothing in the grammar, or the grammar's words plus more, or a sentence the grammar
-            # would force onto a phrase ("喂，是我，是我" came out as "不对是不"): the free decode
-            return said, free.confidence, list(free.alternatives)
-        # a short answer misheard freely ("四的"): the grammar's phrase (the free words still graded)
-        return text, confidence, [t for t in [said, *free.alternatives] if t]
 
     async def _no_speech(self) -> None:
         if self.visit_id is not None and self.pipeline.checkin.pending_question(self.visit_id):

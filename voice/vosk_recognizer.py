@@ -36,18 +36,10 @@ from pathlib import Path
 from typing import Iterable
 
 from core.ports import Transcript
+from voice.short_answers import GRAMMARS  # the short-answer grammars, by name (their owner)
 
 UNK = "[unk]"
 DEFAULT_ALTERNATIVES = 5  # n-best hypotheses of free decoding (voice.max_alternatives)
-
-# Named grammars for the answers the dialog expects (DialogReply.expects). Phrases are written as
-# the model's words separated by spaces; ``grammar_phrases`` drops the ones the model lacks.
-GRAMMARS: dict[str, list[str]] = {
-    "yesno": ["是 的", "是", "对", "对 的", "不是", "不 是", "没有", "没", "有", "好", "好 的", "行", "中",
-              "不中", "不 中", "不", "不 对", "不要", "不用", "可以", "要", "嗯"],
-    "scale": ["好", "很 好", "挺 好", "还 行", "还行", "还 可以", "一般", "马马虎虎", "不好", "不 好",
-              "差", "很 差", "不 太 好", "不行", "不 行"],
-}
 
 # Keyword spotting (issue #16): the urgent phrases, as the model's words, for a second decode of the
 # same audio restricted to them plus ``[unk]``. The free decode mishears exactly these words on

@@ -1,0 +1,62 @@
+"""When a grammar decode is taken as the elder's answer (voice.short_answers), table-driven.
+
+The rows marked "seen" are decodes the small Vosk model gave on the bench (docs/voice-phone.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.ports import Transcript
+from voice.short_answers import GRAMMARS, PHRASES, choose_answer, greets, says_one_thing
+
+
+@pytest.mark.parametrize("grammar_text, one_thing", [
+    ("是的", True), ("是 的", True), ("是是是", True), ("不是", True), ("不是不是", True),
+    ("不对", True), ("没有", True), ("不中", True), ("中", True), ("嗯", True), ("嗯不是", True),
+    ("很好", True), ("不太好", True), ("还行", True), ("一般", True), ("马马虎虎", True),
+    ("不对好", False),      # seen: 喂，你好 to the identity question
+    ("不对有好", False),    # seen: the same
+    ("不对是不", False),    # seen: 喂，是我，是我
+    ("好不好", False), ("是不是", False), ("有没有", False),
+    ("", False), ("摔倒", False),  # nothing the grammars know
+])
+def test_a_grammar_decode_says_one_thing(grammar_text, one_thing):
+    assert says_one_thing(grammar_text) is one_thing
+
+
+@pytest.mark.parametrize("free_text, greeting", [
+    ("为你好", True), ("喂您好", True), ("哪位", True), ("你是谁呀", True),
+    ("是的", False), ("四的", False), ("不中", False), ("好", False),
+])
+def test_a_free_decode_that_greets(free_text, greeting):
+    assert greets(free_text) is greeting
+
+
+def test_every_grammar_phrase_has_a_meaning_and_the_grammars_are_built_from_them():
+    assert GRAMMARS == {name: list(phrases) for name, phrases in PHRASES.items()}
+    for phrases in PHRASES.values():
+        for phrase in phrases:
+            assert says_one_thing(phrase), phrase
+
+
+def _free(text, *alternatives):
+    return Transcript(text=text, confidence=0.6, alternatives=list(alternatives))
+
+
+@pytest.mark.parametrize("grammar_text, free, taken", [
+    pytest.param("是的", _free("四的"), "是的", id="short-answer-misheard-freely"),
+    pytest.param("不中", _free("不中"), "不中", id="both-agree"),
+    pytest.param("没", _free("孩子们一年到头也不来个电话"), "孩子们一年到头也不来个电话", id="a-sentence"),
+    pytest.param("不对是不", _free("喂是我"), "喂是我", id="seen-hello-its-me"),
+    pytest.param("不对的好", _free("为你好"), "为你好", id="seen-greeting-as-no"),
+    pytest.param("对的好", _free("为你好"), "为你好", id="seen-greeting-as-yes"),
+    pytest.param("没好", _free("为你好"), "为你好", id="seen-greeting-as-no-2"),
+    pytest.param("[unk]", _free("嗯"), "嗯", id="nothing-in-the-grammar"),
+])
+def test_the_answer_taken_from_the_two_decodes(grammar_text, free, taken):
+    text, confidence, alternatives = choose_answer(grammar_text, 0.9, free)
+    assert text == taken
+    if confidence == 0.9:  # the grammar's phrase was taken: the free words are still graded
+        assert text == grammar_text and free.text in alternatives
+    else:
+        assert confidence == free.confidence and text == free.text.replace("[unk]", "").strip()
