@@ -26,7 +26,8 @@ def test_a_grammar_decode_says_one_thing(grammar_text, one_thing):
 
 @pytest.mark.parametrize("free_text, greeting", [
     ("为你好", True), ("喂您好", True), ("哪位", True), ("你是谁呀", True),
-    ("是的", False), ("四的", False), ("不中", False), ("好", False),
+    ("为", True), ("喂喂", True), ("喂 喂", True), ("唉", True),
+    ("是的", False), ("四的", False), ("不中", False), ("好", False), ("", False), ("为啥", False),
 ])
 def test_a_free_decode_that_greets(free_text, greeting):
     assert greets(free_text) is greeting
@@ -51,6 +52,8 @@ def _free(text, *alternatives):
     pytest.param("不对的好", _free("为你好"), "为你好", id="seen-greeting-as-no"),
     pytest.param("对的好", _free("为你好"), "为你好", id="seen-greeting-as-yes"),
     pytest.param("没好", _free("为你好"), "为你好", id="seen-greeting-as-no-2"),
+    pytest.param("不", _free("喂喂"), "喂喂", id="seen-hello-hello-as-no"),
+    pytest.param("不对", _free("为"), "为", id="seen-hello-as-no"),
     pytest.param("[unk]", _free("嗯"), "嗯", id="nothing-in-the-grammar"),
 ])
 def test_the_answer_taken_from_the_two_decodes(grammar_text, free, taken):

@@ -6,7 +6,8 @@ freely. Speech outside the grammar is forced onto its phrases: "喂，你好" sa
 "请问是王秀英老人家吗？" came out as "不对好" or "不对有好" in some runs (docs/voice-phone.md),
 and a "不对" there ends the call as a wrong number. So the session takes a grammar decode as the
 answer only when it says one thing (``says_one_thing``: no yes mixed with a no) and the free decode
-is not a greeting (``greets``): ``choose_answer``. Pure: no recognizer here.
+is not a greeting (``greets``: "喂喂" came out as 不 in most phases): ``choose_answer``.
+Pure: no recognizer here.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ SHORT_ANSWER_CHARS = 3  # a free transcript this short is a short answer: the gr
 
 # Words of a free decode that greet or ask who is calling: the elder has not answered yet.
 GREETINGS = ("你好", "您好", "哪位", "谁")
+# A free decode made only of these is a "喂？" or "喂喂" (the small model often writes 为 or 位):
+# forced onto the yes/no grammar it came out as 不 or 不对 in most start phases.
+HELLO_SOUNDS = frozenset("喂为位唉哎诶")
 
 _MEANING = {p.replace(" ", ""): v for phrases in PHRASES.values() for p, v in phrases.items()}
 _LONGEST_FIRST = sorted(_MEANING, key=len, reverse=True)
@@ -56,8 +60,10 @@ def says_one_thing(grammar_text: str) -> bool:
 
 
 def greets(free_text: str) -> bool:
-    """Whether the free decode greets or asks who it is ("为你好" for 喂，你好; "哪位")."""
-    return any(word in free_text for word in GREETINGS)
+    """Whether the free decode greets or asks who it is ("为你好" for 喂，你好; "哪位"; "为" or
+    "喂喂" alone)."""
+    text = free_text.replace(" ", "")
+    return any(word in text for word in GREETINGS) or (bool(text) and set(text) <= HELLO_SOUNDS)
 
 
 def choose_answer(grammar_text: str, confidence: float, free: Transcript) -> tuple[str, float, list[str]]:
