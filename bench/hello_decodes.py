@@ -1,4 +1,4 @@
-"""What the yes/no grammar makes of a hello, and what the call takes as the answer
+"""What the yes/no grammar makes of a hello (and of "是我"), and what the call takes as the answer
 (``voice.short_answers.choose_answer``), over start phases and fresh syntheses.
 
     PYTHONPATH=$PWD .venv/bin/python bench/hello_decodes.py [--runs 3] [--json]
@@ -28,7 +28,7 @@ from voice.tts import ZhttsSynthesizer  # noqa: E402
 from voice.vosk_recognizer import VoskRecognizer  # noqa: E402
 
 RATE = 8000
-HELLOS = ["喂，你好。", "喂喂。", "喂？", "你好。", "喂，哪位？", "哎，谁呀？"]
+HELLOS = ["喂，你好。", "喂喂。", "喂？", "你好。", "喂，哪位？", "哎，谁呀？", "喂，是我。", "是我。"]
 PHASES = range(0, 160, 8)  # extra lead-in, in samples (0-20 ms)
 
 

@@ -14,6 +14,7 @@ from voice.short_answers import GRAMMARS, PHRASES, choose_answer, greets, says_o
     ("是的", True), ("是 的", True), ("是是是", True), ("不是", True), ("不是不是", True),
     ("不对", True), ("没有", True), ("不中", True), ("中", True), ("嗯", True), ("嗯不是", True),
     ("很好", True), ("不太好", True), ("还行", True), ("一般", True), ("马马虎虎", True),
+    ("是我", True), ("是我是我", True), ("不是我", True), ("方便", True), ("不方便", True),
     ("不对好", False),      # seen: 喂，你好 to the identity question
     ("不对有好", False),    # seen: the same
     ("不对是不", False),    # seen: 喂，是我，是我
@@ -26,8 +27,8 @@ def test_a_grammar_decode_says_one_thing(grammar_text, one_thing):
 
 @pytest.mark.parametrize("free_text, greeting", [
     ("为你好", True), ("喂您好", True), ("哪位", True), ("你是谁呀", True),
-    ("为", True), ("喂喂", True), ("喂 喂", True), ("唉", True),
-    ("是的", False), ("四的", False), ("不中", False), ("好", False), ("", False), ("为啥", False),
+    ("为", True), ("喂喂", True), ("喂 喂", True), ("唉", True), ("喂是我", True), ("为不是", True),
+    ("是的", False), ("四的", False), ("不中", False), ("好", False), ("", False), ("是我", False),
 ])
 def test_a_free_decode_that_greets(free_text, greeting):
     assert greets(free_text) is greeting
@@ -54,6 +55,8 @@ def _free(text, *alternatives):
     pytest.param("没好", _free("为你好"), "为你好", id="seen-greeting-as-no-2"),
     pytest.param("不", _free("喂喂"), "喂喂", id="seen-hello-hello-as-no"),
     pytest.param("不对", _free("为"), "为", id="seen-hello-as-no"),
+    pytest.param("不是我", _free("喂是我"), "喂是我", id="seen-hello-its-me-as-not-me"),
+    pytest.param("是我", _free("吃完"), "是我", id="seen-its-me-misheard-freely"),
     pytest.param("[unk]", _free("嗯"), "嗯", id="nothing-in-the-grammar"),
 ])
 def test_the_answer_taken_from_the_two_decodes(grammar_text, free, taken):

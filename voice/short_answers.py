@@ -21,8 +21,11 @@ PHRASES: dict[str, dict[str, int]] = {
     "yesno": {
         "是 的": YES, "是": YES, "对": YES, "对 的": YES, "有": YES, "好": YES, "好 的": YES, "行": YES,
         "中": YES, "可以": YES, "要": YES, "嗯": NEITHER,  # 嗯 alone is a yes; before 不是 it is a pause
+        # the answers to 请问是…老人家吗？ and 现在方便说几句吗？: without 我 in the grammar, "是我"
+        # was forced onto 是不. A stray 我 (我摔了 forced onto 我是) is no phrase: not an answer.
+        "是 我": YES, "是 俺": YES, "就是": YES, "方便": YES, "不是 我": NO,
         "不是": NO, "不 是": NO, "没有": NO, "没": NO, "不中": NO, "不 中": NO, "不": NO, "不 对": NO,
-        "不要": NO, "不用": NO,
+        "不要": NO, "不用": NO, "不方便": NO, "不 方便": NO,
     },
     "scale": {
         "好": YES, "很 好": YES, "挺 好": YES, "还 行": YES, "还行": YES, "还 可以": YES,
@@ -36,8 +39,9 @@ SHORT_ANSWER_CHARS = 3  # a free transcript this short is a short answer: the gr
 
 # Words of a free decode that greet or ask who is calling: the elder has not answered yet.
 GREETINGS = ("你好", "您好", "哪位", "谁")
-# A free decode made only of these is a "喂？" or "喂喂" (the small model often writes 为 or 位):
-# forced onto the yes/no grammar it came out as 不 or 不对 in most start phases.
+# A free decode that starts with one of these starts with a hello ("喂？", "喂喂", "喂，是我"; the
+# small model often writes 为 or 位): forced onto the yes/no grammar the 喂 came out as 不 or 不对
+# in most start phases ("喂，是我" as 不是我).
 HELLO_SOUNDS = frozenset("喂为位唉哎诶")
 
 _MEANING = {p.replace(" ", ""): v for phrases in PHRASES.values() for p, v in phrases.items()}
@@ -60,10 +64,10 @@ def says_one_thing(grammar_text: str) -> bool:
 
 
 def greets(free_text: str) -> bool:
-    """Whether the free decode greets or asks who it is ("为你好" for 喂，你好; "哪位"; "为" or
-    "喂喂" alone)."""
+    """Whether the free decode greets or asks who it is ("为你好" for 喂，你好; "哪位"), or starts
+    with a hello ("为", "喂喂", "喂是我")."""
     text = free_text.replace(" ", "")
-    return any(word in text for word in GREETINGS) or (bool(text) and set(text) <= HELLO_SOUNDS)
+    return any(word in text for word in GREETINGS) or text[:1] in HELLO_SOUNDS
 
 
 def choose_answer(grammar_text: str, confidence: float, free: Transcript) -> tuple[str, float, list[str]]:
