@@ -223,7 +223,7 @@ class _Handset:
                       levels=levels, heard_s=len(self.heard) / 16000)
             self.prompts.put(None)  # a wait for the next prompt ends with the call
             if self.port is not None:
-                self.port.detach()
+                self.port.destroy()  # on the PJSIP thread, before the last reference goes
             self.port = None
             self.call = None
             self.answer_due = None

@@ -12,6 +12,9 @@ https://docs.pjsip.org/en/latest/pjsua2/general_concept.html):
 * Audio is clocked by the null sound device's clock thread (no sound card: ``setNullDev``), which
   calls ``FramePort.onFrameRequested``/``onFrameReceived`` every 20 ms. Those only move bytes under
   a lock and hand events on; they never block.
+* A ``FramePort`` is deleted with ``destroy()`` on the PJSIP thread, never left to Python's
+  refcounting: the clock thread may be waiting for the GIL to call it, and SWIG deletes the C++
+  port with the GIL released (see ``FramePort.destroy``).
 * A Python exception must never unwind into PJSIP (SWIG would turn it into a C++ exception inside C
   code): every callback body is wrapped by ``guarded``.
 """
@@ -394,6 +397,7 @@ class FramePort(pj.AudioMediaPort):
         self.queue = queue
         self.on_frame = on_frame
         self.on_mark = on_mark
+        self.destroyed = False
         self._silence = pj.ByteVector(bytes(FRAME_BYTES))
 
     def create(self, name: str) -> None:
@@ -405,6 +409,32 @@ class FramePort(pj.AudioMediaPort):
         """Stop handing anything on (the call is over)."""
         self.on_frame = _ignore
         self.on_mark = _ignore
+
+    def destroy(self) -> None:
+        """Delete the C++ port now, while this Python object is still alive; call it on the PJSIP
+        thread before the last reference goes.
+
+        The clock thread may be about to call ``onFrameRequested``/``onFrameReceived`` at any
+        moment (it has passed the port's lock and waits for the GIL). Were the port left to
+        Python's refcounting, SWIG would delete the C++ port from this object's deallocation with
+        the GIL released, the clock thread would then call a method on an object already being
+        freed, and free it a second time: the heap is corrupted and the process dies later,
+        anywhere (``tests/test_sip_ports.py``). Deleted here, the object is alive during the
+        delete, and ``~AudioMediaPort`` waits on the port's lock for a callback in flight and
+        then unhooks the port, so the clock thread calls no more. Idempotent.
+        """
+        self.detach()
+        if self.destroyed:
+            return
+        self.destroyed = True
+        pj.AudioMediaPort.__swig_destroy__(self)  # the proxy disowns the C++ object: never deleted twice
+
+    def __del__(self) -> None:
+        # A port dropped without destroy() (a bug of ours): Python keeps the object alive while
+        # __del__ runs (PEP 442), so deleting the C++ port here is still in the safe order.
+        if not getattr(self, "destroyed", True):  # (True: __init__ never got that far)
+            log.warning("FramePort dropped without destroy(): destroying it now")
+            self.destroy()
 
     @guarded
     def onFrameRequested(self, frame) -> None:

@@ -239,6 +239,8 @@ class _SipCall(pj.Call):
 
     @guarded
     def onCallMediaState(self, prm) -> None:
+        if self.port.destroyed:  # the call is over
+            return
         info = self.getInfo()  # keep it referenced: ``media`` points into it (SWIG)
         for media in info.media:
             if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
@@ -412,7 +414,7 @@ class SipLine:
         self._accounts.clear()
         self._call_account = None
         for call in list(self._calls.values()):
-            call.port.detach()
+            call.port.destroy()
         self._calls.clear()
 
     # -- registration ---------------------------------------------------------------------------
@@ -485,11 +487,17 @@ class SipLine:
         prm.opt.audioCount = 1
         prm.opt.videoCount = 0
         prm.txOption.headers = self._caller_headers()
+        refused = None
         try:
             call.makeCall(target, prm)
         except Exception as exc:  # noqa: BLE001 - pj.Error: the INVITE could not be sent
-            call.port.detach()
-            raise LineError(f"SIP 呼叫失败 (could not send the INVITE): {error_text(exc)}") from exc
+            refused = error_text(exc)
+        if refused is not None:
+            # no ``from exc``: its traceback holds the call, which must be dropped here, on the PJSIP
+            # thread, not wherever the LineError ends up
+            call.port.destroy()
+            del call
+            raise LineError(f"SIP 呼叫失败 (could not send the INVITE): {refused}")
         call.slot = True
         call.sip_call_id = call.getInfo().callIdString
         self._calls[call.sip_call_id] = call
@@ -562,7 +570,7 @@ class SipLine:
         if call.slot:
             call.slot = False
             self._give_slot()
-        call.port.detach()
+        call.port.destroy()  # now, on this thread: see FramePort.destroy
         # Drop the call now, inside PJSIP's DISCONNECTED callback, as PJSUA2 expects ("delete this"):
         # PJSUA reuses the call's slot for the next call, and a pj.Call destroyed later would
         # clear the new call's user data (its events would be lost).
