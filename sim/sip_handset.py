@@ -47,6 +47,7 @@ import argparse
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -478,7 +479,7 @@ class SipHandset:
                     if i not in self._taken and e.get("event") in (*names, "exited"):
                         self._taken.add(i)
                         if e["event"] == "exited" and "exited" not in names:
-                            raise RuntimeError(f"the handset exited: {self.stderr_tail()}")
+                            raise RuntimeError(f"the handset exited ({self._exit_text()}): {self.stderr_tail()}")
                         return e
                 left = end - time.monotonic()
                 if left <= 0:
@@ -494,6 +495,19 @@ class SipHandset:
     def seen(self, event: str) -> list[dict]:
         with self._cond:
             return [e for e in self.events if e.get("event") == event]
+
+    def _exit_text(self) -> str:
+        """How the handset process ended: its exit code, or the signal that killed it (SIGSEGV)."""
+        try:
+            code = self.proc.wait(2)
+        except subprocess.TimeoutExpired:
+            return "still running, its output closed"
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
 
     def stderr_tail(self, chars: int = 2000) -> str:
         return log_tail(self.stderr_path, chars)

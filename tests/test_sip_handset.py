@@ -6,6 +6,11 @@ side by side": why the SIP line used to hear worse)."""
 
 from __future__ import annotations
 
+import os
+import signal
+
+import pytest
+
 from tests.test_sip_line import answered_call, tone
 
 pytest_plugins = ["tests.sip_peers"]
@@ -44,3 +49,12 @@ async def test_a_wait_for_a_prompt_ends_with_the_call_and_leaves_the_next_call_a
     await h.aw("stats", 3)
     assert not h.seen("prompt_timeout")
 
+
+
+def test_a_handset_that_dies_is_reported_with_the_signal_that_killed_it(handset):
+    """A crash of PJSIP in the handset (as a corrupted heap once did) must say so, not only
+    "exited": the test fails naming SIGSEGV and the handset's log."""
+    h = handset()
+    os.kill(h.proc.pid, signal.SIGSEGV)
+    with pytest.raises(RuntimeError, match=r"the handset exited \(killed by SIGSEGV\)"):
+        h.wait("incoming", 10)
