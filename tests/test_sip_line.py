@@ -352,6 +352,22 @@ async def test_sip_undialable_number_is_refused_before_any_invite(sip_line, hand
     assert h.seen("incoming") == [] and line.calls_in_progress == 0
 
 
+async def test_sip_invite_pjsip_refuses_is_a_line_error_and_the_line_goes_on(sip_line, handset, caplog):
+    """PJSIP refusing to send the INVITE (here: a Request-URI it cannot parse) gives the attempt a
+    LineError and frees its slot; the call's audio port is destroyed there, on the PJSIP thread
+    (no "dropped without destroy" warning), and the next call goes through."""
+    h = handset()
+    line = await sip_line()
+    domain, line.domain = line.domain, "no such host"
+    with pytest.raises(LineError, match="could not send the INVITE"):
+        await line.place(h.user, 1)
+    assert line.calls_in_progress == 0 and line._calls == {}
+    assert "without destroy" not in caplog.text
+    line.domain = domain
+    await line.place(h.user, 2)
+    assert (await h.aw("incoming", 10))["remote"]
+
+
 # -- inbound calls -------------------------------------------------------------------------------
 async def test_sip_inbound_call_reaches_the_hook_and_is_served(sip_line, handset):
     line = await sip_line()
