@@ -1,10 +1,11 @@
 """Local servers for simulations and tests: a free port on 127.0.0.1, an ASGI app served on it,
-the tail of a peer process's log."""
+the tail of a peer process's log and how it ended."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 from pathlib import Path
 from typing import AsyncIterator
@@ -18,6 +19,16 @@ def log_tail(path: Path, chars: int) -> str:
         return path.read_text(errors="replace")[-chars:]
     except OSError:
         return ""
+
+
+def exit_text(code: int) -> str:
+    """How a peer process ended, from its return code: "exit code 1", "killed by SIGSEGV"."""
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
 
 
 def free_port() -> int:

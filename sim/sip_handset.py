@@ -47,7 +47,6 @@ import argparse
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -55,7 +54,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sim.net import log_tail
+from sim.net import exit_text, log_tail
 
 
 RESPONSES = {"busy": 486, "decline": 603, "unavailable": 480, "error": 503}
@@ -499,15 +498,9 @@ class SipHandset:
     def _exit_text(self) -> str:
         """How the handset process ended: its exit code, or the signal that killed it (SIGSEGV)."""
         try:
-            code = self.proc.wait(2)
+            return exit_text(self.proc.wait(2))
         except subprocess.TimeoutExpired:
             return "still running, its output closed"
-        if code < 0:
-            try:
-                return f"killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"killed by signal {-code}"
-        return f"exit code {code}"
 
     def stderr_tail(self, chars: int = 2000) -> str:
         return log_tail(self.stderr_path, chars)

@@ -50,7 +50,6 @@ async def test_a_wait_for_a_prompt_ends_with_the_call_and_leaves_the_next_call_a
     assert not h.seen("prompt_timeout")
 
 
-
 def test_a_handset_that_dies_is_reported_with_the_signal_that_killed_it(handset):
     """A crash of PJSIP in the handset (as a corrupted heap once did) must say so, not only
     "exited": the test fails naming SIGSEGV and the handset's log."""

@@ -8,12 +8,13 @@ corrupted heap, which kills the process (SIGSEGV), sometimes much later than its
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from sim.net import exit_text
 
 ROOT = Path(__file__).resolve().parent.parent
 PORTS = 50
@@ -26,6 +27,13 @@ PORTS = 50
 def test_sip_frame_ports_dropped_while_the_clock_calls_them_keep_the_process_alive(mode, warnings):
     proc = subprocess.run([sys.executable, "-X", "faulthandler", "-m", "tests.port_churn", mode, str(PORTS)],
                           cwd=ROOT, capture_output=True, text=True, timeout=180)
-    died = f" (signal {signal.Signals(-proc.returncode).name})" if proc.returncode < 0 else ""
-    assert proc.returncode == 0, f"exit {proc.returncode}{died}:\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"{exit_text(proc.returncode)}:\n{proc.stderr[-3000:]}"
     assert f"churned {PORTS} ports, {warnings} warnings" in proc.stdout
+
+
+@pytest.mark.parametrize("code, text", [
+    (0, "exit code 0"), (1, "exit code 1"), (-11, "killed by SIGSEGV"), (-6, "killed by SIGABRT"),
+    (-99, "killed by signal 99"),
+])
+def test_a_peer_process_end_is_named(code, text):
+    assert exit_text(code) == text
